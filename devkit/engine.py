@@ -1,0 +1,94 @@
+"""Questions to the container engine and the host, each answered or turned into one clear error."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+import socket
+import subprocess
+
+from devkit.errors import UserError
+
+# The first docker CLI release whose `docker build` needs the buildx plugin for BuildKit.
+_BUILDX_REQUIRED_FROM = 23
+
+
+def _query(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        raise UserError(f"DOCKER={argv[0]!r}: no such command; install Docker, or set DOCKER to the path of a docker CLI") from None
+    except subprocess.TimeoutExpired:
+        raise UserError(f"`{' '.join(argv[:3])}` did not answer in {timeout:.0f} s; is the engine hung?") from None
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "no message")
+
+
+def require_cli(docker: str) -> None:
+    """The container CLI exists."""
+    if shutil.which(docker) is None:
+        raise UserError(f"DOCKER={docker!r}: no such command; install Docker, or set DOCKER to the path of a docker CLI")
+
+
+def require_engine(docker: str) -> None:
+    """The CLI reaches a running engine."""
+    require_cli(docker)
+    result = _query([docker, "version", "--format", "{{.Server.Version}}"])
+    if result.returncode != 0 or not result.stdout.strip():
+        raise UserError(
+            f"the container engine is not running or not reachable ({_first_line(result.stderr)}); "
+            "start Docker Desktop, or `sudo systemctl start docker` on Linux"
+        )
+
+
+def uses_buildx(docker: str) -> bool:
+    """True where the buildx plugin exists; False where the classic `docker build` does BuildKit.
+
+    Refuses a CLI that has neither: from version 23 on, `docker build` with BuildKit needs buildx.
+    """
+    if _query([docker, "buildx", "version"]).returncode == 0:
+        return True
+    version = _query([docker, "version", "--format", "{{.Client.Version}}"]).stdout.strip()
+    major = version.split(".", 1)[0]
+    if major.isdigit() and int(major) >= _BUILDX_REQUIRED_FROM:
+        raise UserError(
+            f"{docker} (CLI {version}) needs the buildx plugin to build with BuildKit, and has none: "
+            "install it (Debian/Ubuntu: docker-buildx-plugin; Docker Desktop ships it), or set DOCKER to a CLI that has it"
+        )
+    return False
+
+
+def require_nvidia_runtime(docker: str) -> None:
+    """The engine can start GPU containers (`--gpus all`): the NVIDIA Container Toolkit is set up."""
+    result = _query([docker, "info", "--format", "{{json .Runtimes}}"])
+    try:
+        runtimes = json.loads(result.stdout or "{}") or {}
+    except json.JSONDecodeError:
+        runtimes = {}
+    if "nvidia" not in runtimes:
+        found = ", ".join(sorted(runtimes)) or "none"
+        raise UserError(
+            f"--gpu: this engine has no NVIDIA runtime (runtimes: {found}); install the NVIDIA driver and the "
+            "NVIDIA Container Toolkit, then `sudo nvidia-ctk runtime configure --runtime=docker` and restart Docker"
+        )
+
+
+def container_state(docker: str, name: str) -> str | None:
+    """`running`, `exited`, ... for the container called `name`, or None when there is none."""
+    result = _query([docker, "container", "inspect", "--format", "{{.State.Status}}", name])
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def require_free_port(address: str, port: int) -> None:
+    """Nothing listens on address:port yet, so publishing it will not fail half-way."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((address, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise UserError(f"HOST_PORT {port} on {address} is already in use; stop what uses it, or set HOST_PORT in .env") from None
+            raise UserError(f"cannot publish {address}:{port}: {error.strerror}") from None

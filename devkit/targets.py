@@ -1,0 +1,54 @@
+"""Which image a task is about: CPU or GPU, for which platform, under which tag and container name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from devkit.config import Settings
+from devkit.errors import UserError
+from devkit.platforms import AMD64, arch, normalize_platform
+
+
+@dataclass(frozen=True)
+class Target:
+    """One image of the project and the container that `invoke run` makes of it."""
+
+    gpu: bool
+    platform: str
+    # False for an image built for another architecture than the host's (run under emulation).
+    native: bool
+    image: str
+    container: str
+
+    @property
+    def dockerfile(self) -> str:
+        return "Dockerfile.gpu" if self.gpu else "Dockerfile"
+
+
+def resolve_target(settings: Settings, *, gpu: bool, platform_flag: str | None, host: str) -> Target:
+    """The image asked for: `--platform` beats PLATFORM; the CPU image defaults to the host's platform.
+
+    A CPU image for another architecture than the host's gets a tag suffix (`latest-arm64`), so that
+    building it never replaces the native image under the plain tag.
+    """
+    if platform_flag is not None:
+        requested, origin = normalize_platform(platform_flag), "--platform"
+    else:
+        requested, origin = settings.platform, "PLATFORM"
+
+    if gpu:
+        if requested not in (None, AMD64):
+            raise UserError(f"the GPU image is {AMD64} only (TensorFlow's CUDA wheels are x86-64 only); {origin} asks for {requested}")
+        platform_name = AMD64
+        suffix = "-gpu"
+    else:
+        platform_name = requested or host
+        suffix = "" if platform_name == host else f"-{arch(platform_name)}"
+
+    return Target(
+        gpu=gpu,
+        platform=platform_name,
+        native=platform_name == host,
+        image=f"{settings.image_name}:{settings.image_tag}{suffix}",
+        container=settings.image_name.replace("/", "-") + suffix,
+    )

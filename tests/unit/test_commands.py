@@ -1,0 +1,174 @@
+"""The docker command lines, as the tasks would run them."""
+
+import pytest
+
+from devkit.commands import build_command, command_line, lock_file, pinned_tensorflow, run_as_user, run_command, shell_command, stop_command
+from devkit.config import load_settings
+from devkit.targets import resolve_target
+
+
+@pytest.fixture
+def project(tmp_path):
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    return folder
+
+
+def settings_of(project, **environ):
+    return load_settings(project, environ={"IMAGE_NAME": "tf", **environ})
+
+
+def target_of(settings, gpu=False, platform=None, host="linux/amd64"):
+    return resolve_target(settings, gpu=gpu, platform_flag=platform, host=host)
+
+
+def value_after(argv, flag):
+    """The values that follow each occurrence of `flag`."""
+    return [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == flag]
+
+
+def test_build_classic_with_buildkit_env(project):
+    settings = settings_of(project, BASE_IMAGE="mirror.example/python:3.11-slim", CONTAINER_PORT="9000")
+    argv = build_command(settings, target_of(settings), buildx=False)
+    assert argv[:2] == ["docker", "build"]
+    assert value_after(argv, "--platform") == ["linux/amd64"]
+    assert value_after(argv, "--file") == [str(project / "Dockerfile")]
+    assert value_after(argv, "--tag") == ["tf:latest"]
+    assert "BASE_IMAGE=mirror.example/python:3.11-slim" in value_after(argv, "--build-arg")
+    assert "CONTAINER_PORT=9000" in value_after(argv, "--build-arg")
+    assert argv[-1] == str(project)
+    assert "--no-cache" not in argv
+    assert "--secret" not in argv
+
+
+def test_build_with_buildx_loads_the_image(project):
+    settings = settings_of(project)
+    argv = build_command(settings, target_of(settings), buildx=True, no_cache=True)
+    assert argv[:4] == ["docker", "buildx", "build", "--load"]
+    assert "--no-cache" in argv
+
+
+def test_build_gpu_and_arm64(project):
+    settings = settings_of(project)
+    gpu = build_command(settings, target_of(settings, gpu=True), buildx=False)
+    assert value_after(gpu, "--file") == [str(project / "Dockerfile.gpu")]
+    assert value_after(gpu, "--platform") == ["linux/amd64"]
+    assert value_after(gpu, "--tag") == ["tf:latest-gpu"]
+    arm = build_command(settings, target_of(settings, platform="linux/arm64"), buildx=False)
+    assert value_after(arm, "--platform") == ["linux/arm64"]
+    assert value_after(arm, "--tag") == ["tf:latest-arm64"]
+
+
+def test_build_ca_bundle_is_a_secret_never_a_build_arg(project):
+    (project / "corp ca.pem").write_text("pem")
+    settings = settings_of(project, BUILD_CA_BUNDLE="corp ca.pem")
+    argv = build_command(settings, target_of(settings), buildx=False)
+    assert value_after(argv, "--secret") == [f"id=ca_bundle,src={project / 'corp ca.pem'}"]
+    assert not any("ca.pem" in arg for arg in value_after(argv, "--build-arg"))
+
+
+def test_build_labels_and_proxies_by_name(project):
+    settings = settings_of(project)
+    argv = build_command(settings, target_of(settings), buildx=False, labels={"REVISION": "abc"}, proxies=("HTTPS_PROXY",))
+    args = value_after(argv, "--build-arg")
+    assert "REVISION=abc" in args
+    assert "HTTPS_PROXY" in args, "a proxy goes by name, so its value (and any password in it) is not in the command line"
+
+
+def test_run_publishes_mounts_and_names(project):
+    settings = settings_of(project, HOST_PORT="9001", CONTAINER_PORT="8080", DATA_DIR="my data")
+    argv = run_command(settings, target_of(settings), user="1000:1000")
+    assert argv[:4] == ["docker", "run", "--name", "tf"]
+    for flag in ("--rm", "--init"):
+        assert flag in argv
+    assert value_after(argv, "--platform") == ["linux/amd64"]
+    assert value_after(argv, "--publish") == ["127.0.0.1:9001:8080"]
+    assert value_after(argv, "--mount") == [f"type=bind,source={project / 'my data'},target=/app/data"]
+    assert value_after(argv, "--user") == ["1000:1000"]
+    assert "PORT=8080" in value_after(argv, "--env")
+    assert "HOME=/tmp" in value_after(argv, "--env")
+    assert argv[-1] == "tf:latest"
+    assert "--gpus" not in argv
+    assert "--tty" not in argv
+    assert "--detach" not in argv
+
+
+def test_run_detached_command_and_tty(project):
+    settings = settings_of(project)
+    detached = run_command(settings, target_of(settings), user=None, detach=True, command=["python", "-m", "app.train"])
+    assert "--detach" in detached
+    assert "--user" not in detached
+    assert detached[-4:] == ["tf:latest", "python", "-m", "app.train"]
+    interactive = run_command(settings, target_of(settings), user=None, tty=True)
+    assert "--interactive" in interactive
+    assert "--tty" in interactive
+
+
+def test_run_gpu_asks_for_all_gpus(project):
+    settings = settings_of(project)
+    argv = run_command(settings, target_of(settings, gpu=True), user=None)
+    assert value_after(argv, "--gpus") == ["all"]
+    assert value_after(argv, "--name") == ["tf-gpu"]
+    assert argv[-1] == "tf:latest-gpu"
+
+
+def test_app_keys_pass_by_name_only(project):
+    (project / ".env").write_text("API_TOKEN=s3cret\nHOST_PORT=9000\n")
+    settings = settings_of(project)
+    argv = run_command(settings, target_of(settings), user=None)
+    assert "API_TOKEN" in value_after(argv, "--env")
+    assert not any("s3cret" in arg for arg in argv)
+    assert "HOST_PORT" not in value_after(argv, "--env"), "template settings are not the application's"
+
+
+def test_mount_of_a_path_with_a_comma_is_quoted(project):
+    settings = settings_of(project, DATA_DIR="a,b")
+    argv = run_command(settings, target_of(settings), user=None)
+    assert value_after(argv, "--mount") == [f'type=bind,"source={project / "a,b"}",target=/app/data']
+
+
+def test_shell_has_the_same_mounts_and_no_port(project):
+    settings = settings_of(project)
+    argv = shell_command(settings, target_of(settings, gpu=True), user="1000:1000", tty=True)
+    assert argv[:5] == ["docker", "run", "--interactive", "--tty", "--rm"]
+    assert value_after(argv, "--mount") == [f"type=bind,source={project / 'data'},target=/app/data"]
+    assert value_after(argv, "--gpus") == ["all"]
+    assert "--publish" not in argv
+    assert argv[-2:] == ["tf:latest-gpu", "bash"]
+
+
+def test_stop_removes_by_name(project):
+    settings = settings_of(project)
+    assert stop_command(settings, target_of(settings, gpu=True)) == ["docker", "rm", "--force", "tf-gpu"]
+
+
+@pytest.mark.parametrize(
+    ("system", "uid", "gid", "expected"),
+    [("Linux", 1001, 1002, "1001:1002"), ("Linux", 0, 0, None), ("Darwin", 501, 20, None), ("Windows", 0, 0, None)],
+)
+def test_run_as_user(system, uid, gid, expected):
+    assert run_as_user(system, uid, gid) == expected
+
+
+def test_lock_file_per_target(project):
+    settings = settings_of(project)
+    assert lock_file(target_of(settings)) == "requirements.txt"
+    assert lock_file(target_of(settings, platform="linux/arm64")) == "requirements-arm64.txt"
+    assert lock_file(target_of(settings, gpu=True)) == "requirements-gpu.txt"
+
+
+@pytest.mark.parametrize(
+    ("lock", "expected"),
+    [
+        ('tensorflow-cpu==2.21.0 ; platform_machine == "x86_64" \\\n    --hash=sha256:aa\n', "2.21.0"),
+        ("tensorflow[and-cuda]==2.20.1 \\\n", "2.20.1"),
+        ("tensorflow==2.19.0\n", "2.19.0"),
+        ("tensorflow-io==0.37.0\nkeras==3.0\n", "unknown"),
+    ],
+)
+def test_pinned_tensorflow(lock, expected):
+    assert pinned_tensorflow(lock) == expected
+
+
+def test_command_line_quotes_for_the_shell():
+    assert command_line(["docker", "run", "--cmd", "python -c 'x'", "a b"]) == "docker run --cmd 'python -c '\"'\"'x'\"'\"'' 'a b'"
