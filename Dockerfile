@@ -1,0 +1,87 @@
+# CPU image: TensorFlow and the example application, for the platform the build targets
+# (`invoke build` picks the host's own architecture, so TensorFlow never runs under emulation).
+# Build with BuildKit: `invoke build`, or `docker buildx build .`.
+
+# Any image with the official python:3.11-slim's layout works: a mirror, a digest-pinned
+# reference, an internal image.
+ARG BASE_IMAGE=python:3.11-slim
+
+# ---------------------------------------------------------------------------------------------
+# builder: a virtualenv holding the locked packages, and nothing else that the runtime needs.
+FROM ${BASE_IMAGE} AS builder
+
+# Set by BuildKit from --platform; picks the lock of that architecture.
+ARG TARGETARCH
+
+# The venv lives at the path it keeps in the runtime stage: its scripts hard-code that path.
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+# The locks come before the source, so an edit in src/ never reinstalls packages.
+COPY requirements.txt requirements-arm64.txt /tmp/locks/
+
+# --require-hashes: every file pip installs must match the hash in the lock.
+# --no-deps: the lock is complete; pip resolves nothing on its own.
+# --only-binary: wheels only, so no package runs build code inside the image.
+# The pip cache is a BuildKit cache mount: a rebuild after a lock change downloads only what is new,
+# and no cache lands in a layer. BUILD_CA_BUNDLE (for TLS-intercepting proxies) reaches pip only as a
+# BuildKit secret, mounted for this one command and never stored in the image.
+RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
+    --mount=type=secret,id=ca_bundle \
+    set -eu; \
+    case "${TARGETARCH}" in \
+      amd64) lock=requirements.txt ;; \
+      arm64) lock=requirements-arm64.txt ;; \
+      *) echo "no lock for architecture '${TARGETARCH}': the CPU image is built for amd64 or arm64" >&2; exit 1 ;; \
+    esac; \
+    if [ -f /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
+    pip install --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: \
+        -r "/tmp/locks/${lock}"
+
+# ---------------------------------------------------------------------------------------------
+# runtime: the base image, the venv, the application; no compilers, caches or lock files.
+FROM ${BASE_IMAGE} AS runtime
+
+ARG CONTAINER_PORT=8888
+
+# A fixed uid, so a host folder can be prepared for it; `invoke run` on Linux runs as the calling
+# user instead, so that files written to data/ belong to that user.
+RUN useradd --create-home --uid 1000 --user-group app \
+    && mkdir -p /app/data \
+    && chown app:app /app/data
+
+# PYTHONDONTWRITEBYTECODE: the venv's bytecode is compiled at install time; nothing is written later.
+# TF_CPP_MIN_LOG_LEVEL=2: TensorFlow's C++ start-up INFO and WARNING lines (CPU features, missing
+# CUDA) are noise in a CPU container; errors still show. Override it at run time to debug.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app/src \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    PORT=${CONTAINER_PORT}
+
+COPY --from=builder /opt/venv /opt/venv
+
+WORKDIR /app
+COPY src/ /app/src/
+
+# Numeric, so Kubernetes' runAsNonRoot can verify it without the image's /etc/passwd.
+USER 1000:1000
+EXPOSE ${CONTAINER_PORT}
+
+# The app answers /health on $PORT; the probe uses Python, as the slim base has no curl.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-m", "app.healthcheck"]
+
+CMD ["python", "-m", "app"]
+
+# Last, as they change on every build and must not invalidate the layers above.
+ARG TENSORFLOW_VERSION=unknown
+ARG SOURCE_URL=""
+ARG REVISION=""
+ARG CREATED=""
+LABEL org.opencontainers.image.title="TensorFlow CPU image" \
+      org.opencontainers.image.source="${SOURCE_URL}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.tensorflow.version="${TENSORFLOW_VERSION}"

@@ -1,0 +1,1 @@
+"""The example application that the template's images serve (`python -m app`)."""
