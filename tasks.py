@@ -1,0 +1,221 @@
+"""Build and run the project's TensorFlow images. `invoke --list` shows the tasks, `invoke --help TASK` one.
+
+Settings come from `.env` (see `.env.example`); invoke's own `--dry` prints the commands without
+running them, e.g. `invoke --dry build --gpu`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from platform import system as host_system
+
+from invoke import Exit, task
+
+from devkit import engine
+from devkit.commands import (
+    PROXY_VARIABLES,
+    build_command,
+    command_line,
+    lock_file,
+    pinned_tensorflow,
+    run_as_user,
+    run_command,
+    shell_command,
+    stop_command,
+)
+from devkit.config import Settings, load_settings
+from devkit.errors import UserError
+from devkit.platforms import host_platform
+from devkit.targets import Target, resolve_target
+
+PROJECT_DIR = Path(__file__).resolve().parent
+
+_HELP_GPU = "the GPU image (Dockerfile.gpu, tag <IMAGE_TAG>-gpu, linux/amd64) instead of the CPU image"
+_HELP_PLATFORM = "linux/amd64 or linux/arm64; default: PLATFORM from .env, else this host's own"
+
+
+def _one_line_errors(body):
+    """Turn a UserError into one line on stderr and exit status 1, never a traceback."""
+
+    @functools.wraps(body)
+    def wrapper(c, *args, **kwargs):
+        try:
+            return body(c, *args, **kwargs)
+        except UserError as error:
+            raise Exit(f"error: {error}", code=1) from None
+
+    return wrapper
+
+
+def _dry(c) -> bool:
+    return bool(c.config.run.dry)
+
+
+def _settings_and_target(gpu: bool, platform_flag: str | None) -> tuple[Settings, Target]:
+    settings = load_settings(PROJECT_DIR)
+    return settings, resolve_target(settings, gpu=gpu, platform_flag=platform_flag, host=host_platform())
+
+
+def _docker(c, argv: list[str], *, env: dict[str, str] | None = None, pty: bool = False, hide: bool = False):
+    """Run a docker command through invoke (so `--dry` prints it), never raising on failure."""
+    return c.run(command_line(argv), env=env or {}, pty=pty, hide=hide, warn=True)
+
+
+def _git(*args: str) -> str:
+    try:
+        result = subprocess.run(["git", "-C", str(PROJECT_DIR), *args], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return ""
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def _image_labels(target: Target) -> dict[str, str]:
+    """Build arguments behind the image's OCI labels: source, revision, creation time, TensorFlow."""
+    lock = PROJECT_DIR / lock_file(target)
+    return {
+        "TENSORFLOW_VERSION": pinned_tensorflow(lock.read_text(encoding="utf-8")) if lock.exists() else "unknown",
+        "SOURCE_URL": _git("config", "--get", "remote.origin.url"),
+        "REVISION": _git("rev-parse", "HEAD"),
+        "CREATED": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+@task(
+    help={
+        "gpu": _HELP_GPU,
+        "platform": _HELP_PLATFORM + " (the GPU image: linux/amd64 only)",
+        "no-cache": "rebuild every layer (the pip download cache is kept)",
+    }
+)
+@_one_line_errors
+def build(c, gpu=False, platform=None, no_cache=False):
+    """Build the CPU image from Dockerfile, or the GPU image from Dockerfile.gpu, with BuildKit."""
+    settings, target = _settings_and_target(gpu, platform)
+    if not _dry(c):
+        engine.require_engine(settings.docker)
+    try:
+        buildx = engine.uses_buildx(settings.docker)
+    except UserError:
+        # `--dry` only prints; with no usable CLI it shows the classic form.
+        if not _dry(c):
+            raise
+        buildx = False
+    lock = PROJECT_DIR / lock_file(target)
+    if not lock.exists():
+        raise UserError(f"{lock.name} is missing: the {target.platform} {'GPU' if gpu else 'CPU'} image installs it; run `invoke lock`")
+    argv = build_command(
+        settings,
+        target,
+        buildx=buildx,
+        no_cache=no_cache,
+        labels=_image_labels(target),
+        proxies=tuple(name for name in PROXY_VARIABLES if os.environ.get(name)),
+    )
+    if not _dry(c) and not target.native:
+        print(f"building {target.image} for {target.platform}: not this host's platform, so it runs under emulation", file=sys.stderr)
+    result = _docker(c, argv, env={"DOCKER_BUILDKIT": "1"})
+    if result.failed:
+        raise UserError(f"building {target.image} failed (exit {result.exited}); the build's output above says why")
+
+
+@task(
+    help={
+        "gpu": _HELP_GPU + "; needs the NVIDIA Container Toolkit",
+        "platform": _HELP_PLATFORM,
+        "detach": "run in the background; `invoke stop` stops it",
+        "cmd": 'a command instead of the image\'s default, e.g. --cmd "python -m app.train"',
+    }
+)
+@_one_line_errors
+def run(c, gpu=False, platform=None, detach=False, cmd=None):
+    """Run the image: HOST_PORT published, DATA_DIR at /app/data, the app's .env keys; Ctrl-C stops and removes it."""
+    settings, target = _settings_and_target(gpu, platform)
+    tty = sys.stdin.isatty() and not detach
+    argv = run_command(
+        settings,
+        target,
+        user=run_as_user(host_system(), *_ids()),
+        detach=detach,
+        tty=tty,
+        command=shlex.split(cmd) if cmd else None,
+    )
+    if not _dry(c):
+        _prepare_run(settings, target)
+        if target.gpu:
+            engine.require_nvidia_runtime(settings.docker)
+        engine.require_free_port(settings.host_address, settings.host_port)
+        print(
+            f"serving {target.image} on http://{settings.host_address}:{settings.host_port} (DATA_DIR {settings.data_dir})", file=sys.stderr
+        )
+    try:
+        result = _docker(c, argv, env=settings.app_env, pty=tty)
+    finally:
+        # A container that did not start, or was interrupted half-way, is removed all the same.
+        if not _dry(c) and not detach:
+            _remove_container(settings, target)
+    if result.failed:
+        if detach:
+            _remove_container(settings, target)
+        # 130: the container ended on Ctrl-C, which is how a foreground run is meant to stop.
+        if result.exited != 130:
+            raise UserError(f"{target.container} exited with status {result.exited}; its output above says why")
+    elif detach:
+        print(f"{target.container} runs in the background; `invoke stop{' --gpu' if gpu else ''}` stops it", file=sys.stderr)
+
+
+def _ids() -> tuple[int, int]:
+    return (os.getuid(), os.getgid()) if hasattr(os, "getuid") else (0, 0)
+
+
+def _prepare_run(settings: Settings, target: Target) -> None:
+    """The checks and folder `docker run` needs, done before it, so a failure leaves nothing behind."""
+    engine.require_engine(settings.docker)
+    state = engine.container_state(settings.docker, target.container)
+    if state == "running":
+        raise UserError(f"{target.container} is already running; `invoke stop{' --gpu' if target.gpu else ''}` stops it")
+    if state is not None:
+        _remove_container(settings, target)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _remove_container(settings: Settings, target: Target) -> None:
+    if engine.container_state(settings.docker, target.container) is not None:
+        subprocess.run(stop_command(settings, target), capture_output=True, check=False)
+
+
+@task(help={"gpu": "stop the GPU image's container", "platform": _HELP_PLATFORM})
+@_one_line_errors
+def stop(c, gpu=False, platform=None):
+    """Stop and remove the container that `invoke run --detach` started."""
+    settings, target = _settings_and_target(gpu, platform)
+    if not _dry(c):
+        engine.require_engine(settings.docker)
+        if engine.container_state(settings.docker, target.container) is None:
+            print(f"{target.container} is not running", file=sys.stderr)
+            return
+    result = _docker(c, stop_command(settings, target), hide=True)
+    if result.failed:
+        raise UserError(f"could not remove {target.container}: {result.stderr.strip()}")
+    if not _dry(c):
+        print(f"stopped and removed {target.container}", file=sys.stderr)
+
+
+@task(help={"gpu": _HELP_GPU, "platform": _HELP_PLATFORM})
+@_one_line_errors
+def shell(c, gpu=False, platform=None):
+    """Open a bash shell in the image, with DATA_DIR at /app/data and the app's .env keys."""
+    settings, target = _settings_and_target(gpu, platform)
+    tty = sys.stdin.isatty()
+    argv = shell_command(settings, target, user=run_as_user(host_system(), *_ids()), tty=tty)
+    if not _dry(c):
+        engine.require_engine(settings.docker)
+        if target.gpu:
+            engine.require_nvidia_runtime(settings.docker)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _docker(c, argv, env=settings.app_env, pty=tty)
