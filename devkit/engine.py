@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -86,6 +87,11 @@ def require_free_port(address: str, port: int) -> None:
     """Nothing listens on address:port yet, so publishing it will not fail half-way."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As servers (and Docker's port proxy) bind: a port that only has connections in TIME_WAIT
+        # (from a container stopped a moment ago) is free; one that something listens on is not.
+        # Not on Windows, where this option would let the probe share a port in use.
+        if os.name != "nt":
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((address, port))
         except OSError as error:
