@@ -62,9 +62,14 @@ def _settings_and_target(gpu: bool, platform_flag: str | None) -> tuple[Settings
     return settings, resolve_target(settings, gpu=gpu, platform_flag=platform_flag, host=host_platform())
 
 
-def _docker(c, argv: list[str], *, env: dict[str, str] | None = None, pty: bool = False, hide: bool = False):
-    """Run a docker command through invoke (so `--dry` prints it), never raising on failure."""
-    return c.run(command_line(argv), env=env or {}, pty=pty, hide=hide, warn=True)
+def _docker(c, argv: list[str], *, env: dict[str, str] | None = None, stdin: bool = False, tty: bool = False, hide: bool = False):
+    """Run a docker command through invoke (so `--dry` prints it), never raising on failure.
+
+    stdin: forward our input to it (a shell). Otherwise none is mirrored, so that invoke's Ctrl-C
+    forwarding has an open pipe to write to even where our own stdin is closed (CI, nohup, an IDE).
+    tty: run it in a pseudo-terminal, as `docker run --tty` needs.
+    """
+    return c.run(command_line(argv), env=env or {}, pty=tty, in_stream=None if stdin or tty else False, hide=hide, warn=True)
 
 
 def _git(*args: str) -> str:
@@ -154,7 +159,7 @@ def run(c, gpu=False, platform=None, detach=False, cmd=None):
             f"serving {target.image} on http://{settings.host_address}:{settings.host_port} (DATA_DIR {settings.data_dir})", file=sys.stderr
         )
     try:
-        result = _docker(c, argv, env=settings.app_env, pty=tty)
+        result = _docker(c, argv, env=settings.app_env, tty=tty)
     finally:
         # A container that did not start, or was interrupted half-way, is removed all the same.
         if not _dry(c) and not detach:
@@ -218,4 +223,4 @@ def shell(c, gpu=False, platform=None):
         if target.gpu:
             engine.require_nvidia_runtime(settings.docker)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    _docker(c, argv, env=settings.app_env, pty=tty)
+    _docker(c, argv, env=settings.app_env, stdin=True, tty=tty)
