@@ -1,0 +1,94 @@
+"""`invoke build`: both images from this checkout, on BASE_IMAGE, with the contract's platforms."""
+
+import json
+import os
+import re
+
+import pytest
+from conftest import PROJECT_DIR, docker
+
+from devkit.commands import pinned_tensorflow
+
+
+def dry(invoke, *args):
+    result = invoke("--dry", "build", *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "dockerfile", "platform", "tag"),
+    [
+        ((), "Dockerfile", "linux/amd64", "latest"),
+        (("--gpu",), "Dockerfile.gpu", "linux/amd64", "latest-gpu"),
+        (("--platform", "linux/arm64"), "Dockerfile", "linux/arm64", "latest-arm64"),
+    ],
+)
+def test_dry_build_prints_dockerfile_platform_and_tag(invoke, args, dockerfile, platform, tag):
+    command = dry(invoke, *args)
+    assert f"--file {PROJECT_DIR / dockerfile} " in command
+    assert f"--platform {platform} " in command
+    assert f"--tag {invoke.image_name}:{tag} " in command
+    assert f"BASE_IMAGE={os.environ.get('BASE_IMAGE', 'python:3.11-slim')}" in command
+
+
+def test_gpu_build_refuses_arm64_in_one_line(invoke):
+    result = invoke("build", "--gpu", "--platform", "linux/arm64")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "error: the GPU image is linux/amd64 only (TensorFlow's CUDA wheels are x86-64 only); --platform asks for linux/arm64"
+    ]
+
+
+def base_layers() -> list[str]:
+    base = os.environ.get("BASE_IMAGE", "python:3.11-slim")
+    docker("pull", "--quiet", "--platform", "linux/amd64", base)
+    return json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", base).stdout)
+
+
+def image_config(image: str) -> dict:
+    return json.loads(docker("image", "inspect", "--format", "{{json .Config}}", image).stdout)
+
+
+@pytest.mark.parametrize("variant", ["cpu", "gpu"])
+def test_image_builds_on_base_image_with_labels(request, variant):
+    image = request.getfixturevalue(f"{variant}_image")
+    layers = json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", image).stdout)
+    base = base_layers()
+    assert layers[: len(base)] == base, f"{image} is not built on BASE_IMAGE"
+
+    config = image_config(image)
+    lock = "requirements-gpu.txt" if variant == "gpu" else "requirements.txt"
+    labels = config["Labels"]
+    assert labels["org.tensorflow.version"] == pinned_tensorflow((PROJECT_DIR / lock).read_text())
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", labels["org.opencontainers.image.created"])
+    assert "org.opencontainers.image.revision" in labels
+    assert config["User"] == "1000:1000"
+    assert config["WorkingDir"] == "/app"
+    assert "8888/tcp" in config["ExposedPorts"]
+    assert config["Healthcheck"]["Test"] == ["CMD", "python", "-m", "app.healthcheck"]
+    assert "TF_CPP_MIN_LOG_LEVEL=2" in config["Env"]
+    if variant == "gpu":
+        assert "TF_FORCE_GPU_ALLOW_GROWTH=true" in config["Env"]
+
+
+def test_ca_bundle_is_in_no_layer_or_history(cpu_image):
+    history = docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", cpu_image).stdout
+    assert "ca_bundle" not in history.replace("--mount=type=secret,id=ca_bundle", "")
+    assert "PIP_CERT=/run/secrets" not in image_config(cpu_image)["Env"]
+    listing = docker("run", "--rm", "--platform", "linux/amd64", "--entrypoint", "ls", cpu_image, "-A", "/run/secrets", check=False)
+    assert listing.stdout.strip() == "", "the CA bundle secret must not stay in the image"
+
+
+def test_gpu_image_holds_a_cuda_build_of_tensorflow(gpu_image):
+    # No GPU here: this checks what the image holds, not that a GPU is seen.
+    probe = (
+        "import tensorflow as tf, nvidia.cudnn, nvidia.cublas; "
+        "info = tf.sysconfig.get_build_info(); "
+        "print(tf.test.is_built_with_cuda(), info['cuda_version'], info['cudnn_version'])"
+    )
+    result = docker("run", "--rm", "--platform", "linux/amd64", gpu_image, "python", "-c", probe)
+    built_with_cuda, cuda_version, cudnn_version = result.stdout.split()
+    assert built_with_cuda == "True"
+    assert cuda_version.startswith("12")
+    assert cudnn_version
