@@ -1,0 +1,33 @@
+"""The project's checks. `nox` runs every session; `nox -l` lists them; `nox -s NAME` runs one."""
+
+import nox
+
+nox.options.error_on_missing_interpreters = True
+
+# The pinned host tools: every session that needs packages installs them from this lock, hash-checked.
+DEV_LOCK = "requirements-dev.txt"
+DOCKERFILES = ("Dockerfile", "Dockerfile.gpu")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Host-side tests of tasks.py and the configuration; no engine needed, seconds."""
+    session.install("-r", DEV_LOCK)
+    session.run("pytest", "tests/unit", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (lint and format check) on all Python, hadolint on both Dockerfiles."""
+    session.install("-r", DEV_LOCK)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("hadolint", *DOCKERFILES)
+
+
+@nox.session
+def integration(session: nox.Session) -> None:
+    """Build and run the images for real through the invoke tasks: ports, volumes, ownership, stop, errors."""
+    session.install("-r", DEV_LOCK)
+    # -rs: the reason of any skip is printed (only where no engine exists; in CI a missing engine fails).
+    session.run("pytest", "tests/integration", "-rs", *session.posargs)
