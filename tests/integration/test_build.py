@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 
 import pytest
 from conftest import PROJECT_DIR, docker
@@ -92,3 +93,37 @@ def test_gpu_image_holds_a_cuda_build_of_tensorflow(gpu_image):
     assert built_with_cuda == "True"
     assert cuda_version.startswith("12")
     assert cudnn_version
+
+
+def test_build_context_holds_only_sources_and_locks(tmp_path):
+    """The project's .dockerignore, applied by the real engine to a context with everything in it."""
+    context = tmp_path / "context"
+    for path in [
+        "src/app/__init__.py",
+        "src/app/.env",
+        "src/app/__pycache__/x.pyc",
+        "requirements.txt",
+        "requirements-gpu.txt",
+        "requirements.in",
+        "data/dataset.csv",
+        ".git/HEAD",
+        ".env",
+        ".venv/bin/python",
+        "venv/bin/python",
+        ".nox/tests/x",
+        ".pytest_cache/x",
+        "tests/test_x.py",
+    ]:
+        (context / path).parent.mkdir(parents=True, exist_ok=True)
+        (context / path).write_text("x")
+    shutil.copy(PROJECT_DIR / ".dockerignore", context)
+    dockerfile = tmp_path / "Dockerfile.list"
+    dockerfile.write_text(f"FROM {os.environ.get('BASE_IMAGE', 'python:3.11-slim')}\nCOPY . /context/\n")
+    tag = "tft-it-context:latest"
+    build = docker("build", "--platform", "linux/amd64", "--file", str(dockerfile), "--tag", tag, str(context), check=False)
+    assert build.returncode == 0, build.stderr
+    try:
+        listing = docker("run", "--rm", "--platform", "linux/amd64", tag, "find", "/context", "-type", "f").stdout.split()
+    finally:
+        docker("image", "rm", tag, check=False)
+    assert sorted(listing) == ["/context/requirements-gpu.txt", "/context/requirements.txt", "/context/src/app/__init__.py"]

@@ -242,6 +242,10 @@ def test_bad_settings_are_one_line_and_change_nothing(invoke, data_dir, tmp_path
         ({"CONTAINER_PORT": "-1"}, "error: CONTAINER_PORT='-1' (from environment): not a port number (1-65535)"),
         ({"DATA_DIR": str(a_file)}, f"error: DATA_DIR='{a_file}' (from environment): {a_file} is a file, not a folder"),
         (
+            {"DATA_DIR": str(a_file / "data")},
+            f"error: DATA_DIR='{a_file / 'data'}' (from environment): {a_file / 'data'} does not exist and cannot be created",
+        ),
+        (
             {"PLATFORM": "linux/s390x"},
             "error: PLATFORM (from environment): unknown platform 'linux/s390x': choose linux/amd64 or linux/arm64",
         ),
@@ -258,11 +262,33 @@ def test_bad_settings_are_one_line_and_change_nothing(invoke, data_dir, tmp_path
     assert a_file.read_text() == "x"
 
 
-def test_malformed_dotenv_line_is_named(invoke, tmp_path):
-    # A copy of the project with a broken .env: the real one is the user's.
+def project_copy(tmp_path: Path, dotenv: str) -> Path:
+    """A copy of the project with its own .env: the real .env is the user's."""
     copy = tmp_path / "project"
     shutil.copytree(PROJECT_DIR, copy, ignore=shutil.ignore_patterns(".git", ".nox", "data", ".env", "__pycache__"))
-    (copy / ".env").write_text("HOST_PORT=9000\nthis line is not a setting\n")
+    (copy / ".env").write_text(dotenv)
+    return copy
+
+
+def test_app_keys_from_dotenv_reach_the_container_by_name_only(invoke, cpu_image, container, tmp_path):
+    copy = project_copy(tmp_path, "HOST_PORT=9000\nGREETING=hello from .env\n")
+
+    def invoke_in_copy(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args], cwd=copy, env=invoke.env, capture_output=True, text=True, timeout=300, check=False
+        )
+
+    shown = invoke_in_copy("--dry", "run")
+    assert " --env GREETING " in shown.stdout
+    assert "hello from .env" not in shown.stdout
+    # GREETING is the app's own; HOST_PORT is a template setting, which the container does not get.
+    result = invoke_in_copy("run", "--cmd", """sh -c 'echo "$GREETING|${HOST_PORT:-unset}"'""")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "hello from .env|unset"
+
+
+def test_malformed_dotenv_line_is_named(invoke, tmp_path):
+    copy = project_copy(tmp_path, "HOST_PORT=9000\nthis line is not a setting\n")
     env = {key: value for key, value in invoke.env.items() if key != "DATA_DIR"}
     result = subprocess.run(
         [sys.executable, "-m", "invoke", "run"], cwd=copy, env=env, capture_output=True, text=True, timeout=120, check=False

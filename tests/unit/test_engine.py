@@ -1,0 +1,69 @@
+"""Engine probes, answered by stand-in CLIs: BuildKit mode, engine reachability, NVIDIA runtime."""
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from devkit import engine
+from devkit.errors import UserError
+
+
+def fake_cli(tmp_path: Path, script: str) -> str:
+    """A `docker` that answers by `case "$*"` in `script`."""
+    cli = tmp_path / "docker"
+    cli.write_text(f'#!/bin/sh\ncase "$*" in\n{script}\n*) echo "unexpected: $*" >&2; exit 99 ;;\nesac\n')
+    cli.chmod(cli.stat().st_mode | stat.S_IXUSR)
+    return str(cli)
+
+
+def test_buildx_plugin_is_used_where_it_exists(tmp_path):
+    cli = fake_cli(tmp_path, '"buildx version") echo "github.com/docker/buildx v0.17.1" ;;')
+    assert engine.uses_buildx(cli) is True
+
+
+def test_classic_build_before_version_23(tmp_path):
+    cli = fake_cli(tmp_path, '"buildx version") exit 1 ;;\n"version --format {{.Client.Version}}") echo 20.10.24+dfsg1 ;;')
+    assert engine.uses_buildx(cli) is False
+
+
+def test_a_cli_from_23_on_without_buildx_is_refused_with_the_fix(tmp_path):
+    cli = fake_cli(tmp_path, '"buildx version") exit 1 ;;\n"version --format {{.Client.Version}}") echo 28.2.2 ;;')
+    with pytest.raises(UserError, match=r"CLI 28\.2\.2\) needs the buildx plugin .* install it \(Debian/Ubuntu: docker-buildx-plugin"):
+        engine.uses_buildx(cli)
+
+
+def test_missing_cli(tmp_path):
+    with pytest.raises(UserError, match="no such command"):
+        engine.require_engine(str(tmp_path / "nothing-here"))
+
+
+def test_engine_not_reachable_names_the_cause(tmp_path):
+    cli = fake_cli(
+        tmp_path, '"version --format {{.Server.Version}}") echo "Cannot connect to the Docker daemon at unix:///x.sock" >&2; exit 1 ;;'
+    )
+    with pytest.raises(UserError, match=r"not running or not reachable \(Cannot connect to the Docker daemon at unix:///x\.sock\)"):
+        engine.require_engine(cli)
+
+
+def test_nvidia_runtime_present(tmp_path):
+    cli = fake_cli(
+        tmp_path, '"info --format {{json .Runtimes}}") echo \'{"nvidia":{"path":"nvidia-container-runtime"},"runc":{"path":"runc"}}\' ;;'
+    )
+    engine.require_nvidia_runtime(cli)
+
+
+def test_nvidia_runtime_missing_lists_what_there_is(tmp_path):
+    cli = fake_cli(tmp_path, '"info --format {{json .Runtimes}}") echo \'{"io.containerd.runc.v2":{},"runc":{}}\' ;;')
+    with pytest.raises(UserError, match=r"no NVIDIA runtime \(runtimes: io\.containerd\.runc\.v2, runc\); install"):
+        engine.require_nvidia_runtime(cli)
+
+
+def test_container_state(tmp_path):
+    cli = fake_cli(
+        tmp_path,
+        '"container inspect --format {{.State.Status}} up") echo running ;;\n'
+        '"container inspect --format {{.State.Status}} gone") echo "No such container: gone" >&2; exit 1 ;;',
+    )
+    assert engine.container_state(cli, "up") == "running"
+    assert engine.container_state(cli, "gone") is None
