@@ -12,6 +12,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from platform import system as host_system
 
@@ -22,8 +23,10 @@ from devkit.commands import (
     PROXY_VARIABLES,
     build_command,
     command_line,
+    lock_command,
     lock_file,
     pinned_tensorflow,
+    pip_compile_reason,
     run_as_user,
     run_command,
     shell_command,
@@ -31,7 +34,8 @@ from devkit.commands import (
 )
 from devkit.config import Settings, load_settings
 from devkit.errors import UserError
-from devkit.platforms import host_platform
+from devkit.locks import PIP_COMPILE_OPTIONS, Lock, is_current, select_locks, tool_requirements, with_footer
+from devkit.platforms import host_platform, normalize_platform
 from devkit.targets import Target, resolve_target
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -224,3 +228,89 @@ def shell(c, gpu=False, platform=None):
             engine.require_nvidia_runtime(settings.docker)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     _docker(c, argv, env=settings.app_env, stdin=True, tty=tty)
+
+
+@task(
+    iterable=["upgrade_package"],
+    help={
+        "gpu": "only the GPU lock (requirements-gpu.txt)",
+        "platform": "only the CPU lock of this platform: linux/amd64 (requirements.txt) or linux/arm64 (requirements-arm64.txt)",
+        "dev": "only the host tools' lock (requirements-dev.txt), compiled on this machine",
+        "upgrade": "let every package move to its newest allowed version (default: keep the pins, add what is new)",
+        "upgrade-package": "let this package move to its newest allowed version; repeat for more, or NAME==VERSION",
+        "check": "change nothing; exit 1 naming every lock that no longer matches its .in files",
+    },
+)
+@_one_line_errors
+def lock(c, gpu=False, platform=None, dev=False, upgrade=False, upgrade_package=None, check=False):
+    """Compile the .in files into hash-pinned locks, each inside BASE_IMAGE for its platform.
+
+    Only locks whose inputs changed are compiled, unless --upgrade or --upgrade-package asks for more.
+    A failed compile leaves every lock as it was.
+    """
+    chosen = select_locks(gpu=gpu, platform=normalize_platform(platform) if platform else None, dev=dev)
+    if check:
+        stale = [entry.output for entry in chosen if not is_current(PROJECT_DIR, entry)]
+        if stale:
+            raise UserError(f"out of date: {', '.join(stale)}; run `invoke lock` to compile them")
+        print(f"up to date: {', '.join(entry.output for entry in chosen)}", file=sys.stderr)
+        return
+    settings = load_settings(PROJECT_DIR)
+    packages = tuple(upgrade_package or ())
+    for entry in chosen:
+        if not (upgrade or packages) and is_current(PROJECT_DIR, entry):
+            print(f"{entry.output} is up to date", file=sys.stderr)
+            continue
+        print(f"locking {entry.describe()}", file=sys.stderr)
+        text = _compile_lock(c, settings, entry, upgrade=upgrade, packages=packages)
+        if text is not None:
+            _write_atomically(PROJECT_DIR / entry.output, with_footer(PROJECT_DIR, entry, text))
+
+
+def _compile_lock(c, settings: Settings, entry: Lock, *, upgrade: bool, packages: tuple[str, ...]) -> str | None:
+    """pip-compile's output for `entry`, or None under --dry; a failure is one UserError."""
+    current = PROJECT_DIR / entry.output
+    with tempfile.TemporaryDirectory(prefix="invoke-lock-") as work:
+        work_dir = Path(work)
+        work_dir.chmod(0o755)  # the container's user reads it
+        if current.exists():
+            (work_dir / "current.txt").write_bytes(current.read_bytes())
+        if entry.platform is None:
+            # The host tools fit the host: pip-compile runs here, on the copy in work_dir.
+            argv = [sys.executable, "-m", "piptools", "compile", *PIP_COMPILE_OPTIONS]
+            argv += ["--upgrade"] if upgrade else []
+            argv += [arg for package in packages for arg in ("--upgrade-package", package)]
+            output = work_dir / "current.txt"
+            argv += ["--output-file", str(output), entry.source]
+            with c.cd(str(PROJECT_DIR)):
+                result = c.run(command_line(argv), env={"CUSTOM_COMPILE_COMMAND": "invoke lock"}, hide=True, warn=True, in_stream=False)
+            text = output.read_text(encoding="utf-8") if result.ok and not _dry(c) else None
+        else:
+            (work_dir / "tools.txt").write_text(tool_requirements((PROJECT_DIR / "requirements-dev.txt").read_text(encoding="utf-8")))
+            argv = lock_command(
+                settings,
+                entry,
+                work_dir=work_dir,
+                cache_volume=f"{settings.image_name.replace('/', '-')}-pip-cache",
+                upgrade=upgrade,
+                upgrade_packages=packages,
+                proxies=tuple(name for name in PROXY_VARIABLES if os.environ.get(name)),
+            )
+            if not _dry(c):
+                engine.require_engine(settings.docker)
+                engine.pull_base_image(settings.docker, settings.base_image, entry.platform)
+            result = c.run(command_line(argv), hide=True, warn=True, in_stream=False)
+            text = result.stdout if result.ok else None
+    if _dry(c):
+        return None
+    if result.failed:
+        reason = pip_compile_reason(result.stderr).replace("\n", "; ")
+        raise UserError(f"pip-compile failed for {entry.output}; every lock is unchanged: {reason}")
+    return text
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace `path` in one step, so an interrupted write never leaves half a lock."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8", newline="\n")
+    os.replace(partial, path)

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 from devkit.config import Settings
+from devkit.locks import PIP_COMPILE_OPTIONS, Lock, pinned_versions
 from devkit.targets import Target
 
 # Where DATA_DIR appears inside the container.
@@ -40,8 +41,8 @@ def lock_file(target: Target) -> str:
 
 def pinned_tensorflow(lock_text: str) -> str:
     """The TensorFlow version a lock pins (`tensorflow`, `tensorflow-cpu` or with extras), or `unknown`."""
-    match = re.search(r"^tensorflow(?:-cpu)?(?:\[[^\]]*\])?==([^\s;\\]+)", lock_text, re.MULTILINE)
-    return match.group(1) if match else "unknown"
+    pins = pinned_versions(lock_text)
+    return pins.get("tensorflow-cpu") or pins.get("tensorflow") or "unknown"
 
 
 def build_command(
@@ -86,10 +87,11 @@ def run_as_user(system: str, uid: int, gid: int) -> str | None:
     return f"{uid}:{gid}"
 
 
-def _mount_spec(source: Path, target: str) -> str:
+def _mount_spec(source: Path, target: str, *, readonly: bool = False) -> str:
     # --mount takes CSV: a path with a comma or a quote is quoted; spaces need nothing.
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(["type=bind", f"source={source}", f"target={target}"])
+    fields = ["type=bind", f"source={source}", f"target={target}"] + (["readonly"] if readonly else [])
+    csv.writer(buffer, lineterminator="").writerow(fields)
     return buffer.getvalue()
 
 
@@ -143,3 +145,77 @@ def shell_command(settings: Settings, target: Target, *, user: str | None, tty: 
 def stop_command(settings: Settings, target: Target) -> list[str]:
     """Stop and remove the container of `target` (`--rm` alone would leave a stopped one on a crash)."""
     return [settings.docker, "rm", "--force", target.container]
+
+
+# Inside the lock container: the project (read-only), and a folder with what this run brings.
+LOCK_SOURCE_DIR = "/src"
+LOCK_WORK_DIR = "/lock"
+# Scratch paths inside the throwaway lock container, which nothing else shares.
+_TOOLS_VENV = "/tmp/tools"  # noqa: S108
+_COMPILED_LOCK = "/tmp/lock.txt"  # noqa: S108
+
+
+def lock_command(
+    settings: Settings,
+    lock: Lock,
+    *,
+    work_dir: Path,
+    cache_volume: str,
+    upgrade: bool = False,
+    upgrade_packages: tuple[str, ...] = (),
+    proxies: tuple[str, ...] = (),
+) -> list[str]:
+    """`docker run` of pip-compile in BASE_IMAGE for the lock's platform, so the pins fit the container.
+
+    The project is mounted read-only: pip-compile works on a copy of the current lock (to keep its
+    pins) and prints the result, which the task writes only when it succeeded. work_dir holds
+    tools.txt (pip-tools and its dependencies, hash-pinned, from requirements-dev.txt) and current.txt.
+    """
+    compile_args = [*PIP_COMPILE_OPTIONS]
+    if upgrade:
+        compile_args.append("--upgrade")
+    for package in upgrade_packages:
+        compile_args += ["--upgrade-package", package]
+    install_tools = f"{_TOOLS_VENV}/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps"
+    script = " && ".join(
+        [
+            "set -eu",
+            f"python -m venv {_TOOLS_VENV}",
+            f"{install_tools} -r {LOCK_WORK_DIR}/tools.txt",
+            f"if [ -f {LOCK_WORK_DIR}/current.txt ]; then cp {LOCK_WORK_DIR}/current.txt {_COMPILED_LOCK}; fi",
+            f"{_TOOLS_VENV}/bin/pip-compile {shlex.join(compile_args)} --output-file {_COMPILED_LOCK} {shlex.quote(lock.source)} >&2",
+            f"cat {_COMPILED_LOCK}",
+        ]
+    )
+    # --init: Ctrl-C reaches pip-compile (a shell as PID 1 would ignore it) and ends the container.
+    argv = [settings.docker, "run", "--rm", "--init", "--platform", str(lock.platform)]
+    argv += ["--mount", _mount_spec(settings.project_dir, LOCK_SOURCE_DIR, readonly=True), "--workdir", LOCK_SOURCE_DIR]
+    argv += ["--mount", _mount_spec(work_dir, LOCK_WORK_DIR, readonly=True)]
+    # pip's cache in a named volume: a repeated lock downloads nothing it has seen.
+    argv += ["--mount", f"type=volume,source={cache_volume},target=/root/.cache/pip"]
+    argv += ["--env", "CUSTOM_COMPILE_COMMAND=invoke lock"]
+    if settings.build_ca_bundle is not None:
+        argv += ["--mount", _mount_spec(settings.build_ca_bundle, "/run/secrets/ca_bundle", readonly=True)]
+        argv += ["--env", "PIP_CERT=/run/secrets/ca_bundle"]
+    for name in proxies:
+        argv += ["--env", name]
+    return [*argv, settings.base_image, "sh", "-c", script]
+
+
+def pip_compile_reason(stderr: str) -> str:
+    """The line or two of pip-compile's error output that say why, without its traceback."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR:") and not line.startswith("ERROR: Ignored")]
+    reasons = []
+    if errors:
+        reasons.append(_shorten(errors[-1]))
+    if lines:
+        # The last line of a traceback: `pip._internal.exceptions.DistributionNotFound: No matching ...`.
+        last = re.sub(r"^[\w.]+(?:Error|Exception|NotFound|Impossible|Conflict\w*): ", "", lines[-1])
+        if last not in reasons and not last.startswith("ERROR:"):
+            reasons.append(_shorten(last))
+    return "\n".join(reasons) or "no message"
+
+
+def _shorten(line: str, limit: int = 240) -> str:
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -98,3 +98,18 @@ def require_free_port(address: str, port: int) -> None:
             if error.errno == errno.EADDRINUSE:
                 raise UserError(f"HOST_PORT {port} on {address} is already in use; stop what uses it, or set HOST_PORT in .env") from None
             raise UserError(f"cannot publish {address}:{port}: {error.strerror}") from None
+
+
+def pull_base_image(docker: str, image: str, platform: str) -> None:
+    """Make the local `image` tag the variant for `platform`, as `docker run --platform` needs.
+
+    An engine that cannot pull (an image only built locally, no network) may still have it.
+    """
+    pulled = _query([docker, "pull", "--quiet", "--platform", platform, image], timeout=600)
+    if pulled.returncode == 0:
+        return
+    local = _query([docker, "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", image])
+    if local.returncode != 0 or local.stdout.strip() != platform:
+        raise UserError(
+            f"BASE_IMAGE {image} cannot be pulled for {platform} ({_first_line(pulled.stderr)}); check the name and your registry access"
+        )

@@ -1,0 +1,146 @@
+"""The locks: which `.in` compiles into which lock for which platform, and whether a lock is stale.
+
+A lock ends with a footer line that records a digest of what made it: the text of its `.in` file,
+of every file that one includes or is constrained by (`-r`, `-c`), and of the lock's own body. A
+changed input, or a hand-edited lock, no longer matches, so `invoke lock --check` tells a stale lock
+in milliseconds, without resolving anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from devkit.errors import UserError
+from devkit.platforms import AMD64, ARM64
+
+FOOTER_PREFIX = "# invoke lock: inputs and lock digest sha256:"
+
+# pip-compile's options for every lock: hashes for every file, pip and setuptools pinned too (so a
+# --require-hashes install finds every package), no local index or wheel folder written into a lock.
+PIP_COMPILE_OPTIONS = (
+    "--quiet",
+    "--generate-hashes",
+    "--allow-unsafe",
+    "--strip-extras",
+    "--no-emit-index-url",
+    "--no-emit-find-links",
+    "--newline=LF",
+)
+
+
+@dataclass(frozen=True)
+class Lock:
+    """One lock file and how it is made."""
+
+    source: str
+    output: str
+    # The platform whose base image compiles it; None for the host tools, compiled on the host.
+    platform: str | None
+    gpu: bool = False
+
+    def describe(self) -> str:
+        return f"{self.output} ({self.platform or 'host tools'}{', GPU' if self.gpu else ''})"
+
+
+# In the order they must be made: the GPU lock is constrained by the amd64 CPU lock.
+CPU_AMD64 = Lock("requirements-cpu.in", "requirements.txt", AMD64)
+CPU_ARM64 = Lock("requirements-cpu.in", "requirements-arm64.txt", ARM64)
+GPU = Lock("requirements-gpu.in", "requirements-gpu.txt", AMD64, gpu=True)
+DEV = Lock("requirements-dev.in", "requirements-dev.txt", None)
+ALL = (CPU_AMD64, CPU_ARM64, GPU, DEV)
+
+_PIN = re.compile(r"^([A-Za-z0-9._-]+)(?:\[[^\]]*\])?==([^\s;\\]+)", re.MULTILINE)
+_INCLUDE = re.compile(r"^\s*(?:-r|--requirement|-c|--constraint)[\s=]+(\S+)", re.MULTILINE)
+
+
+def select_locks(*, gpu: bool, platform: str | None, dev: bool) -> tuple[Lock, ...]:
+    """The locks a command line asks for: all of them by default; --gpu, --platform or --dev narrow it."""
+    if dev:
+        if gpu or platform:
+            raise UserError("--dev locks the host tools; it does not go with --gpu or --platform")
+        return (DEV,)
+    if gpu:
+        if platform not in (None, AMD64):
+            raise UserError(f"the GPU lock is {AMD64} only (TensorFlow's CUDA wheels are x86-64 only); --platform asks for {platform}")
+        return (GPU,)
+    if platform is not None:
+        return tuple(lock for lock in ALL if lock.platform == platform and not lock.gpu)
+    return ALL
+
+
+def input_files(project_dir: Path, source: str) -> list[str]:
+    """`source` and, recursively, every file it includes or is constrained by, relative to the project."""
+    found: list[str] = []
+    pending = [source]
+    while pending:
+        name = pending.pop(0)
+        if name in found:
+            continue
+        path = project_dir / name
+        if not path.is_file():
+            raise UserError(f"{name} is missing (read by {found[-1] if found else 'invoke lock'})")
+        found.append(name)
+        pending.extend(_INCLUDE.findall(path.read_text(encoding="utf-8")))
+    return found
+
+
+def pinned_versions(lock_text: str) -> dict[str, str]:
+    """{package name, lower case: pinned version} of a lock."""
+    return {name.lower(): version for name, version in _PIN.findall(lock_text)}
+
+
+def lock_body(text: str) -> str:
+    """A lock's text without its footer."""
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith(FOOTER_PREFIX))
+
+
+def digest(project_dir: Path, lock: Lock, body: str) -> str:
+    """The digest recorded in the footer: the inputs' names and texts, then the lock body."""
+    sha = hashlib.sha256()
+    for name in input_files(project_dir, lock.source):
+        sha.update(f"{name}\n".encode())
+        sha.update((project_dir / name).read_text(encoding="utf-8").replace("\r\n", "\n").encode())
+    sha.update(body.encode())
+    return sha.hexdigest()
+
+
+def with_footer(project_dir: Path, lock: Lock, body: str) -> str:
+    """The lock text to write: pip-compile's output and the footer that dates it."""
+    body = lock_body(body)
+    return f"{body}{FOOTER_PREFIX}{digest(project_dir, lock, body)}\n"
+
+
+def is_current(project_dir: Path, lock: Lock) -> bool:
+    """The lock exists and was made from the inputs as they are now, and not edited since."""
+    path = project_dir / lock.output
+    if not path.is_file():
+        return False
+    text = path.read_text(encoding="utf-8")
+    recorded = next((line[len(FOOTER_PREFIX) :].strip() for line in text.splitlines() if line.startswith(FOOTER_PREFIX)), None)
+    return recorded == digest(project_dir, lock, lock_body(text))
+
+
+def tool_requirements(dev_lock_text: str, root: str = "pip-tools") -> str:
+    """The blocks of the host-tool lock that pip-tools needs (itself and, by its `# via` notes, its
+    dependencies), so the lock container installs the same pip-tools, hash-checked."""
+    blocks = {}
+    for block in re.split(r"\n(?=[A-Za-z0-9])", dev_lock_text):
+        match = re.match(r"([A-Za-z0-9._-]+)==", block)
+        if match:
+            blocks[match.group(1).lower()] = block.rstrip() + "\n"
+    needed = {root}
+    grew = True
+    while grew:
+        grew = False
+        for name, block in blocks.items():
+            users = set(re.findall(r"#\s+(?:via\s+)?([A-Za-z0-9._-]+)\s*$", block, re.MULTILINE))
+            if name not in needed and users & needed:
+                needed.add(name)
+                grew = True
+    missing = needed - blocks.keys()
+    if missing:
+        raise UserError(f"requirements-dev.txt does not pin {', '.join(sorted(missing))}; run `invoke lock --dev`")
+    return "".join(blocks[name] for name in sorted(needed))
