@@ -26,6 +26,13 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def lock_check(session: nox.Session) -> None:
+    """`invoke lock --check`: every lock still matches its .in files (no resolving, milliseconds)."""
+    session.install("-r", DEV_LOCK)
+    session.run("invoke", "lock", "--check")
+
+
+@nox.session
 def integration(session: nox.Session) -> None:
     """Build and run the images for real through the invoke tasks: ports, volumes, ownership, stop, errors."""
     session.install("-r", DEV_LOCK)

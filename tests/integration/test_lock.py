@@ -1,0 +1,89 @@
+"""`invoke lock` against the real engine: pip-compile inside BASE_IMAGE for every target platform.
+
+The linux/arm64 lock compiles under emulation here (minutes); pip's cache lives in a named volume,
+so a repeated run downloads nothing it has seen.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT_DIR
+
+from devkit.locks import pinned_versions
+
+IMAGE_LOCKS = ("requirements.txt", "requirements-arm64.txt", "requirements-gpu.txt")
+ALL_LOCKS = (*IMAGE_LOCKS, "requirements-dev.txt")
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A copy of what `invoke lock` reads and writes: the tests edit its requirements, never the real ones."""
+    copy = tmp_path / "project"
+    copy.mkdir()
+    shutil.copy(PROJECT_DIR / "tasks.py", copy)
+    shutil.copytree(PROJECT_DIR / "devkit", copy / "devkit", ignore=shutil.ignore_patterns("__pycache__"))
+    for path in PROJECT_DIR.glob("requirements*"):
+        shutil.copy(path, copy)
+    return copy
+
+
+def run_invoke(invoke, project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args], cwd=project, env=invoke.env, capture_output=True, text=True, timeout=3600, check=False
+    )
+
+
+def snapshot(project: Path) -> dict[str, bytes]:
+    return {name: (project / name).read_bytes() for name in ALL_LOCKS}
+
+
+def test_committed_locks_pass_the_check(invoke):
+    result = invoke("lock", "--check")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == f"up to date: {', '.join(ALL_LOCKS)}"
+
+
+def test_a_misspelt_requirement_changes_no_lock(invoke, project):
+    before = snapshot(project)
+    with (project / "requirements.in").open("a") as file:
+        file.write("tensorflw-addons-typo\n")
+    result = run_invoke(invoke, project, "lock")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "locking requirements.txt (linux/amd64)"
+    assert lines[1].startswith("error: pip-compile failed for requirements.txt; every lock is unchanged: ")
+    assert "tensorflw-addons-typo" in lines[1]
+    assert len(lines) == 2, result.stderr
+    assert snapshot(project) == before
+
+
+def test_a_new_package_reaches_every_lock_with_hashes_and_other_pins_stay(invoke, project):
+    before = {name: pinned_versions((project / name).read_text()) for name in IMAGE_LOCKS}
+    with (project / "requirements.in").open("a") as file:
+        file.write("tabulate\n")
+
+    check = run_invoke(invoke, project, "lock", "--check")
+    assert check.returncode == 1
+    assert check.stderr.strip() == f"error: out of date: {', '.join(IMAGE_LOCKS)}; run `invoke lock` to compile them"
+
+    locked = run_invoke(invoke, project, "lock")
+    assert locked.returncode == 0, locked.stderr
+    for name in IMAGE_LOCKS:
+        text = (project / name).read_text()
+        after = pinned_versions(text)
+        assert "tabulate" in after, f"{name} lacks the new package"
+        block = text[text.index("tabulate==") :].split("\n    # via", 1)[0]
+        assert "--hash=sha256:" in block, f"{name}: tabulate has no hash"
+        assert {key: value for key, value in after.items() if key != "tabulate"} == before[name], f"{name}: other pins moved"
+    assert run_invoke(invoke, project, "lock", "--check").returncode == 0
+
+    # Deterministic: compiling again (forced by --upgrade-package) gives the same bytes.
+    first = (project / "requirements.txt").read_bytes()
+    again = run_invoke(invoke, project, "lock", "--platform", "linux/amd64", "--upgrade-package", "tabulate")
+    assert again.returncode == 0, again.stderr
+    assert (project / "requirements.txt").read_bytes() == first
