@@ -24,7 +24,6 @@ from devkit.commands import (
     build_command,
     command_line,
     lock_command,
-    lock_file,
     pinned_tensorflow,
     pip_compile_reason,
     run_as_user,
@@ -84,11 +83,15 @@ def _git(*args: str) -> str:
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
+def _proxies() -> tuple[str, ...]:
+    """The proxy variables set here, to pass on by name."""
+    return tuple(name for name in PROXY_VARIABLES if os.environ.get(name))
+
+
 def _image_labels(target: Target) -> dict[str, str]:
     """Build arguments behind the image's OCI labels: source, revision, creation time, TensorFlow."""
-    lock = PROJECT_DIR / lock_file(target)
     return {
-        "TENSORFLOW_VERSION": pinned_tensorflow(lock.read_text(encoding="utf-8")) if lock.exists() else "unknown",
+        "TENSORFLOW_VERSION": pinned_tensorflow((PROJECT_DIR / target.lock.output).read_text(encoding="utf-8")),
         "SOURCE_URL": _git("config", "--get", "remote.origin.url"),
         "REVISION": _git("rev-parse", "HEAD"),
         "CREATED": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -115,17 +118,9 @@ def build(c, gpu=False, platform=None, no_cache=False):
         if not _dry(c):
             raise
         buildx = False
-    lock = PROJECT_DIR / lock_file(target)
-    if not lock.exists():
-        raise UserError(f"{lock.name} is missing: the {target.platform} {'GPU' if gpu else 'CPU'} image installs it; run `invoke lock`")
-    argv = build_command(
-        settings,
-        target,
-        buildx=buildx,
-        no_cache=no_cache,
-        labels=_image_labels(target),
-        proxies=tuple(name for name in PROXY_VARIABLES if os.environ.get(name)),
-    )
+    if not (PROJECT_DIR / target.lock.output).exists():
+        raise UserError(f"{target.lock.output} is missing: {target.image} installs it; run `invoke lock`")
+    argv = build_command(settings, target, buildx=buildx, no_cache=no_cache, labels=_image_labels(target), proxies=_proxies())
     if not _dry(c) and not target.native:
         print(f"building {target.image} for {target.platform}: not this host's platform, so it runs under emulation", file=sys.stderr)
     result = _docker(c, argv, env={"DOCKER_BUILDKIT": "1"})
@@ -272,41 +267,47 @@ def _compile_lock(c, settings: Settings, entry: Lock, *, upgrade: bool, packages
     current = PROJECT_DIR / entry.output
     with tempfile.TemporaryDirectory(prefix="invoke-lock-") as work:
         work_dir = Path(work)
-        work_dir.chmod(0o755)  # the container's user reads it
+        work_dir.chmod(0o755)  # the lock container's user reads it
         if current.exists():
             (work_dir / "current.txt").write_bytes(current.read_bytes())
         if entry.platform is None:
-            # The host tools fit the host: pip-compile runs here, on the copy in work_dir.
-            argv = [sys.executable, "-m", "piptools", "compile", *PIP_COMPILE_OPTIONS]
-            argv += ["--upgrade"] if upgrade else []
-            argv += [arg for package in packages for arg in ("--upgrade-package", package)]
-            output = work_dir / "current.txt"
-            argv += ["--output-file", str(output), entry.source]
-            with c.cd(str(PROJECT_DIR)):
-                result = c.run(command_line(argv), env={"CUSTOM_COMPILE_COMMAND": "invoke lock"}, hide=True, warn=True, in_stream=False)
-            text = output.read_text(encoding="utf-8") if result.ok and not _dry(c) else None
+            result, text = _compile_on_host(c, entry, work_dir / "current.txt", upgrade=upgrade, packages=packages)
         else:
-            (work_dir / "tools.txt").write_text(tool_requirements((PROJECT_DIR / "requirements-dev.txt").read_text(encoding="utf-8")))
-            argv = lock_command(
-                settings,
-                entry,
-                work_dir=work_dir,
-                cache_volume=f"{settings.image_name.replace('/', '-')}-pip-cache",
-                upgrade=upgrade,
-                upgrade_packages=packages,
-                proxies=tuple(name for name in PROXY_VARIABLES if os.environ.get(name)),
-            )
-            if not _dry(c):
-                engine.require_engine(settings.docker)
-                engine.pull_base_image(settings.docker, settings.base_image, entry.platform)
-            result = c.run(command_line(argv), hide=True, warn=True, in_stream=False)
-            text = result.stdout if result.ok else None
-    if _dry(c):
-        return None
+            result, text = _compile_in_base_image(c, settings, entry, work_dir, upgrade=upgrade, packages=packages)
     if result.failed:
         reason = pip_compile_reason(result.stderr).replace("\n", "; ")
         raise UserError(f"pip-compile failed for {entry.output}; every lock is unchanged: {reason}")
-    return text
+    return None if _dry(c) else text
+
+
+def _compile_on_host(c, entry: Lock, output: Path, *, upgrade: bool, packages: tuple[str, ...]):
+    """The host tools fit the host: pip-compile runs here, on a copy of the lock."""
+    argv = [sys.executable, "-m", "piptools", "compile", *PIP_COMPILE_OPTIONS]
+    argv += ["--upgrade"] if upgrade else []
+    argv += [arg for package in packages for arg in ("--upgrade-package", package)]
+    argv += ["--output-file", str(output), entry.source]
+    with c.cd(str(PROJECT_DIR)):
+        result = c.run(command_line(argv), env={"CUSTOM_COMPILE_COMMAND": "invoke lock"}, hide=True, warn=True, in_stream=False)
+    return result, output.read_text(encoding="utf-8") if result.ok and output.exists() else None
+
+
+def _compile_in_base_image(c, settings: Settings, entry: Lock, work_dir: Path, *, upgrade: bool, packages: tuple[str, ...]):
+    """pip-compile in BASE_IMAGE for the lock's platform; the lock comes back on stdout."""
+    (work_dir / "tools.txt").write_text(tool_requirements((PROJECT_DIR / "requirements-dev.txt").read_text(encoding="utf-8")))
+    argv = lock_command(
+        settings,
+        entry,
+        work_dir=work_dir,
+        cache_volume=f"{settings.image_name.replace('/', '-')}-pip-cache",
+        upgrade=upgrade,
+        upgrade_packages=packages,
+        proxies=_proxies(),
+    )
+    if not _dry(c):
+        engine.require_engine(settings.docker)
+        engine.pull_base_image(settings.docker, settings.base_image, str(entry.platform))
+    result = c.run(command_line(argv), hide=True, warn=True, in_stream=False)
+    return result, result.stdout
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -21,22 +21,10 @@ CONTAINER_DATA_DIR = "/app/data"
 # environment, and kept out of the image history unless a Dockerfile declares them.
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy")
 
-# The lock each image installs, as the Dockerfiles pick it by variant and TARGETARCH.
-_LOCKS = {
-    (False, "linux/amd64"): "requirements.txt",
-    (False, "linux/arm64"): "requirements-arm64.txt",
-    (True, "linux/amd64"): "requirements-gpu.txt",
-}
-
 
 def command_line(argv: list[str]) -> str:
     """One string for the shell that invoke runs commands in (cmd.exe on Windows, sh elsewhere)."""
     return subprocess.list2cmdline(argv) if os.name == "nt" else shlex.join(argv)
-
-
-def lock_file(target: Target) -> str:
-    """The lock file that the image of `target` installs."""
-    return _LOCKS[(target.gpu, target.platform)]
 
 
 def pinned_tensorflow(lock_text: str) -> str:

@@ -51,6 +51,7 @@ CPU_ARM64 = Lock("requirements-cpu.in", "requirements-arm64.txt", ARM64)
 GPU = Lock("requirements-gpu.in", "requirements-gpu.txt", AMD64, gpu=True)
 DEV = Lock("requirements-dev.in", "requirements-dev.txt", None)
 ALL = (CPU_AMD64, CPU_ARM64, GPU, DEV)
+IMAGE_LOCKS = (CPU_AMD64, CPU_ARM64, GPU)
 
 _PIN = re.compile(r"^([A-Za-z0-9._-]+)(?:\[[^\]]*\])?==([^\s;\\]+)", re.MULTILINE)
 _INCLUDE = re.compile(r"^\s*(?:-r|--requirement|-c|--constraint)[\s=]+(\S+)", re.MULTILINE)
@@ -69,6 +70,11 @@ def select_locks(*, gpu: bool, platform: str | None, dev: bool) -> tuple[Lock, .
     if platform is not None:
         return tuple(lock for lock in ALL if lock.platform == platform and not lock.gpu)
     return ALL
+
+
+def image_lock(*, gpu: bool, platform: str) -> Lock:
+    """The lock that the image of this variant and platform installs (as its Dockerfile picks it)."""
+    return next(lock for lock in IMAGE_LOCKS if lock.gpu == gpu and lock.platform == platform)
 
 
 def input_files(project_dir: Path, source: str) -> list[str]:

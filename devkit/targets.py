@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from devkit.config import Settings
 from devkit.errors import UserError
+from devkit.locks import Lock, image_lock
 from devkit.platforms import AMD64, arch, normalize_platform
 
 
@@ -23,6 +24,10 @@ class Target:
     @property
     def dockerfile(self) -> str:
         return "Dockerfile.gpu" if self.gpu else "Dockerfile"
+
+    @property
+    def lock(self) -> Lock:
+        return image_lock(gpu=self.gpu, platform=self.platform)
 
 
 def resolve_target(settings: Settings, *, gpu: bool, platform_flag: str | None, host: str) -> Target:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from devkit.commands import build_command, command_line, lock_file, pinned_tensorflow, run_as_user, run_command, shell_command, stop_command
+from devkit.commands import build_command, command_line, pinned_tensorflow, run_as_user, run_command, shell_command, stop_command
 from devkit.config import load_settings
 from devkit.targets import resolve_target
 
@@ -150,11 +150,11 @@ def test_run_as_user(system, uid, gid, expected):
     assert run_as_user(system, uid, gid) == expected
 
 
-def test_lock_file_per_target(project):
+def test_lock_per_target(project):
     settings = settings_of(project)
-    assert lock_file(target_of(settings)) == "requirements.txt"
-    assert lock_file(target_of(settings, platform="linux/arm64")) == "requirements-arm64.txt"
-    assert lock_file(target_of(settings, gpu=True)) == "requirements-gpu.txt"
+    assert target_of(settings).lock.output == "requirements.txt"
+    assert target_of(settings, platform="linux/arm64").lock.output == "requirements-arm64.txt"
+    assert target_of(settings, gpu=True).lock.output == "requirements-gpu.txt"
 
 
 @pytest.mark.parametrize(
