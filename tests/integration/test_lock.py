@@ -6,6 +6,7 @@ so a repeated run downloads nothing it has seen.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -80,6 +81,7 @@ def test_a_new_package_reaches_every_lock_with_hashes_and_other_pins_stay(invoke
         block = text[text.index("tabulate==") :].split("\n    # via", 1)[0]
         assert "--hash=sha256:" in block, f"{name}: tabulate has no hash"
         assert {key: value for key, value in after.items() if key != "tabulate"} == before[name], f"{name}: other pins moved"
+        assert (project / name).stat().st_uid == os.getuid(), f"{name} is not owned by the caller"
     assert run_invoke(invoke, project, "lock", "--check").returncode == 0
 
     # Deterministic: compiling again (forced by --upgrade-package) gives the same bytes.

@@ -157,6 +157,8 @@ def test_lock_command(tmp_path):
     assert "--upgrade-package numpy --upgrade-package keras" in script
     assert "--upgrade " not in script
     assert script.endswith("requirements-cpu.in >&2 && cat /tmp/lock.txt")
+    upgrading = lock_command(settings, locks.GPU, work_dir=tmp_path, cache_volume="v", upgrade=True)[-1]
+    assert "--upgrade --output-file /tmp/lock.txt requirements-gpu.in" in upgrading
 
 
 PIP_COMPILE_FAILURE = """  ERROR: Could not find a version that satisfies the requirement tensorflw-cpu==2.21.0 (from versions: none)
