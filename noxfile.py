@@ -9,6 +9,15 @@ DEV_LOCK = "requirements-dev.txt"
 DOCKERFILES = ("Dockerfile", "Dockerfile.gpu")
 
 
+@nox.session(venv_backend="none")
+def container_test(session: nox.Session) -> None:
+    """The TensorFlow smoke test inside the image `invoke build` makes (`-- --gpu`, `-- --platform linux/arm64`)."""
+    # Only drives Docker, through the invoke that runs nox: the image is built first (in seconds when
+    # it is up to date), then tests/container runs inside it with pytest mounted, not installed.
+    session.run("invoke", "build", *session.posargs, external=True)
+    session.run("invoke", "smoke-test", *session.posargs, external=True)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Host-side tests of tasks.py and the configuration; no engine needed, seconds."""

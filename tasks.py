@@ -29,6 +29,7 @@ from devkit.commands import (
     run_as_user,
     run_command,
     shell_command,
+    smoke_test_command,
     stop_command,
 )
 from devkit.config import Settings, load_settings
@@ -208,6 +209,50 @@ def stop(c, gpu=False, platform=None):
         raise UserError(f"could not remove {target.container}: {result.stderr.strip()}")
     if not _dry(c):
         print(f"stopped and removed {target.container}", file=sys.stderr)
+
+
+@task(help={"gpu": _HELP_GPU + "; needs the NVIDIA Container Toolkit", "platform": _HELP_PLATFORM})
+@_one_line_errors
+def smoke_test(c, gpu=False, platform=None):
+    """Run the TensorFlow smoke test (tests/container) inside the built image; `nox -s container_test` builds first.
+
+    pytest is mounted into the container for the run, never installed in the image.
+    """
+    settings, target = _settings_and_target(gpu, platform)
+    expected = pinned_tensorflow((PROJECT_DIR / target.lock.output).read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory(prefix="invoke-smoke-test-") as work:
+        work_dir = Path(work)
+        work_dir.chmod(0o755)  # the container's user reads the tools
+        tools_dir = work_dir / "site-packages"
+        pytest_lock = work_dir / "pytest.txt"
+        pytest_lock.write_text(tool_requirements((PROJECT_DIR / "requirements-dev.txt").read_text(encoding="utf-8"), root="pytest"))
+        install = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--require-hashes", "--no-deps"]
+        install += ["--only-binary=:all:", "--target", str(tools_dir), "-r", str(pytest_lock)]
+        installed = c.run(command_line(install), hide=True, warn=True, in_stream=False)
+        if installed.failed:
+            raise UserError(f"cannot install pytest for the container: {pip_compile_reason(installed.stderr)}")
+        argv = smoke_test_command(
+            settings,
+            target,
+            user=run_as_user(host_system(), *_ids()),
+            tests_dir=PROJECT_DIR / "tests" / "container",
+            tools_dir=tools_dir,
+            tensorflow_version=expected,
+        )
+        if not _dry(c):
+            engine.require_engine(settings.docker)
+            if not engine.image_exists(settings.docker, target.image):
+                raise UserError(f"there is no image {target.image}; `invoke build{' --gpu' if gpu else ''}` makes it")
+            if target.gpu:
+                engine.require_nvidia_runtime(settings.docker)
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            result = _docker(c, argv, env=settings.app_env)
+        finally:
+            if not _dry(c):
+                subprocess.run([settings.docker, "rm", "--force", f"{target.container}-test"], capture_output=True, check=False)
+    if result.failed:
+        raise UserError(f"the smoke test failed in {target.image} (exit {result.exited}); its report above says which test and why")
 
 
 @task(help={"gpu": _HELP_GPU, "platform": _HELP_PLATFORM})

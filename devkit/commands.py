@@ -67,10 +67,11 @@ def run_as_user(system: str, uid: int, gid: int) -> str | None:
     """The `--user` for a container on this host, or None for the image's own non-root user.
 
     On Linux, bind-mounted files keep their numeric owner, so the container runs as the caller and
-    what it writes to DATA_DIR belongs to the caller. Docker Desktop (macOS, Windows) maps ownership
-    itself. A root caller gets the image's non-root user rather than a root container.
+    what it writes to DATA_DIR belongs to the caller, root included: a root caller's DATA_DIR is
+    root's, and the image's uid 1000 could not write it. Docker Desktop (macOS, Windows) maps
+    ownership itself, so the image's own non-root user serves there.
     """
-    if system != "Linux" or uid == 0:
+    if system != "Linux":
         return None
     return f"{uid}:{gid}"
 
@@ -207,3 +208,43 @@ def pip_compile_reason(stderr: str) -> str:
 
 def _shorten(line: str, limit: int = 240) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+# Inside the smoke-test container: the tests and pytest, both mounted read-only, so nothing for
+# testing is installed in the image that users ship.
+CONTAINER_TESTS_DIR = "/app/tests"
+CONTAINER_TEST_TOOLS_DIR = "/opt/test-tools"
+
+
+def smoke_test_command(
+    settings: Settings,
+    target: Target,
+    *,
+    user: str | None,
+    tests_dir: Path,
+    tools_dir: Path,
+    tensorflow_version: str,
+) -> list[str]:
+    """`docker run` of the smoke test in the image `invoke run` serves, with its mounts and user."""
+    argv = [settings.docker, "run", "--name", f"{target.container}-test"]
+    argv += _container_options(settings, target, user)
+    argv += ["--mount", _mount_spec(tests_dir, CONTAINER_TESTS_DIR, readonly=True)]
+    argv += ["--mount", _mount_spec(tools_dir, CONTAINER_TEST_TOOLS_DIR, readonly=True)]
+    argv += ["--env", f"PYTHONPATH=/app/src:{CONTAINER_TEST_TOOLS_DIR}"]
+    argv += ["--env", f"EXPECTED_TENSORFLOW_VERSION={tensorflow_version}"]
+    if target.gpu:
+        argv += ["--env", "EXPECT_GPU=1"]
+    # -p no:cacheprovider: the tests folder is read-only; -rA: a line per test in the report.
+    return [
+        *argv,
+        target.image,
+        "python",
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-rA",
+        "--rootdir",
+        CONTAINER_TESTS_DIR,
+        CONTAINER_TESTS_DIR,
+    ]

@@ -83,6 +83,11 @@ def container_state(docker: str, name: str) -> str | None:
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
+def image_exists(docker: str, image: str) -> bool:
+    """The engine holds an image under this reference."""
+    return _query([docker, "image", "inspect", "--format", "{{.Id}}", image]).returncode == 0
+
+
 def require_free_port(address: str, port: int) -> None:
     """Nothing listens on address:port yet, so publishing it will not fail half-way."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET

@@ -41,14 +41,19 @@ def container(invoke):
     docker("rm", "--force", name, check=False)
 
 
-def test_tensorflow_imports_as_a_non_root_user(invoke, cpu_image, container):
+def test_tensorflow_imports_as_a_non_root_user(invoke, cpu_image, container, non_root_caller):
     probe = "import os, tensorflow as tf; print(os.getuid(), tf.__version__)"
-    result = invoke("run", "--cmd", f'python -c "{probe}"')
+    result = run_as(invoke, non_root_caller, "run", "--cmd", f'python -c "{probe}"')
     assert result.returncode == 0, result.stderr
     uid, version = result.stdout.split()[-2:]
-    assert int(uid) != 0
+    assert int(uid) == non_root_caller.uid != 0
     assert version == pinned_tensorflow((PROJECT_DIR / "requirements.txt").read_text())
     assert containers_named(container) == [], "a foreground run leaves no container"
+
+
+def test_the_image_itself_runs_as_a_non_root_user(cpu_image):
+    # `docker run` without invoke, as a cluster or another tool would start it.
+    assert docker("run", "--rm", "--platform", "linux/amd64", cpu_image, "id", "-u").stdout.strip() == "1000"
 
 
 def test_detached_run_answers_on_host_port_and_stop_removes_it(invoke, cpu_image, container):
@@ -210,18 +215,16 @@ def non_root_caller(tmp_path) -> Iterator[Caller]:
         shutil.rmtree(shared, ignore_errors=True)
 
 
+def run_as(invoke, caller: Caller, *args: str) -> subprocess.CompletedProcess[str]:
+    """invoke, run by `caller` with the suite's settings and the caller's own DATA_DIR."""
+    env = {**invoke.env, **caller.env, "DATA_DIR": str(caller.data)}
+    return subprocess.run([*caller.command, *args], cwd=caller.cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
 def test_files_written_to_data_dir_belong_to_the_caller(invoke, cpu_image, container, non_root_caller):
     caller = non_root_caller
     assert caller.uid not in (0, IMAGE_UID), "the caller must differ from root and the image's own user to prove anything"
-    result = subprocess.run(
-        [*caller.command, "run", "--cmd", "sh -c 'id -u > /app/data/written-by-container.txt'"],
-        cwd=caller.cwd,
-        env={**invoke.env, **caller.env, "DATA_DIR": str(caller.data)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_as(invoke, caller, "run", "--cmd", "sh -c 'id -u > /app/data/written-by-container.txt'")
     assert result.returncode == 0, result.stderr
     written = caller.data / "written-by-container.txt"
     assert written.stat().st_uid == caller.uid

@@ -2,7 +2,16 @@
 
 import pytest
 
-from devkit.commands import build_command, command_line, pinned_tensorflow, run_as_user, run_command, shell_command, stop_command
+from devkit.commands import (
+    build_command,
+    command_line,
+    pinned_tensorflow,
+    run_as_user,
+    run_command,
+    shell_command,
+    smoke_test_command,
+    stop_command,
+)
 from devkit.config import load_settings
 from devkit.targets import resolve_target
 
@@ -144,7 +153,7 @@ def test_stop_removes_by_name(project):
 
 @pytest.mark.parametrize(
     ("system", "uid", "gid", "expected"),
-    [("Linux", 1001, 1002, "1001:1002"), ("Linux", 0, 0, None), ("Darwin", 501, 20, None), ("Windows", 0, 0, None)],
+    [("Linux", 1001, 1002, "1001:1002"), ("Linux", 0, 0, "0:0"), ("Darwin", 501, 20, None), ("Windows", 0, 0, None)],
 )
 def test_run_as_user(system, uid, gid, expected):
     assert run_as_user(system, uid, gid) == expected
@@ -172,3 +181,29 @@ def test_pinned_tensorflow(lock, expected):
 
 def test_command_line_quotes_for_the_shell():
     assert command_line(["docker", "run", "--cmd", "python -c 'x'", "a b"]) == "docker run --cmd 'python -c '\"'\"'x'\"'\"'' 'a b'"
+
+
+def test_smoke_test_mounts_tests_and_pytest_read_only(project):
+    settings = settings_of(project)
+    argv = smoke_test_command(
+        settings,
+        target_of(settings, gpu=True),
+        user="1000:1000",
+        tests_dir=project / "tests",
+        tools_dir=project / "tools",
+        tensorflow_version="2.21.0",
+    )
+    assert value_after(argv, "--name") == ["tf-gpu-test"]
+    mounts = value_after(argv, "--mount")
+    assert f"type=bind,source={project / 'data'},target=/app/data" in mounts, "the same data mount as `invoke run`"
+    assert f"type=bind,source={project / 'tests'},target=/app/tests,readonly" in mounts
+    assert f"type=bind,source={project / 'tools'},target=/opt/test-tools,readonly" in mounts
+    envs = value_after(argv, "--env")
+    assert "PYTHONPATH=/app/src:/opt/test-tools" in envs
+    assert "EXPECTED_TENSORFLOW_VERSION=2.21.0" in envs
+    assert "EXPECT_GPU=1" in envs
+    assert value_after(argv, "--gpus") == ["all"]
+    assert value_after(argv, "--user") == ["1000:1000"]
+    image_at = argv.index("tf:latest-gpu")
+    assert argv[image_at + 1 : image_at + 4] == ["python", "-m", "pytest"]
+    assert "--publish" not in argv
