@@ -89,13 +89,24 @@ def _proxies() -> tuple[str, ...]:
     return tuple(name for name in PROXY_VARIABLES if os.environ.get(name))
 
 
+def _source_date() -> str:
+    """The time of the checked-out commit, as reproducible builds date an image (SOURCE_DATE_EPOCH).
+
+    Not the wall clock: a rebuild of unchanged sources then yields the very same image, instead of
+    a new one that leaves the previous as an untagged `<none>` image on every build.
+    """
+    epoch = os.environ.get("SOURCE_DATE_EPOCH") or _git("log", "-1", "--format=%ct")
+    moment = datetime.datetime.fromtimestamp(int(epoch), datetime.UTC) if epoch.isdigit() else datetime.datetime.now(datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _image_labels(target: Target) -> dict[str, str]:
     """Build arguments behind the image's OCI labels: source, revision, creation time, TensorFlow."""
     return {
         "TENSORFLOW_VERSION": pinned_tensorflow((PROJECT_DIR / target.lock.output).read_text(encoding="utf-8")),
         "SOURCE_URL": _git("config", "--get", "remote.origin.url"),
         "REVISION": _git("rev-parse", "HEAD"),
-        "CREATED": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "CREATED": _source_date(),
     }
 
 

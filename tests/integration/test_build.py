@@ -127,3 +127,17 @@ def test_build_context_holds_only_sources_and_locks(tmp_path):
     finally:
         docker("image", "rm", tag, check=False)
     assert sorted(listing) == ["/context/requirements-gpu.txt", "/context/requirements.txt", "/context/src/app/__init__.py"]
+
+
+def test_rebuilding_unchanged_sources_gives_the_same_image_and_no_orphans(invoke, cpu_image):
+    def image_id():
+        return docker("image", "inspect", "--format", "{{.Id}}", cpu_image).stdout.strip()
+
+    def dangling():
+        return set(docker("images", "--quiet", "--no-trunc", "--filter", "dangling=true").stdout.split())
+
+    before, orphans = image_id(), dangling()
+    result = invoke("build")
+    assert result.returncode == 0, result.stderr
+    assert image_id() == before
+    assert dangling() == orphans, "a rebuild left an untagged image behind"
