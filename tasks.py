@@ -278,7 +278,10 @@ def shell(c, gpu=False, platform=None):
         if target.gpu:
             engine.require_nvidia_runtime(settings.docker)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    _docker(c, argv, env=settings.app_env, stdin=True, tty=tty)
+    result = _docker(c, argv, env=settings.app_env, stdin=True, tty=tty)
+    if result.failed:
+        # The shell's own exit status (or docker's, when it could not start), for scripts that pipe into it.
+        raise Exit(code=result.exited)
 
 
 @task(

@@ -310,3 +310,10 @@ def test_stop_when_nothing_runs_says_so(invoke, container):
     result = invoke("stop")
     assert result.returncode == 0
     assert result.stderr.strip() == f"{container} is not running"
+
+
+def test_shell_runs_piped_commands_with_the_data_mount_and_returns_their_status(invoke, cpu_image, data_dir):
+    (data_dir / "seen-by-shell.txt").write_text("hello\n")
+    result = invoke("shell", input="cat /app/data/seen-by-shell.txt && pwd && exit 3\n")
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.split()[-2:] == ["hello", "/app"]
