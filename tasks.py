@@ -156,16 +156,16 @@ def run(c, gpu=False, platform=None, detach=False, cmd=None):
     argv = run_command(
         settings,
         target,
-        user=run_as_user(host_system(), *_ids()),
+        user=_container_user(),
         detach=detach,
         tty=tty,
         command=shlex.split(cmd) if cmd else None,
     )
     if not _dry(c):
-        _prepare_run(settings, target)
-        if target.gpu:
-            engine.require_nvidia_runtime(settings.docker)
+        _require_engine_for(settings, target)
+        _require_not_running(settings, target)
         engine.require_free_port(settings.host_address, settings.host_port)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
         print(
             f"serving {target.image} on http://{settings.host_address}:{settings.host_port} (DATA_DIR {settings.data_dir})", file=sys.stderr
         )
@@ -185,19 +185,25 @@ def run(c, gpu=False, platform=None, detach=False, cmd=None):
         print(f"{target.container} runs in the background; `invoke stop{' --gpu' if gpu else ''}` stops it", file=sys.stderr)
 
 
-def _ids() -> tuple[int, int]:
-    return (os.getuid(), os.getgid()) if hasattr(os, "getuid") else (0, 0)
+def _container_user() -> str | None:
+    ids = (os.getuid(), os.getgid()) if hasattr(os, "getuid") else (0, 0)
+    return run_as_user(host_system(), *ids)
 
 
-def _prepare_run(settings: Settings, target: Target) -> None:
-    """The checks and folder `docker run` needs, done before it, so a failure leaves nothing behind."""
+def _require_engine_for(settings: Settings, target: Target) -> None:
+    """An engine, and for the GPU image its NVIDIA runtime: checked before anything is created."""
     engine.require_engine(settings.docker)
+    if target.gpu:
+        engine.require_nvidia_runtime(settings.docker)
+
+
+def _require_not_running(settings: Settings, target: Target) -> None:
+    """No container of this name runs; a stopped leftover of a crash is removed."""
     state = engine.container_state(settings.docker, target.container)
     if state == "running":
         raise UserError(f"{target.container} is already running; `invoke stop{' --gpu' if target.gpu else ''}` stops it")
     if state is not None:
         _remove_container(settings, target)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
 
 
 def _remove_container(settings: Settings, target: Target) -> None:
@@ -245,17 +251,15 @@ def smoke_test(c, gpu=False, platform=None):
         argv = smoke_test_command(
             settings,
             target,
-            user=run_as_user(host_system(), *_ids()),
+            user=_container_user(),
             tests_dir=PROJECT_DIR / "tests" / "container",
             tools_dir=tools_dir,
             tensorflow_version=expected,
         )
         if not _dry(c):
-            engine.require_engine(settings.docker)
+            _require_engine_for(settings, target)
             if not engine.image_exists(settings.docker, target.image):
                 raise UserError(f"there is no image {target.image}; `invoke build{' --gpu' if gpu else ''}` makes it")
-            if target.gpu:
-                engine.require_nvidia_runtime(settings.docker)
             settings.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             result = _docker(c, argv, env=settings.app_env)
@@ -272,11 +276,9 @@ def shell(c, gpu=False, platform=None):
     """Open a bash shell in the image, with DATA_DIR at /app/data and the app's .env keys."""
     settings, target = _settings_and_target(gpu, platform)
     tty = sys.stdin.isatty()
-    argv = shell_command(settings, target, user=run_as_user(host_system(), *_ids()), tty=tty)
+    argv = shell_command(settings, target, user=_container_user(), tty=tty)
     if not _dry(c):
-        engine.require_engine(settings.docker)
-        if target.gpu:
-            engine.require_nvidia_runtime(settings.docker)
+        _require_engine_for(settings, target)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     result = _docker(c, argv, env=settings.app_env, stdin=True, tty=tty)
     if result.failed:

@@ -91,16 +91,18 @@ def test_ctrl_c_stops_and_removes_a_foreground_run(invoke, cpu_image, container)
     assert process.returncode == 0, stderr
 
 
-def test_a_port_in_use_is_one_line_and_leaves_no_container(invoke, cpu_image, container):
+def test_a_port_in_use_is_one_line_and_leaves_no_container(invoke, cpu_image, container, tmp_path):
     port = int(invoke.env["HOST_PORT"])
+    not_yet = tmp_path / "not yet made"
     with socket.socket() as squatter:
         # The port may hold TIME_WAIT connections from an earlier test; a listener may still take it.
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
-        result = invoke("run", "--detach")
+        result = invoke("run", "--detach", env={"DATA_DIR": str(not_yet)})
     assert one_error_line(result) == f"error: HOST_PORT {port} on 127.0.0.1 is already in use; stop what uses it, or set HOST_PORT in .env"
     assert containers_named(container) == []
+    assert not not_yet.exists(), "a refused run creates no DATA_DIR"
 
 
 def test_gpu_without_nvidia_runtime_is_one_line_and_leaves_no_container(invoke, gpu_image):
