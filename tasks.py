@@ -174,10 +174,10 @@ def run(c, gpu=False, platform=None, detach=False, cmd=None):
     finally:
         # A container that did not start, or was interrupted half-way, is removed all the same.
         if not _dry(c) and not detach:
-            _remove_container(settings, target)
+            _remove_container(settings, target.container)
     if result.failed:
         if detach:
-            _remove_container(settings, target)
+            _remove_container(settings, target.container)
         # 130: the container ended on Ctrl-C, which is how a foreground run is meant to stop.
         if result.exited != 130:
             raise UserError(f"{target.container} exited with status {result.exited}; its output above says why")
@@ -203,12 +203,12 @@ def _require_not_running(settings: Settings, target: Target) -> None:
     if state == "running":
         raise UserError(f"{target.container} is already running; `invoke stop{' --gpu' if target.gpu else ''}` stops it")
     if state is not None:
-        _remove_container(settings, target)
+        _remove_container(settings, target.container)
 
 
-def _remove_container(settings: Settings, target: Target) -> None:
-    if engine.container_state(settings.docker, target.container) is not None:
-        subprocess.run(stop_command(settings, target), capture_output=True, check=False)
+def _remove_container(settings: Settings, container: str) -> None:
+    if engine.container_state(settings.docker, container) is not None:
+        subprocess.run(stop_command(settings, container), capture_output=True, check=False)
 
 
 @task(help={"gpu": "stop the GPU image's container", "platform": _HELP_PLATFORM})
@@ -221,7 +221,7 @@ def stop(c, gpu=False, platform=None):
         if engine.container_state(settings.docker, target.container) is None:
             print(f"{target.container} is not running", file=sys.stderr)
             return
-    result = _docker(c, stop_command(settings, target), hide=True)
+    result = _docker(c, stop_command(settings, target.container), hide=True)
     if result.failed:
         raise UserError(f"could not remove {target.container}: {result.stderr.strip()}")
     if not _dry(c):
@@ -265,7 +265,7 @@ def smoke_test(c, gpu=False, platform=None):
             result = _docker(c, argv, env=settings.app_env)
         finally:
             if not _dry(c):
-                subprocess.run([settings.docker, "rm", "--force", f"{target.container}-test"], capture_output=True, check=False)
+                _remove_container(settings, target.test_container)
     if result.failed:
         raise UserError(f"the smoke test failed in {target.image} (exit {result.exited}); its report above says which test and why")
 

@@ -131,9 +131,9 @@ def shell_command(settings: Settings, target: Target, *, user: str | None, tty: 
     return [*argv, target.image, "bash"]
 
 
-def stop_command(settings: Settings, target: Target) -> list[str]:
-    """Stop and remove the container of `target` (`--rm` alone would leave a stopped one on a crash)."""
-    return [settings.docker, "rm", "--force", target.container]
+def stop_command(settings: Settings, container: str) -> list[str]:
+    """Stop and remove a container (`--rm` alone would leave a stopped one on a crash)."""
+    return [settings.docker, "rm", "--force", container]
 
 
 # Inside the lock container: the project (read-only), and a folder with what this run brings.
@@ -226,7 +226,7 @@ def smoke_test_command(
     tensorflow_version: str,
 ) -> list[str]:
     """`docker run` of the smoke test in the image `invoke run` serves, with its mounts and user."""
-    argv = [settings.docker, "run", "--name", f"{target.container}-test"]
+    argv = [settings.docker, "run", "--name", target.test_container]
     argv += _container_options(settings, target, user)
     argv += ["--mount", _mount_spec(tests_dir, CONTAINER_TESTS_DIR, readonly=True)]
     argv += ["--mount", _mount_spec(tools_dir, CONTAINER_TEST_TOOLS_DIR, readonly=True)]

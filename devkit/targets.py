@@ -26,6 +26,11 @@ class Target:
         return "Dockerfile.gpu" if self.gpu else "Dockerfile"
 
     @property
+    def test_container(self) -> str:
+        """The container of `invoke smoke-test`, apart from the one `invoke run` may have running."""
+        return f"{self.container}-test"
+
+    @property
     def lock(self) -> Lock:
         return image_lock(gpu=self.gpu, platform=self.platform)
 

@@ -148,7 +148,7 @@ def test_shell_has_the_same_mounts_and_no_port(project):
 
 def test_stop_removes_by_name(project):
     settings = settings_of(project)
-    assert stop_command(settings, target_of(settings, gpu=True)) == ["docker", "rm", "--force", "tf-gpu"]
+    assert stop_command(settings, target_of(settings, gpu=True).container) == ["docker", "rm", "--force", "tf-gpu"]
 
 
 @pytest.mark.parametrize(
