@@ -59,10 +59,12 @@ class Invoke:
 
     env: dict[str, str]
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None, timeout: float = 1800, **kwargs) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None, cwd: Path = PROJECT_DIR, timeout: float = 1800, **kwargs
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "invoke", *args],
-            cwd=PROJECT_DIR,
+            cwd=cwd,
             env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
@@ -86,6 +88,16 @@ class Invoke:
     @property
     def image_name(self) -> str:
         return self.env["IMAGE_NAME"]
+
+
+def project_copy(tmp_path: Path, dotenv: str | None = None) -> Path:
+    """A copy of the project, without .git, caches, data/ or .env: tests edit it, never the real one."""
+    copy = tmp_path / "project"
+    ignore = shutil.ignore_patterns(".git", ".nox", "data", ".env", "__pycache__", ".pytest_cache", ".ruff_cache")
+    shutil.copytree(PROJECT_DIR, copy, ignore=ignore)
+    if dotenv is not None:
+        (copy / ".env").write_text(dotenv)
+    return copy
 
 
 @pytest.fixture(scope="session")

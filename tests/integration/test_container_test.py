@@ -1,10 +1,9 @@
 """`nox -s container_test` proves an image works: shown by an image whose TensorFlow is broken."""
 
-import shutil
 import subprocess
 import sys
 
-from conftest import PROJECT_DIR, docker
+from conftest import docker, project_copy
 
 # Appended to the runtime stage: `import tensorflow` raises, as after a bad install.
 BREAK_TENSORFLOW = """
@@ -15,12 +14,7 @@ USER 1000:1000
 
 
 def test_container_test_fails_on_an_image_whose_tensorflow_does_not_import(invoke, cpu_image, tmp_path):
-    copy = tmp_path / "project"
-    shutil.copytree(
-        PROJECT_DIR,
-        copy,
-        ignore=shutil.ignore_patterns(".git", ".nox", "data", ".env", "__pycache__", ".pytest_cache", ".ruff_cache"),
-    )
+    copy = project_copy(tmp_path)
     with (copy / "Dockerfile").open("a") as dockerfile:
         dockerfile.write(BREAK_TENSORFLOW)
     broken = f"{invoke.image_name}-broken"

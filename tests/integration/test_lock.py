@@ -7,13 +7,10 @@ so a repeated run downloads nothing it has seen.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_DIR
+from conftest import project_copy
 
 from devkit.locks import pinned_versions
 
@@ -23,20 +20,8 @@ ALL_LOCKS = (*IMAGE_LOCKS, "requirements-dev.txt")
 
 @pytest.fixture
 def project(tmp_path) -> Path:
-    """A copy of what `invoke lock` reads and writes: the tests edit its requirements, never the real ones."""
-    copy = tmp_path / "project"
-    copy.mkdir()
-    shutil.copy(PROJECT_DIR / "tasks.py", copy)
-    shutil.copytree(PROJECT_DIR / "devkit", copy / "devkit", ignore=shutil.ignore_patterns("__pycache__"))
-    for path in PROJECT_DIR.glob("requirements*"):
-        shutil.copy(path, copy)
-    return copy
-
-
-def run_invoke(invoke, project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args], cwd=project, env=invoke.env, capture_output=True, text=True, timeout=3600, check=False
-    )
+    """A copy of the project: the tests edit its requirements, never the real ones."""
+    return project_copy(tmp_path)
 
 
 def snapshot(project: Path) -> dict[str, bytes]:
@@ -53,7 +38,7 @@ def test_a_misspelt_requirement_changes_no_lock(invoke, project):
     before = snapshot(project)
     with (project / "requirements.in").open("a") as file:
         file.write("tensorflw-addons-typo\n")
-    result = run_invoke(invoke, project, "lock")
+    result = invoke("lock", cwd=project)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert lines[0] == "locking requirements.txt (linux/amd64)"
@@ -68,11 +53,11 @@ def test_a_new_package_reaches_every_lock_with_hashes_and_other_pins_stay(invoke
     with (project / "requirements.in").open("a") as file:
         file.write("tabulate\n")
 
-    check = run_invoke(invoke, project, "lock", "--check")
+    check = invoke("lock", "--check", cwd=project)
     assert check.returncode == 1
     assert check.stderr.strip() == f"error: out of date: {', '.join(IMAGE_LOCKS)}; run `invoke lock` to compile them"
 
-    locked = run_invoke(invoke, project, "lock")
+    locked = invoke("lock", cwd=project)
     assert locked.returncode == 0, locked.stderr
     for name in IMAGE_LOCKS:
         text = (project / name).read_text()
@@ -82,10 +67,10 @@ def test_a_new_package_reaches_every_lock_with_hashes_and_other_pins_stay(invoke
         assert "--hash=sha256:" in block, f"{name}: tabulate has no hash"
         assert {key: value for key, value in after.items() if key != "tabulate"} == before[name], f"{name}: other pins moved"
         assert (project / name).stat().st_uid == os.getuid(), f"{name} is not owned by the caller"
-    assert run_invoke(invoke, project, "lock", "--check").returncode == 0
+    assert invoke("lock", "--check", cwd=project).returncode == 0
 
     # Deterministic: compiling again (forced by --upgrade-package) gives the same bytes.
     first = (project / "requirements.txt").read_bytes()
-    again = run_invoke(invoke, project, "lock", "--platform", "linux/amd64", "--upgrade-package", "tabulate")
+    again = invoke("lock", "--platform", "linux/amd64", "--upgrade-package", "tabulate", cwd=project)
     assert again.returncode == 0, again.stderr
     assert (project / "requirements.txt").read_bytes() == first

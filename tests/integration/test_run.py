@@ -17,7 +17,7 @@ from pathlib import Path
 import dotenv as dotenv_package
 import invoke as invoke_package
 import pytest
-from conftest import PROJECT_DIR, containers_named, docker, wait_for_json
+from conftest import PROJECT_DIR, containers_named, docker, project_copy, wait_for_json
 
 from devkit.commands import pinned_tensorflow
 
@@ -267,37 +267,21 @@ def test_bad_settings_are_one_line_and_change_nothing(invoke, data_dir, tmp_path
     assert a_file.read_text() == "x"
 
 
-def project_copy(tmp_path: Path, dotenv: str) -> Path:
-    """A copy of the project with its own .env: the real .env is the user's."""
-    copy = tmp_path / "project"
-    shutil.copytree(PROJECT_DIR, copy, ignore=shutil.ignore_patterns(".git", ".nox", "data", ".env", "__pycache__"))
-    (copy / ".env").write_text(dotenv)
-    return copy
-
-
 def test_app_keys_from_dotenv_reach_the_container_by_name_only(invoke, cpu_image, container, tmp_path):
     copy = project_copy(tmp_path, "HOST_PORT=9000\nGREETING=hello from .env\n")
-
-    def invoke_in_copy(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", *args], cwd=copy, env=invoke.env, capture_output=True, text=True, timeout=300, check=False
-        )
-
-    shown = invoke_in_copy("--dry", "run")
+    shown = invoke("--dry", "run", cwd=copy)
     assert " --env GREETING " in shown.stdout
     assert "hello from .env" not in shown.stdout
     # GREETING is the app's own; HOST_PORT is a template setting, which the container does not get.
-    result = invoke_in_copy("run", "--cmd", """sh -c 'echo "$GREETING|${HOST_PORT:-unset}"'""")
+    result = invoke("run", "--cmd", """sh -c 'echo "$GREETING|${HOST_PORT:-unset}"'""", cwd=copy)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "hello from .env|unset"
 
 
 def test_malformed_dotenv_line_is_named(invoke, tmp_path):
     copy = project_copy(tmp_path, "HOST_PORT=9000\nthis line is not a setting\n")
-    env = {key: value for key, value in invoke.env.items() if key != "DATA_DIR"}
-    result = subprocess.run(
-        [sys.executable, "-m", "invoke", "run"], cwd=copy, env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+    # DATA_DIR empty counts as unset: the copy's default ./data is the one that must not appear.
+    result = invoke("run", cwd=copy, env={"DATA_DIR": ""})
     assert one_error_line(result) == "error: .env line 2: cannot parse 'this line is not a setting'; expected KEY=value"
     assert not (copy / "data").exists(), "a refused run creates no DATA_DIR"
 

@@ -2,9 +2,11 @@
 
 import pytest
 
+from devkit import locks
 from devkit.commands import (
     build_command,
     command_line,
+    lock_command,
     pinned_tensorflow,
     run_as_user,
     run_command,
@@ -207,3 +209,25 @@ def test_smoke_test_mounts_tests_and_pytest_read_only(project):
     image_at = argv.index("tf:latest-gpu")
     assert argv[image_at + 1 : image_at + 4] == ["python", "-m", "pytest"]
     assert "--publish" not in argv
+
+
+def test_lock_command(tmp_path):
+    (tmp_path / "ca.pem").write_text("pem")
+    settings = load_settings(tmp_path, environ={"BASE_IMAGE": "mirror/python:3.11-slim", "BUILD_CA_BUNDLE": "ca.pem"})
+    argv = lock_command(settings, locks.CPU_ARM64, work_dir=tmp_path / "w", cache_volume="x-pip-cache", upgrade_packages=("numpy", "keras"))
+    assert argv[:5] == ["docker", "run", "--rm", "--init", "--platform"]
+    assert value_after(argv, "--platform") == ["linux/arm64"]
+    mounts = value_after(argv, "--mount")
+    assert f"type=bind,source={tmp_path},target=/src,readonly" in mounts, "the project is read-only to pip-compile"
+    assert "type=volume,source=x-pip-cache,target=/root/.cache/pip" in mounts
+    assert f"type=bind,source={tmp_path / 'ca.pem'},target=/run/secrets/ca_bundle,readonly" in mounts
+    assert "PIP_CERT=/run/secrets/ca_bundle" in value_after(argv, "--env")
+    assert argv[-4:-1] == ["mirror/python:3.11-slim", "sh", "-c"]
+    script = argv[-1]
+    assert "--require-hashes --no-deps -r /lock/tools.txt" in script
+    assert "--generate-hashes" in script
+    assert "--upgrade-package numpy --upgrade-package keras" in script
+    assert "--upgrade " not in script
+    assert script.endswith("requirements-cpu.in >&2 && cat /tmp/lock.txt")
+    upgrading = lock_command(settings, locks.GPU, work_dir=tmp_path, cache_volume="v", upgrade=True)[-1]
+    assert "--upgrade --output-file /tmp/lock.txt requirements-gpu.in" in upgrading

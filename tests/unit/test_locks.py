@@ -1,10 +1,14 @@
 """The committed locks: hash-pinned, the right TensorFlow per image, shared versions in step."""
 
 import re
+import shutil
 
 import pytest
 from conftest import PROJECT_DIR
 
+from devkit import locks
+from devkit.commands import pip_compile_reason
+from devkit.errors import UserError
 from devkit.locks import pinned_versions
 
 LOCKS = ("requirements.txt", "requirements-arm64.txt", "requirements-gpu.txt", "requirements-dev.txt")
@@ -44,13 +48,6 @@ def test_shared_packages_have_the_same_versions_in_every_image():
 
 
 # --- which locks, their inputs, staleness ------------------------------------------------------------
-
-import shutil  # noqa: E402
-
-from devkit import locks  # noqa: E402
-from devkit.commands import lock_command, pip_compile_reason  # noqa: E402
-from devkit.config import load_settings  # noqa: E402
-from devkit.errors import UserError  # noqa: E402
 
 
 def test_select_locks():
@@ -130,35 +127,6 @@ def test_tool_requirements_are_pip_tools_and_its_dependencies_only():
     assert len(blocks) == len(names), "one pinned block per package"
     for block in blocks:
         assert "--hash=sha256:" in block, block
-
-
-# --- the lock container --------------------------------------------------------------------------------
-
-
-def value_after(argv, flag):
-    return [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == flag]
-
-
-def test_lock_command(tmp_path):
-    (tmp_path / "ca.pem").write_text("pem")
-    settings = load_settings(tmp_path, environ={"BASE_IMAGE": "mirror/python:3.11-slim", "BUILD_CA_BUNDLE": "ca.pem"})
-    argv = lock_command(settings, locks.CPU_ARM64, work_dir=tmp_path / "w", cache_volume="x-pip-cache", upgrade_packages=("numpy", "keras"))
-    assert argv[:5] == ["docker", "run", "--rm", "--init", "--platform"]
-    assert value_after(argv, "--platform") == ["linux/arm64"]
-    mounts = value_after(argv, "--mount")
-    assert f"type=bind,source={tmp_path},target=/src,readonly" in mounts, "the project is read-only to pip-compile"
-    assert "type=volume,source=x-pip-cache,target=/root/.cache/pip" in mounts
-    assert f"type=bind,source={tmp_path / 'ca.pem'},target=/run/secrets/ca_bundle,readonly" in mounts
-    assert "PIP_CERT=/run/secrets/ca_bundle" in value_after(argv, "--env")
-    assert argv[-4:-1] == ["mirror/python:3.11-slim", "sh", "-c"]
-    script = argv[-1]
-    assert "--require-hashes --no-deps -r /lock/tools.txt" in script
-    assert "--generate-hashes" in script
-    assert "--upgrade-package numpy --upgrade-package keras" in script
-    assert "--upgrade " not in script
-    assert script.endswith("requirements-cpu.in >&2 && cat /tmp/lock.txt")
-    upgrading = lock_command(settings, locks.GPU, work_dir=tmp_path, cache_volume="v", upgrade=True)[-1]
-    assert "--upgrade --output-file /tmp/lock.txt requirements-gpu.in" in upgrading
 
 
 PIP_COMPILE_FAILURE = """  ERROR: Could not find a version that satisfies the requirement tensorflw-cpu==2.21.0 (from versions: none)
