@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dotenv as dotenv_package
+import invoke as invoke_package
 import pytest
 
 from devkit.config import default_image_name
@@ -106,6 +111,8 @@ def data_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("host") / "data dir with spaces"
     folder.mkdir()
     folder.chmod(0o777)  # the container's user may be another uid than this test's
+    # As a user's own DATA_DIR holds it: the server trains its first model on it.
+    shutil.copy(PROJECT_DIR / "data" / "iris.csv", folder)
     return folder
 
 
@@ -156,3 +163,97 @@ def wait_for_json(url: str, timeout: float = 120) -> dict:
             last_error = error
             time.sleep(1)
     raise AssertionError(f"{url} did not answer within {timeout:.0f} s: {last_error}")
+
+
+# --- a non-root caller: what the container writes into DATA_DIR must belong to them -------------
+
+
+@dataclass
+class Caller:
+    """How to run invoke as a non-root user: the command, where, with what environment, and the uid."""
+
+    command: list[str]
+    cwd: Path
+    env: dict[str, str]
+    uid: int
+    data: Path
+
+    def folder(self, name: str) -> Path:
+        """Another folder of the caller's, beside their DATA_DIR (where they may enter it)."""
+        folder = self.data.parent / name
+        folder.mkdir()
+        os.chown(folder, self.uid, -1)
+        return folder
+
+
+def _uid_taken(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
+
+
+def _runs_as(user: str, python: str) -> bool:
+    return subprocess.run(["runuser", "-u", user, "--", python, "-c", "pass"], capture_output=True, check=False).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def non_root_caller(tmp_path_factory) -> Iterator[Caller]:
+    """A non-root caller of invoke and a DATA_DIR of theirs.
+
+    Run as root (as in CI), the suite makes a user `tft-it` in the `docker` group, so it may use the
+    engine, and gives it a world-readable folder with what `invoke run` needs (tasks.py, devkit, and
+    the pure-Python invoke and python-dotenv): the checkout and this test's interpreter may sit in
+    folders other users cannot enter.
+    """
+    if os.getuid() != 0:
+        data = tmp_path_factory.mktemp("caller") / "owned data"
+        data.mkdir()
+        yield Caller([sys.executable, "-m", "invoke"], PROJECT_DIR, {}, os.getuid(), data)
+        return
+    if shutil.which("useradd") is None or shutil.which("runuser") is None:
+        pytest.fail("running as root, with no useradd or runuser to make a non-root caller")
+    name = "tft-it"
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        has_docker_group = subprocess.run(["getent", "group", "docker"], capture_output=True, check=False).returncode == 0
+        uid = next(uid for uid in range(2000, 60000) if not _uid_taken(uid))
+        groups = ["--groups", "docker"] if has_docker_group else []
+        subprocess.run(["useradd", "--no-create-home", "--uid", str(uid), "--user-group", *groups, name], check=True)
+    user = pwd.getpwnam(name)
+    python = next((py for py in (sys.executable, "/usr/bin/python3") if _runs_as(name, py)), None)
+    if python is None:
+        pytest.fail(f"no Python interpreter that user {name} may run")
+
+    shared = Path(tempfile.mkdtemp(prefix="tft-it-"))
+    try:
+        shared.chmod(0o755)
+        project = shared / "project"
+        project.mkdir()
+        shutil.copy(PROJECT_DIR / "tasks.py", project)
+        site = Path(invoke_package.__file__).parents[1]
+        # The packages, and invoke's metadata, which `python -m invoke` reads for its version.
+        copies = [
+            PROJECT_DIR / "devkit",
+            Path(invoke_package.__file__).parent,
+            Path(dotenv_package.__file__).parent,
+            *site.glob("invoke-*.dist-info"),
+        ]
+        for folder in copies:
+            shutil.copytree(folder, project / folder.name, ignore=shutil.ignore_patterns("__pycache__"))
+        data = shared / "owned data"
+        data.mkdir()
+        os.chown(data, user.pw_uid, user.pw_gid)
+        yield Caller(
+            ["runuser", "-u", name, "--", python, "-m", "invoke"], project, {"PYTHONPATH": str(project), "HOME": "/tmp"}, user.pw_uid, data
+        )
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def run_as(invoke, caller: Caller, *args: str, data: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """invoke, run by `caller` with the suite's settings and the caller's own DATA_DIR (or `data`)."""
+    env = {**invoke.env, **caller.env, "DATA_DIR": str(data or caller.data)}
+    return subprocess.run([*caller.command, *args], cwd=caller.cwd, env=env, capture_output=True, text=True, timeout=300, check=False)

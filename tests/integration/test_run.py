@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import dotenv as dotenv_package
-import invoke as invoke_package
 import pytest
-from conftest import PROJECT_DIR, containers_named, docker, project_copy, wait_for_json
+from conftest import PROJECT_DIR, containers_named, docker, project_copy, run_as, wait_for_json
 
 from devkit.commands import pinned_tensorflow
 
@@ -137,90 +128,6 @@ def test_missing_cli_or_engine_is_one_line(invoke, env, message, task):
 
 
 # --- ownership: what the container writes into DATA_DIR belongs to the caller ---------------------
-
-
-@dataclass
-class Caller:
-    """How to run invoke as a non-root user: the command, where, with what environment, and the uid."""
-
-    command: list[str]
-    cwd: Path
-    env: dict[str, str]
-    uid: int
-    data: Path
-
-
-def _uid_taken(uid: int) -> bool:
-    try:
-        pwd.getpwuid(uid)
-    except KeyError:
-        return False
-    return True
-
-
-def _runs_as(user: str, python: str) -> bool:
-    return subprocess.run(["runuser", "-u", user, "--", python, "-c", "pass"], capture_output=True, check=False).returncode == 0
-
-
-@pytest.fixture
-def non_root_caller(tmp_path) -> Iterator[Caller]:
-    """A non-root caller of invoke and a DATA_DIR of theirs.
-
-    Run as root (as in CI), the suite makes a user `tft-it` in the `docker` group, so it may use the
-    engine, and gives it a world-readable folder with what `invoke run` needs (tasks.py, devkit, and
-    the pure-Python invoke and python-dotenv): the checkout and this test's interpreter may sit in
-    folders other users cannot enter.
-    """
-    if os.getuid() != 0:
-        data = tmp_path / "owned data"
-        data.mkdir()
-        yield Caller([sys.executable, "-m", "invoke"], PROJECT_DIR, {}, os.getuid(), data)
-        return
-    if shutil.which("useradd") is None or shutil.which("runuser") is None:
-        pytest.fail("running as root, with no useradd or runuser to make a non-root caller")
-    name = "tft-it"
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        has_docker_group = subprocess.run(["getent", "group", "docker"], capture_output=True, check=False).returncode == 0
-        uid = next(uid for uid in range(2000, 60000) if not _uid_taken(uid))
-        groups = ["--groups", "docker"] if has_docker_group else []
-        subprocess.run(["useradd", "--no-create-home", "--uid", str(uid), "--user-group", *groups, name], check=True)
-    user = pwd.getpwnam(name)
-    python = next((py for py in (sys.executable, "/usr/bin/python3") if _runs_as(name, py)), None)
-    if python is None:
-        pytest.fail(f"no Python interpreter that user {name} may run")
-
-    shared = Path(tempfile.mkdtemp(prefix="tft-it-"))
-    try:
-        shared.chmod(0o755)
-        project = shared / "project"
-        project.mkdir()
-        shutil.copy(PROJECT_DIR / "tasks.py", project)
-        site = Path(invoke_package.__file__).parents[1]
-        # The packages, and invoke's metadata, which `python -m invoke` reads for its version.
-        copies = [
-            PROJECT_DIR / "devkit",
-            Path(invoke_package.__file__).parent,
-            Path(dotenv_package.__file__).parent,
-            *site.glob("invoke-*.dist-info"),
-        ]
-        for folder in copies:
-            shutil.copytree(folder, project / folder.name, ignore=shutil.ignore_patterns("__pycache__"))
-        data = shared / "owned data"
-        data.mkdir()
-        os.chown(data, user.pw_uid, user.pw_gid)
-        yield Caller(
-            ["runuser", "-u", name, "--", python, "-m", "invoke"], project, {"PYTHONPATH": str(project), "HOME": "/tmp"}, user.pw_uid, data
-        )
-    finally:
-        shutil.rmtree(shared, ignore_errors=True)
-
-
-def run_as(invoke, caller: Caller, *args: str) -> subprocess.CompletedProcess[str]:
-    """invoke, run by `caller` with the suite's settings and the caller's own DATA_DIR."""
-    env = {**invoke.env, **caller.env, "DATA_DIR": str(caller.data)}
-    return subprocess.run([*caller.command, *args], cwd=caller.cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_files_written_to_data_dir_belong_to_the_caller(invoke, cpu_image, container, non_root_caller):
