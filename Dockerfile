@@ -13,6 +13,22 @@ FROM ${BASE_IMAGE} AS builder
 # Set by BuildKit from --platform; picks the lock of that architecture.
 ARG TARGETARCH
 
+# Slimming, on by default, each switchable for users who need what it removes
+# (`invoke build --build-arg STRIP_TF_LIBRARIES=0`); see KEEP_TF_HEADERS below too.
+# STRIP_TF_LIBRARIES=0 keeps the symbol tables of TensorFlow's shared libraries (about 200 MB, for
+#   native debuggers and profilers); `strip --strip-unneeded` keeps everything that loading and
+#   linking them needs, and the smoke test trains, saves and reloads a model with them stripped.
+ARG STRIP_TF_LIBRARIES=1
+
+# binutils, for strip: in this stage only, never in the image that runs. Debian's current version
+# (not pinned, so that security updates apply); the list is removed in the same layer.
+# hadolint ignore=DL3008
+RUN if [ "${STRIP_TF_LIBRARIES}" = 1 ]; then \
+      apt-get update \
+      && apt-get install --yes --no-install-recommends binutils \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi
+
 # The venv lives at the path it keeps in the runtime stage: its scripts hard-code that path.
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
@@ -37,6 +53,16 @@ RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     if [ -f /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
     pip install --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: \
         -r "/tmp/locks/${lock}"
+
+# KEEP_TF_HEADERS=1 keeps tensorflow/include, about 290 MB of C++ headers that only compiling custom
+# ops needs; TensorFlow never reads them at run time. Declared here, so switching it reinstalls nothing.
+ARG KEEP_TF_HEADERS=0
+RUN set -eu; \
+    tensorflow="$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/tensorflow"; \
+    if [ "${KEEP_TF_HEADERS}" != 1 ]; then rm -rf "${tensorflow}/include"; fi; \
+    if [ "${STRIP_TF_LIBRARIES}" = 1 ]; then \
+      find "${tensorflow}" -type f -name '*.so*' -exec strip --strip-unneeded {} +; \
+    fi
 
 # ---------------------------------------------------------------------------------------------
 # runtime: the base image, the venv, the application; no compilers, caches or lock files.
