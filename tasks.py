@@ -24,6 +24,7 @@ from devkit.commands import (
     build_command,
     command_line,
     lock_command,
+    parse_build_args,
     pinned_tensorflow,
     pip_compile_reason,
     run_as_user,
@@ -111,16 +112,20 @@ def _image_labels(target: Target) -> dict[str, str]:
 
 
 @task(
+    iterable=["build_arg"],
     help={
         "gpu": _HELP_GPU,
         "platform": _HELP_PLATFORM + " (the GPU image: linux/amd64 only)",
         "no-cache": "rebuild every layer (the pip download cache is kept)",
-    }
+        "build-arg": "NAME=VALUE for the Dockerfile, repeatable: KEEP_TF_HEADERS=1 keeps TensorFlow's C++ headers, "
+        "STRIP_TF_LIBRARIES=0 its symbol tables",
+    },
 )
 @_one_line_errors
-def build(c, gpu=False, platform=None, no_cache=False):
+def build(c, gpu=False, platform=None, no_cache=False, build_arg=None):
     """Build the CPU image from Dockerfile, or the GPU image from Dockerfile.gpu, with BuildKit."""
     settings, target = _settings_and_target(gpu, platform)
+    build_args = parse_build_args(build_arg or [])
     if not _dry(c):
         engine.require_engine(settings.docker)
     try:
@@ -132,7 +137,9 @@ def build(c, gpu=False, platform=None, no_cache=False):
         buildx = False
     if not (PROJECT_DIR / target.lock.output).exists():
         raise UserError(f"{target.lock.output} is missing: {target.image} installs it; run `invoke lock`")
-    argv = build_command(settings, target, buildx=buildx, no_cache=no_cache, labels=_image_labels(target), proxies=_proxies())
+    argv = build_command(
+        settings, target, buildx=buildx, no_cache=no_cache, labels=_image_labels(target), proxies=_proxies(), build_args=build_args
+    )
     if not _dry(c) and not target.native:
         print(f"building {target.image} for {target.platform}: not this host's platform, so it runs under emulation", file=sys.stderr)
     result = _docker(c, argv, env={"DOCKER_BUILDKIT": "1"})

@@ -8,9 +8,11 @@ import os
 import re
 import shlex
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 from devkit.config import Settings
+from devkit.errors import UserError
 from devkit.locks import PIP_COMPILE_OPTIONS, Lock, pinned_versions
 from devkit.targets import Target
 
@@ -33,6 +35,17 @@ def pinned_tensorflow(lock_text: str) -> str:
     return pins.get("tensorflow-cpu") or pins.get("tensorflow") or "unknown"
 
 
+def parse_build_args(values: Iterable[str]) -> dict[str, str]:
+    """The `NAME=VALUE` pairs of `invoke build --build-arg`, checked (a value may be empty)."""
+    pairs = {}
+    for value in values:
+        name, equals, content = value.partition("=")
+        if not equals or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise UserError(f"--build-arg {value!r}: expected NAME=VALUE, e.g. KEEP_TF_HEADERS=1")
+        pairs[name] = content
+    return pairs
+
+
 def build_command(
     settings: Settings,
     target: Target,
@@ -41,6 +54,7 @@ def build_command(
     no_cache: bool = False,
     labels: dict[str, str] | None = None,
     proxies: tuple[str, ...] = (),
+    build_args: dict[str, str] | None = None,
 ) -> list[str]:
     """`docker buildx build --load` where the buildx plugin exists, else the classic `docker build`
     (which builds with BuildKit when DOCKER_BUILDKIT=1 is in its environment)."""
@@ -54,6 +68,8 @@ def build_command(
         argv += ["--build-arg", f"{name}={value}"]
     for name in proxies:
         argv += ["--build-arg", name]
+    for name, value in (build_args or {}).items():
+        argv += ["--build-arg", f"{name}={value}"]
     if settings.build_ca_bundle is not None:
         # A BuildKit secret: mounted for the pip install only, never in a layer or the history.
         argv += ["--secret", f"id=ca_bundle,src={settings.build_ca_bundle}"]

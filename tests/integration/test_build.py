@@ -141,3 +141,38 @@ def test_rebuilding_unchanged_sources_gives_the_same_image_and_no_orphans(invoke
     assert result.returncode == 0, result.stderr
     assert image_id() == before
     assert dangling() == orphans, "a rebuild left an untagged image behind"
+
+
+# What the slimming build arguments leave in the image: TensorFlow's C++ headers (tensorflow/include)
+# and the size of its main library against the size its wheel's RECORD gives (stripped: smaller).
+SLIMMING_PROBE = """
+import importlib.metadata as metadata, os, tensorflow
+folder = os.path.dirname(tensorflow.__file__)
+dist = next(d for d in metadata.distributions() if (d.read_text("top_level.txt") or "").split() == ["tensorflow"])
+record = next(f for f in dist.files if f.name == "libtensorflow_cc.so.2")
+print(os.path.isdir(os.path.join(folder, "include")), os.path.getsize(os.path.join(folder, "libtensorflow_cc.so.2")) < record.size)
+"""
+
+
+def slimming_of(image: str) -> tuple[str, str]:
+    has_headers, stripped = docker("run", "--rm", "--platform", "linux/amd64", image, "python", "-c", SLIMMING_PROBE).stdout.split()
+    return has_headers, stripped
+
+
+def test_the_cpu_image_has_no_tensorflow_headers_and_stripped_libraries(cpu_image):
+    assert slimming_of(cpu_image) == ("False", "True")
+
+
+def test_the_gpu_image_has_no_tensorflow_headers_and_keeps_its_symbols(gpu_image):
+    assert slimming_of(gpu_image) == ("False", "False")
+
+
+def test_build_args_keep_the_headers_and_the_symbols(invoke):
+    args = ["--build-arg", "KEEP_TF_HEADERS=1", "--build-arg", "STRIP_TF_LIBRARIES=0"]
+    result = invoke("build", *args, env={"IMAGE_TAG": "unslimmed"})
+    image = f"{invoke.image_name}:unslimmed"
+    try:
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert slimming_of(image) == ("True", "False")
+    finally:
+        docker("image", "rm", "--force", image, check=False)

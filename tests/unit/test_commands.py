@@ -7,6 +7,7 @@ from devkit.commands import (
     build_command,
     command_line,
     lock_command,
+    parse_build_args,
     pinned_tensorflow,
     run_as_user,
     run_command,
@@ -15,6 +16,7 @@ from devkit.commands import (
     stop_command,
 )
 from devkit.config import load_settings
+from devkit.errors import UserError
 from devkit.targets import resolve_target
 
 
@@ -231,3 +233,16 @@ def test_lock_command(tmp_path):
     assert script.endswith("requirements-cpu.in >&2 && cat /tmp/lock.txt")
     upgrading = lock_command(settings, locks.GPU, work_dir=tmp_path, cache_volume="v", upgrade=True)[-1]
     assert "--upgrade --output-file /tmp/lock.txt requirements-gpu.in" in upgrading
+
+
+def test_build_args_of_the_user_come_last_so_they_win(project):
+    settings = settings_of(project)
+    build_args = parse_build_args(["KEEP_TF_HEADERS=1", "STRIP_TF_LIBRARIES=0", "EMPTY="])
+    argv = build_command(settings, target_of(settings), buildx=False, labels={"REVISION": "abc"}, build_args=build_args)
+    assert value_after(argv, "--build-arg")[-3:] == ["KEEP_TF_HEADERS=1", "STRIP_TF_LIBRARIES=0", "EMPTY="]
+
+
+@pytest.mark.parametrize("value", ["KEEP_TF_HEADERS", "=1", "1ABC=2", "A B=1"])
+def test_a_malformed_build_arg_is_one_clear_error(value):
+    with pytest.raises(UserError, match=r"expected NAME=VALUE, e.g. KEEP_TF_HEADERS=1"):
+        parse_build_args([value])
