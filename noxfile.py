@@ -47,3 +47,12 @@ def integration(session: nox.Session) -> None:
     session.install("-r", DEV_LOCK)
     # -rs: the reason of any skip is printed (only where no engine exists; in CI a missing engine fails).
     session.run("pytest", "tests/integration", "-rs", *session.posargs)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Performance against the plain tutorial Dockerfile (ratios and goals), then the example's serving figures; not in `nox`."""
+    session.install("-r", DEV_LOCK)
+    # Several minutes: cold builds of both images, then medians of rebuilds, imports and requests.
+    session.run("python", "benchmarks/images.py", *session.posargs)
+    session.run("python", "benchmarks/serving.py")
