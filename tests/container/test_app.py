@@ -10,13 +10,12 @@ import json
 import random
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 import uvicorn
+from json_http import call
 
 from app import dataset, server, store, train
 from app.server import MAX_BATCH, MAX_BODY_BYTES, create_app
@@ -160,17 +159,6 @@ def serving(models: Path, data_path: Path):
     finally:
         http_server.should_exit = True
         thread.join(timeout=10)
-
-
-def call(url: str, body: bytes | None = None, content_type: str | None = "application/json") -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, method="GET" if body is None else "POST")  # noqa: S310 (a local test URL)
-    if content_type:
-        request.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
 
 
 def wait_until_ready(url: str, timeout: float = 300) -> dict:

@@ -13,14 +13,16 @@ import http.client
 import json
 import shutil
 import subprocess
+import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from conftest import PROJECT_DIR, docker, run_as, wait_for_json
+
+sys.path.insert(0, str(PROJECT_DIR / "tests" / "container"))
+from json_http import call  # noqa: E402 (the app's own tests' helper; plain standard library)
 
 # Rows 1, 51 and 101 of data/iris.csv: one flower of each species.
 SETOSA, VERSICOLOR, VIRGINICA = [5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3, 3.3, 6.0, 2.5]
@@ -33,17 +35,6 @@ class Journey:
     first_health: dict
     first_log: str
     trainings: list[subprocess.CompletedProcess[str]]
-
-
-def call(url: str, body: bytes | None = None, content_type: str | None = "application/json") -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, method="GET" if body is None else "POST")  # noqa: S310 (a local test URL)
-    if content_type:
-        request.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
 
 
 def predict(url: str, rows, path: str = "/predict") -> tuple[int, dict]:
