@@ -95,6 +95,7 @@ class ModelSlot:
         self.version: int | None = None
         self.metrics: dict = {}
         self.tensorflow_version = ""
+        self.feature_count = 0
         self._model = None
 
     @property
@@ -135,8 +136,9 @@ class ModelSlot:
         model = keras.models.load_model(folder / store.MODEL_FILE)
         with contextlib.suppress(OSError, ValueError):
             self.metrics = json.loads((folder / store.METRICS_FILE).read_text(encoding="utf-8"))
-        model(np.zeros((1, self.feature_count_of(model)), dtype="float32"))  # traces once, so the first request is fast
-        self._model, self.version, self.tensorflow_version = model, version, tf.__version__
+        feature_count = int(model.input_shape[-1])
+        model(np.zeros((1, feature_count), dtype="float32"))  # traces once, so the first request is fast
+        self._model, self.version, self.tensorflow_version, self.feature_count = model, version, tf.__version__, feature_count
         self.status = "ready"
         log.info(
             "serving %s version %d from %s (held-out accuracy %s)",
@@ -145,14 +147,6 @@ class ModelSlot:
             folder,
             self.metrics.get("accuracy", "unknown"),
         )
-
-    @staticmethod
-    def feature_count_of(model) -> int:
-        return int(model.input_shape[-1])
-
-    @property
-    def feature_count(self) -> int:
-        return self.feature_count_of(self._model)
 
     def predict(self, rows: list[list[float]]) -> list[list[float]]:
         import numpy as np
