@@ -1,6 +1,7 @@
 """A JSON request and its answer, errors included: shared by the app's tests inside the image and the
 integration tests on the host (plain standard library, so both can import it)."""
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -16,3 +17,23 @@ def call(url: str, body: bytes | None = None, content_type: str | None = "applic
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
         return error.code, json.load(error)
+
+
+def predict(url: str, rows, path: str = "/predict") -> tuple[int, dict]:
+    """POST rows in TensorFlow Serving's request shape."""
+    return call(url + path, json.dumps({"instances": rows}).encode())
+
+
+def post_declaring_length(url: str, path: str, length: int) -> tuple[int, dict]:
+    """POST only the headers of a JSON body said to be `length` bytes: a server that waited for the
+    body would never answer."""
+    connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
+    try:
+        connection.putrequest("POST", path)
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(length))
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, json.load(response)
+    finally:
+        connection.close()

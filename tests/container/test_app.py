@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import uvicorn
-from json_http import call
+from json_http import call, post_declaring_length, predict
 
 from app import dataset, server, store, train
 from app.server import MAX_BATCH, MAX_BODY_BYTES, create_app
@@ -183,10 +183,6 @@ def server_url(tmp_path_factory):
         yield url
 
 
-def predict(url: str, rows, path: str = "/predict") -> tuple[int, dict]:
-    return call(url + path, json.dumps({"instances": rows}).encode())
-
-
 def test_health_names_the_model_version_once_loaded(server_url):
     status, body = call(f"{server_url}/health")
     assert status == 200
@@ -245,16 +241,9 @@ def test_a_bad_request_gets_a_json_error_and_the_server_keeps_serving(server_url
 
 
 def test_a_body_declared_too_large_is_refused_before_it_is_sent(server_url):
-    # Only the headers go out: a server that waited for the body would never answer.
-    connection = http.client.HTTPConnection(server_url.removeprefix("http://"), timeout=30)
-    connection.putrequest("POST", "/predict")
-    connection.putheader("Content-Type", "application/json")
-    connection.putheader("Content-Length", str(MAX_BODY_BYTES + 1))
-    connection.endheaders()
-    response = connection.getresponse()
-    assert response.status == 413
-    assert "larger than" in json.load(response)["error"]
-    connection.close()
+    status, body = post_declaring_length(server_url, "/predict", MAX_BODY_BYTES + 1)
+    assert status == 413
+    assert "larger than" in body["error"]
     assert predict(server_url, [[5.0, 3.4, 1.5, 0.2]])[0] == 200
 
 

@@ -9,7 +9,6 @@ All of it as a non-root caller, who must own what the container writes.
 
 from __future__ import annotations
 
-import http.client
 import json
 import shutil
 import subprocess
@@ -22,7 +21,7 @@ import pytest
 from conftest import PROJECT_DIR, docker, run_as, wait_for_json
 
 sys.path.insert(0, str(PROJECT_DIR / "tests" / "container"))
-from json_http import call  # noqa: E402 (the app's own tests' helper; plain standard library)
+from json_http import call, post_declaring_length, predict  # noqa: E402 (the app's own tests' helper; plain standard library)
 
 # Rows 1, 51 and 101 of data/iris.csv: one flower of each species.
 SETOSA, VERSICOLOR, VIRGINICA = [5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3, 3.3, 6.0, 2.5]
@@ -35,10 +34,6 @@ class Journey:
     first_health: dict
     first_log: str
     trainings: list[subprocess.CompletedProcess[str]]
-
-
-def predict(url: str, rows, path: str = "/predict") -> tuple[int, dict]:
-    return call(url + path, json.dumps({"instances": rows}).encode())
 
 
 def succeeded(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -127,15 +122,9 @@ def test_a_bad_request_gets_a_json_4xx_and_the_server_keeps_serving(journey, bod
 
 
 def test_an_oversized_body_gets_a_json_413_before_it_is_sent(journey):
-    connection = http.client.HTTPConnection(journey.url.removeprefix("http://"), timeout=30)
-    connection.putrequest("POST", "/predict")
-    connection.putheader("Content-Type", "application/json")
-    connection.putheader("Content-Length", str(10**9))
-    connection.endheaders()
-    response = connection.getresponse()
-    assert response.status == 413
-    assert "larger than" in json.load(response)["error"]
-    connection.close()
+    status, body = post_declaring_length(journey.url, "/predict", 10**9)
+    assert status == 413
+    assert "larger than" in body["error"]
     assert predict(journey.url, [SETOSA])[0] == 200
 
 
