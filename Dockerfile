@@ -7,11 +7,41 @@
 ARG BASE_IMAGE=python:3.11-slim
 
 # ---------------------------------------------------------------------------------------------
-# builder: a virtualenv holding the locked packages, and nothing else that the runtime needs.
-FROM ${BASE_IMAGE} AS builder
+# locks: the target's lock, split in two: TensorFlow's own entry, and every other package.
+# The tensorflow stage copies only the first file, and BuildKit caches a COPY by its content, so
+# adding or upgrading any other package never reinstalls, strips or re-exports TensorFlow's 1 GB.
+FROM ${BASE_IMAGE} AS locks
 
 # Set by BuildKit from --platform; picks the lock of that architecture.
 ARG TARGETARCH
+
+# The locks come before the source, so an edit in src/ never reinstalls packages.
+COPY requirements.txt requirements-arm64.txt /tmp/locks/
+
+# pip-compile writes each package at the start of a line and its hashes and comments indented
+# below it; pip options (`--index-url`) apply to both halves.
+RUN set -eu; \
+    case "${TARGETARCH}" in \
+      amd64) lock=requirements.txt ;; \
+      arm64) lock=requirements-arm64.txt ;; \
+      *) echo "no lock for architecture '${TARGETARCH}': the CPU image is built for amd64 or arm64" >&2; exit 1 ;; \
+    esac; \
+    mkdir /locks; \
+    awk '/^-/ { print > "/locks/tensorflow.txt"; print > "/locks/packages.txt"; next }; \
+         /^[^ #]/ { half = /^tensorflow(-cpu)?[ =]/ ? "/locks/tensorflow.txt" : "/locks/packages.txt" }; \
+         half { print > half }' "/tmp/locks/${lock}"; \
+    grep -q '^tensorflow' /locks/tensorflow.txt
+
+# ---------------------------------------------------------------------------------------------
+# venv: an empty virtualenv, at the path it keeps in the runtime stage (its scripts hard-code it).
+FROM ${BASE_IMAGE} AS venv
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+# ---------------------------------------------------------------------------------------------
+# tensorflow: TensorFlow alone, installed under /opt/tensorflow in the venv's layout (scripts
+# point at /opt/venv/bin/python), slimmed, and merged into the venv by the runtime stage.
+FROM venv AS tensorflow
 
 # Slimming, on by default, each switchable for users who need what it removes
 # (`invoke build --build-arg STRIP_TF_LIBRARIES=0`); see KEEP_TF_HEADERS below too.
@@ -29,12 +59,7 @@ RUN if [ "${STRIP_TF_LIBRARIES}" = 1 ]; then \
       && rm -rf /var/lib/apt/lists/*; \
     fi
 
-# The venv lives at the path it keeps in the runtime stage: its scripts hard-code that path.
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
-
-# The locks come before the source, so an edit in src/ never reinstalls packages.
-COPY requirements.txt requirements-arm64.txt /tmp/locks/
+COPY --from=locks /locks/tensorflow.txt /tmp/locks/
 
 # --require-hashes: every file pip installs must match the hash in the lock.
 # --no-deps: the lock is complete; pip resolves nothing on its own.
@@ -45,24 +70,34 @@ COPY requirements.txt requirements-arm64.txt /tmp/locks/
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=secret,id=ca_bundle \
     set -eu; \
-    case "${TARGETARCH}" in \
-      amd64) lock=requirements.txt ;; \
-      arm64) lock=requirements-arm64.txt ;; \
-      *) echo "no lock for architecture '${TARGETARCH}': the CPU image is built for amd64 or arm64" >&2; exit 1 ;; \
-    esac; \
     if [ -f /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
     pip install --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: \
-        -r "/tmp/locks/${lock}"
+        --prefix=/opt/tensorflow -r /tmp/locks/tensorflow.txt
 
 # KEEP_TF_HEADERS=1 keeps tensorflow/include, about 290 MB of C++ headers that only compiling custom
 # ops needs; TensorFlow never reads them at run time. Declared here, so switching it reinstalls nothing.
 ARG KEEP_TF_HEADERS=0
 RUN set -eu; \
-    tensorflow="$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/tensorflow"; \
+    tensorflow="$(python -c 'import sysconfig; print(sysconfig.get_path("purelib", vars={"base": "/opt/tensorflow"}))')/tensorflow"; \
+    test -d "${tensorflow}"; \
     if [ "${KEEP_TF_HEADERS}" != 1 ]; then rm -rf "${tensorflow}/include"; fi; \
     if [ "${STRIP_TF_LIBRARIES}" = 1 ]; then \
       find "${tensorflow}" -type f -name '*.so*' -exec strip --strip-unneeded {} +; \
     fi
+
+# ---------------------------------------------------------------------------------------------
+# packages: every other locked package, in the venv itself.
+FROM venv AS packages
+
+COPY --from=locks /locks/packages.txt /tmp/locks/
+
+# The same checks as for TensorFlow above.
+RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
+    --mount=type=secret,id=ca_bundle \
+    set -eu; \
+    if [ -f /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
+    pip install --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: \
+        -r /tmp/locks/packages.txt
 
 # ---------------------------------------------------------------------------------------------
 # runtime: the base image, the venv, the application; no compilers, caches or lock files.
@@ -86,7 +121,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     TF_CPP_MIN_LOG_LEVEL=2 \
     PORT=${CONTAINER_PORT}
 
-COPY --from=builder /opt/venv /opt/venv
+# TensorFlow first, in a layer of its own that stays cached when any other package changes.
+COPY --from=tensorflow /opt/tensorflow/ /opt/venv/
+COPY --from=packages /opt/venv /opt/venv
 
 WORKDIR /app
 COPY src/ /app/src/

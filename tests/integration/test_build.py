@@ -4,9 +4,11 @@ import json
 import os
 import re
 import shutil
+import uuid
+from pathlib import Path
 
 import pytest
-from conftest import PROJECT_DIR, docker
+from conftest import PROJECT_DIR, docker, project_copy
 
 from devkit.commands import pinned_tensorflow
 
@@ -174,5 +176,50 @@ def test_build_args_keep_the_headers_and_the_symbols(invoke):
     try:
         assert result.returncode == 0, result.stderr[-3000:]
         assert slimming_of(image) == ("True", "False")
+    finally:
+        docker("image", "rm", "--force", image, check=False)
+
+
+def lock_entry(lock: Path, name: str) -> str:
+    """A package's entry in a pip-compile lock: its line and the indented hashes and comments below."""
+    lines = lock.read_text().splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{name}=="))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith(" ")), len(lines))
+    return "".join(lines[start:end])
+
+
+def steps_from_cache(build_output: str) -> dict[str, bool]:
+    """Each step of a BuildKit build (its plain progress output) and whether it came from the cache."""
+    titles = dict(re.findall(r"^#(\d+) (\[.+)$", build_output, re.MULTILINE))
+    cached = set(re.findall(r"^#(\d+) CACHED$", build_output, re.MULTILINE))
+    return {title: number in cached for number, title in titles.items()}
+
+
+@pytest.mark.parametrize(
+    ("variant", "build_args", "locks"),
+    [
+        ("cpu", (), ("requirements.txt", "requirements-arm64.txt")),
+        ("gpu", ("--gpu",), ("requirements-gpu.txt",)),
+    ],
+)
+def test_adding_a_package_to_the_lock_keeps_the_tensorflow_layer(request, invoke, tmp_path, variant, build_args, locks):
+    """Only the other packages are reinstalled; TensorFlow's layer (1 GB, 6 GB with CUDA) is the cached one."""
+    request.getfixturevalue(f"{variant}_image")  # built from the unchanged lock
+    project = project_copy(tmp_path)
+    # A small pure-Python package from the host tools' lock, with its hashes, and a line that no
+    # earlier run of this test wrote, so that BuildKit cannot have cached this lock.
+    added = lock_entry(PROJECT_DIR / "requirements-dev.txt", "iniconfig") + f"    # test {uuid.uuid4().hex}\n"
+    for lock in locks:
+        with (project / lock).open("a") as file:
+            file.write(added)
+    name = f"{invoke.image_name}-added"
+    image = f"{name}:{'latest-gpu' if variant == 'gpu' else 'latest'}"
+    result = invoke("build", *build_args, cwd=project, env={"IMAGE_NAME": name})
+    try:
+        assert result.returncode == 0, result.stderr[-3000:]
+        steps = steps_from_cache(result.stdout + result.stderr)
+        assert [cached for title, cached in steps.items() if "COPY --from=tensorflow" in title] == [True]
+        assert [cached for title, cached in steps.items() if title.startswith("[packages") and "pip install" in title] == [False]
+        docker("run", "--rm", "--platform", "linux/amd64", image, "python", "-c", "import iniconfig, tensorflow")
     finally:
         docker("image", "rm", "--force", image, check=False)
