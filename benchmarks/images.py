@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,8 @@ class Bench:
         self.runs = runs
         self.ours_dir, self.plain_dir = work / "ours", work / "plain"
         self.work = work
+        # In every edit and addition, so that no rebuild finds layers cached by an earlier benchmark.
+        self.nonce = uuid.uuid4().hex
 
     # --- set-up -------------------------------------------------------------------------------
 
@@ -93,7 +96,7 @@ class Bench:
     def build_ours(self, no_cache: bool = False) -> tuple[float, int]:
         env = {**os.environ, "IMAGE_NAME": OURS, "IMAGE_TAG": "latest", "PLATFORM": self.platform}
         argv = [sys.executable, "-m", "invoke", "build", *(["--no-cache"] if no_cache else [])]
-        return self._timed_build(argv, self.ours_dir, env)
+        return self._timed_build(argv, self.ours_dir, env, f"{OURS}:latest")
 
     def build_plain(self, no_cache: bool = False) -> tuple[float, int]:
         argv = [self.docker, "build", "--platform", self.platform, "--progress", "plain", "--tag", f"{PLAIN}:latest"]
@@ -101,15 +104,22 @@ class Bench:
         if self.settings.build_ca_bundle is not None:
             argv += ["--secret", f"id=ca_bundle,src={self.settings.build_ca_bundle}"]
         argv += [*(["--no-cache"] if no_cache else []), str(self.plain_dir)]
-        return self._timed_build(argv, self.plain_dir, {**os.environ, "DOCKER_BUILDKIT": "1"})
+        return self._timed_build(argv, self.plain_dir, {**os.environ, "DOCKER_BUILDKIT": "1"}, f"{PLAIN}:latest")
 
-    def _timed_build(self, argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int]:
-        """Seconds, and the bytes of build context the engine received (from BuildKit's progress)."""
+    def _timed_build(self, argv: list[str], cwd: Path, env: dict[str, str], image: str) -> tuple[float, int]:
+        """Seconds, and the bytes of build context the engine received (from BuildKit's progress).
+
+        The image that the build replaces under the same tag is removed: a benchmark of a dozen
+        builds would otherwise leave a dozen untagged gigabyte images behind.
+        """
+        replaced = self.docker_cli("image", "inspect", "--format", "{{.Id}}", image, check=False).stdout.strip()
         started = time.perf_counter()
         result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - started
         if result.returncode != 0:
             raise UserError(f"{' '.join(argv[:4])} ... failed in {cwd}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        if replaced and replaced != self.docker_cli("image", "inspect", "--format", "{{.Id}}", image).stdout.strip():
+            self.docker_cli("image", "rm", replaced, check=False)
         return seconds, context_bytes(result.stdout + result.stderr)
 
     # --- measuring ----------------------------------------------------------------------------
@@ -132,7 +142,7 @@ class Bench:
     def edit_source(self, run: int) -> None:
         for copy in (self.ours_dir, self.plain_dir):
             with (copy / "src" / "app" / "server.py").open("a") as file:
-                file.write(f"# benchmark edit {run}\n")
+                file.write(f"# benchmark {self.nonce}, edit {run}\n")
 
     def add_package(self, name: str) -> None:
         """Pin `name` in our lock with its wheel's hash (as `invoke lock` would), and list it in the plain requirements."""
@@ -142,9 +152,9 @@ class Bench:
         version = wheel.name.split("-")[1]
         digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
         with (self.ours_dir / "requirements.txt").open("a") as lock:
-            lock.write(f"{name}=={version} \\\n    --hash=sha256:{digest}\n")
+            lock.write(f"{name}=={version} \\\n    --hash=sha256:{digest}\n    # benchmark {self.nonce}\n")
         with (self.plain_dir / "requirements.txt").open("a") as requirements:
-            requirements.write(f"{name}=={version}\n")
+            requirements.write(f"{name}=={version}  # benchmark {self.nonce}\n")
 
     def docker_cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self._run([self.docker, *args], check=check)
