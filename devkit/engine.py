@@ -5,11 +5,15 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shlex
 import shutil
 import socket
+import stat
 import subprocess
+from pathlib import Path
 
 from devkit.errors import UserError
+from devkit.platforms import platform_of_machine
 
 # The first docker CLI release whose `docker build` needs the buildx plugin for BuildKit.
 _BUILDX_REQUIRED_FROM = 23
@@ -19,9 +23,13 @@ def _query(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[
     try:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError:
-        raise UserError(f"DOCKER={argv[0]!r}: no such command; install Docker, or set DOCKER to the path of a docker CLI") from None
+        raise _no_cli(argv[0]) from None
     except subprocess.TimeoutExpired:
-        raise UserError(f"`{' '.join(argv[:3])}` did not answer in {timeout:.0f} s; is the engine hung?") from None
+        raise UserError(f"`{' '.join(argv[:3])}` did not answer in {timeout:.0f} s", "restart the engine if it hangs") from None
+
+
+def _no_cli(docker: str) -> UserError:
+    return UserError(f"DOCKER={docker!r}: no such command", "install Docker, or set DOCKER to the path of a docker CLI")
 
 
 def _first_line(text: str) -> str:
@@ -31,7 +39,7 @@ def _first_line(text: str) -> str:
 def require_cli(docker: str) -> None:
     """The container CLI exists."""
     if shutil.which(docker) is None:
-        raise UserError(f"DOCKER={docker!r}: no such command; install Docker, or set DOCKER to the path of a docker CLI")
+        raise _no_cli(docker)
 
 
 def require_engine(docker: str) -> None:
@@ -40,9 +48,28 @@ def require_engine(docker: str) -> None:
     result = _query([docker, "version", "--format", "{{.Server.Version}}"])
     if result.returncode != 0 or not result.stdout.strip():
         raise UserError(
-            f"the container engine is not running or not reachable ({_first_line(result.stderr)}); "
-            "start Docker Desktop, or `sudo systemctl start docker` on Linux"
+            f"the container engine is not running or not reachable ({_first_line(result.stderr)})",
+            "start Docker Desktop, or `sudo systemctl start docker` on Linux",
         )
+
+
+def client_version(docker: str) -> str:
+    return _query([docker, "version", "--format", "{{.Client.Version}}"]).stdout.strip()
+
+
+def server_version(docker: str) -> str:
+    return _query([docker, "version", "--format", "{{.Server.Version}}"]).stdout.strip()
+
+
+def server_platform(docker: str) -> str | None:
+    """The platform the engine runs natively, e.g. linux/arm64 for Docker Desktop on Apple Silicon
+    even when asked by an x86-64 Python under Rosetta; None where it does not say or is no Linux."""
+    answer = _query([docker, "version", "--format", "{{.Server.Os}}/{{.Server.Arch}}"]).stdout.strip()
+    system, _, machine = answer.partition("/")
+    try:
+        return platform_of_machine(machine) if system == "linux" else None
+    except UserError:
+        return None
 
 
 def uses_buildx(docker: str) -> bool:
@@ -52,29 +79,41 @@ def uses_buildx(docker: str) -> bool:
     """
     if _query([docker, "buildx", "version"]).returncode == 0:
         return True
-    version = _query([docker, "version", "--format", "{{.Client.Version}}"]).stdout.strip()
+    version = client_version(docker)
     major = version.split(".", 1)[0]
     if major.isdigit() and int(major) >= _BUILDX_REQUIRED_FROM:
         raise UserError(
-            f"{docker} (CLI {version}) needs the buildx plugin to build with BuildKit, and has none: "
-            "install it (Debian/Ubuntu: docker-buildx-plugin; Docker Desktop ships it), or set DOCKER to a CLI that has it"
+            f"{docker} (CLI {version}) needs the buildx plugin to build with BuildKit, and has none",
+            "install it (Debian/Ubuntu: docker-buildx-plugin; Docker Desktop ships it), or set DOCKER to a CLI that has it",
         )
     return False
 
 
 def require_nvidia_runtime(docker: str) -> None:
     """The engine can start GPU containers (`--gpus all`): the NVIDIA Container Toolkit is set up."""
+    found = runtimes(docker)
+    if "nvidia" not in found:
+        raise UserError(f"--gpu: this engine has no NVIDIA runtime (runtimes: {', '.join(found) or 'none'})", NVIDIA_FIX)
+
+
+NVIDIA_FIX = (
+    "install the NVIDIA driver and the NVIDIA Container Toolkit, then `sudo nvidia-ctk runtime configure --runtime=docker` "
+    "and restart Docker"
+)
+
+
+def runtimes(docker: str) -> list[str]:
+    """The container runtimes the engine offers (`runc`; `nvidia` once the NVIDIA toolkit is set up)."""
     result = _query([docker, "info", "--format", "{{json .Runtimes}}"])
     try:
-        runtimes = json.loads(result.stdout or "{}") or {}
+        return sorted(json.loads(result.stdout or "{}") or {})
     except json.JSONDecodeError:
-        runtimes = {}
-    if "nvidia" not in runtimes:
-        found = ", ".join(sorted(runtimes)) or "none"
-        raise UserError(
-            f"--gpu: this engine has no NVIDIA runtime (runtimes: {found}); install the NVIDIA driver and the "
-            "NVIDIA Container Toolkit, then `sudo nvidia-ctk runtime configure --runtime=docker` and restart Docker"
-        )
+        return []
+
+
+def storage_dir(docker: str) -> str | None:
+    """Where the engine keeps images and build cache (a path on the engine's machine)."""
+    return _query([docker, "info", "--format", "{{.DockerRootDir}}"]).stdout.strip() or None
 
 
 def container_state(docker: str, name: str) -> str | None:
@@ -101,8 +140,24 @@ def require_free_port(address: str, port: int) -> None:
             probe.bind((address, port))
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
-                raise UserError(f"HOST_PORT {port} on {address} is already in use; stop what uses it, or set HOST_PORT in .env") from None
+                raise UserError(f"HOST_PORT {port} on {address} is already in use", "stop what uses it, or set HOST_PORT in .env") from None
             raise UserError(f"cannot publish {address}:{port}: {error.strerror}") from None
+
+
+def require_writable_by(path: Path, uid: int, gid: int) -> None:
+    """The container's user (uid:gid) may create files in the host folder `path` (a bind mount keeps numeric owners)."""
+    info = path.stat()
+    if info.st_uid == uid:
+        needed = stat.S_IWUSR | stat.S_IXUSR
+    elif info.st_gid == gid:
+        needed = stat.S_IWGRP | stat.S_IXGRP
+    else:
+        needed = stat.S_IWOTH | stat.S_IXOTH
+    if info.st_mode & needed != needed:
+        raise UserError(
+            f"DATA_DIR {path} belongs to uid {info.st_uid}, and the container's user (uid {uid}) cannot write it",
+            f"`sudo chown -R {uid}:{gid} {shlex.quote(str(path))}`, or set DATA_DIR to a folder that user can write",
+        )
 
 
 def pull_base_image(docker: str, image: str, platform: str) -> None:
@@ -116,5 +171,5 @@ def pull_base_image(docker: str, image: str, platform: str) -> None:
     local = _query([docker, "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", image])
     if local.returncode != 0 or local.stdout.strip() != platform:
         raise UserError(
-            f"BASE_IMAGE {image} cannot be pulled for {platform} ({_first_line(pulled.stderr)}); check the name and your registry access"
+            f"BASE_IMAGE {image} cannot be pulled for {platform} ({_first_line(pulled.stderr)})", "check the name and your registry access"
         )

@@ -1,0 +1,198 @@
+"""`invoke doctor`: is this machine ready to build and run the images? One finding per check.
+
+Each check answers with a verdict, what it saw, and how to fix what is wrong. Checks that need an
+earlier one (the engine needs the CLI) are skipped when it failed, and say so. The tasks raise the
+same errors one at a time; the doctor asks every question at once.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from devkit import engine
+from devkit.config import Settings, load_settings
+from devkit.errors import UserError
+from devkit.platforms import AMD64, ARM64
+
+OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
+
+# Free space the engine needs, measured here: the CPU image is 1.3 GB and its build keeps about as
+# much again in BuildKit's cache; the GPU image is 6.4 GB, its CUDA wheels 3.3 GB in pip's cache,
+# and its build snapshots as much again.
+CPU_BUILD_BYTES = 5 * 1000**3
+GPU_BUILD_BYTES = 20 * 1000**3
+
+
+@dataclass(frozen=True)
+class Finding:
+    verdict: str
+    subject: str
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{self.verdict:<4}  {self.subject:<12}  {self.detail}"
+        return f"{text}; fix: {self.fix}" if self.fix else text
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the doctor is told about the host, so that every check is testable without one."""
+
+    project_dir: Path
+    environ: Mapping[str, str]
+    host: str  # the platform Python sees, e.g. linux/amd64
+    container_ids: Callable[[Settings], tuple[int, int] | None]  # uid, gid of `invoke run`; None: mapped by Docker Desktop
+
+
+def examine(machine: Machine, *, gpu: bool) -> Iterator[Finding]:
+    """Every check, in order; a check whose prerequisite failed is skipped."""
+    settings_finding, settings = check_settings(machine.project_dir, machine.environ)
+    yield settings_finding
+    docker = settings.docker if settings else (machine.environ.get("DOCKER") or "docker")
+
+    cli = check_cli(docker)
+    yield cli
+    engine_finding = check_engine(docker) if cli.verdict == OK else skipped("engine", "needs the CLI")
+    yield engine_finding
+    engine_up = engine_finding.verdict == OK
+    yield check_buildkit(docker) if engine_up else skipped("BuildKit", "needs the engine")
+    yield check_nvidia(docker, gpu=gpu) if engine_up else skipped("NVIDIA", "needs the engine")
+    yield check_architecture(machine.host, engine.server_platform(docker) if engine_up else None, gpu=gpu)
+    if settings is None:
+        for subject in ("port", "DATA_DIR", "disk", "base image"):
+            yield skipped(subject, "needs a valid .env")
+        return
+    yield check_port(settings, docker if engine_up else None)
+    yield check_data_dir(settings, machine.container_ids(settings))
+    yield check_disk(docker, gpu=gpu) if engine_up else skipped("disk", "needs the engine")
+    platform = AMD64 if gpu else (settings.platform or machine.host)
+    yield check_base_image(docker, settings.base_image, platform) if engine_up else skipped("base image", "needs the engine")
+
+
+def skipped(subject: str, reason: str) -> Finding:
+    return Finding(SKIP, subject, f"not checked: {reason}")
+
+
+def failed(subject: str, error: UserError) -> Finding:
+    return Finding(FAIL, subject, error.problem, error.fix)
+
+
+def check_settings(project_dir: Path, environ: Mapping[str, str]) -> tuple[Finding, Settings | None]:
+    dotenv = project_dir / ".env"
+    try:
+        settings = load_settings(project_dir, environ)
+    except UserError as error:
+        return Finding(FAIL, ".env", str(error), "correct it; .env.example explains every key"), None
+    if not dotenv.exists():
+        return Finding(OK, ".env", "none: the defaults apply (copy .env.example to .env to change them)"), settings
+    keys = len(settings.app_env)
+    return Finding(OK, ".env", f"read; every setting valid; {keys} key{'s' * (keys != 1)} for the app"), settings
+
+
+def check_cli(docker: str) -> Finding:
+    try:
+        engine.require_cli(docker)
+    except UserError as error:
+        return failed("CLI", error)
+    found = shutil.which(docker)
+    return Finding(OK, "CLI", f"{found}, version {engine.client_version(docker) or 'unknown'}")
+
+
+def check_engine(docker: str) -> Finding:
+    try:
+        engine.require_engine(docker)
+    except UserError as error:
+        return failed("engine", error)
+    return Finding(OK, "engine", f"running, version {engine.server_version(docker)}")
+
+
+def check_buildkit(docker: str) -> Finding:
+    try:
+        buildx = engine.uses_buildx(docker)
+    except UserError as error:
+        return failed("BuildKit", error)
+    if buildx:
+        return Finding(OK, "BuildKit", "the buildx plugin builds with BuildKit")
+    return Finding(OK, "BuildKit", "`docker build` with DOCKER_BUILDKIT=1, which `invoke build` sets")
+
+
+def check_nvidia(docker: str, *, gpu: bool) -> Finding:
+    found = engine.runtimes(docker)
+    if "nvidia" not in found:
+        needed = "the GPU image cannot run here" if gpu else "only the GPU image needs it (`invoke doctor --gpu` to require it)"
+        detail = f"no NVIDIA runtime (runtimes: {', '.join(found) or 'none'}): {needed}"
+        return Finding(FAIL if gpu else WARN, "NVIDIA", detail, engine.NVIDIA_FIX)
+    return Finding(OK, "NVIDIA", "the NVIDIA runtime is set up: the GPU image can run here")
+
+
+def check_architecture(host: str, engine_platform: str | None, *, gpu: bool) -> Finding:
+    if engine_platform is not None and engine_platform != host:
+        return Finding(
+            WARN,
+            "architecture",
+            f"Python runs as {host} but the engine as {engine_platform}: the CPU image follows the engine",
+            "use a Python built for this machine (on Apple Silicon: not under Rosetta)",
+        )
+    native = engine_platform or host
+    if native == ARM64:
+        detail = f"{native}: the CPU image (tensorflow) runs natively; the GPU image is {AMD64} only and cannot run here"
+        if gpu:
+            return Finding(
+                FAIL, "architecture", detail, "build the GPU image here if you like, and run it on a Linux x86-64 host with an NVIDIA GPU"
+            )
+        return Finding(OK, "architecture", detail)
+    return Finding(OK, "architecture", f"{native}: the CPU image (tensorflow-cpu) and the GPU image both run natively")
+
+
+def check_port(settings: Settings, docker: str | None) -> Finding:
+    where = f"HOST_PORT {settings.host_port} on {settings.host_address}"
+    try:
+        engine.require_free_port(settings.host_address, settings.host_port)
+    except UserError as error:
+        container = settings.image_name.replace("/", "-")
+        if docker is not None and engine.container_state(docker, container) == "running":
+            return Finding(OK, "port", f"{where}: served by this project's running container {container}")
+        return failed("port", error)
+    return Finding(OK, "port", f"{where}: free")
+
+
+def check_data_dir(settings: Settings, ids: tuple[int, int] | None) -> Finding:
+    path = settings.data_dir
+    if not path.exists():
+        return Finding(OK, "DATA_DIR", f"{path}: `invoke run` creates it")
+    if ids is None:
+        return Finding(OK, "DATA_DIR", f"{path}: exists; Docker Desktop maps its owner")
+    try:
+        engine.require_writable_by(path, *ids)
+    except UserError as error:
+        return failed("DATA_DIR", error)
+    return Finding(OK, "DATA_DIR", f"{path}: the container's user (uid {ids[0]}) can write it")
+
+
+def check_disk(docker: str, *, gpu: bool) -> Finding:
+    root = engine.storage_dir(docker)
+    if root is None or not Path(root).is_dir():
+        return Finding(
+            WARN,
+            "disk",
+            "the engine keeps its images off this machine (a VM or a remote host): not measured",
+            "check the engine's disk size (Docker Desktop: Settings > Resources)",
+        )
+    free = shutil.disk_usage(root).free
+    needed = GPU_BUILD_BYTES if gpu else CPU_BUILD_BYTES
+    detail = f"{free / 1000**3:.1f} GB free in {root}; a {'GPU' if gpu else 'CPU'} build needs about {needed / 1000**3:.0f} GB"
+    if free < needed:
+        return Finding(FAIL, "disk", detail, "free space: `docker image prune` and `docker builder prune` remove what no image needs")
+    return Finding(OK, "disk", detail)
+
+
+def check_base_image(docker: str, base_image: str, platform: str) -> Finding:
+    try:
+        engine.pull_base_image(docker, base_image, platform)
+    except UserError as error:
+        return Finding(FAIL, "base image", error.problem, f"{error.fix}, or set BASE_IMAGE in .env (a mirror your network reaches)")
+    return Finding(OK, "base image", f"{base_image} for {platform}: pulled")

@@ -1,0 +1,169 @@
+"""`invoke doctor`'s checks, each against stand-in CLIs and folders: verdicts, details and fixes."""
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from test_engine import fake_cli
+
+from devkit import doctor
+from devkit.config import load_settings
+from devkit.doctor import FAIL, OK, SKIP, WARN, Finding, Machine
+
+HEALTHY_ENGINE = "\n".join(
+    [
+        '"version --format {{.Client.Version}}") echo 20.10.24 ;;',
+        '"version --format {{.Server.Version}}") echo 20.10.24 ;;',
+        '"version --format {{.Server.Os}}/{{.Server.Arch}}") echo linux/amd64 ;;',
+        '"buildx version") exit 1 ;;',
+        '"info --format {{json .Runtimes}}") echo \'{"runc":{}}\' ;;',
+        '"info --format {{.DockerRootDir}}") echo "$DOCKER_ROOT" ;;',  # set by findings() below
+        '"pull --quiet --platform linux/amd64 python:3.11-slim") echo sha256:1 ;;',
+        '"container inspect --format {{.State.Status}} project") exit 1 ;;',
+    ]
+)
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    return folder
+
+
+def machine(project: Path, **environ: str) -> Machine:
+    return Machine(project_dir=project, environ=environ, host="linux/amd64", container_ids=lambda settings: (os.getuid(), os.getgid()))
+
+
+def findings(project: Path, cli: str, gpu: bool = False, docker_root: str | None = None, **environ: str) -> dict[str, Finding]:
+    """Every finding by subject; the stand-in CLI says the engine keeps its data in `docker_root` (default: the project)."""
+    environ = {"DOCKER": cli, "HOST_PORT": str(free_port()), **environ}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DOCKER_ROOT", docker_root or str(project))
+        return {finding.subject: finding for finding in doctor.examine(machine(project, **environ), gpu=gpu)}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_healthy_machine_passes_every_check_and_warns_of_the_missing_nvidia_runtime(project, tmp_path):
+    result = findings(project, fake_cli(tmp_path, HEALTHY_ENGINE))
+    assert list(result) == [".env", "CLI", "engine", "BuildKit", "NVIDIA", "architecture", "port", "DATA_DIR", "disk", "base image"]
+    assert {subject: finding.verdict for subject, finding in result.items() if finding.verdict != OK} == {"NVIDIA": WARN}
+    assert result["engine"].detail == "running, version 20.10.24"
+    assert result["BuildKit"].detail == "`docker build` with DOCKER_BUILDKIT=1, which `invoke build` sets"
+    assert result["NVIDIA"].fix.startswith("install the NVIDIA driver and the NVIDIA Container Toolkit")
+
+
+def test_every_line_has_a_verdict_and_a_failure_has_a_fix(project, tmp_path):
+    result = findings(project, str(tmp_path / "no-docker-here"))
+    for finding in result.values():
+        assert "\n" not in finding.line()
+        assert finding.line().split()[0] in (OK, WARN, FAIL, SKIP)
+        assert finding.verdict != FAIL or finding.fix
+
+
+def test_no_cli_skips_what_needs_it(project, tmp_path):
+    result = findings(project, str(tmp_path / "no-docker-here"))
+    assert result["CLI"].verdict == FAIL
+    assert result["CLI"].fix == "install Docker, or set DOCKER to the path of a docker CLI"
+    assert [result[s].verdict for s in ("engine", "BuildKit", "NVIDIA", "disk", "base image")] == [SKIP] * 5
+    assert result["port"].verdict == OK
+
+
+def test_an_engine_that_does_not_answer(project, tmp_path):
+    cli = fake_cli(
+        tmp_path,
+        '"version --format {{.Client.Version}}") echo 20.10.24 ;;\n"version --format {{.Server.Version}}") echo "Cannot connect" >&2; exit 1 ;;',
+    )
+    result = findings(project, cli)
+    assert result["engine"].verdict == FAIL
+    assert result["engine"].detail == "the container engine is not running or not reachable (Cannot connect)"
+    assert result["engine"].fix == "start Docker Desktop, or `sudo systemctl start docker` on Linux"
+
+
+def test_a_cli_that_cannot_build_with_buildkit(project, tmp_path):
+    cli = fake_cli(tmp_path, HEALTHY_ENGINE.replace("echo 20.10.24 ;;", "echo 28.2.2 ;;", 1))
+    result = findings(project, cli)
+    assert result["BuildKit"].verdict == FAIL
+    assert result["BuildKit"].fix.startswith("install it (Debian/Ubuntu: docker-buildx-plugin")
+
+
+def test_the_nvidia_runtime_is_required_when_gpu_use_is_asked(project, tmp_path):
+    result = findings(project, fake_cli(tmp_path, HEALTHY_ENGINE), gpu=True)
+    assert result["NVIDIA"].verdict == FAIL
+    assert result["NVIDIA"].detail == "no NVIDIA runtime (runtimes: runc): the GPU image cannot run here"
+
+
+@pytest.mark.parametrize(
+    ("host", "engine_platform", "gpu", "verdict", "says"),
+    [
+        ("linux/amd64", "linux/amd64", True, OK, "the GPU image both run natively"),
+        ("linux/arm64", "linux/arm64", False, OK, "the GPU image is linux/amd64 only and cannot run here"),
+        ("linux/arm64", "linux/arm64", True, FAIL, "the GPU image is linux/amd64 only and cannot run here"),
+        # Apple Silicon with an x86-64 Python under Rosetta: Docker Desktop's engine is arm64.
+        ("linux/amd64", "linux/arm64", False, WARN, "Python runs as linux/amd64 but the engine as linux/arm64"),
+    ],
+)
+def test_architecture(host, engine_platform, gpu, verdict, says):
+    finding = doctor.check_architecture(host, engine_platform, gpu=gpu)
+    assert finding.verdict == verdict
+    assert says in finding.detail
+
+
+def test_a_malformed_dotenv_is_named_and_skips_what_needs_settings(project, tmp_path):
+    (project / ".env").write_text("HOST_PORT=8888\nnot a setting\n")
+    result = findings(project, fake_cli(tmp_path, HEALTHY_ENGINE))
+    assert result[".env"].verdict == FAIL
+    assert result[".env"].detail == ".env line 2: cannot parse 'not a setting'; expected KEY=value"
+    assert [result[s].verdict for s in ("port", "DATA_DIR", "disk", "base image")] == [SKIP] * 4
+
+
+def test_a_port_in_use(project, tmp_path):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        result = findings(project, fake_cli(tmp_path, HEALTHY_ENGINE), HOST_PORT=str(port))
+    assert result["port"].verdict == FAIL
+    assert result["port"].detail == f"HOST_PORT {port} on 127.0.0.1 is already in use"
+
+
+def test_a_data_dir_the_container_user_cannot_write(project, tmp_path):
+    data = project / "data"
+    data.mkdir(mode=0o755)
+    settings = load_settings(project, {"DATA_DIR": str(data)})
+    stranger = (os.getuid() + 4321, os.getgid() + 4321)
+    finding = doctor.check_data_dir(settings, stranger)
+    assert finding.verdict == FAIL
+    assert finding.detail == f"DATA_DIR {data} belongs to uid {os.getuid()}, and the container's user (uid {stranger[0]}) cannot write it"
+    assert finding.fix.startswith(f"`sudo chown -R {stranger[0]}:{stranger[1]} ")
+    assert doctor.check_data_dir(settings, (os.getuid(), os.getgid())).verdict == OK
+
+
+def test_too_little_disk_for_the_build(project, tmp_path, monkeypatch):
+    monkeypatch.setattr(doctor, "CPU_BUILD_BYTES", 10**18)
+    result = findings(project, fake_cli(tmp_path, HEALTHY_ENGINE))
+    assert result["disk"].verdict == FAIL
+    assert result["disk"].fix.startswith("free space: `docker image prune`")
+
+
+def test_an_engine_whose_storage_is_elsewhere_is_not_measured(project, tmp_path):
+    result = findings(project, fake_cli(tmp_path, HEALTHY_ENGINE), docker_root="/var/lib/docker-in-a-vm")
+    assert result["disk"].verdict == WARN
+
+
+def test_a_base_image_that_cannot_be_pulled(project, tmp_path):
+    cli = fake_cli(
+        tmp_path,
+        HEALTHY_ENGINE.replace("echo sha256:1 ;;", 'echo "manifest unknown" >&2; exit 1 ;;')
+        + '\n"image inspect --format {{.Os}}/{{.Architecture}} python:3.11-slim") exit 1 ;;',
+    )
+    result = findings(project, cli)
+    assert result["base image"].verdict == FAIL
+    assert result["base image"].detail == "BASE_IMAGE python:3.11-slim cannot be pulled for linux/amd64 (manifest unknown)"
+    assert result["base image"].fix.endswith("or set BASE_IMAGE in .env (a mirror your network reaches)")
