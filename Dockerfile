@@ -66,9 +66,11 @@ COPY --from=locks /locks/tensorflow.txt /tmp/locks/
 # --only-binary: wheels only, so no package runs build code inside the image.
 # The pip cache is a BuildKit cache mount: a rebuild after a lock change downloads only what is new,
 # and no cache lands in a layer. BUILD_CA_BUNDLE (for TLS-intercepting proxies) reaches pip only as a
-# BuildKit secret, mounted for this one command and never stored in the image.
+# BuildKit secret, mounted for this one command and never stored in the image; so is a package index
+# other than PyPI (PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, credentials included), as pip's /etc/pip.conf.
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=secret,id=ca_bundle \
+    --mount=type=secret,id=pip_conf,target=/etc/pip.conf \
     set -eu; \
     if [ -f /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
     pip install --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: \
@@ -94,6 +96,7 @@ COPY --from=locks /locks/packages.txt /tmp/locks/
 # The same checks as for TensorFlow above.
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=secret,id=ca_bundle \
+    --mount=type=secret,id=pip_conf,target=/etc/pip.conf \
     set -eu; \
     if [ -f /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
     pip install --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: \

@@ -33,7 +33,13 @@ SETTING_KEYS = (
     "DOCKER",
     "REGISTRY",
     "BUILD_CA_BUNDLE",
+    *("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"),
 )
+
+# pip's own variables for a package index other than PyPI (an Artifactory or Nexus mirror), often
+# with credentials in the URL: they reach pip in builds as a BuildKit secret and in `invoke lock`
+# by name, never the command line, a layer or the app's container.
+PACKAGE_INDEX_KEYS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 
@@ -61,6 +67,8 @@ class Settings:
     docker: str
     registry: str | None
     build_ca_bundle: Path | None
+    # PIP_INDEX_URL and PIP_EXTRA_INDEX_URL, where set.
+    package_index: dict[str, str] = field(default_factory=dict)
     # The application's own keys from `.env`, with the process environment's value where it has one.
     app_env: dict[str, str] = field(default_factory=dict)
 
@@ -152,6 +160,7 @@ def load_settings(project_dir: Path, environ: Mapping[str, str] | None = None) -
         docker=_choose(source, "DOCKER", "docker"),
         registry=registry,
         build_ca_bundle=_ca_bundle(source, project_dir),
+        package_index=_package_index(source),
         app_env={key: environ.get(key) or value for key, value in dotenv.items() if key not in SETTING_KEYS},
     )
 
@@ -215,3 +224,23 @@ def _ca_bundle(source: _Source, project_dir: Path) -> Path | None:
     if not path.is_file() or not os.access(path, os.R_OK):
         raise _fail(source, "BUILD_CA_BUNDLE", value, f"{path} is not a readable file (a PEM bundle of CA certificates)")
     return path
+
+
+def _package_index(source: _Source) -> dict[str, str]:
+    found = {}
+    for key in PACKAGE_INDEX_KEYS:
+        value = source.get(key)[0]
+        if value is None:
+            continue
+        # PIP_EXTRA_INDEX_URL may list several, separated by spaces, as pip takes it.
+        for url in value.split():
+            if not re.match(r"(https?|file)://[^\s]+$", url):
+                # Never the value itself in the message: it may hold a password.
+                raise _fail_quietly(source, key, "expected http(s)://host/path, e.g. https://user:token@pypi.example.com/simple")
+        found[key] = value
+    return found
+
+
+def _fail_quietly(source: _Source, key: str, reason: str) -> UserError:
+    _, origin = source.get(key)
+    return UserError(f"{key} (from {origin}): {reason}")

@@ -1,0 +1,77 @@
+"""Secrets: canaries in `.env`, in BUILD_CA_BUNDLE, in a package index's and a proxy's credentials,
+then a scan of every byte of both images (`docker save`: each layer, the config, the history).
+
+Both images are built without layer cache, so that every step that gets a secret runs again with
+the canaries (BuildKit's cache keys do not include a secret's content).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import DOCKER, docker, project_copy
+
+
+def found_in_image(image: str, canaries: list[str]) -> set[str]:
+    """The canaries that occur anywhere in the image as `docker save` writes it, streamed (6 GB for the GPU image)."""
+    needles = {canary: canary.encode() for canary in canaries}
+    overlap = max(map(len, needles.values())) - 1
+    found, tail = set(), b""
+    with subprocess.Popen([DOCKER, "save", image], stdout=subprocess.PIPE) as saving:
+        while chunk := saving.stdout.read(1 << 22):
+            window = tail + chunk
+            found |= {canary for canary, needle in needles.items() if needle in window}
+            tail = window[-overlap:]
+    assert saving.returncode == 0, f"docker save {image} failed"
+    return found
+
+
+@pytest.fixture(scope="module")
+def canaries(tmp_path_factory) -> dict[str, str]:
+    mark = uuid.uuid4().hex[:12]
+    return {
+        "dotenv": f"canary-dotenv-{mark}",
+        "ca_bundle": f"canary-ca-bundle-{mark}",
+        "index": f"canary-index-token-{mark}",
+        "proxy": f"canary-proxy-password-{mark}",
+    }
+
+
+@pytest.mark.parametrize(("variant", "build_args"), [("cpu", ()), ("gpu", ("--gpu",))])
+def test_no_secret_reaches_a_layer_or_the_history(invoke, tmp_path, canaries, variant, build_args):
+    project = project_copy(
+        tmp_path,
+        # An app key, and a private index with credentials (PyPI itself, which ignores them).
+        f"APP_TOKEN={canaries['dotenv']}\nPIP_INDEX_URL=https://canary-user:{canaries['index']}@pypi.org/simple\n",
+    )
+    # A bundle pip still trusts: the machine's CAs, and text outside the PEM blocks, which TLS ignores.
+    ca_bundle = tmp_path / "corporate-ca.pem"
+    machine_cas = Path(os.environ.get("BUILD_CA_BUNDLE") or "/etc/ssl/certs/ca-certificates.crt").read_text()
+    ca_bundle.write_text(f"# {canaries['ca_bundle']}\n{machine_cas}")
+    environment = {
+        "IMAGE_NAME": f"{invoke.image_name}-secrets",
+        "BUILD_CA_BUNDLE": str(ca_bundle),
+        # A proxy with a password, which nothing here may use.
+        "HTTPS_PROXY": f"http://proxy-user:{canaries['proxy']}@127.0.0.1:9",
+        "NO_PROXY": "*",
+    }
+    image = f"{environment['IMAGE_NAME']}:{'latest-gpu' if variant == 'gpu' else 'latest'}"
+    result = invoke("build", "--no-cache", *build_args, cwd=project, env=environment)
+    try:
+        assert result.returncode == 0, result.stderr[-3000:]
+        # pip used the index from .env, and printed it without its password.
+        assert "Looking in indexes: https://canary-user:****@pypi.org/simple" in result.stdout + result.stderr
+        # Two strings that are in the image, so that the scan is seen to find what is there: a line
+        # of the app's source (in a layer) and a label (in the config).
+        present = ["MAX_BODY_BYTES = ", "org.tensorflow.version"]
+        assert found_in_image(image, [*canaries.values(), *present]) == set(present)
+        history = docker("history", "--no-trunc", image).stdout + docker("image", "inspect", image).stdout
+        assert [name for name, canary in canaries.items() if canary in history] == []
+    finally:
+        docker("image", "rm", "--force", image, check=False)
+    shutil.rmtree(project)
