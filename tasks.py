@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import functools
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,7 @@ from platform import system as host_system
 
 from invoke import Exit, task
 
+from devkit import doctor as doctor_checks
 from devkit import engine
 from devkit.commands import (
     PROXY_VARIABLES,
@@ -25,13 +25,16 @@ from devkit.commands import (
     command_line,
     lock_command,
     parse_build_args,
+    parse_command,
     pinned_tensorflow,
     pip_compile_reason,
+    pip_config,
     run_as_user,
     run_command,
     shell_command,
     smoke_test_command,
     stop_command,
+    user_ids,
 )
 from devkit.config import Settings, load_settings
 from devkit.errors import UserError
@@ -137,12 +140,28 @@ def build(c, gpu=False, platform=None, no_cache=False, build_arg=None):
         buildx = False
     if not (PROJECT_DIR / target.lock.output).exists():
         raise UserError(f"{target.lock.output} is missing: {target.image} installs it; run `invoke lock`")
-    argv = build_command(
-        settings, target, buildx=buildx, no_cache=no_cache, labels=_image_labels(target), proxies=_proxies(), build_args=build_args
-    )
+    if not _dry(c):
+        # Here rather than in the middle of the build's output: a misspelt or unreachable BASE_IMAGE is one line.
+        engine.pull_base_image(settings.docker, settings.base_image, target.platform)
     if not _dry(c) and not target.native:
         print(f"building {target.image} for {target.platform}: not this host's platform, so it runs under emulation", file=sys.stderr)
-    result = _docker(c, argv, env={"DOCKER_BUILDKIT": "1"})
+    with tempfile.TemporaryDirectory(prefix="invoke-build-") as secrets:
+        pip_config_file = None
+        if settings.package_index:
+            pip_config_file = Path(secrets) / "pip.conf"
+            pip_config_file.touch(mode=0o600)
+            pip_config_file.write_text(pip_config(settings.package_index), encoding="utf-8")
+        argv = build_command(
+            settings,
+            target,
+            buildx=buildx,
+            no_cache=no_cache,
+            labels=_image_labels(target),
+            proxies=_proxies(),
+            build_args=build_args,
+            pip_config_file=pip_config_file,
+        )
+        result = _docker(c, argv, env={"DOCKER_BUILDKIT": "1"})
     if result.failed:
         raise UserError(f"building {target.image} failed (exit {result.exited}); the build's output above says why")
 
@@ -153,26 +172,25 @@ def build(c, gpu=False, platform=None, no_cache=False, build_arg=None):
         "platform": _HELP_PLATFORM,
         "detach": "run in the background; `invoke stop` stops it",
         "cmd": 'a command instead of the image\'s default, e.g. --cmd "python -m app.train"',
+        "read-only": "a read-only root filesystem: only DATA_DIR and an in-memory /tmp are writable",
     }
 )
 @_one_line_errors
-def run(c, gpu=False, platform=None, detach=False, cmd=None):
-    """Run the image: HOST_PORT published, DATA_DIR at /app/data, the app's .env keys; Ctrl-C stops and removes it."""
+def run(c, gpu=False, platform=None, detach=False, cmd=None, read_only=False):
+    """Run the image: HOST_PORT published, DATA_DIR at /app/data, the app's .env keys; Ctrl-C stops and removes it.
+
+    The container runs as you (never as root), without Linux capabilities and with no-new-privileges.
+    """
     settings, target = _settings_and_target(gpu, platform)
+    command = parse_command(cmd) if cmd is not None else None
     tty = sys.stdin.isatty() and not detach
-    argv = run_command(
-        settings,
-        target,
-        user=_container_user(),
-        detach=detach,
-        tty=tty,
-        command=shlex.split(cmd) if cmd else None,
-    )
+    user = _container_user(settings)
+    argv = run_command(settings, target, user=user, detach=detach, tty=tty, read_only=read_only, command=command)
     if not _dry(c):
         _require_engine_for(settings, target)
         _require_not_running(settings, target)
         engine.require_free_port(settings.host_address, settings.host_port)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        _prepare_data_dir(settings, user)
         print(
             f"serving {target.image} on http://{settings.host_address}:{settings.host_port} (DATA_DIR {settings.data_dir})", file=sys.stderr
         )
@@ -192,9 +210,36 @@ def run(c, gpu=False, platform=None, detach=False, cmd=None):
         print(f"{target.container} runs in the background; `invoke stop{' --gpu' if gpu else ''}` stops it", file=sys.stderr)
 
 
-def _container_user() -> str | None:
-    ids = (os.getuid(), os.getgid()) if hasattr(os, "getuid") else (0, 0)
-    return run_as_user(host_system(), *ids)
+def _container_user(settings: Settings) -> str | None:
+    """The `--user` of the project's containers: the caller, never root (see `run_as_user`)."""
+    if not hasattr(os, "getuid"):
+        return None  # Windows: Docker Desktop maps ownership
+    sudo = (os.environ.get("SUDO_UID", ""), os.environ.get("SUDO_GID", ""))
+    owner = settings.data_dir.stat() if settings.data_dir.is_dir() else None
+    return run_as_user(
+        host_system(),
+        os.getuid(),
+        os.getgid(),
+        sudo_caller=(int(sudo[0]), int(sudo[1])) if all(part.isdigit() for part in sudo) else None,
+        data_dir_owner=(owner.st_uid, owner.st_gid) if owner else None,
+    )
+
+
+def _container_ids(settings: Settings) -> tuple[int, int] | None:
+    """uid and gid that files written by the container get on this host; None where Docker Desktop maps them."""
+    return user_ids(_container_user(settings)) if host_system() == "Linux" else None
+
+
+def _prepare_data_dir(settings: Settings, user: str | None) -> None:
+    """DATA_DIR exists, and the container's user can write it: a folder made here is made theirs."""
+    missing = not settings.data_dir.exists()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if host_system() != "Linux":
+        return
+    ids = user_ids(user)
+    if missing and os.geteuid() == 0:
+        os.chown(settings.data_dir, *ids)
+    engine.require_writable_by(settings.data_dir, *ids)
 
 
 def _require_engine_for(settings: Settings, target: Target) -> None:
@@ -252,13 +297,13 @@ def smoke_test(c, gpu=False, platform=None):
         pytest_lock.write_text(tool_requirements((PROJECT_DIR / "requirements-dev.txt").read_text(encoding="utf-8"), root="pytest"))
         install = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--require-hashes", "--no-deps"]
         install += ["--only-binary=:all:", "--target", str(tools_dir), "-r", str(pytest_lock)]
-        installed = c.run(command_line(install), hide=True, warn=True, in_stream=False)
+        installed = c.run(command_line(install), env=settings.package_index, hide=True, warn=True, in_stream=False)
         if installed.failed:
             raise UserError(f"cannot install pytest for the container: {pip_compile_reason(installed.stderr)}")
         argv = smoke_test_command(
             settings,
             target,
-            user=_container_user(),
+            user=_container_user(settings),
             tests_dir=PROJECT_DIR / "tests" / "container",
             tools_dir=tools_dir,
             tensorflow_version=expected,
@@ -283,14 +328,31 @@ def shell(c, gpu=False, platform=None):
     """Open a bash shell in the image, with DATA_DIR at /app/data and the app's .env keys."""
     settings, target = _settings_and_target(gpu, platform)
     tty = sys.stdin.isatty()
-    argv = shell_command(settings, target, user=_container_user(), tty=tty)
+    user = _container_user(settings)
+    argv = shell_command(settings, target, user=user, tty=tty)
     if not _dry(c):
         _require_engine_for(settings, target)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        _prepare_data_dir(settings, user)
     result = _docker(c, argv, env=settings.app_env, stdin=True, tty=tty)
     if result.failed:
         # The shell's own exit status (or docker's, when it could not start), for scripts that pipe into it.
         raise Exit(code=result.exited)
+
+
+@task(help={"gpu": "also require what the GPU image needs to run: the NVIDIA runtime, an x86-64 host, more disk"})
+@_one_line_errors
+def doctor(c, gpu=False):
+    """Check this machine for `invoke build` and `invoke run`: one line per check, with a fix for what is wrong.
+
+    Exits 1 when something they need is broken; warnings (no NVIDIA runtime for a CPU project) do not count.
+    """
+    machine = doctor_checks.Machine(project_dir=PROJECT_DIR, environ=os.environ, host=host_platform(), container_ids=_container_ids)
+    broken = 0
+    for finding in doctor_checks.examine(machine, gpu=gpu):
+        print(finding.line(), flush=True)
+        broken += finding.verdict == doctor_checks.FAIL
+    if broken:
+        raise UserError(f"{broken} check{'s' * (broken > 1)} failed", "fix what the lines marked FAIL say, then run `invoke doctor` again")
 
 
 @task(
@@ -374,7 +436,7 @@ def _compile_in_base_image(c, settings: Settings, entry: Lock, work_dir: Path, *
     if not _dry(c):
         engine.require_engine(settings.docker)
         engine.pull_base_image(settings.docker, settings.base_image, str(entry.platform))
-    result = c.run(command_line(argv), hide=True, warn=True, in_stream=False)
+    result = c.run(command_line(argv), env=settings.package_index, hide=True, warn=True, in_stream=False)
     return result, result.stdout
 
 

@@ -55,6 +55,7 @@ def build_command(
     labels: dict[str, str] | None = None,
     proxies: tuple[str, ...] = (),
     build_args: dict[str, str] | None = None,
+    pip_config_file: Path | None = None,
 ) -> list[str]:
     """`docker buildx build --load` where the buildx plugin exists, else the classic `docker build`
     (which builds with BuildKit when DOCKER_BUILDKIT=1 is in its environment)."""
@@ -73,23 +74,67 @@ def build_command(
     if settings.build_ca_bundle is not None:
         # A BuildKit secret: mounted for the pip install only, never in a layer or the history.
         argv += ["--secret", f"id=ca_bundle,src={settings.build_ca_bundle}"]
+    if pip_config_file is not None:
+        # The package index and its credentials, as a pip.conf that the pip installs mount as a secret.
+        argv += ["--secret", f"id=pip_conf,src={pip_config_file}"]
     if no_cache:
         argv.append("--no-cache")
     argv.append(str(settings.project_dir))
     return argv
 
 
-def run_as_user(system: str, uid: int, gid: int) -> str | None:
+# The non-root user the Dockerfiles create, and that a container runs as where no other is chosen.
+IMAGE_USER = (1000, 1000)
+
+
+def run_as_user(
+    system: str,
+    uid: int,
+    gid: int,
+    *,
+    sudo_caller: tuple[int, int] | None = None,
+    data_dir_owner: tuple[int, int] | None = None,
+) -> str | None:
     """The `--user` for a container on this host, or None for the image's own non-root user.
 
     On Linux, bind-mounted files keep their numeric owner, so the container runs as the caller and
-    what it writes to DATA_DIR belongs to the caller, root included: a root caller's DATA_DIR is
-    root's, and the image's uid 1000 could not write it. Docker Desktop (macOS, Windows) maps
-    ownership itself, so the image's own non-root user serves there.
+    what it writes to DATA_DIR belongs to the caller. A root caller gets the user behind `sudo`, else
+    the owner of DATA_DIR when that is not root: root outside is no reason for root inside. Only
+    where both are root does the container run as root, as only root can write such a DATA_DIR, and
+    then without any capability (see `_container_options`). Docker Desktop (macOS, Windows) maps
+    ownership itself, so the image's own user serves there.
     """
     if system != "Linux":
         return None
+    for ids in (sudo_caller, data_dir_owner) if uid == 0 else ():
+        if ids is not None and ids[0] != 0:
+            return f"{ids[0]}:{ids[1]}"
     return f"{uid}:{gid}"
+
+
+def user_ids(user: str | None) -> tuple[int, int]:
+    """The uid and gid a container runs as, for a `run_as_user` answer."""
+    if user is None:
+        return IMAGE_USER
+    uid, _, gid = user.partition(":")
+    return int(uid), int(gid)
+
+
+def parse_command(value: str) -> list[str]:
+    """The words of `invoke run --cmd`, split as a POSIX shell would."""
+    try:
+        words = shlex.split(value)
+    except ValueError as error:
+        raise UserError(f"--cmd {value!r}: {error}", "quote it as a shell would, e.g. --cmd \"python -c 'print(1)'\"") from None
+    if not words:
+        raise UserError("--cmd is empty", 'give a command, e.g. --cmd "python -m app.train"')
+    return words
+
+
+def pip_config(package_index: dict[str, str]) -> str:
+    """A pip.conf that sets PIP_INDEX_URL and PIP_EXTRA_INDEX_URL (pip reads it raw: no interpolation)."""
+    options = {"PIP_INDEX_URL": "index-url", "PIP_EXTRA_INDEX_URL": "extra-index-url"}
+    return "[global]\n" + "".join(f"{options[key]} = {value}\n" for key, value in package_index.items())
 
 
 def _mount_spec(source: Path, target: str, *, readonly: bool = False) -> str:
@@ -103,6 +148,9 @@ def _mount_spec(source: Path, target: str, *, readonly: bool = False) -> str:
 def _container_options(settings: Settings, target: Target, user: str | None) -> list[str]:
     """What every container of the project gets: platform, data mount, port, user, app keys, GPUs."""
     argv = ["--rm", "--init", "--platform", target.platform]
+    # Least privilege: the app needs no Linux capability, and nothing in it may gain privileges
+    # (setuid binaries included).
+    argv += ["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
     argv += ["--mount", _mount_spec(settings.data_dir, CONTAINER_DATA_DIR)]
     argv += ["--env", f"PORT={settings.container_port}"]
     if user is not None:
@@ -124,6 +172,7 @@ def run_command(
     user: str | None,
     detach: bool = False,
     tty: bool = False,
+    read_only: bool = False,
     command: list[str] | None = None,
 ) -> list[str]:
     """`docker run` of the image: named, published on HOST_ADDRESS:HOST_PORT, removed when it stops."""
@@ -133,6 +182,9 @@ def run_command(
     elif tty:
         argv += ["--interactive", "--tty"]
     argv += _container_options(settings, target, user)
+    if read_only:
+        # Writable: DATA_DIR (mounted) and /tmp, in memory; HOME is /tmp where --user is given.
+        argv += ["--read-only", "--tmpfs", "/tmp"]  # noqa: S108
     argv += ["--publish", f"{settings.host_address}:{settings.host_port}:{settings.container_port}"]
     argv.append(target.image)
     return argv + (command or [])
@@ -192,8 +244,9 @@ def lock_command(
             f"cat {_COMPILED_LOCK}",
         ]
     )
-    # --init: Ctrl-C reaches pip-compile (a shell as PID 1 would ignore it) and ends the container.
-    argv = [settings.docker, "run", "--rm", "--init", "--platform", str(lock.platform)]
+    # --init: Ctrl-C reaches pip-compile and ends the container. The init (tini) passes signals to
+    # the shell's whole process group: to the shell alone, they would wait for pip-compile to finish.
+    argv = [settings.docker, "run", "--rm", "--init", "--env", "TINI_KILL_PROCESS_GROUP=1", "--platform", str(lock.platform)]
     argv += ["--mount", _mount_spec(settings.project_dir, LOCK_SOURCE_DIR, readonly=True), "--workdir", LOCK_SOURCE_DIR]
     argv += ["--mount", _mount_spec(work_dir, LOCK_WORK_DIR, readonly=True)]
     # pip's cache in a named volume: a repeated lock downloads nothing it has seen.
@@ -202,7 +255,8 @@ def lock_command(
     if settings.build_ca_bundle is not None:
         argv += ["--mount", _mount_spec(settings.build_ca_bundle, "/run/secrets/ca_bundle", readonly=True)]
         argv += ["--env", "PIP_CERT=/run/secrets/ca_bundle"]
-    for name in proxies:
+    # By name: docker reads the values (index URLs may hold credentials) from the task's environment.
+    for name in (*proxies, *settings.package_index):
         argv += ["--env", name]
     return [*argv, settings.base_image, "sh", "-c", script]
 

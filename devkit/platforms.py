@@ -14,6 +14,11 @@ _ALIASES = {
     "linux/x86-64": AMD64,
     "linux/arm64/v8": ARM64,
     "linux/aarch64": ARM64,
+    # The architecture alone: the images are Linux images.
+    "amd64": AMD64,
+    "x86_64": AMD64,
+    "arm64": ARM64,
+    "aarch64": ARM64,
 }
 
 # platform.machine() on macOS (arm64, x86_64), Linux (x86_64, aarch64) and Windows (AMD64, ARM64);

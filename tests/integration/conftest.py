@@ -78,16 +78,15 @@ class Invoke:
             **kwargs,
         )
 
-    def popen(self, *args: str, **kwargs) -> subprocess.Popen[str]:
+    def popen(self, *args: str, cwd: Path = PROJECT_DIR, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen[str]:
+        options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kwargs}
         return subprocess.Popen(
             [sys.executable, "-m", "invoke", *args],
-            cwd=PROJECT_DIR,
-            env=self.env,
+            cwd=cwd,
+            env={**self.env, **(env or {})},
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
             text=True,
-            **kwargs,
+            **options,
         )
 
     @property
@@ -95,9 +94,9 @@ class Invoke:
         return self.env["IMAGE_NAME"]
 
 
-def project_copy(tmp_path: Path, dotenv: str | None = None) -> Path:
+def project_copy(tmp_path: Path, dotenv: str | None = None, name: str = "project") -> Path:
     """A copy of the project, without .git, caches, data/ or .env: tests edit it, never the real one."""
-    copy = tmp_path / "project"
+    copy = tmp_path / name
     ignore = shutil.ignore_patterns(".git", ".nox", "data", ".env", "__pycache__", ".pytest_cache", ".ruff_cache")
     shutil.copytree(PROJECT_DIR, copy, ignore=ignore)
     if dotenv is not None:

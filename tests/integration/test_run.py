@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 
 import pytest
-from conftest import PROJECT_DIR, containers_named, docker, project_copy, run_as, wait_for_json
+from conftest import PROJECT_DIR, containers_named, docker, free_port, project_copy, run_as, wait_for_json
 
 from devkit.commands import pinned_tensorflow
 
 # The uid of the non-root user the Dockerfiles create.
 IMAGE_UID = 1000
+# A uid that is neither root nor the image's user nor, most likely, the caller's.
+DATA_OWNER = 2345
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -164,14 +168,52 @@ def test_bad_settings_are_one_line_and_change_nothing(invoke, data_dir, tmp_path
         ({"IMAGE_NAME": "Bad Name"}, "error: IMAGE_NAME='Bad Name' (from environment): not a valid image name"),
         ({"BUILD_CA_BUNDLE": str(tmp_path / "missing.pem")}, f"error: BUILD_CA_BUNDLE='{tmp_path / 'missing.pem'}' (from environment)"),
     ]
-    images_before = set(docker("image", "ls", "--quiet", "--no-trunc").stdout.split())
+    a_folder = tmp_path / "a folder"
+    a_folder.mkdir()
+    cases += [
+        ({"BUILD_CA_BUNDLE": str(a_folder)}, f"error: BUILD_CA_BUNDLE='{a_folder}' (from environment): {a_folder} is not a readable file")
+    ]
+    # Bad option values, each with the task it belongs to.
+    refused = [
+        (("build", "--platform", "linux/s390x"), {}, "error: unknown platform 'linux/s390x': choose linux/amd64 or linux/arm64"),
+        (("run", "--platform", "windows"), {}, "error: unknown platform 'windows': choose linux/amd64 or linux/arm64"),
+        (("build", "--gpu", "--platform", "linux/arm64"), {}, "error: the GPU image is linux/amd64 only"),
+        (("run", "--gpu", "--platform", "arm64"), {}, "error: the GPU image is linux/amd64 only"),
+        (
+            ("run", "--cmd", "python -c 'unclosed"),
+            {},
+            'error: --cmd "python -c \'unclosed": No closing quotation; quote it as a shell would',
+        ),
+        (("build", "--build-arg", "NO_VALUE"), {}, "error: --build-arg 'NO_VALUE': expected NAME=VALUE"),
+        (("lock", "--platform", "linux/ppc64le"), {}, "error: unknown platform 'linux/ppc64le'"),
+        (
+            ("build",),
+            {"BASE_IMAGE": "127.0.0.1:5000/no-such-python:3.11"},
+            "error: BASE_IMAGE 127.0.0.1:5000/no-such-python:3.11 cannot be pulled for linux/amd64 (",
+        ),
+        (("build",), {"PIP_INDEX_URL": "corp-index"}, "error: PIP_INDEX_URL (from environment): expected http(s)://host/path"),
+    ]
+    engine_before, data_before = engine_state(), sorted(data_dir.rglob("*"))
     for env, message in cases:
         for task in ("build", "run"):
             line = one_error_line(invoke(task, env=env))
             assert line.startswith(message), (env, task, line)
-    assert set(docker("image", "ls", "--quiet", "--no-trunc").stdout.split()) == images_before
+    for args, env, message in refused:
+        line = one_error_line(invoke(*args, env=env))
+        assert line.startswith(message), (args, line)
+    assert engine_state() == engine_before
+    assert sorted(data_dir.rglob("*")) == data_before
     assert keep.read_text() == "precious"
     assert a_file.read_text() == "x"
+
+
+def engine_state() -> dict[str, set[str]]:
+    """Every image, container and volume the engine holds."""
+    return {
+        "images": set(docker("image", "ls", "--all", "--quiet", "--no-trunc").stdout.split()),
+        "containers": set(docker("ps", "--all", "--quiet", "--no-trunc").stdout.split()),
+        "volumes": set(docker("volume", "ls", "--quiet").stdout.split()),
+    }
 
 
 def test_app_keys_from_dotenv_reach_the_container_by_name_only(invoke, cpu_image, container, tmp_path):
@@ -210,3 +252,57 @@ def test_shell_runs_piped_commands_with_the_data_mount_and_returns_their_status(
     result = invoke("shell", input="cat /app/data/seen-by-shell.txt && pwd && exit 3\n")
     assert result.returncode == 3, result.stderr
     assert result.stdout.split()[-2:] == ["hello", "/app"]
+
+
+# --- least privilege and concurrency --------------------------------------------------------------
+
+
+def test_read_only_run_without_capabilities_trains_and_serves(invoke, cpu_image, container, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(PROJECT_DIR / "data" / "iris.csv", data)
+    if os.getuid() == 0:
+        # A root caller's container runs as the owner of DATA_DIR, when that is not root.
+        os.chown(data, DATA_OWNER, DATA_OWNER)
+    started = invoke("run", "--detach", "--read-only", env={"DATA_DIR": str(data)})
+    assert started.returncode == 0, started.stderr
+    host = json.loads(docker("inspect", "--format", "{{json .HostConfig}}", container).stdout)
+    assert host["ReadonlyRootfs"] is True
+    assert list(host["Tmpfs"]) == ["/tmp"]
+    assert host["CapDrop"] == ["ALL"]
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    # No model yet: it trains one on the read-only root filesystem, into DATA_DIR, then serves it.
+    health = wait_for_json(f"http://127.0.0.1:{invoke.env['HOST_PORT']}/health", timeout=300)
+    assert health["status"] == "ok"
+    assert (data / "models" / "iris" / "1" / "model.keras").is_file()
+    status = docker("exec", container, "sh", "-c", "id -u; grep CapEff /proc/1/status; touch /app/x", check=False)
+    assert status.stdout.split()[0] == str(DATA_OWNER if os.getuid() == 0 else os.getuid())
+    assert status.stdout.split()[1:] == ["CapEff:", "0000000000000000"]
+    assert "Read-only file system" in status.stderr
+    assert invoke("stop").returncode == 0
+
+
+def test_two_projects_side_by_side_run_at_once(invoke, cpu_image, tmp_path, data_dir):
+    projects = [project_copy(tmp_path, name=name) for name in ("churn-model", "vision-model")]
+    ports = [free_port(), free_port()]
+    # Each with its default, folder-derived name (an empty IMAGE_NAME counts as unset).
+    settings = [{"IMAGE_NAME": "", "HOST_PORT": str(port)} for port in ports]
+    try:
+        for project, env in zip(projects, settings, strict=True):
+            built = invoke("build", cwd=project, env=env)
+            assert built.returncode == 0, built.stderr[-2000:]
+            started = invoke("run", "--detach", cwd=project, env=env)
+            assert started.returncode == 0, started.stderr
+        for port in ports:
+            assert wait_for_json(f"http://127.0.0.1:{port}/health")["status"] == "ok"
+        assert containers_named("churn-model") != []
+        assert containers_named("vision-model") != []
+        again = invoke("run", "--detach", cwd=projects[0], env=settings[0])
+        assert one_error_line(again) == "error: churn-model is already running; `invoke stop` stops it"
+        assert invoke("stop", cwd=projects[0], env=settings[0]).returncode == 0
+        assert containers_named("churn-model") == []
+        assert wait_for_json(f"http://127.0.0.1:{ports[1]}/health")["status"] == "ok", "stopping one project left the other alone"
+    finally:
+        for name in ("churn-model", "vision-model"):
+            docker("rm", "--force", name, check=False)
+            docker("image", "rm", f"{name}:latest", check=False)

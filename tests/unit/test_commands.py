@@ -8,12 +8,15 @@ from devkit.commands import (
     command_line,
     lock_command,
     parse_build_args,
+    parse_command,
     pinned_tensorflow,
+    pip_config,
     run_as_user,
     run_command,
     shell_command,
     smoke_test_command,
     stop_command,
+    user_ids,
 )
 from devkit.config import load_settings
 from devkit.errors import UserError
@@ -156,11 +159,64 @@ def test_stop_removes_by_name(project):
 
 
 @pytest.mark.parametrize(
-    ("system", "uid", "gid", "expected"),
-    [("Linux", 1001, 1002, "1001:1002"), ("Linux", 0, 0, "0:0"), ("Darwin", 501, 20, None), ("Windows", 0, 0, None)],
+    ("system", "uid", "gid", "sudo_caller", "data_dir_owner", "expected"),
+    [
+        ("Linux", 1001, 1002, None, None, "1001:1002"),
+        ("Linux", 1001, 1002, None, (1500, 1500), "1001:1002"),
+        # A root caller: the user behind sudo, else DATA_DIR's owner; root only where both are root.
+        ("Linux", 0, 0, (1001, 1002), (1500, 1500), "1001:1002"),
+        ("Linux", 0, 0, None, (1500, 1501), "1500:1501"),
+        ("Linux", 0, 0, None, (0, 0), "0:0"),
+        ("Linux", 0, 0, None, None, "0:0"),
+        ("Darwin", 501, 20, None, None, None),
+        ("Windows", 0, 0, None, None, None),
+    ],
 )
-def test_run_as_user(system, uid, gid, expected):
-    assert run_as_user(system, uid, gid) == expected
+def test_run_as_user(system, uid, gid, sudo_caller, data_dir_owner, expected):
+    assert run_as_user(system, uid, gid, sudo_caller=sudo_caller, data_dir_owner=data_dir_owner) == expected
+
+
+def test_user_ids_of_the_image_user_and_of_a_caller():
+    assert user_ids(None) == (1000, 1000)
+    assert user_ids("1001:1002") == (1001, 1002)
+
+
+def test_every_container_drops_all_capabilities_and_new_privileges(project):
+    settings = settings_of(project)
+    target = target_of(settings)
+    for argv in (
+        run_command(settings, target, user=None),
+        shell_command(settings, target, user=None, tty=False),
+        smoke_test_command(settings, target, user=None, tests_dir=project, tools_dir=project, tensorflow_version="2.21.0"),
+    ):
+        assert value_after(argv, "--cap-drop") == ["ALL"]
+        assert value_after(argv, "--security-opt") == ["no-new-privileges"]
+
+
+def test_read_only_run_has_a_tmpfs_for_tmp(project):
+    settings = settings_of(project)
+    assert "--read-only" not in run_command(settings, target_of(settings), user=None)
+    argv = run_command(settings, target_of(settings), user=None, read_only=True)
+    assert "--read-only" in argv
+    assert value_after(argv, "--tmpfs") == ["/tmp"]
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [("python -m app.train", ["python", "-m", "app.train"]), ("""sh -c 'echo "a b"'""", ["sh", "-c", 'echo "a b"'])],
+)
+def test_parse_command(value, words):
+    assert parse_command(value) == words
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("python -c 'x", '--cmd "python -c \'x": No closing quotation; quote it as a shell would'), ("  ", "--cmd is empty; give a command")],
+)
+def test_parse_command_refuses_what_a_shell_would(value, message):
+    with pytest.raises(UserError) as error:
+        parse_command(value)
+    assert str(error.value).startswith(message)
 
 
 def test_lock_per_target(project):
@@ -217,7 +273,7 @@ def test_lock_command(tmp_path):
     (tmp_path / "ca.pem").write_text("pem")
     settings = load_settings(tmp_path, environ={"BASE_IMAGE": "mirror/python:3.11-slim", "BUILD_CA_BUNDLE": "ca.pem"})
     argv = lock_command(settings, locks.CPU_ARM64, work_dir=tmp_path / "w", cache_volume="x-pip-cache", upgrade_packages=("numpy", "keras"))
-    assert argv[:5] == ["docker", "run", "--rm", "--init", "--platform"]
+    assert argv[:7] == ["docker", "run", "--rm", "--init", "--env", "TINI_KILL_PROCESS_GROUP=1", "--platform"]
     assert value_after(argv, "--platform") == ["linux/arm64"]
     mounts = value_after(argv, "--mount")
     assert f"type=bind,source={tmp_path},target=/src,readonly" in mounts, "the project is read-only to pip-compile"
@@ -246,3 +302,17 @@ def test_build_args_of_the_user_come_last_so_they_win(project):
 def test_a_malformed_build_arg_is_one_clear_error(value):
     with pytest.raises(UserError, match=r"expected NAME=VALUE, e.g. KEEP_TF_HEADERS=1"):
         parse_build_args([value])
+
+
+def test_a_package_index_reaches_builds_as_a_secret_pip_conf_and_locks_by_name(project, tmp_path):
+    index = "https://user:t0ken@pypi.example.com/simple"
+    settings = settings_of(project, PIP_INDEX_URL=index, PIP_EXTRA_INDEX_URL="https://a.example/simple https://b.example/simple")
+    assert pip_config(settings.package_index) == (
+        "[global]\nindex-url = https://user:t0ken@pypi.example.com/simple\nextra-index-url = https://a.example/simple https://b.example/simple\n"
+    )
+    build = build_command(settings, target_of(settings), buildx=False, pip_config_file=tmp_path / "pip.conf")
+    assert value_after(build, "--secret") == [f"id=pip_conf,src={tmp_path / 'pip.conf'}"]
+    lock = lock_command(settings, locks.select_locks(gpu=False, platform=None, dev=False)[0], work_dir=tmp_path, cache_volume="v")
+    assert {"PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"} <= set(value_after(lock, "--env"))
+    assert not any("t0ken" in arg for arg in build + lock)
+    assert "PIP_INDEX_URL" not in settings.app_env, "index credentials never reach the app's container"

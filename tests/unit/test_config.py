@@ -119,6 +119,7 @@ def test_ca_bundle_resolved_and_checked(project):
 def test_platform_spellings_are_normalised(project):
     assert load_settings(project, environ={"PLATFORM": "linux/aarch64"}).platform == "linux/arm64"
     assert load_settings(project, environ={"PLATFORM": "LINUX/AMD64"}).platform == "linux/amd64"
+    assert load_settings(project, environ={"PLATFORM": "arm64"}).platform == "linux/arm64"
 
 
 def test_registry_trailing_slash_dropped(project):
@@ -131,3 +132,12 @@ def test_registry_trailing_slash_dropped(project):
 )
 def test_default_image_name(folder, expected):
     assert default_image_name(Path("/somewhere") / folder) == expected
+
+
+def test_a_malformed_package_index_is_refused_without_showing_it(project):
+    with pytest.raises(UserError) as error:
+        load_settings(project, environ={"PIP_INDEX_URL": "user:s3cret@corp-index"})
+    assert (
+        str(error.value)
+        == "PIP_INDEX_URL (from environment): expected http(s)://host/path, e.g. https://user:token@pypi.example.com/simple"
+    )
