@@ -21,6 +21,11 @@ from dotenv.parser import parse_stream
 from devkit.errors import UserError
 from devkit.platforms import normalize_platform
 
+# pip's own variables for a package index other than PyPI (an Artifactory or Nexus mirror), often
+# with credentials in the URL: they reach pip in builds as a BuildKit secret and in `invoke lock`
+# by name, never the command line, a layer or the app's container.
+PACKAGE_INDEX_KEYS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
+
 SETTING_KEYS = (
     "IMAGE_NAME",
     "IMAGE_TAG",
@@ -33,13 +38,8 @@ SETTING_KEYS = (
     "DOCKER",
     "REGISTRY",
     "BUILD_CA_BUNDLE",
-    *("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"),
+    *PACKAGE_INDEX_KEYS,
 )
-
-# pip's own variables for a package index other than PyPI (an Artifactory or Nexus mirror), often
-# with credentials in the URL: they reach pip in builds as a BuildKit secret and in `invoke lock`
-# by name, never the command line, a layer or the app's container.
-PACKAGE_INDEX_KEYS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 
