@@ -95,19 +95,18 @@ def check_settings(project_dir: Path, environ: Mapping[str, str]) -> tuple[Findi
 
 def check_cli(docker: str) -> Finding:
     try:
-        engine.require_cli(docker)
+        found = engine.require_cli(docker)
     except UserError as error:
         return failed("CLI", error)
-    found = shutil.which(docker)
     return Finding(OK, "CLI", f"{found}, version {engine.client_version(docker) or 'unknown'}")
 
 
 def check_engine(docker: str) -> Finding:
     try:
-        engine.require_engine(docker)
+        version = engine.require_engine(docker)
     except UserError as error:
         return failed("engine", error)
-    return Finding(OK, "engine", f"running, version {engine.server_version(docker)}")
+    return Finding(OK, "engine", f"running, version {version}")
 
 
 def check_buildkit(docker: str) -> Finding:

@@ -36,14 +36,16 @@ def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "no message")
 
 
-def require_cli(docker: str) -> None:
-    """The container CLI exists."""
-    if shutil.which(docker) is None:
+def require_cli(docker: str) -> str:
+    """The container CLI exists; its path."""
+    found = shutil.which(docker)
+    if found is None:
         raise _no_cli(docker)
+    return found
 
 
-def require_engine(docker: str) -> None:
-    """The CLI reaches a running engine."""
+def require_engine(docker: str) -> str:
+    """The CLI reaches a running engine; its version."""
     require_cli(docker)
     result = _query([docker, "version", "--format", "{{.Server.Version}}"])
     if result.returncode != 0 or not result.stdout.strip():
@@ -51,14 +53,11 @@ def require_engine(docker: str) -> None:
             f"the container engine is not running or not reachable ({_first_line(result.stderr)})",
             "start Docker Desktop, or `sudo systemctl start docker` on Linux",
         )
+    return result.stdout.strip()
 
 
 def client_version(docker: str) -> str:
     return _query([docker, "version", "--format", "{{.Client.Version}}"]).stdout.strip()
-
-
-def server_version(docker: str) -> str:
-    return _query([docker, "version", "--format", "{{.Server.Version}}"]).stdout.strip()
 
 
 def server_platform(docker: str) -> str | None:
