@@ -16,6 +16,7 @@ from devkit import engine
 from devkit.config import Settings, load_settings
 from devkit.errors import UserError
 from devkit.platforms import AMD64, ARM64
+from devkit.targets import resolve_target
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 
@@ -66,10 +67,12 @@ def examine(machine: Machine, *, gpu: bool) -> Iterator[Finding]:
         for subject in ("port", "DATA_DIR", "disk", "base image"):
             yield skipped(subject, "needs a valid .env")
         return
-    yield check_port(settings, docker if engine_up else None)
+    # The CPU image as `invoke run` would start it: its platform and its container's name.
+    cpu = resolve_target(settings, gpu=False, platform_flag=None, host=machine.host)
+    yield check_port(settings, cpu.container, docker if engine_up else None)
     yield check_data_dir(settings, machine.container_ids(settings))
     yield check_disk(docker, gpu=gpu) if engine_up else skipped("disk", "needs the engine")
-    platform = AMD64 if gpu else (settings.platform or machine.host)
+    platform = AMD64 if gpu else cpu.platform
     yield check_base_image(docker, settings.base_image, platform) if engine_up else skipped("base image", "needs the engine")
 
 
@@ -147,12 +150,11 @@ def check_architecture(host: str, engine_platform: str | None, *, gpu: bool) -> 
     return Finding(OK, "architecture", f"{native}: the CPU image (tensorflow-cpu) and the GPU image both run natively")
 
 
-def check_port(settings: Settings, docker: str | None) -> Finding:
+def check_port(settings: Settings, container: str, docker: str | None) -> Finding:
     where = f"HOST_PORT {settings.host_port} on {settings.host_address}"
     try:
         engine.require_free_port(settings.host_address, settings.host_port)
     except UserError as error:
-        container = settings.image_name.replace("/", "-")
         if docker is not None and engine.container_state(docker, container) == "running":
             return Finding(OK, "port", f"{where}: served by this project's running container {container}")
         return failed("port", error)
