@@ -179,7 +179,8 @@ def build(c, gpu=False, platform=None, no_cache=False, build_arg=None):
 def run(c, gpu=False, platform=None, detach=False, cmd=None, read_only=False):
     """Run the image: HOST_PORT published, DATA_DIR at /app/data, the app's .env keys; Ctrl-C stops and removes it.
 
-    The container runs as you (never as root), without Linux capabilities and with no-new-privileges.
+    The container runs as you (as root only where you and DATA_DIR's owner both are), without Linux
+    capabilities and with no-new-privileges.
     """
     settings, target = _settings_and_target(gpu, platform)
     command = parse_command(cmd) if cmd is not None else None
@@ -211,7 +212,7 @@ def run(c, gpu=False, platform=None, detach=False, cmd=None, read_only=False):
 
 
 def _container_user(settings: Settings) -> str | None:
-    """The `--user` of the project's containers: the caller, never root (see `run_as_user`)."""
+    """The `--user` of the project's containers: the caller, or for root the user behind sudo or DATA_DIR's owner (see `run_as_user`)."""
     if not hasattr(os, "getuid"):
         return None  # Windows: Docker Desktop maps ownership
     sudo = (os.environ.get("SUDO_UID", ""), os.environ.get("SUDO_GID", ""))
