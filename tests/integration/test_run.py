@@ -216,6 +216,22 @@ def engine_state() -> dict[str, set[str]]:
     }
 
 
+def test_a_data_dir_the_container_user_cannot_write_is_one_line_and_starts_nothing(invoke, container, tmp_path):
+    data = tmp_path / "read-only data"
+    data.mkdir()
+    if os.getuid() == 0:
+        os.chown(data, DATA_OWNER, DATA_OWNER)  # a root caller's container runs as DATA_DIR's owner
+    data.chmod(0o555)
+    uid = DATA_OWNER if os.getuid() == 0 else os.getuid()
+    result = invoke("run", "--detach", env={"DATA_DIR": str(data)})
+    assert one_error_line(result).startswith(
+        f"error: DATA_DIR {data} belongs to uid {data.stat().st_uid}, and the container's user (uid {uid}) cannot write it; "
+        f"`sudo chown -R {uid}:"
+    )
+    assert containers_named(container) == []
+    assert list(data.iterdir()) == []
+
+
 def test_app_keys_from_dotenv_reach_the_container_by_name_only(invoke, cpu_image, container, tmp_path):
     copy = project_copy(tmp_path, "HOST_PORT=9000\nGREETING=hello from .env\n")
     shown = invoke("--dry", "run", cwd=copy)
