@@ -67,7 +67,7 @@ def _dry(c) -> bool:
 
 def _settings_and_target(gpu: bool, platform_flag: str | None) -> tuple[Settings, Target]:
     settings = load_settings(PROJECT_DIR)
-    return settings, resolve_target(settings, gpu=gpu, platform_flag=platform_flag, host=host_platform())
+    return settings, resolve_target(settings, gpu=gpu, platform_flag=platform_flag, host=engine.native_platform(settings.docker))
 
 
 def _docker(c, argv: list[str], *, env: dict[str, str] | None = None, stdin: bool = False, tty: bool = False, hide: bool = False):

@@ -62,13 +62,14 @@ def examine(machine: Machine, *, gpu: bool) -> Iterator[Finding]:
     engine_up = engine_finding.verdict == OK
     yield check_buildkit(docker) if engine_up else skipped("BuildKit", "needs the engine")
     yield check_nvidia(docker, gpu=gpu) if engine_up else skipped("NVIDIA", "needs the engine")
-    yield check_architecture(machine.host, engine.server_platform(docker) if engine_up else None, gpu=gpu)
+    engine_platform = engine.server_platform(docker) if engine_up else None
+    yield check_architecture(machine.host, engine_platform, gpu=gpu)
     if settings is None:
         for subject in ("port", "DATA_DIR", "disk", "base image"):
             yield skipped(subject, "needs a valid .env")
         return
     # The CPU image as `invoke run` would start it: its platform and its container's name.
-    cpu = resolve_target(settings, gpu=False, platform_flag=None, host=machine.host)
+    cpu = resolve_target(settings, gpu=False, platform_flag=None, host=engine_platform or machine.host)
     yield check_port(settings, cpu.container, docker if engine_up else None)
     yield check_data_dir(settings, machine.container_ids(settings))
     yield check_disk(docker, gpu=gpu) if engine_up else skipped("disk", "needs the engine")

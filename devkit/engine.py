@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from devkit.errors import UserError
-from devkit.platforms import platform_of_machine
+from devkit.platforms import host_platform, platform_of_machine
 
 # The first docker CLI release whose `docker build` needs the buildx plugin for BuildKit.
 _BUILDX_REQUIRED_FROM = 23
@@ -69,6 +69,20 @@ def server_platform(docker: str) -> str | None:
         return platform_of_machine(machine) if system == "linux" else None
     except UserError:
         return None
+
+
+def native_platform(docker: str) -> str:
+    """The platform whose images run natively here: the engine's own where it answers, else Python's view.
+
+    They differ where Python itself is emulated, as an x86-64 Python under Rosetta on Apple Silicon
+    is: Docker Desktop still runs linux/arm64 there, and the containers are what must run natively.
+    Without an answer (no CLI, engine stopped, `--dry`), the machine Python runs on decides.
+    """
+    try:
+        answer = server_platform(docker)
+    except UserError:
+        answer = None
+    return host_platform(answer)
 
 
 def uses_buildx(docker: str) -> bool:
