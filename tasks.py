@@ -24,23 +24,31 @@ from devkit.commands import (
     build_command,
     command_line,
     lock_command,
+    manifest_commands,
+    multi_arch_image,
     parse_build_args,
     parse_command,
     pinned_tensorflow,
     pip_compile_reason,
     pip_config,
+    push_command,
+    registry_image,
+    remove_containers_command,
+    remove_images_command,
     run_as_user,
     run_command,
     shell_command,
     smoke_test_command,
     stop_command,
+    tag_command,
+    untag_command,
     user_ids,
 )
 from devkit.config import Settings, load_settings
 from devkit.errors import UserError
 from devkit.locks import PIP_COMPILE_OPTIONS, Lock, is_current, select_locks, tool_requirements, with_footer
 from devkit.platforms import host_platform, normalize_platform
-from devkit.targets import Target, resolve_target
+from devkit.targets import Target, every_target, resolve_target
 
 PROJECT_DIR = Path(__file__).resolve().parent
 
@@ -338,6 +346,114 @@ def shell(c, gpu=False, platform=None):
     if result.failed:
         # The shell's own exit status (or docker's, when it could not start), for scripts that pipe into it.
         raise Exit(code=result.exited)
+
+
+@task(
+    iterable=["platform"],
+    help={
+        "gpu": "push the GPU image, as <REGISTRY>/<IMAGE_NAME>:<IMAGE_TAG>-gpu",
+        "platform": "a CPU image to push, repeatable: `--platform linux/amd64 --platform linux/arm64` publishes both "
+        "under one multi-architecture tag; default: PLATFORM from .env, else this host's own",
+    },
+)
+@_one_line_errors
+def push(c, gpu=False, platform=None):
+    """Push the built images to REGISTRY: the CPU images as one multi-architecture <IMAGE_TAG>, or the GPU image.
+
+    Each CPU image also goes out as <IMAGE_TAG>-<arch>, which the multi-architecture tag lists: a Mac
+    and a Linux server pull the same name and each gets its own. Run `docker login` first where the
+    registry asks for credentials.
+    """
+    settings = load_settings(PROJECT_DIR)
+    published = multi_arch_image(settings)
+    host = engine.native_platform(settings.docker)
+    requested = [resolve_target(settings, gpu=gpu, platform_flag=name, host=host) for name in platform or [None]]
+    targets = list({target.image: target for target in requested}.values())
+    if not _dry(c):
+        # Every image is checked before the first goes out: no half-published set.
+        engine.require_engine(settings.docker)
+        for target in targets:
+            _require_image_for(settings, target)
+    pushed = [_push_image(c, settings, target) for target in targets]
+    if not gpu:
+        _publish_manifest_list(c, settings, published, pushed)
+    if not _dry(c):
+        what = pushed[0] if gpu else f"{published} for {', '.join(target.platform for target in targets)}"
+        print(f"pushed {what}", file=sys.stderr)
+
+
+def _push_image(c, settings: Settings, target: Target) -> str:
+    """Push one image under its name in REGISTRY; that name."""
+    name = registry_image(settings, target)
+    _docker(c, tag_command(settings, target.image, name), hide=True)
+    try:
+        result = _docker(c, push_command(settings, name))
+    finally:
+        # Only the registry's name goes: the image keeps its own tag.
+        _docker(c, untag_command(settings, name), hide=True)
+    if result.failed:
+        login = f"`docker login {settings.registry.split('/')[0]}` if it needs credentials"
+        raise UserError(f"pushing {name} failed: {_last_line(result.stderr)}", login)
+    return name
+
+
+def _publish_manifest_list(c, settings: Settings, published: str, images: list[str]) -> None:
+    """`published` becomes a manifest list of the pushed per-architecture `images`."""
+    try:
+        insecure = engine.registry_is_insecure(settings.docker, settings.registry)
+    except UserError:
+        if not _dry(c):
+            raise
+        insecure = False  # `--dry` without a CLI: shown for a registry served over TLS
+    drop_draft, create, publish = manifest_commands(settings, published, images, insecure=insecure)
+    _docker(c, drop_draft, hide=True)  # fails where there is no draft, as there should not be
+    for argv in (create, publish):
+        result = _docker(c, argv, hide=True)
+        if result.failed:
+            raise UserError(
+                f"publishing {published} failed: {_last_line(result.stderr)}", "the per-architecture tags went out; run `invoke push` again"
+            )
+
+
+def _require_image_for(settings: Settings, target: Target) -> None:
+    """The image is built, and for its own platform (a `docker run --platform` elsewhere may re-point a tag)."""
+    found = engine.image_platform(settings.docker, target.image)
+    rebuild = f"`invoke build{' --gpu' if target.gpu else ''}{'' if target.native else f' --platform {target.platform}'}`"
+    if found is None:
+        raise UserError(f"there is no image {target.image}", f"{rebuild} makes it")
+    if found != target.platform:
+        raise UserError(f"{target.image} is a {found} image, not {target.platform}", f"{rebuild} rebuilds it")
+
+
+def _last_line(text: str) -> str:
+    return next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "no message")
+
+
+@task
+@_one_line_errors
+def clean(c):
+    """Remove the project's containers and images: <IMAGE_NAME>:<IMAGE_TAG>, its -gpu and other-architecture tags.
+
+    Never DATA_DIR, the locks, or BuildKit's cache, so the next build is fast again
+    (`docker builder prune` empties that cache).
+    """
+    settings = load_settings(PROJECT_DIR)
+    targets = every_target(settings, host=engine.native_platform(settings.docker))
+    containers = [name for target in targets for name in (target.container, target.test_container)]
+    images = [target.image for target in targets]
+    if not _dry(c):
+        engine.require_engine(settings.docker)
+        containers = [name for name in containers if engine.container_state(settings.docker, name) is not None]
+        images = [image for image in images if engine.image_exists(settings.docker, image)]
+    commands = [remove_containers_command(settings, containers)] if containers else []
+    commands += [remove_images_command(settings, images)] if images else []
+    for argv in commands:
+        result = _docker(c, argv, hide=True)
+        if result.failed:
+            raise UserError(f"could not remove everything: {_last_line(result.stderr)}")
+    if not _dry(c):
+        removed = [*containers, *images]
+        print(f"removed {', '.join(removed)}" if removed else "nothing to remove", file=sys.stderr)
 
 
 @task(help={"gpu": "also require what the GPU image needs to run: the NVIDIA runtime, an x86-64 host, more disk"})

@@ -14,6 +14,7 @@ from pathlib import Path
 from devkit.config import Settings
 from devkit.errors import UserError
 from devkit.locks import PIP_COMPILE_OPTIONS, Lock, pinned_versions
+from devkit.platforms import arch
 from devkit.targets import Target
 
 # Where DATA_DIR appears inside the container.
@@ -202,6 +203,57 @@ def shell_command(settings: Settings, target: Target, *, user: str | None, tty: 
 def stop_command(settings: Settings, container: str) -> list[str]:
     """Stop and remove a container (`--rm` alone would leave a stopped one on a crash)."""
     return [settings.docker, "rm", "--force", container]
+
+
+def registry_image(settings: Settings, target: Target) -> str:
+    """Where `invoke push` publishes one image: `<REGISTRY>/<IMAGE_NAME>:<IMAGE_TAG>-<arch>` for a CPU image
+    (the multi-architecture tag lists these), `...:<IMAGE_TAG>-gpu` for the GPU image."""
+    suffix = "-gpu" if target.gpu else f"-{arch(target.platform)}"
+    return f"{multi_arch_image(settings)}{suffix}"
+
+
+def multi_arch_image(settings: Settings) -> str:
+    """`<REGISTRY>/<IMAGE_NAME>:<IMAGE_TAG>`: the one name that Macs and Linux servers pull alike."""
+    if settings.registry is None:
+        raise UserError("REGISTRY is not set, so there is nowhere to push", "set it in .env, e.g. REGISTRY=ghcr.io/acme")
+    return f"{settings.registry}/{settings.image_name}:{settings.image_tag}"
+
+
+def tag_command(settings: Settings, image: str, name: str) -> list[str]:
+    return [settings.docker, "tag", image, name]
+
+
+def push_command(settings: Settings, name: str) -> list[str]:
+    return [settings.docker, "push", name]
+
+
+def untag_command(settings: Settings, name: str) -> list[str]:
+    """Remove one name of an image: the image itself stays under its other tags."""
+    return [settings.docker, "image", "rm", name]
+
+
+def manifest_commands(settings: Settings, name: str, images: list[str], *, insecure: bool) -> list[list[str]]:
+    """Publish `name` as a manifest list of the pushed `images`, one per architecture.
+
+    `docker manifest` (in every docker CLI since 20.10, no buildx needed) keeps a local draft of the
+    list: `rm` drops one that an interrupted push left, whose entries `create` would reuse instead
+    of reading the registry; `push --purge` publishes the list and deletes the draft.
+    """
+    insecure_flag = ["--insecure"] if insecure else []
+    return [
+        [settings.docker, "manifest", "rm", name],
+        [settings.docker, "manifest", "create", *insecure_flag, name, *images],
+        [settings.docker, "manifest", "push", "--purge", *insecure_flag, name],
+    ]
+
+
+def remove_containers_command(settings: Settings, containers: list[str]) -> list[str]:
+    return [settings.docker, "container", "rm", "--force", *containers]
+
+
+def remove_images_command(settings: Settings, images: list[str]) -> list[str]:
+    """Remove these tags; an image goes with its last one, its build cache stays for the next build."""
+    return [settings.docker, "image", "rm", *images]
 
 
 # Inside the lock container: the project (read-only), and a folder with what this run brings.

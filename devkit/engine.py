@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
 import os
 import shlex
@@ -138,6 +139,39 @@ def container_state(docker: str, name: str) -> str | None:
 def image_exists(docker: str, image: str) -> bool:
     """The engine holds an image under this reference."""
     return _query([docker, "image", "inspect", "--format", "{{.Id}}", image]).returncode == 0
+
+
+def image_platform(docker: str, image: str) -> str | None:
+    """`linux/arm64`, ... for a local image; None when there is no such image."""
+    result = _query([docker, "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", image])
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def registry_is_insecure(docker: str, registry: str) -> bool:
+    """The engine reaches `registry` over plain HTTP, as it does loopback registries and those it lists
+    as insecure: `docker manifest` must then be told so, where `docker push` knows it by itself."""
+    config = _query([docker, "info", "--format", "{{json .RegistryConfig}}"]).stdout
+    try:
+        registry_config = json.loads(config or "{}") or {}
+    except json.JSONDecodeError:
+        registry_config = {}
+    return insecure_by_config(registry.split("/", 1)[0], registry_config)
+
+
+def insecure_by_config(host: str, registry_config: dict) -> bool:
+    """What the engine decides for `host` (name[:port]) from its RegistryConfig (`docker info`)."""
+    index = (registry_config.get("IndexConfigs") or {}).get(host)
+    if index is not None:
+        return not index.get("Secure", True)
+    name = host.partition(":")[0]  # REGISTRY's form (config.py): a name or IPv4 address, and a port
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    cidrs = registry_config.get("InsecureRegistryCIDRs") or []
+    return address.is_loopback or any(address in ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
 
 
 def require_free_port(address: str, port: int) -> None:

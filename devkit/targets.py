@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from devkit.config import Settings
 from devkit.errors import UserError
 from devkit.locks import Lock, image_lock
-from devkit.platforms import AMD64, arch, normalize_platform
+from devkit.platforms import AMD64, SUPPORTED, arch, normalize_platform
 
 
 @dataclass(frozen=True)
@@ -62,3 +62,9 @@ def resolve_target(settings: Settings, *, gpu: bool, platform_flag: str | None, 
         image=f"{settings.image_name}:{settings.image_tag}{suffix}",
         container=settings.image_name.replace("/", "-") + suffix,
     )
+
+
+def every_target(settings: Settings, *, host: str) -> list[Target]:
+    """Every image the project can build here: the CPU image for each platform, then the GPU image."""
+    cpu = [resolve_target(settings, gpu=False, platform_flag=name, host=host) for name in SUPPORTED]
+    return [*cpu, resolve_target(settings, gpu=True, platform_flag=None, host=host)]

@@ -7,20 +7,28 @@ from devkit.commands import (
     build_command,
     command_line,
     lock_command,
+    manifest_commands,
+    multi_arch_image,
     parse_build_args,
     parse_command,
     pinned_tensorflow,
     pip_config,
+    push_command,
+    registry_image,
+    remove_containers_command,
+    remove_images_command,
     run_as_user,
     run_command,
     shell_command,
     smoke_test_command,
     stop_command,
+    tag_command,
+    untag_command,
     user_ids,
 )
 from devkit.config import load_settings
 from devkit.errors import UserError
-from devkit.targets import resolve_target
+from devkit.targets import every_target, resolve_target
 
 
 @pytest.fixture
@@ -316,3 +324,54 @@ def test_a_package_index_reaches_builds_as_a_secret_pip_conf_and_locks_by_name(p
     assert {"PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"} <= set(value_after(lock, "--env"))
     assert not any("t0ken" in arg for arg in build + lock)
     assert "PIP_INDEX_URL" not in settings.app_env, "index credentials never reach the app's container"
+
+
+@pytest.mark.parametrize("host", ["linux/amd64", "linux/arm64"])
+def test_push_names_each_architecture_and_the_tag_that_lists_them(project, host):
+    settings = settings_of(project, REGISTRY="ghcr.io/acme/", IMAGE_TAG="v2")
+    cpu = [target_of(settings, platform=name, host=host) for name in ("linux/amd64", "linux/arm64")]
+    # Whichever architecture is native here (tag v2) or not (v2-arm64, v2-amd64), the registry names carry it.
+    assert [registry_image(settings, target) for target in cpu] == ["ghcr.io/acme/tf:v2-amd64", "ghcr.io/acme/tf:v2-arm64"]
+    assert registry_image(settings, target_of(settings, gpu=True, host=host)) == "ghcr.io/acme/tf:v2-gpu"
+    assert multi_arch_image(settings) == "ghcr.io/acme/tf:v2"
+
+
+def test_push_one_image_tags_pushes_and_untags_its_registry_name(project):
+    settings = settings_of(project, REGISTRY="127.0.0.1:5000", DOCKER="/usr/bin/docker")
+    name = "127.0.0.1:5000/tf:latest-arm64"
+    assert tag_command(settings, "tf:latest-arm64", name) == ["/usr/bin/docker", "tag", "tf:latest-arm64", name]
+    assert push_command(settings, name) == ["/usr/bin/docker", "push", name]
+    assert untag_command(settings, name) == ["/usr/bin/docker", "image", "rm", name]
+
+
+def test_push_without_registry_is_refused_with_the_fix(project):
+    with pytest.raises(
+        UserError, match=r"^REGISTRY is not set, so there is nowhere to push; set it in \.env, e\.g\. REGISTRY=ghcr\.io/acme$"
+    ):
+        multi_arch_image(settings_of(project))
+
+
+@pytest.mark.parametrize("insecure", [False, True])
+def test_manifest_list_drops_a_stale_draft_creates_and_publishes(project, insecure):
+    settings = settings_of(project, REGISTRY="127.0.0.1:5000")
+    images = ["127.0.0.1:5000/tf:latest-amd64", "127.0.0.1:5000/tf:latest-arm64"]
+    drop, create, publish = manifest_commands(settings, "127.0.0.1:5000/tf:latest", images, insecure=insecure)
+    flag = ["--insecure"] if insecure else []
+    assert drop == ["docker", "manifest", "rm", "127.0.0.1:5000/tf:latest"]
+    assert create == ["docker", "manifest", "create", *flag, "127.0.0.1:5000/tf:latest", *images]
+    assert publish == ["docker", "manifest", "push", "--purge", *flag, "127.0.0.1:5000/tf:latest"]
+
+
+@pytest.mark.parametrize(
+    ("host", "cpu_images", "foreign_container"),
+    [("linux/amd64", ["tf:v2", "tf:v2-arm64"], "tf-arm64"), ("linux/arm64", ["tf:v2-amd64", "tf:v2"], "tf-amd64")],
+)
+def test_clean_covers_every_image_and_container_of_the_project(project, host, cpu_images, foreign_container):
+    settings = settings_of(project, IMAGE_TAG="v2")
+    targets = every_target(settings, host=host)
+    assert [target.image for target in targets] == [*cpu_images, "tf:v2-gpu"]
+    containers = sorted(name for target in targets for name in (target.container, target.test_container))
+    assert containers == sorted(["tf", "tf-test", foreign_container, f"{foreign_container}-test", "tf-gpu", "tf-gpu-test"])
+    assert remove_containers_command(settings, containers) == ["docker", "container", "rm", "--force", *containers]
+    images = [target.image for target in targets]
+    assert remove_images_command(settings, images) == ["docker", "image", "rm", *images]

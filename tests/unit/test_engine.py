@@ -1,5 +1,6 @@
 """Engine probes, answered by stand-in CLIs: BuildKit mode, engine reachability, NVIDIA runtime."""
 
+import json
 import stat
 from pathlib import Path
 
@@ -67,3 +68,34 @@ def test_container_state(tmp_path):
     )
     assert engine.container_state(cli, "up") == "running"
     assert engine.container_state(cli, "gone") is None
+
+
+@pytest.mark.parametrize(
+    ("registry", "insecure"),
+    [
+        ("127.0.0.1:5000", True),  # loopback: the engine allows plain HTTP, as in its default InsecureRegistryCIDRs
+        ("localhost:5000", True),
+        ("10.1.2.3:5000", True),  # inside a CIDR the engine is configured with
+        ("registry.internal:5000", True),  # listed by name in the engine's insecure-registries
+        ("ghcr.io", False),
+        ("10.9.9.9", False),
+        ("docker.io", False),
+    ],
+)
+def test_registry_security_follows_the_engine(tmp_path, registry, insecure):
+    config = {
+        "IndexConfigs": {"docker.io": {"Secure": True}, "registry.internal:5000": {"Secure": False}},
+        "InsecureRegistryCIDRs": ["127.0.0.0/8", "10.1.0.0/16"],
+    }
+    cli = fake_cli(tmp_path, f"\"info --format {{{{json .RegistryConfig}}}}\") echo '{json.dumps(config)}' ;;")
+    assert engine.registry_is_insecure(cli, f"{registry}/acme") is insecure
+
+
+def test_image_platform(tmp_path):
+    cli = fake_cli(
+        tmp_path,
+        '"image inspect --format {{.Os}}/{{.Architecture}} tf:latest-arm64") echo linux/arm64 ;;\n'
+        '"image inspect --format {{.Os}}/{{.Architecture}} tf:none") echo "No such image" >&2; exit 1 ;;',
+    )
+    assert engine.image_platform(cli, "tf:latest-arm64") == "linux/arm64"
+    assert engine.image_platform(cli, "tf:none") is None
