@@ -354,6 +354,7 @@ def smoke_test_command(
     argv += ["--mount", _mount_spec(tools_dir, CONTAINER_TEST_TOOLS_DIR, readonly=True)]
     argv += ["--env", f"PYTHONPATH=/app/src:{CONTAINER_TEST_TOOLS_DIR}"]
     argv += ["--env", f"EXPECTED_TENSORFLOW_VERSION={tensorflow_version}"]
+    argv += ["--env", f"EXPECTED_PLATFORM={target.platform}"]
     if target.gpu:
         argv += ["--env", "EXPECT_GPU=1"]
     # -p no:cacheprovider: the tests folder is read-only; -rA: a line per test in the report.

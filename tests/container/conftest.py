@@ -1,6 +1,7 @@
 """Runs inside the image (`nox -s container_test`), with pytest mounted in, not installed."""
 
 import os
+import platform
 
 import pytest
 
@@ -22,4 +23,4 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"TensorFlow {tf.__version__} (CUDA build: {tf.test.is_built_with_cuda()}); devices: {devices}")
     except Exception as error:  # noqa: BLE001 (a broken TensorFlow is what the tests above report; the report must not crash)
         terminalreporter.write_line(f"TensorFlow does not import: {type(error).__name__}: {error}")
-    terminalreporter.write_line(f"uid {os.getuid()}, data folder {os.environ.get('DATA_MOUNT', '/app/data')}")
+    terminalreporter.write_line(f"{platform.machine()}, uid {os.getuid()}, data folder {os.environ.get('DATA_MOUNT', '/app/data')}")

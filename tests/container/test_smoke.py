@@ -1,6 +1,7 @@
 """The TensorFlow smoke test: run inside the image by `nox -s container_test` (`-- --gpu` for the GPU image)."""
 
 import os
+import platform
 import uuid
 from pathlib import Path
 
@@ -8,6 +9,14 @@ import numpy as np
 import pytest
 
 DATA_DIR = Path(os.environ.get("DATA_MOUNT", "/app/data"))
+
+# The kernel's name for each image platform: what an emulated container reports too.
+MACHINES = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
+
+
+def test_the_container_runs_the_platform_the_image_was_built_for():
+    expected = os.environ["EXPECTED_PLATFORM"]
+    assert platform.machine() == MACHINES[expected], f"asked for {expected}, the container runs on {platform.machine()}"
 
 
 def test_tensorflow_is_the_version_in_the_lock(tf):

@@ -24,10 +24,14 @@ import dotenv as dotenv_package
 import invoke as invoke_package
 import pytest
 
+from devkit import engine
 from devkit.config import default_image_name
+from devkit.platforms import ARM64
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DOCKER = os.environ.get("DOCKER", "docker")
+# The platform the CPU image is built for here by default, as the tasks decide it.
+HOST_PLATFORM = engine.native_platform(DOCKER)
 
 
 def _engine_problem() -> str | None:
@@ -141,9 +145,61 @@ def cpu_image(invoke) -> str:
 
 
 @pytest.fixture(scope="session")
+def arm64_image(invoke) -> str:
+    """The linux/arm64 CPU image: built under emulation on an x86-64 host (minutes), natively on an ARM one."""
+    ensure_built(invoke, "--platform", ARM64)
+    return f"{invoke.image_name}:latest" if HOST_PLATFORM == ARM64 else f"{invoke.image_name}:latest-arm64"
+
+
+@pytest.fixture(scope="session")
+def amd64_image(invoke) -> str:
+    """The linux/amd64 CPU image: the native one on an x86-64 host, built under emulation on an ARM one."""
+    ensure_built(invoke, "--platform", "linux/amd64")
+    return f"{invoke.image_name}:latest-amd64" if HOST_PLATFORM == ARM64 else f"{invoke.image_name}:latest"
+
+
+@pytest.fixture(scope="session")
 def gpu_image(invoke) -> str:
     ensure_built(invoke, "--gpu")
     return f"{invoke.image_name}:latest-gpu"
+
+
+def _registry_answers(address: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{address}/v2/", timeout=5):  # noqa: S310 (a local registry)
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[str]:
+    """A registry to push to, on this machine: the one on 127.0.0.1:5000 where it answers (CI's, from
+    `../shared/ci/registry-up`), else a `registry:2` container that the suite starts and removes."""
+    if _registry_answers("127.0.0.1:5000"):
+        yield "127.0.0.1:5000"
+        return
+    name, address = "tft-it-registry", f"127.0.0.1:{free_port()}"
+    started = docker(
+        "run", "--detach", "--rm", "--name", name, "--publish", f"{address}:5000",
+        "--env", "REGISTRY_STORAGE_DELETE_ENABLED=true", "registry:2", check=False,
+    )  # fmt: skip
+    if started.returncode != 0:
+        pytest.fail(f"no registry on 127.0.0.1:5000, and none could be started: {started.stderr.strip()}")
+    try:
+        deadline = time.monotonic() + 60
+        while not _registry_answers(address):
+            if time.monotonic() > deadline:
+                pytest.fail(f"the registry container {name} did not answer on {address}")
+            time.sleep(0.5)
+        yield address
+    finally:
+        docker("rm", "--force", name, check=False)
+
+
+def platform_of(image: str) -> str:
+    """`linux/amd64`, ... of a local image: what a `docker run --platform` of it must say."""
+    return docker("image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", image).stdout.strip()
 
 
 def containers_named(name: str) -> list[str]:

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_DIR, docker, project_copy
+from conftest import HOST_PLATFORM, PROJECT_DIR, docker, platform_of, project_copy
 
 from devkit.commands import pinned_tensorflow
 
@@ -22,9 +22,9 @@ def dry(invoke, *args):
 @pytest.mark.parametrize(
     ("args", "dockerfile", "platform", "tag"),
     [
-        ((), "Dockerfile", "linux/amd64", "latest"),
+        ((), "Dockerfile", HOST_PLATFORM, "latest"),
         (("--gpu",), "Dockerfile.gpu", "linux/amd64", "latest-gpu"),
-        (("--platform", "linux/arm64"), "Dockerfile", "linux/arm64", "latest-arm64"),
+        (("--platform", "linux/arm64"), "Dockerfile", "linux/arm64", "latest" if HOST_PLATFORM == "linux/arm64" else "latest-arm64"),
     ],
 )
 def test_dry_build_prints_dockerfile_platform_and_tag(invoke, args, dockerfile, platform, tag):
@@ -45,7 +45,7 @@ def test_gpu_build_refuses_arm64_in_one_line(invoke):
 
 def base_layers() -> list[str]:
     base = os.environ.get("BASE_IMAGE", "python:3.11-slim")
-    docker("pull", "--quiet", "--platform", "linux/amd64", base)
+    docker("pull", "--quiet", "--platform", HOST_PLATFORM, base)
     return json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", base).stdout)
 
 
@@ -79,7 +79,7 @@ def test_ca_bundle_is_in_no_layer_or_history(cpu_image):
     history = docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", cpu_image).stdout
     assert "ca_bundle" not in history.replace("--mount=type=secret,id=ca_bundle", "")
     assert "PIP_CERT=/run/secrets" not in image_config(cpu_image)["Env"]
-    listing = docker("run", "--rm", "--platform", "linux/amd64", "--entrypoint", "ls", cpu_image, "-A", "/run/secrets", check=False)
+    listing = docker("run", "--rm", "--platform", HOST_PLATFORM, "--entrypoint", "ls", cpu_image, "-A", "/run/secrets", check=False)
     assert listing.stdout.strip() == "", "the CA bundle secret must not stay in the image"
 
 
@@ -122,10 +122,10 @@ def test_build_context_holds_only_sources_and_locks(tmp_path):
     dockerfile = tmp_path / "Dockerfile.list"
     dockerfile.write_text(f"FROM {os.environ.get('BASE_IMAGE', 'python:3.11-slim')}\nCOPY . /context/\n")
     tag = "tft-it-context:latest"
-    build = docker("build", "--platform", "linux/amd64", "--file", str(dockerfile), "--tag", tag, str(context), check=False)
+    build = docker("build", "--platform", HOST_PLATFORM, "--file", str(dockerfile), "--tag", tag, str(context), check=False)
     assert build.returncode == 0, build.stderr
     try:
-        listing = docker("run", "--rm", "--platform", "linux/amd64", tag, "find", "/context", "-type", "f").stdout.split()
+        listing = docker("run", "--rm", "--platform", HOST_PLATFORM, tag, "find", "/context", "-type", "f").stdout.split()
     finally:
         docker("image", "rm", tag, check=False)
     assert sorted(listing) == ["/context/requirements-gpu.txt", "/context/requirements.txt", "/context/src/app/__init__.py"]
@@ -157,7 +157,7 @@ print(os.path.isdir(os.path.join(folder, "include")), os.path.getsize(os.path.jo
 
 
 def slimming_of(image: str) -> tuple[str, str]:
-    has_headers, stripped = docker("run", "--rm", "--platform", "linux/amd64", image, "python", "-c", SLIMMING_PROBE).stdout.split()
+    has_headers, stripped = docker("run", "--rm", "--platform", platform_of(image), image, "python", "-c", SLIMMING_PROBE).stdout.split()
     return has_headers, stripped
 
 
@@ -220,6 +220,6 @@ def test_adding_a_package_to_the_lock_keeps_the_tensorflow_layer(request, invoke
         steps = steps_from_cache(result.stdout + result.stderr)
         assert [cached for title, cached in steps.items() if "COPY --from=tensorflow" in title] == [True]
         assert [cached for title, cached in steps.items() if title.startswith("[packages") and "pip install" in title] == [False]
-        docker("run", "--rm", "--platform", "linux/amd64", image, "python", "-c", "import iniconfig, tensorflow")
+        docker("run", "--rm", "--platform", platform_of(image), image, "python", "-c", "import iniconfig, tensorflow")
     finally:
         docker("image", "rm", "--force", image, check=False)

@@ -13,7 +13,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import docker, project_copy
+from conftest import HOST_PLATFORM, docker, project_copy
 from test_lock import snapshot
 
 
@@ -56,7 +56,7 @@ def test_ctrl_c_during_lock_keeps_every_lock_and_leaves_no_container(invoke, tmp
         return docker("ps", "--all", "--quiet", "--filter", f"volume={cache_volume}").stdout.split()
 
     assert lock_containers() == []
-    process = invoke.popen("lock", "--upgrade", "--platform", "linux/amd64", cwd=project, start_new_session=True, stderr=subprocess.STDOUT)
+    process = invoke.popen("lock", "--upgrade", "--platform", HOST_PLATFORM, cwd=project, start_new_session=True, stderr=subprocess.STDOUT)
 
     def compiling() -> bool:
         return any("pip-compile" in docker("top", container, check=False).stdout for container in lock_containers())

@@ -10,7 +10,7 @@ import socket
 import subprocess
 
 import pytest
-from conftest import PROJECT_DIR, containers_named, docker, free_port, project_copy, run_as, wait_for_json
+from conftest import HOST_PLATFORM, PROJECT_DIR, containers_named, docker, free_port, project_copy, run_as, wait_for_json
 
 from devkit.commands import pinned_tensorflow
 
@@ -48,7 +48,7 @@ def test_tensorflow_imports_as_a_non_root_user(invoke, cpu_image, container, non
 
 def test_the_image_itself_runs_as_a_non_root_user(cpu_image):
     # `docker run` without invoke, as a cluster or another tool would start it.
-    assert docker("run", "--rm", "--platform", "linux/amd64", cpu_image, "id", "-u").stdout.strip() == "1000"
+    assert docker("run", "--rm", "--platform", HOST_PLATFORM, cpu_image, "id", "-u").stdout.strip() == "1000"
 
 
 def test_detached_run_answers_on_host_port_and_stop_removes_it(invoke, cpu_image, container):
@@ -189,7 +189,7 @@ def test_bad_settings_are_one_line_and_change_nothing(invoke, data_dir, tmp_path
         (
             ("build",),
             {"BASE_IMAGE": "127.0.0.1:5000/no-such-python:3.11"},
-            "error: BASE_IMAGE 127.0.0.1:5000/no-such-python:3.11 cannot be pulled for linux/amd64 (",
+            f"error: BASE_IMAGE 127.0.0.1:5000/no-such-python:3.11 cannot be pulled for {HOST_PLATFORM} (",
         ),
         (("build",), {"PIP_INDEX_URL": "corp-index"}, "error: PIP_INDEX_URL (from environment): expected http(s)://host/path"),
     ]

@@ -269,12 +269,28 @@ def test_smoke_test_mounts_tests_and_pytest_read_only(project):
     envs = value_after(argv, "--env")
     assert "PYTHONPATH=/app/src:/opt/test-tools" in envs
     assert "EXPECTED_TENSORFLOW_VERSION=2.21.0" in envs
+    assert "EXPECTED_PLATFORM=linux/amd64" in envs
     assert "EXPECT_GPU=1" in envs
     assert value_after(argv, "--gpus") == ["all"]
     assert value_after(argv, "--user") == ["1000:1000"]
     image_at = argv.index("tf:latest-gpu")
     assert argv[image_at + 1 : image_at + 4] == ["python", "-m", "pytest"]
     assert "--publish" not in argv
+
+
+@pytest.mark.parametrize("command", ["run", "smoke test"])
+def test_the_arm64_image_runs_as_arm64_under_its_own_tag_on_an_amd64_host(project, command):
+    """Every run names its platform: without it, a plain `docker run` of a re-pointed tag runs emulated with only a warning."""
+    settings = settings_of(project)
+    target = target_of(settings, platform="linux/arm64", host="linux/amd64")
+    if command == "run":
+        argv = run_command(settings, target, user=None)
+    else:
+        argv = smoke_test_command(settings, target, user=None, tests_dir=project, tools_dir=project, tensorflow_version="2.21.0")
+        assert "EXPECTED_PLATFORM=linux/arm64" in value_after(argv, "--env")
+    assert value_after(argv, "--platform") == ["linux/arm64"]
+    assert "tf:latest-arm64" in argv
+    assert value_after(argv, "--name")[0].startswith("tf-arm64")
 
 
 def test_lock_command(tmp_path):

@@ -1,0 +1,86 @@
+"""The linux/arm64 CPU image (Apple Silicon, ARM servers), proven on an x86-64 host under emulation.
+
+Built from requirements-arm64.txt under its own tag beside the native image, its container_test
+passes and the example serves from it, all through the tasks a Mac user types. Under emulation this
+takes minutes; on an ARM host, the same tests run natively.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+
+from conftest import HOST_PLATFORM, PROJECT_DIR, containers_named, docker, free_port, platform_of, wait_for_json
+
+from devkit.commands import pinned_tensorflow
+
+sys.path.insert(0, str(PROJECT_DIR / "tests" / "container"))
+from json_http import predict  # noqa: E402 (the app's own tests' helper; plain standard library)
+
+ARM64 = "linux/arm64"
+# Rows 1, 51 and 101 of data/iris.csv: one flower of each species.
+SETOSA, VERSICOLOR, VIRGINICA = [5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3, 3.3, 6.0, 2.5]
+INSTALLED = "import importlib.metadata as m, sys; print(*(m.version(name) if name in {d.metadata['Name'] for d in m.distributions()} else '-' for name in sys.argv[1:]))"
+
+
+def test_the_arm64_image_installs_tensorflow_from_the_arm64_lock_beside_the_native_image(cpu_image, arm64_image):
+    assert platform_of(arm64_image) == ARM64
+    expected = pinned_tensorflow((PROJECT_DIR / "requirements-arm64.txt").read_text())
+    # PyPI has no tensorflow-cpu wheel for arm64: the arm64 lock pins tensorflow itself.
+    versions = docker("run", "--rm", "--platform", ARM64, arm64_image, "python", "-c", INSTALLED, "tensorflow", "tensorflow-cpu").stdout
+    assert versions.split() == [expected, "-"]
+    labels = json_labels(arm64_image)
+    assert labels["org.tensorflow.version"] == expected
+    # Built for another platform, the native image under the plain tag is still the native one.
+    assert platform_of(cpu_image) == HOST_PLATFORM
+
+
+def json_labels(image: str) -> dict[str, str]:
+    return json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", image).stdout)
+
+
+def test_container_test_passes_for_arm64(invoke, arm64_image):
+    """`nox -s container_test -- --platform linux/arm64`, word for word as the README gives it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "nox", "-s", "container_test", "--", "--platform", ARM64],
+        cwd=PROJECT_DIR,
+        env=invoke.env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "Session container_test was successful" in output
+    assert "PASSED tests/test_smoke.py::test_the_container_runs_the_platform_the_image_was_built_for" in output
+    assert "aarch64, uid " in output, "the container report names the machine it ran on"
+    assert platform_of(arm64_image) == ARM64
+
+
+def test_the_arm64_image_serves_the_example_and_stops(invoke, arm64_image, cpu_image, tmp_path):
+    data = tmp_path / "arm64 data"
+    data.mkdir()
+    data.chmod(0o777)  # the container's user may be another uid than this test's
+    shutil.copy(PROJECT_DIR / "data" / "iris.csv", data)
+    port = free_port()
+    env = {"DATA_DIR": str(data), "HOST_PORT": str(port)}
+    container = invoke.image_name if HOST_PLATFORM == ARM64 else f"{invoke.image_name}-arm64"
+    started = invoke("run", "--platform", ARM64, "--detach", env=env)
+    try:
+        assert started.returncode == 0, started.stderr[-3000:]
+        # The server trains its first model on the dataset, then serves: a minute or more under emulation.
+        health = wait_for_json(f"http://127.0.0.1:{port}/health", timeout=900)
+        assert (health["status"], health["version"]) == ("ok", 1)
+        assert docker("exec", container, "uname", "-m").stdout.strip() == "aarch64"
+        status, body = predict(f"http://127.0.0.1:{port}", [SETOSA, VERSICOLOR, VIRGINICA])
+        assert status == 200, body
+        assert [row.index(max(row)) for row in body["predictions"]] == [0, 1, 2]
+    finally:
+        stopped = invoke("stop", "--platform", ARM64, env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stderr.strip() == f"stopped and removed {container}"
+    assert containers_named(container) == []
+    assert (data / "iris.csv").exists()
+    # `--platform` on every run: the arm64 run left the native tag as it was.
+    assert platform_of(cpu_image) == HOST_PLATFORM

@@ -1,0 +1,152 @@
+"""`invoke push` against a real registry: both CPU architectures under one multi-architecture tag.
+
+What is pushed is read back from the registry's own HTTP API, not from the docker CLI that pushed it.
+Each test pushes under a namespace of its own and deletes its tags afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from conftest import docker, free_port, platform_of
+
+MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+IMAGE_MANIFESTS = ("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json")
+
+
+@dataclass
+class Repository:
+    """A repository in the test registry, read through the registry's HTTP API."""
+
+    registry: str
+    namespace: str  # what REGISTRY says: the registry and a namespace of this test's own
+    path: str  # the repository's path in the registry
+
+    def get(self, path: str, accept: tuple[str, ...] = ()) -> tuple[dict, str]:
+        request = urllib.request.Request(f"http://{self.registry}/v2/{self.path}/{path}", headers={"Accept": ", ".join(accept)})  # noqa: S310
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (a local registry)
+            return json.load(response), response.headers.get("Docker-Content-Digest", "")
+
+    def manifest(self, tag: str) -> tuple[dict, str]:
+        return self.get(f"manifests/{tag}", (MANIFEST_LIST, OCI_INDEX, *IMAGE_MANIFESTS))
+
+    def config(self, manifest: dict) -> dict:
+        return self.get(f"blobs/{manifest['config']['digest']}")[0]
+
+    def tags(self) -> list[str]:
+        try:
+            return sorted(self.get("tags/list")[0].get("tags") or [])
+        except OSError:
+            return []
+
+    def delete_all(self) -> None:
+        for tag in self.tags():
+            digest = self.manifest(tag)[1]
+            request = urllib.request.Request(f"http://{self.registry}/v2/{self.path}/manifests/{digest}", method="DELETE")  # noqa: S310
+            # A registry without deletes keeps it; the namespace is this test's own.
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(request, timeout=30).close()  # noqa: S310
+
+
+@pytest.fixture
+def repository(invoke, registry) -> Iterator[Repository]:
+    namespace = f"{registry}/tft-it-{uuid.uuid4().hex[:8]}"
+    repository = Repository(registry, namespace, f"{namespace.split('/', 1)[1]}/{invoke.image_name}")
+    yield repository
+    repository.delete_all()
+
+
+def diff_ids(image: str) -> list[str]:
+    """The image's layers by content, the same in the engine's store and the registry's config blob."""
+    return json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", image).stdout)
+
+
+def local_names_under(namespace: str) -> list[str]:
+    return docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference={namespace}/*").stdout.split()
+
+
+def test_both_cpu_architectures_go_out_as_one_multi_architecture_tag(invoke, amd64_image, arm64_image, repository):
+    published = f"{repository.namespace}/{invoke.image_name}:latest"
+    result = invoke("push", "--platform", "linux/amd64", "--platform", "linux/arm64", env={"REGISTRY": repository.namespace})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == f"pushed {published} for linux/amd64, linux/arm64"
+    assert repository.tags() == ["latest", "latest-amd64", "latest-arm64"]
+
+    index, _ = repository.manifest("latest")
+    assert index["mediaType"] in (MANIFEST_LIST, OCI_INDEX)
+    listed = {f"{entry['platform']['os']}/{entry['platform']['architecture']}": entry["digest"] for entry in index["manifests"]}
+    assert sorted(listed) == ["linux/amd64", "linux/arm64"]
+    for platform, image in (("linux/amd64", amd64_image), ("linux/arm64", arm64_image)):
+        manifest, digest = repository.manifest(f"latest-{platform.split('/')[1]}")
+        assert listed[platform] == digest, f"the list's {platform} entry is the image pushed as latest-{platform.split('/')[1]}"
+        config = repository.config(manifest)
+        assert f"{config['os']}/{config['architecture']}" == platform
+        assert config["rootfs"]["diff_ids"] == diff_ids(image), f"the registry's {platform} image is {image}, layer for layer"
+    # The registry's names were only lent to the images for the push.
+    assert local_names_under(repository.namespace) == []
+
+    # A Mac and a Linux server pull the same name, and each gets its own architecture.
+    try:
+        for platform in ("linux/arm64", "linux/amd64"):
+            docker("pull", "--quiet", "--platform", platform, published)
+            assert platform_of(published) == platform
+    finally:
+        docker("image", "rm", published, check=False)
+
+
+def test_the_gpu_image_goes_out_under_its_gpu_tag(invoke, gpu_image, repository):
+    result = invoke("push", "--gpu", env={"REGISTRY": repository.namespace})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == f"pushed {repository.namespace}/{invoke.image_name}:latest-gpu"
+    assert repository.tags() == ["latest-gpu"]
+    manifest, _ = repository.manifest("latest-gpu")
+    assert manifest["mediaType"] in IMAGE_MANIFESTS
+    config = repository.config(manifest)
+    assert (config["os"], config["architecture"]) == ("linux", "amd64")
+    assert config["rootfs"]["diff_ids"] == diff_ids(gpu_image)
+    assert local_names_under(repository.namespace) == []
+
+
+def test_push_refuses_in_one_line_and_pushes_nothing(invoke, cpu_image, amd64_image, repository):
+    wrong = f"{invoke.image_name}-wrong"
+    docker("tag", amd64_image, f"{wrong}:latest-arm64")  # an amd64 image under the arm64 image's tag
+    unreachable = f"127.0.0.1:{free_port()}/acme"
+    cases = [
+        ((), {"REGISTRY": ""}, "error: REGISTRY is not set, so there is nowhere to push; set it in .env, e.g. REGISTRY=ghcr.io/acme"),
+        ((), {"REGISTRY": "not a registry"}, "error: REGISTRY='not a registry' (from environment): expected a registry"),
+        (
+            ("--platform", "linux/amd64"),
+            {"REGISTRY": repository.namespace, "IMAGE_TAG": "never-built"},
+            f"error: there is no image {invoke.image_name}:",
+        ),
+        (
+            ("--platform", "linux/arm64"),
+            {"REGISTRY": repository.namespace, "IMAGE_NAME": wrong},
+            f"error: {wrong}:latest-arm64 is a linux/amd64 image, not linux/arm64; `invoke build --platform linux/arm64` rebuilds it",
+        ),
+        (("--gpu", "--platform", "linux/arm64"), {"REGISTRY": repository.namespace}, "error: the GPU image is linux/amd64 only"),
+        (("--platform", "linux/s390x"), {"REGISTRY": repository.namespace}, "error: unknown platform 'linux/s390x'"),
+        ((), {"REGISTRY": unreachable}, f"error: pushing {unreachable}/{invoke.image_name}:latest-"),
+    ]
+    try:
+        for args, env, message in cases:
+            result = invoke("push", *args, env=env)
+            lines = result.stderr.strip().splitlines()
+            assert result.returncode == 1, (args, env, result.stderr[-2000:])
+            assert "Traceback" not in result.stderr
+            assert lines[-1].startswith(message), (args, env, lines[-1])
+            if env["REGISTRY"] == unreachable:
+                assert lines[-1].endswith(f"; `docker login {unreachable.split('/')[0]}` if it needs credentials")
+                assert local_names_under(unreachable) == [], "a failed push leaves no registry name behind"
+            else:
+                assert len(lines) == 1, lines
+    finally:
+        docker("image", "rm", f"{wrong}:latest-arm64", check=False)
+    assert repository.tags() == []
