@@ -152,6 +152,7 @@ def build(c, gpu=False, platform=None, no_cache=False, build_arg=None):
         # Here rather than in the middle of the build's output: a misspelt or unreachable BASE_IMAGE is one line.
         engine.pull_base_image(settings.docker, settings.base_image, target.platform)
     if not _dry(c) and not target.native:
+        engine.require_platform_support(settings.docker, settings.base_image, target.platform)
         print(f"building {target.image} for {target.platform}: not this host's platform, so it runs under emulation", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="invoke-build-") as secrets:
         pip_config_file = None
@@ -252,10 +253,13 @@ def _prepare_data_dir(settings: Settings, user: str | None) -> None:
 
 
 def _require_engine_for(settings: Settings, target: Target) -> None:
-    """An engine, and for the GPU image its NVIDIA runtime: checked before anything is created."""
+    """An engine, for the GPU image its NVIDIA runtime, for another architecture's image emulation:
+    checked before anything is created."""
     engine.require_engine(settings.docker)
     if target.gpu:
         engine.require_nvidia_runtime(settings.docker)
+    if not target.native and engine.image_exists(settings.docker, target.image):
+        engine.require_platform_support(settings.docker, target.image, target.platform)
 
 
 def _require_not_running(settings: Settings, target: Target) -> None:

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 from devkit.errors import UserError
-from devkit.platforms import host_platform, platform_of_machine
+from devkit.platforms import arch, host_platform, platform_of_machine
 
 # The first docker CLI release whose `docker build` needs the buildx plugin for BuildKit.
 _BUILDX_REQUIRED_FROM = 23
@@ -204,6 +204,18 @@ def require_writable_by(path: Path, uid: int, gid: int) -> None:
         raise UserError(
             f"DATA_DIR {path} belongs to uid {info.st_uid}, and the container's user (uid {uid}) cannot write it",
             f"`sudo chown -R {uid}:{gid} {shlex.quote(str(path))}`, or set DATA_DIR to a folder that user can write",
+        )
+
+
+def require_platform_support(docker: str, image: str, platform: str) -> None:
+    """The engine runs `platform` programs, natively or emulated (QEMU registered with binfmt_misc),
+    as building or running an image for another architecture needs; `image` is one for `platform`."""
+    probe = _query([docker, "run", "--rm", "--platform", platform, "--entrypoint", "true", image], timeout=120)
+    if probe.returncode != 0 and "exec format error" in probe.stderr:
+        raise UserError(
+            f"this engine cannot run {platform} programs, so it can neither build nor run a {platform} image",
+            f"enable emulation once: `docker run --privileged --rm tonistiigi/binfmt --install {arch(platform)}` "
+            "(Docker Desktop has it built in)",
         )
 
 

@@ -99,3 +99,22 @@ def test_image_platform(tmp_path):
     )
     assert engine.image_platform(cli, "tf:latest-arm64") == "linux/arm64"
     assert engine.image_platform(cli, "tf:none") is None
+
+
+def test_an_engine_without_emulation_is_refused_with_the_fix(tmp_path):
+    cli = fake_cli(
+        tmp_path,
+        '"run --rm --platform linux/arm64 --entrypoint true base") '
+        'echo "exec /usr/bin/true: exec format error" >&2; exit 1 ;;\n'
+        '"run --rm --platform linux/amd64 --entrypoint true base") exit 0 ;;\n'
+        '"run --rm --platform linux/arm64 --entrypoint true gone") echo "Unable to find image" >&2; exit 125 ;;',
+    )
+    with pytest.raises(
+        UserError,
+        match=r"^this engine cannot run linux/arm64 programs, so it can neither build nor run a linux/arm64 image; "
+        r"enable emulation once: `docker run --privileged --rm tonistiigi/binfmt --install arm64`",
+    ):
+        engine.require_platform_support(cli, "base", "linux/arm64")
+    engine.require_platform_support(cli, "base", "linux/amd64")
+    # Any other failure is the real command's to report, in its own words.
+    engine.require_platform_support(cli, "gone", "linux/arm64")
