@@ -51,8 +51,10 @@ def integration(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Performance against the plain tutorial Dockerfile (ratios and goals), then the example's serving figures; not in `nox`."""
+    """Performance against the plain tutorial Dockerfile (ratios and goals), serving figures, arm64 under emulation; not in `nox`."""
     session.install("-r", DEV_LOCK)
     # Several minutes: cold builds of both images, then medians of rebuilds, imports and requests.
     session.run("python", "benchmarks/images.py", *session.posargs)
     session.run("python", "benchmarks/serving.py")
+    # On x86-64: what building and testing the arm64 image under emulation costs against native.
+    session.run("python", "benchmarks/emulation.py")

@@ -29,7 +29,6 @@ sys.path.insert(0, str(PROJECT_DIR))
 from devkit import engine  # noqa: E402 (after the project folder is on the path)
 from devkit.config import load_settings  # noqa: E402
 from devkit.errors import UserError  # noqa: E402
-from devkit.platforms import host_platform  # noqa: E402
 
 OURS, PLAIN = "tf-bench-ours", "tf-bench-plain"
 DATA_FILE_BYTES = 1024**3
@@ -59,7 +58,7 @@ class Bench:
     def __init__(self, work: Path, runs: int):
         self.settings = load_settings(PROJECT_DIR, os.environ)
         self.docker = self.settings.docker
-        self.platform = host_platform()
+        self.platform = engine.native_platform(self.docker)
         self.runs = runs
         self.ours_dir, self.plain_dir = work / "ours", work / "plain"
         self.work = work
