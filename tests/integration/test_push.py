@@ -93,12 +93,12 @@ def test_both_cpu_architectures_go_out_as_one_multi_architecture_tag(invoke, amd
     assert local_names_under(repository.namespace) == []
 
     # A Mac and a Linux server pull the same name, and each gets its own architecture.
-    try:
-        for platform in ("linux/arm64", "linux/amd64"):
+    for platform in ("linux/arm64", "linux/amd64"):
+        try:
             docker("pull", "--quiet", "--platform", platform, published)
             assert platform_of(published) == platform
-    finally:
-        docker("image", "rm", published, check=False)
+        finally:
+            docker("image", "rm", published, check=False)
 
 
 def test_the_gpu_image_goes_out_under_its_gpu_tag(invoke, gpu_image, repository):
