@@ -98,7 +98,10 @@ def test_both_cpu_architectures_go_out_as_one_multi_architecture_tag(invoke, amd
             docker("pull", "--quiet", "--platform", platform, published)
             assert platform_of(published) == platform
         finally:
-            docker("image", "rm", published, check=False)
+            # The tag, and the digest reference a pull leaves on an image that has other names.
+            digests = docker("image", "ls", "--digests", "--format", "{{.Repository}}@{{.Digest}}", "--filter", f"reference={published}")
+            docker("image", "rm", published, *digests.stdout.split(), check=False)
+    assert docker("image", "ls", "--quiet", "--filter", f"reference={repository.namespace}/*").stdout == ""
 
 
 def test_the_gpu_image_goes_out_under_its_gpu_tag(invoke, gpu_image, repository):
