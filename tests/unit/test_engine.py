@@ -60,14 +60,17 @@ def test_nvidia_runtime_missing_lists_what_there_is(tmp_path):
         engine.require_nvidia_runtime(cli)
 
 
-def test_container_state(tmp_path):
-    cli = fake_cli(
-        tmp_path,
-        '"container inspect --format {{.State.Status}} up") echo running ;;\n'
-        '"container inspect --format {{.State.Status}} gone") echo "No such container: gone" >&2; exit 1 ;;',
-    )
-    assert engine.container_state(cli, "up") == "running"
-    assert engine.container_state(cli, "gone") is None
+@pytest.mark.parametrize(
+    ("question", "command", "answer"),
+    [
+        (engine.container_state, "container inspect --format {{.State.Status}}", "running"),
+        (engine.image_platform, "image inspect --format {{.Os}}/{{.Architecture}}", "linux/arm64"),
+    ],
+)
+def test_a_question_about_a_container_or_image_answers_none_where_there_is_none(tmp_path, question, command, answer):
+    cli = fake_cli(tmp_path, f'"{command} here") echo {answer} ;;\n"{command} gone") echo "No such object: gone" >&2; exit 1 ;;')
+    assert question(cli, "here") == answer
+    assert question(cli, "gone") is None
 
 
 @pytest.mark.parametrize(
@@ -89,16 +92,6 @@ def test_registry_security_follows_the_engine(tmp_path, registry, insecure):
     }
     cli = fake_cli(tmp_path, f"\"info --format {{{{json .RegistryConfig}}}}\") echo '{json.dumps(config)}' ;;")
     assert engine.registry_is_insecure(cli, f"{registry}/acme") is insecure
-
-
-def test_image_platform(tmp_path):
-    cli = fake_cli(
-        tmp_path,
-        '"image inspect --format {{.Os}}/{{.Architecture}} tf:latest-arm64") echo linux/arm64 ;;\n'
-        '"image inspect --format {{.Os}}/{{.Architecture}} tf:none") echo "No such image" >&2; exit 1 ;;',
-    )
-    assert engine.image_platform(cli, "tf:latest-arm64") == "linux/arm64"
-    assert engine.image_platform(cli, "tf:none") is None
 
 
 def test_an_engine_without_emulation_is_refused_with_the_fix(tmp_path):
