@@ -397,7 +397,7 @@ def _push_image(c, settings: Settings, target: Target) -> str:
         _docker(c, untag_command(settings, name), hide=True)
     if result.failed:
         login = f"`docker login {settings.registry.split('/')[0]}` if it needs credentials"
-        raise UserError(f"pushing {name} failed: {_last_line(result.stderr)}", login)
+        raise UserError(f"pushing {name} failed: {engine.first_line(result.stderr)}", login)
     return name
 
 
@@ -415,7 +415,8 @@ def _publish_manifest_list(c, settings: Settings, published: str, images: list[s
         result = _docker(c, argv, hide=True)
         if result.failed:
             raise UserError(
-                f"publishing {published} failed: {_last_line(result.stderr)}", "the per-architecture tags went out; run `invoke push` again"
+                f"publishing {published} failed: {engine.first_line(result.stderr)}",
+                "the per-architecture tags went out; run `invoke push` again",
             )
 
 
@@ -427,10 +428,6 @@ def _require_image_for(settings: Settings, target: Target) -> None:
         raise UserError(f"there is no image {target.image}", f"{rebuild} makes it")
     if found != target.platform:
         raise UserError(f"{target.image} is a {found} image, not {target.platform}", f"{rebuild} rebuilds it")
-
-
-def _last_line(text: str) -> str:
-    return next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "no message")
 
 
 @task
@@ -454,7 +451,7 @@ def clean(c):
     for argv in commands:
         result = _docker(c, argv, hide=True)
         if result.failed:
-            raise UserError(f"could not remove everything: {_last_line(result.stderr)}")
+            raise UserError(f"could not remove everything: {engine.first_line(result.stderr)}")
     if not _dry(c):
         removed = [*containers, *images]
         print(f"removed {', '.join(removed)}" if removed else "nothing to remove", file=sys.stderr)

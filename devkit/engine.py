@@ -33,7 +33,8 @@ def _no_cli(docker: str) -> UserError:
     return UserError(f"DOCKER={docker!r}: no such command", "install Docker, or set DOCKER to the path of a docker CLI")
 
 
-def _first_line(text: str) -> str:
+def first_line(text: str) -> str:
+    """The first line of a command's error output that says anything: the reason, without the noise below it."""
     return next((line.strip() for line in text.splitlines() if line.strip()), "no message")
 
 
@@ -51,7 +52,7 @@ def require_engine(docker: str) -> str:
     result = _query([docker, "version", "--format", "{{.Server.Version}}"])
     if result.returncode != 0 or not result.stdout.strip():
         raise UserError(
-            f"the container engine is not running or not reachable ({_first_line(result.stderr)})",
+            f"the container engine is not running or not reachable ({first_line(result.stderr)})",
             "start Docker Desktop, or `sudo systemctl start docker` on Linux",
         )
     return result.stdout.strip()
@@ -155,10 +156,10 @@ def registry_is_insecure(docker: str, registry: str) -> bool:
         registry_config = json.loads(config or "{}") or {}
     except json.JSONDecodeError:
         registry_config = {}
-    return insecure_by_config(registry.split("/", 1)[0], registry_config)
+    return _insecure_by_config(registry.split("/", 1)[0], registry_config)
 
 
-def insecure_by_config(host: str, registry_config: dict) -> bool:
+def _insecure_by_config(host: str, registry_config: dict) -> bool:
     """What the engine decides for `host` (name[:port]) from its RegistryConfig (`docker info`)."""
     index = (registry_config.get("IndexConfigs") or {}).get(host)
     if index is not None:
@@ -230,5 +231,5 @@ def pull_base_image(docker: str, image: str, platform: str) -> None:
     local = _query([docker, "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", image])
     if local.returncode != 0 or local.stdout.strip() != platform:
         raise UserError(
-            f"BASE_IMAGE {image} cannot be pulled for {platform} ({_first_line(pulled.stderr)})", "check the name and your registry access"
+            f"BASE_IMAGE {image} cannot be pulled for {platform} ({first_line(pulled.stderr)})", "check the name and your registry access"
         )
