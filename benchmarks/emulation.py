@@ -21,6 +21,8 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_DIR))
 
+from serving import invoke  # noqa: E402 (benchmarks/, this script's folder)
+
 from devkit import engine  # noqa: E402 (after the project folder is on the path)
 from devkit.config import load_settings  # noqa: E402
 from devkit.platforms import AMD64, ARM64  # noqa: E402
@@ -31,11 +33,8 @@ IMPORT_PROBE = "import time; started = time.perf_counter(); import tensorflow; p
 
 def timed_invoke(*args: str, env: dict[str, str]) -> float:
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        sys.exit(f"invoke {' '.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    return elapsed
+    invoke(*args, env=env)
+    return time.perf_counter() - started
 
 
 def import_seconds(docker: str, image: str, platform: str) -> float:

@@ -139,7 +139,7 @@ def container_state(docker: str, name: str) -> str | None:
 
 def image_exists(docker: str, image: str) -> bool:
     """The engine holds an image under this reference."""
-    return _query([docker, "image", "inspect", "--format", "{{.Id}}", image]).returncode == 0
+    return image_platform(docker, image) is not None
 
 
 def image_platform(docker: str, image: str) -> str | None:

@@ -5,21 +5,20 @@ passes and the example serves from it, all through the tasks a Mac user types. U
 takes minutes; on an ARM host, the same tests run natively.
 """
 
-import json
 import shutil
 import subprocess
 import sys
 
 from conftest import HOST_PLATFORM, PROJECT_DIR, containers_named, docker, free_port, platform_of, wait_for_json
+from test_app import SETOSA, VERSICOLOR, VIRGINICA
+from test_build import image_config
 
 from devkit.commands import pinned_tensorflow
+from devkit.platforms import ARM64
 
 sys.path.insert(0, str(PROJECT_DIR / "tests" / "container"))
 from json_http import predict  # noqa: E402 (the app's own tests' helper; plain standard library)
 
-ARM64 = "linux/arm64"
-# Rows 1, 51 and 101 of data/iris.csv: one flower of each species.
-SETOSA, VERSICOLOR, VIRGINICA = [5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3, 3.3, 6.0, 2.5]
 INSTALLED = "import importlib.metadata as m, sys; print(*(m.version(name) if name in {d.metadata['Name'] for d in m.distributions()} else '-' for name in sys.argv[1:]))"
 
 
@@ -29,14 +28,9 @@ def test_the_arm64_image_installs_tensorflow_from_the_arm64_lock_beside_the_nati
     # PyPI has no tensorflow-cpu wheel for arm64: the arm64 lock pins tensorflow itself.
     versions = docker("run", "--rm", "--platform", ARM64, arm64_image, "python", "-c", INSTALLED, "tensorflow", "tensorflow-cpu").stdout
     assert versions.split() == [expected, "-"]
-    labels = json_labels(arm64_image)
-    assert labels["org.tensorflow.version"] == expected
+    assert image_config(arm64_image)["Labels"]["org.tensorflow.version"] == expected
     # Built for another platform, the native image under the plain tag is still the native one.
     assert platform_of(cpu_image) == HOST_PLATFORM
-
-
-def json_labels(image: str) -> dict[str, str]:
-    return json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", image).stdout)
 
 
 def test_container_test_passes_for_arm64(invoke, arm64_image):

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import pytest
 from conftest import docker, free_port, platform_of
 
+from devkit.platforms import arch
+
 MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 IMAGE_MANIFESTS = ("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json")
@@ -84,8 +86,8 @@ def test_both_cpu_architectures_go_out_as_one_multi_architecture_tag(invoke, amd
     listed = {f"{entry['platform']['os']}/{entry['platform']['architecture']}": entry["digest"] for entry in index["manifests"]}
     assert sorted(listed) == ["linux/amd64", "linux/arm64"]
     for platform, image in (("linux/amd64", amd64_image), ("linux/arm64", arm64_image)):
-        manifest, digest = repository.manifest(f"latest-{platform.split('/')[1]}")
-        assert listed[platform] == digest, f"the list's {platform} entry is the image pushed as latest-{platform.split('/')[1]}"
+        manifest, digest = repository.manifest(f"latest-{arch(platform)}")
+        assert listed[platform] == digest, f"the list's {platform} entry is the image pushed as latest-{arch(platform)}"
         config = repository.config(manifest)
         assert f"{config['os']}/{config['architecture']}" == platform
         assert config["rootfs"]["diff_ids"] == diff_ids(image), f"the registry's {platform} image is {image}, layer for layer"
