@@ -11,11 +11,11 @@ DOCKERFILES = ("Dockerfile", "Dockerfile.gpu")
 
 @nox.session(venv_backend="none")
 def container_test(session: nox.Session) -> None:
-    """The TensorFlow smoke test inside the image `invoke build` makes (`-- --gpu`, `-- --platform linux/arm64`)."""
+    """The container test (tests/container) inside the image `invoke build` makes (`-- --gpu`, `-- --platform linux/arm64`)."""
     # Only drives Docker, through the invoke that runs nox: the image is built first (in seconds when
     # it is up to date), then tests/container runs inside it with pytest mounted, not installed.
     session.run("invoke", "build", *session.posargs, external=True)
-    session.run("invoke", "smoke-test", *session.posargs, external=True)
+    session.run("invoke", "container-test", *session.posargs, external=True)
 
 
 @nox.session
