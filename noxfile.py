@@ -1,8 +1,14 @@
 """The project's checks. `nox` runs every session; `nox -l` lists them; `nox -s NAME` runs one."""
 
+import logging
+
 import nox
 
 nox.options.error_on_missing_interpreters = True
+# The standard library's venv, named. nox still probes for uv whenever it makes a venv; its
+# "uv binary not found." is noise for a project that does not use uv.
+nox.options.default_venv_backend = "venv"
+logging.getLogger("nox").addFilter(lambda record: record.getMessage() != "uv binary not found.")
 
 # The pinned host tools: every session that needs packages installs them from this lock, hash-checked.
 DEV_LOCK = "requirements-dev.txt"
