@@ -174,7 +174,7 @@ RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     sort -o /tmp/dev.txt /tmp/dev.txt; \
     comm -23 /tmp/image.txt /tmp/dev.txt > /tmp/moved.txt; \
     if [ -s /tmp/moved.txt ]; then \
-      echo "requirements-dev.txt moves packages of the image from $(tr '\n' ' ' < /tmp/moved.txt)- align the locks" >&2; \
+      echo "requirements-dev.txt would move the image's $(tr '\n' ' ' < /tmp/moved.txt)- pin what its lock pins" >&2; \
       exit 1; \
     fi; \
     rm /tmp/image.txt /tmp/dev.txt /tmp/moved.txt
