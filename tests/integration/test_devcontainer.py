@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import pwd
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import DOCKER, HOST_PLATFORM, PROJECT_DIR, Caller, docker, project_copy
 
-from devkit.commands import pinned_tensorflow
+from devkit.commands import IMAGE_USER, pinned_tensorflow
 from devkit.locks import image_lock
 
 # The in-container tests, as `invoke smoke-test` runs them in the image.
@@ -85,11 +86,12 @@ def devcontainer(cli: Path, non_root_caller: Caller) -> Iterator[DevContainerCLI
     """`devcontainer up` on a copy of the project that belongs to the caller; removes the container and images it made."""
     workspace = project_copy(non_root_caller.folder("devcontainer-workspace"))
     (workspace / "data").mkdir()
-    subprocess.run(["chown", "-R", f"{non_root_caller.uid}:{non_root_caller.uid}", str(workspace)], check=True)
     user = ["env", f"TMPDIR={non_root_caller.folder('devcontainer-tmp')}"]
     if os.getuid() == 0:
-        # The caller's own HOME, as a developer has: root's is not theirs to write.
-        user = ["runuser", "-u", pwd.getpwuid(non_root_caller.uid).pw_name, "--", *user, f"HOME={non_root_caller.folder('home')}"]
+        # The checkout and HOME are the caller's own, as a developer's are.
+        account = pwd.getpwuid(non_root_caller.uid)
+        subprocess.run(["chown", "-R", f"{account.pw_uid}:{account.pw_gid}", str(workspace)], check=True)
+        user = ["runuser", "-u", account.pw_name, "--", *user, f"HOME={non_root_caller.folder('home')}"]
     run = DevContainerCLI(cli, workspace, user)
     up = run("up", timeout=1800)
     lines = up.stdout.strip().splitlines()
@@ -121,8 +123,10 @@ def test_the_in_container_tests_pass_in_the_dev_container_as_the_caller(devconta
         "-q",
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    # The report names the uid the tests ran as: the caller's, which the image's user was given.
-    assert f"uid {non_root_caller.uid}, data folder /app/data" in result.stdout
+    # The report names the uid the tests ran as: on Linux the caller's, which the image's user was given
+    # (Docker Desktop maps ownership itself, and the clients leave the user as it is there).
+    uid = non_root_caller.uid if platform.system() == "Linux" else IMAGE_USER[0]
+    assert f"uid {uid}, data folder /app/data" in result.stdout
 
 
 def test_the_host_tools_run_in_the_dev_container(devcontainer):
