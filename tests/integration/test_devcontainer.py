@@ -84,7 +84,8 @@ class DevContainerCLI:
 @pytest.fixture(scope="module")
 def devcontainer(cli: Path, non_root_caller: Caller) -> Iterator[DevContainerCLI]:
     """`devcontainer up` on a copy of the project that belongs to the caller; removes the container and images it made."""
-    workspace = project_copy(non_root_caller.folder("devcontainer-workspace"))
+    # The CLI names its images vsc-<folder>-<hash>: a folder name of this run's own finds them all.
+    workspace = project_copy(non_root_caller.folder("devcontainer-workspace"), name=f"project-{os.getpid()}")
     (workspace / "data").mkdir()
     user = ["env", f"TMPDIR={non_root_caller.folder('devcontainer-tmp')}"]
     if os.getuid() == 0:
@@ -93,19 +94,21 @@ def devcontainer(cli: Path, non_root_caller: Caller) -> Iterator[DevContainerCLI
         subprocess.run(["chown", "-R", f"{account.pw_uid}:{account.pw_gid}", str(workspace)], check=True)
         user = ["runuser", "-u", account.pw_name, "--", *user, f"HOME={non_root_caller.folder('home')}"]
     run = DevContainerCLI(cli, workspace, user)
-    up = run("up", timeout=1800)
-    lines = up.stdout.strip().splitlines()
-    outcome = json.loads(lines[-1]) if lines else {}
-    container = outcome.get("containerId")
     try:
+        up = run("up", timeout=1800)
+        lines = up.stdout.strip().splitlines()
+        outcome = json.loads(lines[-1]) if lines else {}
         assert outcome.get("outcome") == "success", f"devcontainer up failed:\n{up.stdout[-2000:]}\n{up.stderr[-4000:]}"
         yield run
     finally:
-        if container:
-            image = docker("inspect", "--format", "{{.Config.Image}}", container).stdout.strip()
-            docker("rm", "--force", container)
-            # The image with the caller's uid, then the dev stage's image it was made from.
-            docker("image", "rm", image, image.removesuffix("-uid"), check=False)
+        containers = docker("ps", "--all", "--quiet", "--filter", f"label=devcontainer.local_folder={workspace}").stdout.split()
+        if containers:
+            docker("rm", "--force", *containers)
+        listing = docker("images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference=vsc-{workspace.name}-*")
+        # Reversed, the image with the caller's uid (-uid) goes before the dev stage's image it was made from.
+        images = sorted(listing.stdout.split(), reverse=True)
+        if images:
+            docker("image", "rm", *images)
 
 
 def test_the_in_container_tests_pass_in_the_dev_container_as_the_caller(devcontainer, non_root_caller):
