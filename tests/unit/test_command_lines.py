@@ -3,7 +3,7 @@
 import pytest
 
 from devkit import locks
-from devkit.building import build_command, parse_build_args, pip_config
+from devkit.building import TEMPLATE_BUILD_ARGS, build_command, parse_build_args, pip_config, public_source_url
 from devkit.containers import (
     container_test_command,
     parse_command,
@@ -81,6 +81,45 @@ def test_build_ca_bundle_is_a_secret_never_a_build_arg(project):
     argv = build_command(settings, target_of(settings), buildx=False)
     assert value_after(argv, "--secret") == [f"id=ca_bundle,src={project / 'corp ca.pem'}"]
     assert not any("ca.pem" in arg for arg in value_after(argv, "--build-arg"))
+
+
+def test_a_secret_path_with_a_comma_is_quoted_as_csv(project, tmp_path):
+    """BuildKit reads `--secret` as CSV: unquoted, `a,b` would end the src field at the comma."""
+    (project / "corp,ca.pem").write_text("pem")
+    settings = settings_of(project, BUILD_CA_BUNDLE="corp,ca.pem")
+    pip_conf = tmp_path / 'a "b",c' / "pip.conf"
+    argv = build_command(settings, target_of(settings), buildx=False, pip_config_file=pip_conf)
+    quoted_pip_conf = str(pip_conf).replace('"', '""')
+    assert value_after(argv, "--secret") == [f'id=ca_bundle,"src={project / "corp,ca.pem"}"', f'id=pip_conf,"src={quoted_pip_conf}"']
+
+
+@pytest.mark.parametrize(
+    ("remote", "label"),
+    [
+        # GitLab CI's remote carries the job's token.
+        ("https://gitlab-ci-token:glcbt-s3cret@gitlab.example.com/team/app.git", "https://gitlab.example.com/team/app.git"),
+        ("https://s3cret@github.com/acme/app?token=s3cret#s3cret", "https://github.com/acme/app"),
+        ("HTTP://User:s3cret@Git.Example.com:8443/acme/app", "http://git.example.com:8443/acme/app"),
+        ("git@github.com:acme/app.git", "https://github.com/acme/app.git"),
+        ("github.com:acme/app", "https://github.com/acme/app"),
+        # Anything else gives no label.
+        ("ssh://git@github.com/acme/app.git", ""),
+        ("/srv/git/app.git", ""),
+        ("file:///srv/git/app.git", ""),
+        (r"C:\src\app", ""),
+        ("user:s3cret@host:path", ""),
+        ("https://host:port/app", ""),
+        ("", ""),
+    ],
+)
+def test_the_source_label_keeps_scheme_host_and_path_only(remote, label):
+    assert public_source_url(remote) == label
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATE_BUILD_ARGS))
+def test_a_build_arg_the_template_sets_itself_is_refused(name):
+    with pytest.raises(UserError, match=rf"^--build-arg {name}: `invoke build` sets it itself, from "):
+        parse_build_args([f"{name}=mine"])
 
 
 def test_build_labels_and_proxies_by_name(project):

@@ -81,6 +81,26 @@ def test_build_removes_the_package_index_secret_after_a_failed_build(project):
     assert "token" not in engine.actions[0]
 
 
+def test_the_source_label_never_carries_the_remotes_credentials(project):
+    remote = "https://gitlab-ci-token:canary-token@gitlab.example.com/team/app.git?private_token=canary-token#canary-token"
+    engine = RecordingEngine(answers={"config --get remote.origin.url": (0, f"{remote}\n", "")})
+    settings = settings_of(project)
+    building.build(engine, settings, target_of(settings))
+    (build,) = engine.actions
+    assert "--build-arg SOURCE_URL=https://gitlab.example.com/team/app.git " in build
+    assert "canary" not in build
+
+
+@pytest.mark.parametrize("epoch", ["²", "99999999999999999999", "-1"])
+def test_a_source_date_epoch_that_is_no_time_is_one_line(project, monkeypatch, epoch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", epoch)
+    engine = RecordingEngine()
+    settings = settings_of(project)
+    with pytest.raises(UserError, match=r"^SOURCE_DATE_EPOCH=.* \(from environment\): not a time in seconds since 1970$"):
+        building.build(engine, settings, target_of(settings))
+    assert engine.actions == []
+
+
 # --- run, stop, container test -----------------------------------------------------------------
 
 
