@@ -258,6 +258,24 @@ class Engine:
             registry_config = {}
         return insecure_by_config(registry.split("/", 1)[0], registry_config)
 
+    def registry_platforms(self, image: str) -> list[str]:
+        """The platforms `image`'s registry holds it for, read without pulling (`docker manifest inspect`);
+        [] for an image of one platform, whose manifest does not say which. A UserError where the
+        registry has no such image or cannot be reached."""
+        registry = image.split("/", 1)[0] if "/" in image else ""
+        is_registry = "." in registry or ":" in registry or registry == "localhost"  # else a Docker Hub namespace
+        insecure = ["--insecure"] if is_registry and self.registry_is_insecure(registry) else []
+        result = self.query([self.docker, "manifest", "inspect", *insecure, image], timeout=60)
+        if result.returncode != 0:
+            raise UserError(f"{image} is neither on this engine nor in its registry ({first_line(result.stderr)})")
+        try:
+            manifests = json.loads(result.stdout).get("manifests") or []
+        except (json.JSONDecodeError, AttributeError):
+            return []
+        # An index may list attestations too, as platform unknown/unknown.
+        found = [f"{entry['platform'].get('os')}/{entry['platform'].get('architecture')}" for entry in manifests if entry.get("platform")]
+        return [name for name in found if name != "unknown/unknown"]
+
     # --- preconditions: one line each, not checked under --dry ----------------------------------
 
     def require_cli(self) -> str:

@@ -138,3 +138,20 @@ def test_a_docker_that_cannot_be_run_is_one_line(tmp_path, kind):
         cli.write_text("#!/bin/sh\n")
     with pytest.raises(UserError, match=rf"^DOCKER='{cli}': cannot run it \(Permission denied\); set DOCKER to the docker CLI itself$"):
         Engine(str(cli)).server_platform()
+
+
+def test_a_registry_is_read_without_pulling(tmp_path):
+    index = {
+        "manifests": [{"platform": {"os": "linux", "architecture": "amd64"}}, {"platform": {"os": "unknown", "architecture": "unknown"}}]
+    }
+    cli = fake_cli(
+        tmp_path,
+        f"\"manifest inspect mirror.example/python:3.11\") echo '{json.dumps(index)}' ;;\n"
+        '"manifest inspect mirror.example/python:one") echo \'{"config": {}, "layers": []}\' ;;\n'
+        '"info --format {{json .RegistryConfig}}") echo \'{"InsecureRegistryCIDRs": ["127.0.0.0/8"]}\' ;;\n'
+        '"manifest inspect --insecure 127.0.0.1:5000/gone:1") echo "no such manifest: 127.0.0.1:5000/gone:1" >&2; exit 1 ;;',
+    )
+    assert Engine(cli).registry_platforms("mirror.example/python:3.11") == ["linux/amd64"]
+    assert Engine(cli).registry_platforms("mirror.example/python:one") == [], "one platform, which its manifest does not name"
+    with pytest.raises(UserError, match=r"^127.0.0.1:5000/gone:1 is neither on this engine nor in its registry \(no such manifest: "):
+        Engine(cli).registry_platforms("127.0.0.1:5000/gone:1")
