@@ -13,7 +13,7 @@ from pathlib import Path
 from devkit.containers import mount_spec
 from devkit.engine import Engine, Outcome
 from devkit.errors import UserError
-from devkit.host import proxies
+from devkit.host import container_user, proxies
 from devkit.locks import PIP_COMPILE_OPTIONS, Lock, is_current, tool_requirements, with_footer
 from devkit.settings import Settings
 
@@ -23,6 +23,10 @@ LOCK_WORK_DIR = "/lock"
 # Scratch paths inside the throwaway lock container, which nothing else shares.
 _TOOLS_VENV = "/tmp/tools"  # noqa: S108
 _COMPILED_LOCK = "/tmp/lock.txt"  # noqa: S108
+# The cache volume's mount point: pip's and pip-tools' caches ($XDG_CACHE_HOME/pip, .../pip-tools).
+# /var/tmp because Docker gives a new volume the owner and mode of the folder it is first mounted
+# on, and there that is everyone-may-write (1777): whichever uid the container runs as can fill it.
+LOCK_CACHE_DIR = "/var/tmp"  # noqa: S108
 
 
 def lock_command(
@@ -35,6 +39,7 @@ def lock_command(
     upgrade_packages: tuple[str, ...] = (),
     proxies: tuple[str, ...] = (),
     staged: tuple[str, ...] = (),
+    user: str | None = None,
 ) -> list[str]:
     """`docker run` of pip-compile in BASE_IMAGE for the lock's platform, so the pins fit the container.
 
@@ -42,7 +47,8 @@ def lock_command(
     pins) and prints the result, which the task writes only when every chosen lock compiled. work_dir
     holds tools.txt (pip-tools and its dependencies, hash-pinned, from requirements-dev.txt),
     current.txt, and the locks compiled earlier in this run (`staged`), mounted over the project's
-    own, since a later lock is constrained by them.
+    own, since a later lock is constrained by them. The container has the least privilege of the
+    project's others: no capability, no-new-privileges, and `user` (the caller) where it is given.
     """
     compile_args = [*PIP_COMPILE_OPTIONS]
     if upgrade:
@@ -63,12 +69,16 @@ def lock_command(
     # --init: Ctrl-C reaches pip-compile and ends the container. The init (tini) passes signals to
     # the shell's whole process group: to the shell alone, they would wait for pip-compile to finish.
     argv = [settings.docker, "run", "--rm", "--init", "--env", "TINI_KILL_PROCESS_GROUP=1", "--platform", str(lock.platform)]
+    argv += ["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+    if user is not None:
+        # A uid without an entry in the image's /etc/passwd has no home; give it a writable one.
+        argv += ["--user", user, "--env", "HOME=/tmp"]
     argv += ["--mount", mount_spec(settings.project_dir, LOCK_SOURCE_DIR, readonly=True), "--workdir", LOCK_SOURCE_DIR]
     for name in staged:
         argv += ["--mount", mount_spec(work_dir / "staged" / name, f"{LOCK_SOURCE_DIR}/{name}", readonly=True)]
     argv += ["--mount", mount_spec(work_dir, LOCK_WORK_DIR, readonly=True)]
     # pip's cache in a named volume: a repeated lock downloads nothing it has seen.
-    argv += ["--mount", f"type=volume,source={cache_volume},target=/root/.cache/pip"]
+    argv += ["--mount", f"type=volume,source={cache_volume},target={LOCK_CACHE_DIR}", "--env", f"XDG_CACHE_HOME={LOCK_CACHE_DIR}"]
     argv += ["--env", "CUSTOM_COMPILE_COMMAND=invoke lock"]
     if settings.build_ca_bundle is not None:
         argv += ["--mount", mount_spec(settings.build_ca_bundle, "/run/secrets/ca_bundle", readonly=True)]
@@ -107,8 +117,8 @@ def _shorten(line: str, limit: int = 240) -> str:
 
 
 def cache_volume(settings: Settings) -> str:
-    """The named volume that keeps pip's downloads between locks."""
-    return f"{settings.image_name.replace('/', '-')}-pip-cache"
+    """The named volume that keeps pip's and pip-tools' downloads between locks."""
+    return f"{settings.image_name.replace('/', '-')}-lock-cache"
 
 
 def lock(engine: Engine, settings: Settings, chosen: tuple[Lock, ...], *, upgrade: bool, packages: tuple[str, ...], python: str) -> None:
@@ -154,7 +164,7 @@ def compile_lock(
         work_dir = Path(work)
         work_dir.chmod(0o755)  # the lock container's user reads it
         if current.exists():
-            (work_dir / "current.txt").write_bytes(current.read_bytes())
+            _write_readable(work_dir / "current.txt", current.read_text(encoding="utf-8"))
         if entry.platform is None:
             result, text = _compile_on_host(engine, settings, entry, work_dir / "current.txt", upgrade, packages, python)
         else:
@@ -176,10 +186,11 @@ def _compile_on_host(engine: Engine, settings: Settings, entry: Lock, output: Pa
 def _compile_in_base_image(engine: Engine, settings: Settings, entry: Lock, work_dir: Path, staged, upgrade, packages) -> Outcome:
     """pip-compile in BASE_IMAGE for the lock's platform; the lock comes back on stdout."""
     dev_lock = (settings.project_dir / "requirements-dev.txt").read_text(encoding="utf-8")
-    (work_dir / "tools.txt").write_text(tool_requirements(dev_lock))
+    _write_readable(work_dir / "tools.txt", tool_requirements(dev_lock))
     (work_dir / "staged").mkdir()
+    (work_dir / "staged").chmod(0o755)
     for name, text in staged.items():
-        (work_dir / "staged" / name).write_text(text, encoding="utf-8", newline="\n")
+        _write_readable(work_dir / "staged" / name, text)
     argv = lock_command(
         settings,
         entry,
@@ -189,10 +200,17 @@ def _compile_in_base_image(engine: Engine, settings: Settings, entry: Lock, work
         upgrade_packages=packages,
         proxies=proxies(),
         staged=tuple(staged),
+        user=container_user(settings),
     )
     engine.require_running()
     engine.pull_base_image(settings.base_image, str(entry.platform))
     return engine.run(argv, env=settings.package_index, hide=True)
+
+
+def _write_readable(path: Path, text: str) -> None:
+    """A file for the lock container, readable by its user whatever this process's umask."""
+    path.write_text(text, encoding="utf-8", newline="\n")
+    path.chmod(0o644)
 
 
 def write_atomically(path: Path, text: str) -> None:

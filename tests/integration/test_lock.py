@@ -7,10 +7,11 @@ so a repeated run downloads nothing it has seen.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
-from conftest import project_copy
+from conftest import docker, project_copy
 
 from devkit.locks import pinned_versions
 
@@ -74,3 +75,29 @@ def test_a_new_package_reaches_every_lock_with_hashes_and_other_pins_stay(invoke
     again = invoke("lock", "--platform", "linux/amd64", "--upgrade-package", "tabulate", cwd=project)
     assert again.returncode == 0, again.stderr
     assert (project / "requirements.txt").read_bytes() == first
+
+
+def test_the_lock_container_runs_as_the_caller_and_fills_its_cache(invoke, project):
+    """No capability, no-new-privileges, the caller's uid (as root: the one behind sudo), and pip's
+    cache still written: the cache volume is writable by whichever uid the lock runs as."""
+    env = {"IMAGE_NAME": f"{invoke.image_name}-lock-{uuid.uuid4().hex[:8]}"}
+    if os.getuid() == 0:
+        env.update(SUDO_UID="4321", SUDO_GID="4321")  # as `sudo invoke lock` run by uid 4321
+    caller = int(env.get("SUDO_UID", os.getuid()))
+    volume = f"{env['IMAGE_NAME']}-lock-cache"
+    with (project / "requirements.in").open("a") as file:
+        file.write("tabulate\n")
+    try:
+        result = invoke("lock", "--platform", "linux/amd64", cwd=project, env=env)
+        assert result.returncode == 0, result.stderr
+        assert "tabulate" in pinned_versions((project / "requirements.txt").read_text())
+        base_image = invoke.env.get("BASE_IMAGE", "python:3.11-slim")
+        # pip-tools' cache folder, made by the caller's uid; pip's own beside it once the index sends
+        # cacheable answers (this machine's TLS-intercepting proxy strips Cache-Control, so it stays empty).
+        found = docker(
+            "run", "--rm", "--mount", f"type=volume,source={volume},target=/cache", base_image,
+            "stat", "--format", "%u %a %n", "/cache", "/cache/pip-tools",
+        ).stdout  # fmt: skip
+        assert found == f"0 1777 /cache\n{caller} 755 /cache/pip-tools\n", "a cache volume that every uid may write in, and the caller did"
+    finally:
+        docker("volume", "rm", "--force", volume, check=False)

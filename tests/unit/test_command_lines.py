@@ -332,12 +332,26 @@ def test_the_arm64_image_runs_as_arm64_under_its_own_tag_on_an_amd64_host(projec
 def test_lock_command(tmp_path):
     (tmp_path / "ca.pem").write_text("pem")
     settings = load_settings(tmp_path, environ={"BASE_IMAGE": "mirror/python:3.11-slim", "BUILD_CA_BUNDLE": "ca.pem"})
-    argv = lock_command(settings, locks.CPU_ARM64, work_dir=tmp_path / "w", cache_volume="x-pip-cache", upgrade_packages=("numpy", "keras"))
+    argv = lock_command(
+        settings,
+        locks.CPU_ARM64,
+        work_dir=tmp_path / "w",
+        cache_volume="x-lock-cache",
+        upgrade_packages=("numpy", "keras"),
+        user="1001:1002",
+    )
     assert argv[:7] == ["docker", "run", "--rm", "--init", "--env", "TINI_KILL_PROCESS_GROUP=1", "--platform"]
     assert value_after(argv, "--platform") == ["linux/arm64"]
+    # The least privilege of every other container of the project, and the caller's uid.
+    assert value_after(argv, "--cap-drop") == ["ALL"]
+    assert value_after(argv, "--security-opt") == ["no-new-privileges"]
+    assert value_after(argv, "--user") == ["1001:1002"]
+    assert "HOME=/tmp" in value_after(argv, "--env")
     mounts = value_after(argv, "--mount")
     assert f"type=bind,source={tmp_path},target=/src,readonly" in mounts, "the project is read-only to pip-compile"
-    assert "type=volume,source=x-pip-cache,target=/root/.cache/pip" in mounts
+    # pip's and pip-tools' caches, on a mount point whose mode (1777) a new volume takes: any uid writes there.
+    assert "type=volume,source=x-lock-cache,target=/var/tmp" in mounts
+    assert "XDG_CACHE_HOME=/var/tmp" in value_after(argv, "--env")
     assert f"type=bind,source={tmp_path / 'ca.pem'},target=/run/secrets/ca_bundle,readonly" in mounts
     assert "PIP_CERT=/run/secrets/ca_bundle" in value_after(argv, "--env")
     assert argv[-4:-1] == ["mirror/python:3.11-slim", "sh", "-c"]
@@ -347,8 +361,10 @@ def test_lock_command(tmp_path):
     assert "--upgrade-package numpy --upgrade-package keras" in script
     assert "--upgrade " not in script
     assert script.endswith("requirements-cpu.in >&2 && cat /tmp/lock.txt")
-    upgrading = lock_command(settings, locks.GPU, work_dir=tmp_path, cache_volume="v", upgrade=True)[-1]
-    assert "--upgrade --output-file /tmp/lock.txt requirements-gpu.in" in upgrading
+    upgrading = lock_command(settings, locks.GPU, work_dir=tmp_path, cache_volume="v", upgrade=True)
+    assert "--upgrade --output-file /tmp/lock.txt requirements-gpu.in" in upgrading[-1]
+    assert "--user" not in upgrading, "where no user is given (Docker Desktop), the image's own, without capabilities"
+    assert value_after(upgrading, "--cap-drop") == ["ALL"]
 
 
 def test_build_args_of_the_user_come_last_so_they_win(project):
