@@ -1,20 +1,27 @@
 """`invoke lock`: pip-compile each chosen `.in` file inside BASE_IMAGE for its platform (the host
-tools on this machine), then replace every compiled lock together, or none."""
+tools on this machine), check what it made, then replace every compiled lock together, or none."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import re
 import shlex
+import signal
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 from devkit.containers import mount_spec
 from devkit.engine import Engine, Outcome
 from devkit.errors import UserError
 from devkit.host import container_user, proxies
-from devkit.locks import PIP_COMPILE_OPTIONS, Lock, is_current, tool_requirements, with_footer
+from devkit.locks import PIP_COMPILE_OPTIONS, Lock, changes, is_current, missing_requirements, tool_requirements, with_footer
 from devkit.settings import Settings
 
 # Inside the lock container: the project (read-only), and a folder with what this run brings.
@@ -122,22 +129,83 @@ def cache_volume(settings: Settings) -> str:
 
 
 def lock(engine: Engine, settings: Settings, chosen: tuple[Lock, ...], *, upgrade: bool, packages: tuple[str, ...], python: str) -> None:
-    """Compile every chosen lock whose inputs changed (or all, to upgrade), then replace them together.
+    """Compile every chosen lock whose inputs changed (or all, to upgrade), check each, then replace them
+    together and say what changed in each.
 
     A lock constrained by another (the GPU lock by the amd64 one) is compiled against that one's new
-    text. When any compile fails, no lock is replaced.
+    text. When any compile fails, or a compiled lock lacks a pinned, hashed entry for something its
+    `.in` files require, no lock is replaced.
     """
     project_dir = settings.project_dir
+    native = engine.native_platform()
     staged: dict[str, str] = {}
     for entry in chosen:
         if not (upgrade or packages) and is_current(project_dir, entry, staged):
             print(f"{entry.output} is up to date", file=sys.stderr)
             continue
-        print(f"locking {entry.describe()}", file=sys.stderr)
-        body = compile_lock(engine, settings, entry, staged, upgrade=upgrade, packages=packages, python=python)
+        emulated = entry.platform is not None and entry.platform != native
+        slow = f" under emulation: this engine runs {native}, so every step of Python goes through QEMU; expect minutes" if emulated else ""
+        print(f"locking {entry.describe()}{slow}", file=sys.stderr)
+        with Ticker(f"locking {entry.output}"):
+            body = compile_lock(engine, settings, entry, staged, upgrade=upgrade, packages=packages, python=python)
+        if not engine.dry:
+            missing = missing_requirements(project_dir, entry, body)
+            if missing:
+                raise UserError(
+                    f"pip-compile left no pinned, hashed entry in {entry.output} for {', '.join(missing)}; every lock is unchanged"
+                )
         staged[entry.output] = with_footer(project_dir, entry, body, staged)
-    for name, text in staged.items():
-        engine.change(f"replace {name}", lambda name=name, text=text: write_atomically(project_dir / name, text))
+    if not staged:
+        return
+    old = {name: _text(project_dir / name) for name in staged}
+    engine.change(f"replace {', '.join(staged)}", lambda: replace_together({project_dir / name: text for name, text in staged.items()}))
+    if not engine.dry:
+        for name, text in staged.items():
+            print(f"{name}: {changes(old[name], text)}", file=sys.stderr)
+
+
+def _text(path: Path) -> str:
+    return path.read_text(encoding="utf-8") if path.exists() else ""
+
+
+class Ticker:
+    """Shows, while a long step runs, that it is alive and how long it has taken: on a terminal a
+    spinner on one line, redrawn every second (or `every`, if sooner); elsewhere (CI logs, a pipe) a
+    plain line every `every` seconds. A daemon thread that only writes: Ctrl-C still reaches the step in the main thread."""
+
+    def __init__(self, what: str, *, stream: TextIO | None = None, every: float = 10.0) -> None:
+        self.what = what
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.every = min(every, 1.0) if self.tty else every
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+        self._started = time.monotonic()
+        self._drawn = False
+
+    def __enter__(self) -> Ticker:
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+        if self.tty and self._drawn:
+            self.stream.write("\r\033[K")  # the spinner's line, cleared for what follows
+            self.stream.flush()
+
+    def _tick(self) -> None:
+        frames = itertools.cycle("|/-\\")
+        while not self._done.wait(self.every):
+            elapsed = int(time.monotonic() - self._started)
+            clock = f"{elapsed // 60}:{elapsed % 60:02d}"
+            if self.tty:
+                self.stream.write(f"\r{next(frames)} {self.what}: {clock}")
+                self._drawn = True
+            else:
+                self.stream.write(f"still {self.what}: {clock} so far\n")
+            self.stream.flush()
 
 
 def check(project_dir: Path, chosen: tuple[Lock, ...]) -> None:
@@ -213,17 +281,58 @@ def _write_readable(path: Path, text: str) -> None:
     path.chmod(0o644)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` in one step, so an interrupted write never leaves half a lock: a temporary file
-    of its own beside it (two runs never share one), flushed to disk, then renamed over it."""
-    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+def replace_together(files: dict[Path, str]) -> None:
+    """Give every file its new text, or none: each new text goes to a temporary file of its own beside
+    its file (two runs never share one), flushed to disk; then the renames follow one another with
+    Ctrl-C held until they are done, and a rename that fails puts back the files already replaced."""
+    partials: dict[Path, str] = {}
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(partial, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+        for path, text in files.items():
+            partials[path] = _partial(path, text)
+        old = {path: path.read_bytes() for path in files if path.is_file()}
+        replaced: list[Path] = []
+        with _interrupts_held():
+            for path, partial in partials.items():
+                try:
+                    os.replace(partial, path)
+                except OSError as error:
+                    for done in replaced:
+                        if done in old:
+                            done.write_bytes(old[done])
+                        else:
+                            done.unlink()
+                    raise UserError(f"cannot replace {path}: {error.strerror}; every lock is as it was") from None
+                replaced.append(path)
+    except OSError as error:
+        raise UserError(f"cannot write {error.filename}: {error.strerror}; every lock is as it was") from None
+    finally:
+        for partial in partials.values():
+            Path(partial).unlink(missing_ok=True)
+
+
+def _partial(path: Path, text: str) -> str:
+    """`text` in a new file beside `path`, flushed to disk, with `path`'s permissions."""
+    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.chmod(partial, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+    return partial
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C (SIGINT) waits until the block is done, then interrupts as usual."""
+    caught = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append(number))
+    except ValueError:  # not the main thread, which alone receives signals
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt

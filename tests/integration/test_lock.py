@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import docker, project_copy
+from conftest import HOST_PLATFORM, docker, project_copy
 
 from devkit.locks import pinned_versions
 
@@ -41,8 +41,9 @@ def test_a_misspelt_requirement_changes_no_lock(invoke, project):
         file.write("tensorflw-addons-typo\n")
     result = invoke("lock", cwd=project)
     assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert lines[0] == "locking requirements.txt (linux/amd64)"
+    # Without the progress lines of a long compile, which may come between.
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("still locking ")]
+    assert lines[0].startswith("locking requirements.txt (linux/amd64)")
     assert lines[1].startswith("error: pip-compile failed for requirements.txt; every lock is unchanged: ")
     assert "tensorflw-addons-typo" in lines[1]
     assert len(lines) == 2, result.stderr
@@ -60,6 +61,13 @@ def test_a_new_package_reaches_every_lock_with_hashes_and_other_pins_stay(invoke
 
     locked = invoke("lock", cwd=project)
     assert locked.returncode == 0, locked.stderr
+    # The lock for the other architecture says why it is slow, and that it is alive while it runs.
+    other = "requirements-arm64.txt" if HOST_PLATFORM == "linux/amd64" else "requirements.txt"
+    report = locked.stderr.splitlines()
+    assert any(line.startswith(f"locking {other} (") and line.endswith("expect minutes") and "under emulation" in line for line in report)
+    assert any(line.startswith(f"still locking {other}: ") and line.endswith(" so far") for line in report), locked.stderr
+    # It ends with what changed in each lock.
+    assert report[-3:] == [f"{name}: added tabulate {pinned_versions((project / name).read_text())['tabulate']}" for name in IMAGE_LOCKS]
     for name in IMAGE_LOCKS:
         text = (project / name).read_text()
         after = pinned_versions(text)
@@ -75,6 +83,7 @@ def test_a_new_package_reaches_every_lock_with_hashes_and_other_pins_stay(invoke
     again = invoke("lock", "--platform", "linux/amd64", "--upgrade-package", "tabulate", cwd=project)
     assert again.returncode == 0, again.stderr
     assert (project / "requirements.txt").read_bytes() == first
+    assert again.stderr.splitlines()[-1] == "requirements.txt: unchanged"
 
 
 def test_the_lock_container_runs_as_the_caller_and_fills_its_cache(invoke, project):

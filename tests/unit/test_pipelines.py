@@ -1,7 +1,9 @@
 """The pipelines behind the tasks, with the engine scripted: what runs in which order, what is
 refused before anything is created, what is cleaned up on failure, what `--dry` leaves alone."""
 
+import io
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -264,15 +266,19 @@ def lock_project(project):
     return project
 
 
-def compiled(name: str) -> Outcome:
-    return Outcome(0, f"{name}==1.0 \\\n    --hash=sha256:{'0' * 64}\n")
+def pin(name: str, version: str = "1.0") -> str:
+    return f"{name}=={version} \\\n    --hash=sha256:{'0' * 64}\n"
+
+
+def compiled(*names: str) -> Outcome:
+    return Outcome(0, "".join(pin(name) for name in names))
 
 
 def test_a_failed_lock_leaves_every_lock_as_it_was(lock_project):
     before = {path.name: path.read_bytes() for path in lock_project.glob("requirements*.txt")}
     engine = RecordingEngine(
         outcomes={
-            "--platform linux/amd64": compiled("numpy"),
+            "--platform linux/amd64": compiled("numpy", "tensorflow-cpu"),
             "--platform linux/arm64": Outcome(1, "", "ERROR: No matching distribution found for numpy==99\n"),
         }
     )
@@ -284,7 +290,9 @@ def test_a_failed_lock_leaves_every_lock_as_it_was(lock_project):
 
 
 def test_the_gpu_lock_is_compiled_against_the_new_cpu_lock(lock_project):
-    engine = RecordingEngine(outcomes={"requirements-cpu.in": compiled("numpy"), "requirements-gpu.in": compiled("tensorflow")})
+    engine = RecordingEngine(
+        outcomes={"requirements-cpu.in": compiled("numpy", "tensorflow-cpu"), "requirements-gpu.in": compiled("numpy", "tensorflow")}
+    )
     settings = settings_of(lock_project)
     locking.lock(engine, settings, (locks.CPU_AMD64, locks.GPU), upgrade=True, packages=(), python="python3")
     gpu_compile = next(line for line in engine.actions if "requirements-gpu.in" in line)
@@ -292,6 +300,82 @@ def test_the_gpu_lock_is_compiled_against_the_new_cpu_lock(lock_project):
     assert locks.is_current(lock_project, locks.CPU_AMD64)
     assert locks.is_current(lock_project, locks.GPU), "the GPU lock's footer names the CPU lock it was compiled against"
     assert not list(lock_project.glob(".*partial"))
+
+
+@pytest.mark.parametrize(
+    ("arm64_output", "missing"),
+    [
+        (pin("numpy"), "tensorflow-cpu"),
+        # Pinned, but without a hash: `pip install --require-hashes` in the build would refuse it.
+        (pin("numpy") + "tensorflow-cpu==1.0\n", "tensorflow-cpu"),
+        (pin("tensorflow-cpu") + "numpy>=1.0\n", "numpy"),
+    ],
+)
+def test_a_compiled_lock_without_a_pinned_hashed_entry_for_a_requirement_replaces_no_lock(lock_project, arm64_output, missing):
+    before = {path.name: path.read_bytes() for path in lock_project.glob("requirements*.txt")}
+    engine = RecordingEngine(
+        outcomes={"--platform linux/amd64": compiled("numpy", "tensorflow-cpu"), "--platform linux/arm64": Outcome(0, arm64_output)}
+    )
+    with pytest.raises(UserError) as error:
+        locking.lock(engine, settings_of(lock_project), (locks.CPU_AMD64, locks.CPU_ARM64), upgrade=True, packages=(), python="python3")
+    assert str(error.value) == f"pip-compile left no pinned, hashed entry in requirements-arm64.txt for {missing}; every lock is unchanged"
+    assert {path.name: path.read_bytes() for path in lock_project.glob("requirements*.txt")} == before
+
+
+def test_a_lock_ends_with_what_changed_in_each(lock_project, capsys):
+    (lock_project / "requirements.txt").write_text(pin("numpy", "0.9") + pin("tensorflow-cpu") + pin("six"))
+    (lock_project / "requirements-arm64.txt").write_text(pin("numpy").replace("sha256:0", "sha256:1") + pin("tensorflow-cpu"))
+    engine = RecordingEngine(
+        outcomes={
+            "--platform linux/amd64": compiled("numpy", "tensorflow-cpu", "tabulate"),
+            "--platform linux/arm64": compiled("numpy", "tensorflow-cpu"),
+        }
+    )
+    locking.lock(engine, settings_of(lock_project), (locks.CPU_AMD64, locks.CPU_ARM64), upgrade=True, packages=(), python="python3")
+    err = capsys.readouterr().err.splitlines()
+    assert err[-2:] == [
+        "requirements.txt: added tabulate 1.0; removed six 1.0; moved numpy 0.9 -> 1.0",
+        "requirements-arm64.txt: the same versions (hashes or notes changed)",
+    ]
+    locking.lock(engine, settings_of(lock_project), (locks.CPU_ARM64,), upgrade=True, packages=(), python="python3")
+    assert capsys.readouterr().err.splitlines()[-1] == "requirements-arm64.txt: unchanged"
+
+
+def test_a_lock_for_another_architecture_says_it_runs_under_emulation(lock_project, capsys):
+    engine = RecordingEngine(answers=HOST_AMD64, outcomes={"--platform linux/arm64": compiled("numpy", "tensorflow-cpu")})
+    locking.lock(engine, settings_of(lock_project), (locks.CPU_ARM64,), upgrade=True, packages=(), python="python3")
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "locking requirements-arm64.txt (linux/arm64) under emulation: this engine runs linux/amd64, "
+        "so every step of Python goes through QEMU; expect minutes"
+    )
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_ticker_says_a_long_step_is_alive_in_lines_or_on_a_terminal_with_a_spinner():
+    log = io.StringIO()
+    with locking.Ticker("locking requirements-arm64.txt", stream=log, every=0.05):
+        time.sleep(0.3)
+    lines = log.getvalue().splitlines()
+    assert len(lines) >= 3
+    assert set(lines) == {"still locking requirements-arm64.txt: 0:00 so far"}
+    terminal = Terminal()
+    with locking.Ticker("locking requirements.txt", stream=terminal, every=0.05):
+        time.sleep(0.3)
+    drawn = terminal.getvalue()
+    assert "\n" not in drawn, "one line, redrawn"
+    assert drawn.startswith("\r| locking requirements.txt: 0:00\r/ locking requirements.txt: 0:00")
+    assert drawn.endswith("\r\033[K"), "the line is cleared for what follows"
+
+
+def test_ctrl_c_ends_the_ticker_with_the_step():
+    log = io.StringIO()
+    with pytest.raises(KeyboardInterrupt), locking.Ticker("locking", stream=log, every=0.01) as ticker:
+        raise KeyboardInterrupt
+    assert not ticker._thread.is_alive()
 
 
 def test_a_dry_lock_writes_nothing(lock_project, capsys):
