@@ -207,7 +207,8 @@ def check_disk(engine: Engine, *, gpu: bool) -> Finding:
 def check_base_image(engine: Engine, base_image: str, platform: str) -> Finding:
     """Read only: the engine's own image, else the registry's manifest. Never a pull, which on a
     shared engine would re-point a tag that others use."""
-    if engine.image_platform(base_image) == platform:
+    local = engine.image_platform(base_image)
+    if local == platform:
         return Finding(OK, "base image", f"{base_image} for {platform}: pulled")
     fix = "check the name and your registry access (`docker login`), or set BASE_IMAGE in .env (a mirror your network reaches)"
     try:
@@ -216,4 +217,5 @@ def check_base_image(engine: Engine, base_image: str, platform: str) -> Finding:
         return Finding(FAIL, "base image", f"BASE_IMAGE {error.problem}", fix)
     if platforms and platform not in platforms:
         return Finding(FAIL, "base image", f"BASE_IMAGE {base_image} has no {platform} variant (only {', '.join(platforms)})", fix)
-    return Finding(WARN, "base image", f"{base_image} for {platform}: not pulled yet; `invoke build` pulls it")
+    here = f" (the engine has its {local} variant)" if local else ""
+    return Finding(WARN, "base image", f"{base_image} for {platform}: not pulled yet{here}; `invoke build` pulls it")

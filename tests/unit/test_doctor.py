@@ -205,6 +205,16 @@ def test_the_base_image_is_only_read_never_pulled(project, tmp_path, manifest, v
     assert not [line for line in log.read_text().splitlines() if line.split()[0] == "pull"], "a pull re-points a tag others may use"
 
 
+def test_a_base_image_here_for_another_platform_only_is_not_pulled_yet(project, tmp_path):
+    index = json.dumps({"manifests": [{"platform": {"os": "linux", "architecture": p}} for p in ("amd64", "arm64")]})
+    script = HEALTHY_ENGINE.replace('python:3.11-slim") echo linux/amd64', 'python:3.11-slim") echo linux/arm64')
+    result = findings(project, fake_cli(tmp_path, f"{script}\n\"manifest inspect python:3.11-slim\") echo '{index}' ;;"))
+    assert result["base image"].verdict == WARN
+    assert result["base image"].detail == (
+        "python:3.11-slim for linux/amd64: not pulled yet (the engine has its linux/arm64 variant); `invoke build` pulls it"
+    )
+
+
 def test_a_low_port_that_only_root_may_bind_is_a_warning(project, tmp_path, monkeypatch, capsys):
     cli = fake_cli(tmp_path, HEALTHY_ENGINE)
     real_socket = socket.socket
