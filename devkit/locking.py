@@ -171,7 +171,8 @@ def _text(path: Path) -> str:
 class Ticker:
     """Shows, while a long step runs, that it is alive and how long it has taken: on a terminal a
     spinner on one line, redrawn every second (or `every`, if sooner); elsewhere (CI logs, a pipe) a
-    plain line every `every` seconds. A daemon thread that only writes: Ctrl-C still reaches the step in the main thread."""
+    plain line every `every` seconds. A daemon thread that only writes: Ctrl-C still reaches the step
+    in the main thread, and ends the ticker with it."""
 
     def __init__(self, what: str, *, stream: TextIO | None = None, every: float = 10.0) -> None:
         self.what = what
@@ -184,7 +185,6 @@ class Ticker:
         self._drawn = False
 
     def __enter__(self) -> Ticker:
-        self._started = time.monotonic()
         self._thread.start()
         return self
 
