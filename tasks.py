@@ -34,7 +34,7 @@ _HELP_PLATFORM = "linux/amd64 or linux/arm64; default: PLATFORM from .env, else 
         "platform": _HELP_PLATFORM + " (the GPU image: linux/amd64 only)",
         "no-cache": "rebuild every layer (the pip download cache is kept)",
         "build-arg": "NAME=VALUE for the Dockerfile, repeatable: KEEP_TF_HEADERS=1 keeps TensorFlow's C++ headers, "
-        "STRIP_TF_LIBRARIES=0 its symbol tables",
+        "STRIP_TF_LIBRARIES=0 its symbol tables; not what invoke build sets itself (BASE_IMAGE, CONTAINER_PORT, the labels)",
     },
 )
 @one_line_errors
@@ -126,7 +126,7 @@ def push(c, gpu=False, platform=None):
 
 @task(
     help={
-        "all": "also the pip download cache of `invoke lock` (<IMAGE_NAME>-pip-cache) and the engine's unused build cache: "
+        "all": "also the pip download cache of `invoke lock` (<IMAGE_NAME>-lock-cache) and the engine's unused build cache: "
         "`docker builder prune`, which is the whole engine's, every project's, so every next build downloads again"
     }
 )
@@ -172,7 +172,8 @@ def lock(c, gpu=False, platform=None, dev=False, upgrade=False, upgrade_package=
     """Compile the .in files into hash-pinned locks, each inside BASE_IMAGE for its platform.
 
     Only locks whose inputs changed are compiled, unless --upgrade or --upgrade-package asks for more.
-    Every chosen lock is compiled before any is replaced: a failed compile leaves every lock as it was.
+    Every chosen lock is compiled, and checked to pin every requirement with a hash, before any is
+    replaced: a failed compile or Ctrl-C leaves every lock as it was. Ends with what changed in each.
     """
     chosen = select_locks(gpu=gpu, platform=normalize_platform(platform) if platform else None, dev=dev)
     if check:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import datetime
+import io
 import os
 import re
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -17,6 +20,17 @@ from devkit.locks import pinned_tensorflow
 from devkit.settings import Settings
 from devkit.targets import Target, project_label
 
+# The build arguments `invoke build` sets itself, and where each comes from: `--build-arg` may not
+# override them, or an image would carry a base, a port or labels that its settings do not say.
+TEMPLATE_BUILD_ARGS = {
+    "BASE_IMAGE": "the BASE_IMAGE setting; set it in .env",
+    "CONTAINER_PORT": "the CONTAINER_PORT setting; set it in .env",
+    "TENSORFLOW_VERSION": "the lock, for the image's labels",
+    "SOURCE_URL": "git's remote.origin.url, for the image's labels",
+    "REVISION": "git's checked-out commit, for the image's labels",
+    "CREATED": "the checked-out commit's time (or SOURCE_DATE_EPOCH), for the image's labels",
+}
+
 
 def parse_build_args(values: Iterable[str]) -> dict[str, str]:
     """The `NAME=VALUE` pairs of `invoke build --build-arg`, checked (a value may be empty)."""
@@ -25,8 +39,38 @@ def parse_build_args(values: Iterable[str]) -> dict[str, str]:
         name, equals, content = value.partition("=")
         if not equals or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise UserError(f"--build-arg {value!r}: expected NAME=VALUE, e.g. KEEP_TF_HEADERS=1")
+        if name in TEMPLATE_BUILD_ARGS:
+            raise UserError(f"--build-arg {name}: `invoke build` sets it itself, from {TEMPLATE_BUILD_ARGS[name]}")
         pairs[name] = content
     return pairs
+
+
+def secret_option(name: str, source: Path) -> str:
+    """The value of `--secret`, which BuildKit reads as CSV: a path with a comma or a quote is quoted."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow([f"id={name}", f"src={source}"])
+    return buffer.getvalue()
+
+
+def public_source_url(remote: str) -> str:
+    """What of a git remote may go into every image's `org.opencontainers.image.source` label: the
+    scheme, host and path of an http(s) URL (`git@host:org/repo` becomes `https://host/org/repo`),
+    without user, password (a CI job's token), query or fragment. Anything else gives no label ("")."""
+    if any(character.isspace() or not character.isprintable() for character in remote):
+        return ""
+    # scp-like: [user@]host:path, a host of two characters at least (`C:` is a Windows drive).
+    scp = re.fullmatch(r"(?:[^@/:]+@)?([A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9]):([A-Za-z0-9._~%+-][A-Za-z0-9._~%+/-]*)", remote)
+    if scp is not None:
+        return f"https://{scp.group(1)}/{scp.group(2)}"
+    try:
+        url = urllib.parse.urlsplit(remote)
+        host, port = url.hostname, url.port
+    except ValueError:
+        return ""
+    if url.scheme.lower() not in ("http", "https") or not host:
+        return ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{url.scheme.lower()}://{host}{f':{port}' if port else ''}{url.path}"
 
 
 def pip_config(package_index: dict[str, str]) -> str:
@@ -63,10 +107,10 @@ def build_command(
         argv += ["--build-arg", f"{name}={value}"]
     if settings.build_ca_bundle is not None:
         # A BuildKit secret: mounted for the pip install only, never in a layer or the history.
-        argv += ["--secret", f"id=ca_bundle,src={settings.build_ca_bundle}"]
+        argv += ["--secret", secret_option("ca_bundle", settings.build_ca_bundle)]
     if pip_config_file is not None:
         # The package index and its credentials, as a pip.conf that the pip installs mount as a secret.
-        argv += ["--secret", f"id=pip_conf,src={pip_config_file}"]
+        argv += ["--secret", secret_option("pip_conf", pip_config_file)]
     if no_cache:
         argv.append("--no-cache")
     argv.append(str(settings.project_dir))
@@ -79,8 +123,13 @@ def source_date(engine: Engine, project_dir: Path) -> str:
     Not the wall clock: a rebuild of unchanged sources then yields the very same image, instead of
     a new one that leaves the previous as an untagged `<none>` image on every build.
     """
-    epoch = os.environ.get("SOURCE_DATE_EPOCH") or engine.git(project_dir, "log", "-1", "--format=%ct")
-    moment = datetime.datetime.fromtimestamp(int(epoch), datetime.UTC) if epoch.isdigit() else datetime.datetime.now(datetime.UTC)
+    given = os.environ.get("SOURCE_DATE_EPOCH")
+    # ASCII digits, and at most 10 of them (the year 2286): `int()` also takes `²`, and a larger
+    # number is past what every platform's clock functions take.
+    if given and not re.fullmatch(r"[0-9]{1,10}", given):
+        raise UserError(f"SOURCE_DATE_EPOCH={given!r} (from environment): not a time in seconds since 1970")
+    epoch = given or engine.git(project_dir, "log", "-1", "--format=%ct")
+    moment = datetime.datetime.fromtimestamp(int(epoch), datetime.UTC) if epoch else datetime.datetime.now(datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -89,7 +138,7 @@ def image_labels(engine: Engine, settings: Settings, target: Target) -> dict[str
     project_dir = settings.project_dir
     return {
         "TENSORFLOW_VERSION": pinned_tensorflow((project_dir / target.lock.output).read_text(encoding="utf-8")),
-        "SOURCE_URL": engine.git(project_dir, "config", "--get", "remote.origin.url"),
+        "SOURCE_URL": public_source_url(engine.git(project_dir, "config", "--get", "remote.origin.url")),
         "REVISION": engine.git(project_dir, "rev-parse", "HEAD"),
         "CREATED": source_date(engine, project_dir),
     }

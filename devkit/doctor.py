@@ -164,11 +164,13 @@ def check_architecture(host: str, engine_platform: str | None, *, gpu: bool) -> 
 def check_port(settings: Settings, container: str, engine: Engine | None) -> Finding:
     where = f"HOST_PORT {settings.host_port} on {settings.host_address}"
     try:
-        host.require_free_port(settings.host_address, settings.host_port)
+        warning = host.probe_port(settings.host_address, settings.host_port)
     except UserError as error:
         if engine is not None and engine.container_state(container) == "running":
             return Finding(OK, "port", f"{where}: served by this project's running container {container}")
         return failed("port", error)
+    if warning is not None:
+        return Finding(WARN, "port", warning)
     return Finding(OK, "port", f"{where}: free")
 
 
@@ -203,8 +205,17 @@ def check_disk(engine: Engine, *, gpu: bool) -> Finding:
 
 
 def check_base_image(engine: Engine, base_image: str, platform: str) -> Finding:
+    """Read only: the engine's own image, else the registry's manifest. Never a pull, which on a
+    shared engine would re-point a tag that others use."""
+    local = engine.image_platform(base_image)
+    if local == platform:
+        return Finding(OK, "base image", f"{base_image} for {platform}: pulled")
+    fix = "check the name and your registry access (`docker login`), or set BASE_IMAGE in .env (a mirror your network reaches)"
     try:
-        engine.pull_base_image(base_image, platform)
+        platforms = engine.registry_platforms(base_image)
     except UserError as error:
-        return Finding(FAIL, "base image", error.problem, f"{error.fix}, or set BASE_IMAGE in .env (a mirror your network reaches)")
-    return Finding(OK, "base image", f"{base_image} for {platform}: pulled")
+        return Finding(FAIL, "base image", f"BASE_IMAGE {error.problem}", fix)
+    if platforms and platform not in platforms:
+        return Finding(FAIL, "base image", f"BASE_IMAGE {base_image} has no {platform} variant (only {', '.join(platforms)})", fix)
+    here = f" (the engine has its {local} variant)" if local else ""
+    return Finding(WARN, "base image", f"{base_image} for {platform}: not pulled yet{here}; `invoke build` pulls it")

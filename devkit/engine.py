@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -35,9 +36,26 @@ NVIDIA_FIX = (
 T = TypeVar("T")
 
 
+# What cmd.exe acts on in a command line, even inside double quotes in the case of `%`.
+_CMD_EXE_SPECIAL = re.compile(r'([()%!^"<>&|])')
+
+
 def command_line(argv: list[str]) -> str:
     """One string for the shell that invoke runs commands in (cmd.exe on Windows, sh elsewhere)."""
-    return subprocess.list2cmdline(argv) if os.name == "nt" else shlex.join(argv)
+    return cmd_exe_line(argv) if os.name == "nt" else shlex.join(argv)
+
+
+def cmd_exe_line(argv: list[str]) -> str:
+    """A command line for cmd.exe: each word quoted for the program (the C runtime's rules), then,
+    where it holds a character cmd.exe acts on (`& | ^ % < > ( ) ! "`), each such character escaped
+    with `^`. cmd.exe expands `%NAME%` before it reads escapes: `^%NAME^%` names an unset variable,
+    which it leaves as it is, and then drops the carets."""
+    line = []
+    for word in argv:
+        quoted = subprocess.list2cmdline([word])
+        # Only such words: the plain quotes around a word with a space must stay quotes to cmd.exe.
+        line.append(_CMD_EXE_SPECIAL.sub(r"^\1", quoted) if _CMD_EXE_SPECIAL.search(word) else quoted)
+    return " ".join(line)
 
 
 def first_line(text: str) -> str:
@@ -92,6 +110,8 @@ class Engine:
                 # `--dry` shows the commands even where no CLI is installed yet: nothing exists there.
                 return subprocess.CompletedProcess(argv, 127, "", "")
             raise _no_cli(argv[0]) from None
+        except OSError as error:  # a folder, a file that is not executable, a binary for another machine
+            raise UserError(f"DOCKER={argv[0]!r}: cannot run it ({error.strerror})", "set DOCKER to the docker CLI itself") from None
         except subprocess.TimeoutExpired:
             raise UserError(f"`{' '.join(argv[:3])}` did not answer in {timeout:.0f} s", "restart the engine if it hangs") from None
 
@@ -130,7 +150,7 @@ class Engine:
         """A git query in the project folder; empty where git or the repository is missing."""
         try:
             result = self._query_process(["git", "-C", str(project_dir), *args], 30)
-        except (FileNotFoundError, subprocess.TimeoutExpired):
+        except (OSError, subprocess.TimeoutExpired):
             return ""
         return result.stdout.strip() if result.returncode == 0 else ""
 
@@ -195,7 +215,7 @@ class Engine:
             return True
         version = self.client_version()
         major = version.split(".", 1)[0]
-        if major.isdigit() and int(major) >= _BUILDX_REQUIRED_FROM:
+        if re.fullmatch(r"[0-9]+", major) and int(major) >= _BUILDX_REQUIRED_FROM:
             raise UserError(
                 f"{self.docker} (CLI {version}) needs the buildx plugin to build with BuildKit, and has none",
                 "install it (Debian/Ubuntu: docker-buildx-plugin; Docker Desktop ships it), or set DOCKER to a CLI that has it",
@@ -237,6 +257,24 @@ class Engine:
         except json.JSONDecodeError:
             registry_config = {}
         return insecure_by_config(registry.split("/", 1)[0], registry_config)
+
+    def registry_platforms(self, image: str) -> list[str]:
+        """The platforms `image`'s registry holds it for, read without pulling (`docker manifest inspect`);
+        [] for an image of one platform, whose manifest does not say which. A UserError where the
+        registry has no such image or cannot be reached."""
+        registry = image.split("/", 1)[0] if "/" in image else ""
+        is_registry = "." in registry or ":" in registry or registry == "localhost"  # else a Docker Hub namespace
+        insecure = ["--insecure"] if is_registry and self.registry_is_insecure(registry) else []
+        result = self.query([self.docker, "manifest", "inspect", *insecure, image], timeout=60)
+        if result.returncode != 0:
+            raise UserError(f"{image} is neither on this engine nor in its registry ({first_line(result.stderr)})")
+        try:
+            manifests = json.loads(result.stdout).get("manifests") or []
+        except (json.JSONDecodeError, AttributeError):
+            return []
+        # An index may list attestations too, as platform unknown/unknown.
+        found = [f"{entry['platform'].get('os')}/{entry['platform'].get('architecture')}" for entry in manifests if entry.get("platform")]
+        return [name for name in found if name != "unknown/unknown"]
 
     # --- preconditions: one line each, not checked under --dry ----------------------------------
 

@@ -8,6 +8,7 @@ import os
 import shlex
 import socket
 import stat
+import sys
 from pathlib import Path
 from platform import system as host_system
 
@@ -80,8 +81,14 @@ def container_ids(settings: Settings) -> tuple[int, int] | None:
     return user_ids(container_user(settings)) if host_system() == "Linux" else None
 
 
-def require_free_port(address: str, port: int) -> None:
-    """Nothing listens on address:port yet, so publishing it will not fail half-way."""
+def probe_port(address: str, port: int) -> str | None:
+    """Nothing listens on address:port yet, so publishing it will not fail half-way: None where that
+    is so, a warning where this process may not check it; a UserError where the port is taken.
+
+    A port below 1024 (Linux: below net.ipv4.ip_unprivileged_port_start) is only for root to bind:
+    a caller without that right cannot tell whether it is free, while the engine, which runs as
+    root, can publish it.
+    """
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         # As servers (and Docker's port proxy) bind: a port that only has connections in TIME_WAIT
@@ -94,7 +101,20 @@ def require_free_port(address: str, port: int) -> None:
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
                 raise UserError(f"HOST_PORT {port} on {address} is already in use", "stop what uses it, or set HOST_PORT in .env") from None
+            if error.errno == errno.EACCES:
+                return (
+                    f"HOST_PORT {port} on {address}: cannot check whether it is free (only root may bind a port so low); "
+                    "the engine may publish it all the same"
+                )
             raise UserError(f"cannot publish {address}:{port}: {error.strerror}") from None
+    return None
+
+
+def require_free_port(address: str, port: int) -> None:
+    """`probe_port`, for a task: a port it cannot check is a warning, and the task goes on."""
+    warning = probe_port(address, port)
+    if warning is not None:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def require_writable_by(path: Path, uid: int, gid: int) -> None:

@@ -1,20 +1,27 @@
 """`invoke lock`: pip-compile each chosen `.in` file inside BASE_IMAGE for its platform (the host
-tools on this machine), then replace every compiled lock together, or none."""
+tools on this machine), check what it made, then replace every compiled lock together, or none."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import re
 import shlex
+import signal
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 from devkit.containers import mount_spec
 from devkit.engine import Engine, Outcome
 from devkit.errors import UserError
-from devkit.host import proxies
-from devkit.locks import PIP_COMPILE_OPTIONS, Lock, is_current, tool_requirements, with_footer
+from devkit.host import container_user, proxies
+from devkit.locks import PIP_COMPILE_OPTIONS, Lock, changes, is_current, missing_requirements, tool_requirements, with_footer
 from devkit.settings import Settings
 
 # Inside the lock container: the project (read-only), and a folder with what this run brings.
@@ -23,6 +30,10 @@ LOCK_WORK_DIR = "/lock"
 # Scratch paths inside the throwaway lock container, which nothing else shares.
 _TOOLS_VENV = "/tmp/tools"  # noqa: S108
 _COMPILED_LOCK = "/tmp/lock.txt"  # noqa: S108
+# The cache volume's mount point: pip's and pip-tools' caches ($XDG_CACHE_HOME/pip, .../pip-tools).
+# /var/tmp because Docker gives a new volume the owner and mode of the folder it is first mounted
+# on, and there that is everyone-may-write (1777): whichever uid the container runs as can fill it.
+LOCK_CACHE_DIR = "/var/tmp"  # noqa: S108
 
 
 def lock_command(
@@ -35,6 +46,7 @@ def lock_command(
     upgrade_packages: tuple[str, ...] = (),
     proxies: tuple[str, ...] = (),
     staged: tuple[str, ...] = (),
+    user: str | None = None,
 ) -> list[str]:
     """`docker run` of pip-compile in BASE_IMAGE for the lock's platform, so the pins fit the container.
 
@@ -42,7 +54,8 @@ def lock_command(
     pins) and prints the result, which the task writes only when every chosen lock compiled. work_dir
     holds tools.txt (pip-tools and its dependencies, hash-pinned, from requirements-dev.txt),
     current.txt, and the locks compiled earlier in this run (`staged`), mounted over the project's
-    own, since a later lock is constrained by them.
+    own, since a later lock is constrained by them. The container has the least privilege of the
+    project's others: no capability, no-new-privileges, and `user` (the caller) where it is given.
     """
     compile_args = [*PIP_COMPILE_OPTIONS]
     if upgrade:
@@ -63,12 +76,16 @@ def lock_command(
     # --init: Ctrl-C reaches pip-compile and ends the container. The init (tini) passes signals to
     # the shell's whole process group: to the shell alone, they would wait for pip-compile to finish.
     argv = [settings.docker, "run", "--rm", "--init", "--env", "TINI_KILL_PROCESS_GROUP=1", "--platform", str(lock.platform)]
+    argv += ["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+    if user is not None:
+        # A uid without an entry in the image's /etc/passwd has no home; give it a writable one.
+        argv += ["--user", user, "--env", "HOME=/tmp"]
     argv += ["--mount", mount_spec(settings.project_dir, LOCK_SOURCE_DIR, readonly=True), "--workdir", LOCK_SOURCE_DIR]
     for name in staged:
         argv += ["--mount", mount_spec(work_dir / "staged" / name, f"{LOCK_SOURCE_DIR}/{name}", readonly=True)]
     argv += ["--mount", mount_spec(work_dir, LOCK_WORK_DIR, readonly=True)]
     # pip's cache in a named volume: a repeated lock downloads nothing it has seen.
-    argv += ["--mount", f"type=volume,source={cache_volume},target=/root/.cache/pip"]
+    argv += ["--mount", f"type=volume,source={cache_volume},target={LOCK_CACHE_DIR}", "--env", f"XDG_CACHE_HOME={LOCK_CACHE_DIR}"]
     argv += ["--env", "CUSTOM_COMPILE_COMMAND=invoke lock"]
     if settings.build_ca_bundle is not None:
         argv += ["--mount", mount_spec(settings.build_ca_bundle, "/run/secrets/ca_bundle", readonly=True)]
@@ -107,27 +124,88 @@ def _shorten(line: str, limit: int = 240) -> str:
 
 
 def cache_volume(settings: Settings) -> str:
-    """The named volume that keeps pip's downloads between locks."""
-    return f"{settings.image_name.replace('/', '-')}-pip-cache"
+    """The named volume that keeps pip's and pip-tools' downloads between locks."""
+    return f"{settings.image_name.replace('/', '-')}-lock-cache"
 
 
 def lock(engine: Engine, settings: Settings, chosen: tuple[Lock, ...], *, upgrade: bool, packages: tuple[str, ...], python: str) -> None:
-    """Compile every chosen lock whose inputs changed (or all, to upgrade), then replace them together.
+    """Compile every chosen lock whose inputs changed (or all, to upgrade), check each, then replace them
+    together and say what changed in each.
 
     A lock constrained by another (the GPU lock by the amd64 one) is compiled against that one's new
-    text. When any compile fails, no lock is replaced.
+    text. When any compile fails, or a compiled lock lacks a pinned, hashed entry for something its
+    `.in` files require, no lock is replaced.
     """
     project_dir = settings.project_dir
+    native = engine.native_platform()
     staged: dict[str, str] = {}
     for entry in chosen:
         if not (upgrade or packages) and is_current(project_dir, entry, staged):
             print(f"{entry.output} is up to date", file=sys.stderr)
             continue
-        print(f"locking {entry.describe()}", file=sys.stderr)
-        body = compile_lock(engine, settings, entry, staged, upgrade=upgrade, packages=packages, python=python)
+        emulated = entry.platform is not None and entry.platform != native
+        slow = f" under emulation: this engine runs {native}, so every step of Python goes through QEMU; expect minutes" if emulated else ""
+        print(f"locking {entry.describe()}{slow}", file=sys.stderr)
+        with Ticker(f"locking {entry.output}"):
+            body = compile_lock(engine, settings, entry, staged, upgrade=upgrade, packages=packages, python=python)
+        if not engine.dry:
+            missing = missing_requirements(project_dir, entry, body)
+            if missing:
+                raise UserError(
+                    f"pip-compile left no pinned, hashed entry in {entry.output} for {', '.join(missing)}; every lock is unchanged"
+                )
         staged[entry.output] = with_footer(project_dir, entry, body, staged)
-    for name, text in staged.items():
-        engine.change(f"replace {name}", lambda name=name, text=text: write_atomically(project_dir / name, text))
+    if not staged:
+        return
+    old = {name: _text(project_dir / name) for name in staged}
+    engine.change(f"replace {', '.join(staged)}", lambda: replace_together({project_dir / name: text for name, text in staged.items()}))
+    if not engine.dry:
+        for name, text in staged.items():
+            print(f"{name}: {changes(old[name], text)}", file=sys.stderr)
+
+
+def _text(path: Path) -> str:
+    return path.read_text(encoding="utf-8") if path.exists() else ""
+
+
+class Ticker:
+    """Shows, while a long step runs, that it is alive and how long it has taken: on a terminal a
+    spinner on one line, redrawn every second (or `every`, if sooner); elsewhere (CI logs, a pipe) a
+    plain line every `every` seconds. A daemon thread that only writes: Ctrl-C still reaches the step
+    in the main thread, and ends the ticker with it."""
+
+    def __init__(self, what: str, *, stream: TextIO | None = None, every: float = 10.0) -> None:
+        self.what = what
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.every = min(every, 1.0) if self.tty else every
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+        self._started = time.monotonic()
+        self._drawn = False
+
+    def __enter__(self) -> Ticker:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+        if self.tty and self._drawn:
+            self.stream.write("\r\033[K")  # the spinner's line, cleared for what follows
+            self.stream.flush()
+
+    def _tick(self) -> None:
+        frames = itertools.cycle("|/-\\")
+        while not self._done.wait(self.every):
+            elapsed = int(time.monotonic() - self._started)
+            clock = f"{elapsed // 60}:{elapsed % 60:02d}"
+            if self.tty:
+                self.stream.write(f"\r{next(frames)} {self.what}: {clock}")
+                self._drawn = True
+            else:
+                self.stream.write(f"still {self.what}: {clock} so far\n")
+            self.stream.flush()
 
 
 def check(project_dir: Path, chosen: tuple[Lock, ...]) -> None:
@@ -154,7 +232,7 @@ def compile_lock(
         work_dir = Path(work)
         work_dir.chmod(0o755)  # the lock container's user reads it
         if current.exists():
-            (work_dir / "current.txt").write_bytes(current.read_bytes())
+            _write_readable(work_dir / "current.txt", current.read_text(encoding="utf-8"))
         if entry.platform is None:
             result, text = _compile_on_host(engine, settings, entry, work_dir / "current.txt", upgrade, packages, python)
         else:
@@ -176,10 +254,11 @@ def _compile_on_host(engine: Engine, settings: Settings, entry: Lock, output: Pa
 def _compile_in_base_image(engine: Engine, settings: Settings, entry: Lock, work_dir: Path, staged, upgrade, packages) -> Outcome:
     """pip-compile in BASE_IMAGE for the lock's platform; the lock comes back on stdout."""
     dev_lock = (settings.project_dir / "requirements-dev.txt").read_text(encoding="utf-8")
-    (work_dir / "tools.txt").write_text(tool_requirements(dev_lock))
+    _write_readable(work_dir / "tools.txt", tool_requirements(dev_lock))
     (work_dir / "staged").mkdir()
+    (work_dir / "staged").chmod(0o755)
     for name, text in staged.items():
-        (work_dir / "staged" / name).write_text(text, encoding="utf-8", newline="\n")
+        _write_readable(work_dir / "staged" / name, text)
     argv = lock_command(
         settings,
         entry,
@@ -189,23 +268,71 @@ def _compile_in_base_image(engine: Engine, settings: Settings, entry: Lock, work
         upgrade_packages=packages,
         proxies=proxies(),
         staged=tuple(staged),
+        user=container_user(settings),
     )
     engine.require_running()
     engine.pull_base_image(settings.base_image, str(entry.platform))
     return engine.run(argv, env=settings.package_index, hide=True)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` in one step, so an interrupted write never leaves half a lock: a temporary file
-    of its own beside it (two runs never share one), flushed to disk, then renamed over it."""
-    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+def _write_readable(path: Path, text: str) -> None:
+    """A file for the lock container, readable by its user whatever this process's umask."""
+    path.write_text(text, encoding="utf-8", newline="\n")
+    path.chmod(0o644)
+
+
+def replace_together(files: dict[Path, str]) -> None:
+    """Give every file its new text, or none: each new text goes to a temporary file of its own beside
+    its file (two runs never share one), flushed to disk; then the renames follow one another with
+    Ctrl-C held until they are done, and a rename that fails puts back the files already replaced."""
+    partials: dict[Path, str] = {}
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(partial, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+        for path, text in files.items():
+            partials[path] = _partial(path, text)
+        old = {path: path.read_bytes() for path in files if path.is_file()}
+        replaced: list[Path] = []
+        with _interrupts_held():
+            for path, partial in partials.items():
+                try:
+                    os.replace(partial, path)
+                except OSError as error:
+                    for done in replaced:
+                        if done in old:
+                            done.write_bytes(old[done])
+                        else:
+                            done.unlink()
+                    raise UserError(f"cannot replace {path}: {error.strerror}; every lock is as it was") from None
+                replaced.append(path)
+    except OSError as error:
+        raise UserError(f"cannot write {error.filename}: {error.strerror}; every lock is as it was") from None
+    finally:
+        for partial in partials.values():
+            Path(partial).unlink(missing_ok=True)
+
+
+def _partial(path: Path, text: str) -> str:
+    """`text` in a new file beside `path`, flushed to disk, with `path`'s permissions."""
+    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.chmod(partial, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+    return partial
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C (SIGINT) waits until the block is done, then interrupts as usual."""
+    caught = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append(number))
+    except ValueError:  # not the main thread, which alone receives signals
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt

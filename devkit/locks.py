@@ -14,6 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.markers import default_environment
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 from devkit.errors import UserError
 from devkit.platforms import AMD64, ARM64
 
@@ -56,6 +60,13 @@ IMAGE_LOCKS = (CPU_AMD64, CPU_ARM64, GPU)
 
 _PIN = re.compile(r"^([A-Za-z0-9._-]+)(?:\[[^\]]*\])?==([^\s;\\]+)", re.MULTILINE)
 _INCLUDE = re.compile(r"^\s*(?:-r|--requirement|-c|--constraint)[\s=]+(\S+)", re.MULTILINE)
+_REQUIREMENT_FILE = re.compile(r"^\s*(?:-r|--requirement)[\s=]+(\S+)", re.MULTILINE)
+
+# What environment markers see in the container of each platform (`platform_machine == "x86_64"`).
+_MARKER_ENVIRONMENT = {
+    AMD64: {"platform_machine": "x86_64", "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix"},
+    ARM64: {"platform_machine": "aarch64", "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix"},
+}
 
 
 def select_locks(*, gpu: bool, platform: str | None, dev: bool) -> tuple[Lock, ...]:
@@ -97,6 +108,60 @@ def input_files(project_dir: Path, source: str, staged: Mapping[str, str] | None
         found.append(name)
         pending.extend(_INCLUDE.findall(_read(project_dir, name, staged)))
     return found
+
+
+def required_names(project_dir: Path, lock: Lock) -> list[str]:
+    """The packages that the lock's `.in` file and those it includes (`-r`, recursively) ask for, as
+    pip names them; a requirement whose marker does not hold for the lock's platform is left out.
+
+    Markers on anything but the platform (python_version, ...) are judged by this machine's Python.
+    """
+    environment = {**default_environment(), **_MARKER_ENVIRONMENT.get(lock.platform, {})}
+    names: list[str] = []
+    pending, seen = [lock.source], set()
+    while pending:
+        name = pending.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        text = (project_dir / name).read_text(encoding="utf-8")
+        pending.extend(_REQUIREMENT_FILE.findall(text))
+        for line in re.sub(r"\\\n", "", text).splitlines():
+            line = re.sub(r"(^|\s)#.*", "", line).strip()
+            if not line or line.startswith("-"):
+                continue  # an option: -r is followed above; -c constrains, and requires nothing
+            try:
+                requirement = Requirement(line)
+            except InvalidRequirement:
+                continue  # a path or URL without a name: pip-compile says what it makes of it
+            if requirement.marker is None or requirement.marker.evaluate(environment):
+                names.append(canonicalize_name(requirement.name))
+    return list(dict.fromkeys(names))
+
+
+def missing_requirements(project_dir: Path, lock: Lock, lock_text: str) -> list[str]:
+    """The required packages (`required_names`) that `lock_text` does not pin with a hash."""
+    pinned = set()
+    for block in re.split(r"\n(?=[A-Za-z0-9])", lock_text):
+        match = re.match(r"([A-Za-z0-9._-]+)(?:\[[^\]]*\])?==\S", block)
+        if match and "--hash=sha256:" in block:
+            pinned.add(canonicalize_name(match.group(1)))
+    return [name for name in required_names(project_dir, lock) if name not in pinned]
+
+
+def changes(old_text: str, new_text: str) -> str:
+    """What a new lock changes against the old, by package: added, removed, moved (old -> new), or unchanged."""
+    old, new = pinned_versions(old_text), pinned_versions(new_text)
+    parts = []
+    added = [f"{name} {new[name]}" for name in new if name not in old]
+    removed = [f"{name} {old[name]}" for name in old if name not in new]
+    moved = [f"{name} {old[name]} -> {new[name]}" for name in new if name in old and old[name] != new[name]]
+    for label, entries in (("added", added), ("removed", removed), ("moved", moved)):
+        if entries:
+            parts.append(f"{label} {', '.join(entries)}")
+    if parts:
+        return "; ".join(parts)
+    return "unchanged" if lock_body(old_text) == lock_body(new_text) else "the same versions (hashes or notes changed)"
 
 
 def pinned_versions(lock_text: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ container at run time only.
 from __future__ import annotations
 
 import difflib
+import errno
 import ipaddress
 import os
 import re
@@ -45,12 +46,21 @@ SETTING_KEYS = (
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 
-# Docker's grammar for a repository path (distribution/reference), lower case only.
+# Docker's grammar of image references (distribution/reference): a repository path is lower case.
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_IMAGE_NAME = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
+_REPOSITORY = rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_DOMAIN_COMPONENT = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]+)?"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+_IMAGE_NAME = re.compile(_REPOSITORY)
 # A tag has at most 128 characters; room is kept for the suffixes `-gpu` and `-arm64`.
 _IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,117}")
-_REGISTRY = re.compile(rf"[A-Za-z0-9.-]+(?::[0-9]+)?(?:/{_PATH_COMPONENT})*")
+_REGISTRY = re.compile(rf"{_DOMAIN}(?:/{_PATH_COMPONENT})*")
+# [registry/]repository[:tag][@digest], e.g. python:3.11-slim or mirror.example:5000/python@sha256:...
+_REFERENCE = re.compile(rf"(?P<name>(?:{_DOMAIN}/)?{_REPOSITORY})(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(?:@{_DIGEST})?")
+# Docker's limit for a whole image name, registry included; the container is named after the image,
+# and a container name has two characters at least.
+SHORTEST_NAME, LONGEST_NAME = 2, 255
 
 
 @dataclass(frozen=True)
@@ -92,25 +102,43 @@ class _Source:
 
 
 def default_image_name(project_dir: Path) -> str:
-    """The project folder's name, made a valid image name (`My Project` -> `my-project`)."""
-    name = re.sub(r"[^a-z0-9]+", "-", project_dir.name.lower()).strip("-")
-    return name or "tensorflow-app"
+    """The project folder's name, made a valid image name (`My Project` -> `my-project`), of 2 to 128 characters."""
+    name = re.sub(r"[^a-z0-9]+", "-", project_dir.name.lower()).strip("-")[:128].strip("-")
+    return name if len(name) >= SHORTEST_NAME else "tensorflow-app"
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
-    """The key-value pairs of a `.env` file; a line that does not parse is an error that names it."""
+    """The key-value pairs of a `.env` file.
+
+    A line that does not parse is named by its number and key, never shown: it may hold a password.
+    `${NAME}` in a value is replaced by NAME's value (python-dotenv's interpolation), except in the
+    package index keys, whose credentials are taken as written.
+    """
     if not path.exists():
         return {}
     try:
         with path.open(encoding="utf-8") as stream:
             for binding in parse_stream(stream):
-                if binding.error:
-                    statement = binding.original.string.strip()
-                    raise UserError(f"{path.name} line {binding.original.line}: cannot parse {statement!r}; expected KEY=value")
+                _check_binding(path, binding)
         values = dotenv_values(path, interpolate=True)
+        written = dotenv_values(path, interpolate=False)
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"cannot read {path}: {error}") from error
+    values.update({key: written[key] for key in PACKAGE_INDEX_KEYS if key in written})
     return {key: value or "" for key, value in values.items()}
+
+
+def _check_binding(path: Path, binding) -> None:
+    """One line where a `.env` statement does not parse or holds a NUL byte, which no environment can carry."""
+    where = f"{path.name} line {binding.original.line}"
+    if binding.error:
+        key = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=", binding.original.string)
+        subject = f"the line of {key.group(1)}" if key else "a line without KEY="
+        raise UserError(f"{where}: cannot parse {subject} (not shown: it may hold a secret); expected KEY=value, any quotes closed")
+    if binding.key is not None and "\0" in binding.key:
+        raise UserError(f"{where}: the key {binding.key!r} holds a NUL byte; remove it")
+    if binding.value is not None and "\0" in binding.value:
+        raise UserError(f"{where}: the value of {binding.key} holds a NUL byte (not shown); remove it")
 
 
 def load_settings(project_dir: Path, environ: Mapping[str, str] | None = None) -> Settings:
@@ -127,18 +155,32 @@ def load_settings(project_dir: Path, environ: Mapping[str, str] | None = None) -
         _IMAGE_NAME.fullmatch,
         "not a valid image name (lower case letters, digits, and . _ - / between them)",
     )
+    _require(
+        source,
+        "IMAGE_NAME",
+        image_name,
+        lambda value: SHORTEST_NAME <= len(value) <= LONGEST_NAME,
+        f"{SHORTEST_NAME} to {LONGEST_NAME} characters (an image name at most {LONGEST_NAME}; its container's, at least {SHORTEST_NAME})",
+    )
     image_tag = _choose(source, "IMAGE_TAG", "latest")
     _require(source, "IMAGE_TAG", image_tag, _IMAGE_TAG.fullmatch, "not a valid tag (letters, digits, _ . -; at most 118 characters)")
-    base_image = _choose(source, "BASE_IMAGE", DEFAULT_BASE_IMAGE)
-    _require(source, "BASE_IMAGE", base_image, lambda value: not re.search(r"\s", value), "an image reference has no spaces")
+    base_image = _image_reference(source, "BASE_IMAGE", _choose(source, "BASE_IMAGE", DEFAULT_BASE_IMAGE))
     registry = (source.get("REGISTRY")[0] or "").rstrip("/") or None
     if registry is not None:
+        _not_an_option(source, "REGISTRY", registry)
         _require(
             source,
             "REGISTRY",
             registry,
             _REGISTRY.fullmatch,
             "expected a registry and optional namespace, e.g. ghcr.io/acme or 127.0.0.1:5000",
+        )
+        _require(
+            source,
+            "REGISTRY",
+            registry,
+            lambda value: len(f"{value}/{image_name}") <= LONGEST_NAME,
+            f"{registry}/{image_name} is longer than an image name may be ({LONGEST_NAME} characters); shorten REGISTRY or IMAGE_NAME",
         )
 
     platform_value, platform_origin = source.get("PLATFORM")
@@ -160,7 +202,7 @@ def load_settings(project_dir: Path, environ: Mapping[str, str] | None = None) -
         host_port=_port(source, "HOST_PORT"),
         container_port=_port(source, "CONTAINER_PORT"),
         data_dir=_data_dir(source, project_dir),
-        docker=_choose(source, "DOCKER", "docker"),
+        docker=_docker(source),
         registry=registry,
         build_ca_bundle=_ca_bundle(source, project_dir),
         package_index=_package_index(source),
@@ -185,9 +227,25 @@ def _require(source: _Source, key: str, value: str, check, reason: str) -> None:
 
 def _port(source: _Source, key: str) -> int:
     value = _choose(source, key, "8888")
-    if not value.isdigit() or not 1 <= int(value) <= 65535:
+    # ASCII digits only: str.isdigit() and int() also take `²` and `٣`, which no port is spelt with.
+    if not re.fullmatch(r"[0-9]{1,5}", value) or not 1 <= int(value) <= 65535:
         raise _fail(source, key, value, "not a port number (1-65535)")
     return int(value)
+
+
+def _not_an_option(source: _Source, key: str, value: str) -> None:
+    _require(source, key, value, lambda text: not text.startswith("-"), "may not start with '-', which a command reads as an option")
+
+
+def _image_reference(source: _Source, key: str, value: str) -> str:
+    """An image reference as docker reads it: [registry/]repository[:tag][@digest]."""
+    _not_an_option(source, key, value)
+    reference = _REFERENCE.fullmatch(value)
+    if reference is None:
+        raise _fail(source, key, value, "not an image reference, e.g. python:3.11-slim or mirror.example.com/python:3.11-slim")
+    if len(reference["name"]) > LONGEST_NAME:
+        raise _fail(source, key, value, f"an image name has at most {LONGEST_NAME} characters")
+    return value
 
 
 def _address(source: _Source, key: str, default: str) -> str:
@@ -199,32 +257,68 @@ def _address(source: _Source, key: str, default: str) -> str:
     return value
 
 
-def _project_path(project_dir: Path, value: str) -> Path:
+def _project_path(source: _Source, key: str, project_dir: Path, value: str) -> Path:
     """A path from the settings: `~` expanded, relative to the project folder, absolute."""
-    path = Path(value).expanduser()
-    return (path if path.is_absolute() else project_dir / path).resolve()
+    try:
+        path = Path(value).expanduser()
+        return (path if path.is_absolute() else project_dir / path).resolve()
+    except RuntimeError as error:  # `~nosuchuser`, or (before Python 3.13) a symlink loop
+        raise _fail(source, key, value, "a symlink loop" if "loop" in str(error) else "no such user's home folder") from None
+    except OSError as error:
+        raise _fail(source, key, value, f"cannot follow it: {error.strerror}") from None
+
+
+def _exists(source: _Source, key: str, value: str, path: Path) -> bool:
+    """Whether something is at `path`; one line where the system cannot tell (a folder we may not look
+    into, a symlink loop, a name too long)."""
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as error:
+        reason = "a symlink loop" if error.errno == errno.ELOOP else error.strerror
+        raise _fail(source, key, value, f"cannot look at {path}: {reason}") from None
+    return True
 
 
 def _data_dir(source: _Source, project_dir: Path) -> Path:
     value = _choose(source, "DATA_DIR", "./data")
-    path = _project_path(project_dir, value)
-    if path.exists():
+    path = _project_path(source, "DATA_DIR", project_dir, value)
+    if _exists(source, "DATA_DIR", value, path):
         if not path.is_dir():
             raise _fail(source, "DATA_DIR", value, f"{path} is a file, not a folder")
         return path
     # Not there yet: `invoke run` makes it, so its nearest existing parent must let us.
-    parent = next(parent for parent in path.parents if parent.exists())
+    parent = next(parent for parent in path.parents if _exists(source, "DATA_DIR", value, parent))
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise _fail(source, "DATA_DIR", value, f"{path} does not exist and cannot be created in {parent}")
     return path
+
+
+def _docker(source: _Source) -> str:
+    """The container CLI: a command looked up on PATH when it is run, or a path, which must be a program.
+
+    A path that does not exist yet is let through: `invoke --dry` works without any CLI, and the
+    tasks that need one say "no such command".
+    """
+    value = _choose(source, "DOCKER", "docker")
+    if os.sep not in value and not (os.altsep and os.altsep in value):
+        return value
+    path = Path(value)
+    if _exists(source, "DOCKER", value, path):
+        if path.is_dir():
+            raise _fail(source, "DOCKER", value, "a folder, not a program; set DOCKER to the docker CLI itself")
+        if not os.access(path, os.X_OK):
+            raise _fail(source, "DOCKER", value, "not an executable file")
+    return value
 
 
 def _ca_bundle(source: _Source, project_dir: Path) -> Path | None:
     value = source.get("BUILD_CA_BUNDLE")[0]
     if value is None:
         return None
-    path = _project_path(project_dir, value)
-    if not path.is_file() or not os.access(path, os.R_OK):
+    path = _project_path(source, "BUILD_CA_BUNDLE", project_dir, value)
+    if not _exists(source, "BUILD_CA_BUNDLE", value, path) or not path.is_file() or not os.access(path, os.R_OK):
         raise _fail(source, "BUILD_CA_BUNDLE", value, f"{path} is not a readable file (a PEM bundle of CA certificates)")
     return path
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import dotenv as dotenv_package
 import invoke as invoke_package
+import packaging as packaging_package
 import pytest
 
 from devkit.engine import Engine
@@ -259,8 +260,8 @@ def non_root_caller(tmp_path_factory) -> Iterator[Caller]:
 
     Run as root (as in CI), the suite makes a user `tft-it` in the `docker` group, so it may use the
     engine, and gives it a world-readable folder with what `invoke run` needs (tasks.py, devkit, and
-    the pure-Python invoke and python-dotenv): the checkout and this test's interpreter may sit in
-    folders other users cannot enter.
+    the pure-Python invoke, python-dotenv and packaging): the checkout and this test's interpreter may
+    sit in folders other users cannot enter.
     """
     if os.getuid() != 0:
         data = tmp_path_factory.mktemp("caller") / "owned data"
@@ -294,6 +295,7 @@ def non_root_caller(tmp_path_factory) -> Iterator[Caller]:
             PROJECT_DIR / "devkit",
             Path(invoke_package.__file__).parent,
             Path(dotenv_package.__file__).parent,
+            Path(packaging_package.__file__).parent,
             *site.glob("invoke-*.dist-info"),
         ]
         for folder in copies:

@@ -66,7 +66,7 @@ def test_clean_removes_only_the_projects_own_and_leaves_another_projects_of_the_
         assert removed == f"removed container {one_off}; image {name}:latest; 1 untagged image"
         assert re.fullmatch(
             rf"freed [0-9.]+ (B|kB|MB|GB|TB); kept: what you pushed to a registry, DATA_DIR \({data}\), the locks, "
-            rf"the pip cache volume {name}-pip-cache and the build cache \(`invoke clean --all` removes those\)",
+            rf"the lock cache volume {name}-lock-cache and the build cache \(`invoke clean --all` removes those\)",
             summary,
         )
         assert containers_named(one_off) == []
@@ -87,7 +87,7 @@ def test_clean_removes_only_the_projects_own_and_leaves_another_projects_of_the_
 
 def test_clean_all_also_removes_the_pip_cache_volume_and_prunes_the_build_cache(invoke, tmp_path):
     name = f"{invoke.image_name}-clean-all"
-    volume = f"{name}-pip-cache"
+    volume = f"{name}-lock-cache"
     # The engine is shared with other projects, whose build cache `docker builder prune` would empty:
     # a stand-in CLI records that one command and passes every other to the real one.
     log = tmp_path / "pruned.log"
@@ -101,7 +101,7 @@ def test_clean_all_also_removes_the_pip_cache_volume_and_prunes_the_build_cache(
     try:
         result = invoke("clean", "--all", cwd=project_copy(tmp_path), env=env)
         assert result.returncode == 0, result.stderr
-        assert result.stderr.strip().splitlines()[-2] == f"removed the pip cache volume {volume}; the engine's unused build cache"
+        assert result.stderr.strip().splitlines()[-2] == f"removed the lock cache volume {volume}; the engine's unused build cache"
         assert result.stderr.strip().splitlines()[-1].endswith(", the locks"), "nothing of the caches is kept"
         assert docker("volume", "inspect", volume, check=False).returncode != 0
         assert log.read_text() == "builder prune --force\n", "only the unused cache, never `--all` of it"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
-from conftest import DOCKER, project_copy
+from conftest import DOCKER, docker, project_copy
 
 
 def report(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
@@ -46,12 +48,19 @@ def test_a_healthy_machine(invoke):
         ({"DOCKER": "/nonexistent/docker"}, None, "CLI", "DOCKER='/nonexistent/docker': no such command; fix: install Docker"),
         ({"DOCKER_HOST": "unix:///nonexistent.sock"}, None, "engine", "the container engine is not running or not reachable ("),
         ({"DOCKER": "without buildx"}, None, "BuildKit", "(CLI 28.2.2) needs the buildx plugin to build with BuildKit, and has none"),
-        ({}, "HOST_PORT=8888\nnot a setting\n", ".env", ".env line 2: cannot parse 'not a setting'"),
+        ({}, "HOST_PORT=8888\nnot a setting\n", ".env", ".env line 2: cannot parse a line without KEY= (not shown"),
+        # An unclosed quote: the token is in the statement that does not parse, and never shown.
+        (
+            {},
+            'PIP_INDEX_URL="https://ci:canary-token@pypi.example.com/simple\n',
+            ".env",
+            ".env line 1: cannot parse the line of PIP_INDEX_URL",
+        ),
         (
             {"BASE_IMAGE": "127.0.0.1:5000/no-such-image:1"},
             None,
             "base image",
-            "BASE_IMAGE 127.0.0.1:5000/no-such-image:1 cannot be pulled",
+            "BASE_IMAGE 127.0.0.1:5000/no-such-image:1 is neither on this engine nor in its registry (",
         ),
     ],
 )
@@ -66,6 +75,43 @@ def test_each_broken_part_is_named_with_a_fix(invoke, tmp_path, env, dotenv, sub
     assert says in line
     assert "; fix: " in line
     assert result.stderr.strip().splitlines()[-1].startswith("error: 1 check failed")
+    assert "canary" not in result.stdout + result.stderr
+
+
+def test_a_base_image_not_pulled_yet_is_a_warning_and_stays_unpulled(invoke, registry):
+    """The doctor reads the registry's manifest; a pull would re-point a tag that others on the engine use."""
+    base_image = invoke.env.get("BASE_IMAGE", "python:3.11-slim")
+    repository = f"tft-it-{uuid.uuid4().hex[:8]}/python"
+    unpulled = f"{registry}/{repository}:doctor"
+    docker("tag", base_image, unpulled)
+    try:
+        docker("push", unpulled)
+    finally:
+        docker("image", "rm", unpulled)  # the name only: the image stays under BASE_IMAGE
+    try:
+        result = invoke("doctor", env={"BASE_IMAGE": unpulled})
+        line = report(result)["base image"]
+        assert line.startswith(f"warn  base image    {unpulled} for "), result.stdout
+        assert line.endswith(": not pulled yet; `invoke build` pulls it")
+        assert docker("image", "inspect", unpulled, check=False).returncode != 0, "the doctor pulled it"
+    finally:
+        _delete_tag(registry, repository)
+
+
+def _delete_tag(registry: str, repository: str) -> None:
+    """Remove what the test pushed, where the registry allows deletes (a registry without them keeps it)."""
+    request = urllib.request.Request(
+        f"http://{registry}/v2/{repository}/manifests/doctor",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"},
+        method="HEAD",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (a local registry)
+            digest = response.headers["Docker-Content-Digest"]
+        delete = urllib.request.Request(f"http://{registry}/v2/{repository}/manifests/{digest}", method="DELETE")
+        urllib.request.urlopen(delete, timeout=30).close()  # noqa: S310
+    except OSError:
+        pass
 
 
 def test_a_port_in_use_and_gpu_use_without_nvidia(invoke):

@@ -50,7 +50,7 @@ def test_ctrl_c_during_build_keeps_the_previous_image(invoke, cpu_image):
 def test_ctrl_c_during_lock_keeps_every_lock_and_leaves_no_container(invoke, tmp_path):
     project = project_copy(tmp_path)
     before = snapshot(project)
-    cache_volume = f"{invoke.image_name}-pip-cache"
+    cache_volume = f"{invoke.image_name}-lock-cache"
 
     def lock_containers() -> list[str]:
         return docker("ps", "--all", "--quiet", "--filter", f"volume={cache_volume}").stdout.split()

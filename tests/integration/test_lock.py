@@ -7,10 +7,11 @@ so a repeated run downloads nothing it has seen.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
-from conftest import project_copy
+from conftest import HOST_PLATFORM, docker, project_copy
 
 from devkit.locks import pinned_versions
 
@@ -40,8 +41,9 @@ def test_a_misspelt_requirement_changes_no_lock(invoke, project):
         file.write("tensorflw-addons-typo\n")
     result = invoke("lock", cwd=project)
     assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert lines[0] == "locking requirements.txt (linux/amd64)"
+    # Without the progress lines of a long compile, which may come between.
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("still locking ")]
+    assert lines[0].startswith("locking requirements.txt (linux/amd64)")
     assert lines[1].startswith("error: pip-compile failed for requirements.txt; every lock is unchanged: ")
     assert "tensorflw-addons-typo" in lines[1]
     assert len(lines) == 2, result.stderr
@@ -59,6 +61,13 @@ def test_a_new_package_reaches_every_lock_with_hashes_and_other_pins_stay(invoke
 
     locked = invoke("lock", cwd=project)
     assert locked.returncode == 0, locked.stderr
+    # The lock for the other architecture says why it is slow, and that it is alive while it runs.
+    other = "requirements-arm64.txt" if HOST_PLATFORM == "linux/amd64" else "requirements.txt"
+    report = locked.stderr.splitlines()
+    assert any(line.startswith(f"locking {other} (") and line.endswith("expect minutes") and "under emulation" in line for line in report)
+    assert any(line.startswith(f"still locking {other}: ") and line.endswith(" so far") for line in report), locked.stderr
+    # It ends with what changed in each lock.
+    assert report[-3:] == [f"{name}: added tabulate {pinned_versions((project / name).read_text())['tabulate']}" for name in IMAGE_LOCKS]
     for name in IMAGE_LOCKS:
         text = (project / name).read_text()
         after = pinned_versions(text)
@@ -74,3 +83,30 @@ def test_a_new_package_reaches_every_lock_with_hashes_and_other_pins_stay(invoke
     again = invoke("lock", "--platform", "linux/amd64", "--upgrade-package", "tabulate", cwd=project)
     assert again.returncode == 0, again.stderr
     assert (project / "requirements.txt").read_bytes() == first
+    assert again.stderr.splitlines()[-1] == "requirements.txt: unchanged"
+
+
+def test_the_lock_container_runs_as_the_caller_and_fills_its_cache(invoke, project):
+    """No capability, no-new-privileges, the caller's uid (as root: the one behind sudo), and pip's
+    cache still written: the cache volume is writable by whichever uid the lock runs as."""
+    env = {"IMAGE_NAME": f"{invoke.image_name}-lock-{uuid.uuid4().hex[:8]}"}
+    if os.getuid() == 0:
+        env.update(SUDO_UID="4321", SUDO_GID="4321")  # as `sudo invoke lock` run by uid 4321
+    caller = int(env.get("SUDO_UID", os.getuid()))
+    volume = f"{env['IMAGE_NAME']}-lock-cache"
+    with (project / "requirements.in").open("a") as file:
+        file.write("tabulate\n")
+    try:
+        result = invoke("lock", "--platform", "linux/amd64", cwd=project, env=env)
+        assert result.returncode == 0, result.stderr
+        assert "tabulate" in pinned_versions((project / "requirements.txt").read_text())
+        base_image = invoke.env.get("BASE_IMAGE", "python:3.11-slim")
+        # pip-tools' cache folder, made by the caller's uid; pip's own beside it once the index sends
+        # cacheable answers (this machine's TLS-intercepting proxy strips Cache-Control, so it stays empty).
+        found = docker(
+            "run", "--rm", "--mount", f"type=volume,source={volume},target=/cache", base_image,
+            "stat", "--format", "%u %a %n", "/cache", "/cache/pip-tools",
+        ).stdout  # fmt: skip
+        assert found == f"0 1777 /cache\n{caller} 755 /cache/pip-tools\n", "a cache volume that every uid may write in, and the caller did"
+    finally:
+        docker("volume", "rm", "--force", volume, check=False)

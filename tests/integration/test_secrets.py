@@ -1,5 +1,6 @@
 """Secrets: canaries in `.env`, in BUILD_CA_BUNDLE, in a package index's and a proxy's credentials,
-then a scan of every byte of both images (`docker save`: each layer, the config, the history).
+in the git remote (a CI job's token), then a scan of every byte of both images (`docker save`: each
+layer, the config, the history) and of what `invoke --dry build` prints.
 
 BuildKit's cache keys do not include a secret's content, so the steps that get secrets must run
 again with the canaries: the CPU image is built without layer cache; the GPU image gets a new package
@@ -43,7 +44,14 @@ def canaries(tmp_path_factory) -> dict[str, str]:
         "ca_bundle": f"canary-ca-bundle-{mark}",
         "index": f"canary-index-token-{mark}",
         "proxy": f"canary-proxy-password-{mark}",
+        "remote": f"canary-remote-token-{mark}",
     }
+
+
+def with_git_remote(project: Path, url: str) -> None:
+    """The copy as a clone whose remote carries credentials, as GitLab CI's does (`https://gitlab-ci-token:<token>@...`)."""
+    subprocess.run(["git", "init", "--quiet", str(project)], check=True)
+    subprocess.run(["git", "-C", str(project), "remote", "add", "origin", url], check=True)
 
 
 @pytest.mark.parametrize(("variant", "build_args"), [("cpu", ("--no-cache",)), ("gpu", ("--gpu",))])
@@ -56,8 +64,10 @@ def test_no_secret_reaches_a_layer_or_the_history(invoke, tmp_path, canaries, va
     if variant == "gpu":
         with (project / "requirements-gpu.txt").open("a") as lock:
             lock.write(lock_entry(PROJECT_DIR / "requirements-dev.txt", "iniconfig") + f"    # {uuid.uuid4().hex}\n")
+    with_git_remote(project, f"https://gitlab-ci-token:{canaries['remote']}@gitlab.example.com/team/app.git?t={canaries['remote']}")
     # A bundle pip still trusts: the machine's CAs, and text outside the PEM blocks, which TLS ignores.
-    ca_bundle = tmp_path / "corporate-ca.pem"
+    # A comma in its path: BuildKit reads `--secret` as CSV, so it must be quoted to arrive whole.
+    ca_bundle = tmp_path / "corporate,ca.pem"
     machine_cas = Path(os.environ.get("BUILD_CA_BUNDLE") or "/etc/ssl/certs/ca-certificates.crt").read_text()
     ca_bundle.write_text(f"# {canaries['ca_bundle']}\n{machine_cas}")
     environment = {
@@ -68,6 +78,10 @@ def test_no_secret_reaches_a_layer_or_the_history(invoke, tmp_path, canaries, va
         "NO_PROXY": "*",
     }
     image = f"{environment['IMAGE_NAME']}:{'latest-gpu' if variant == 'gpu' else 'latest'}"
+    dry = invoke("--dry", "build", *build_args, cwd=project, env=environment)
+    assert dry.returncode == 0, dry.stderr
+    assert "SOURCE_URL=https://gitlab.example.com/team/app.git " in dry.stdout + dry.stderr
+    assert [name for name, canary in canaries.items() if canary in dry.stdout + dry.stderr] == []
     result = invoke("build", *build_args, cwd=project, env=environment)
     try:
         assert result.returncode == 0, result.stderr[-3000:]
@@ -79,6 +93,8 @@ def test_no_secret_reaches_a_layer_or_the_history(invoke, tmp_path, canaries, va
         assert found_in_image(image, [*canaries.values(), *present]) == set(present)
         history = docker("history", "--no-trunc", image).stdout + docker("image", "inspect", image).stdout
         assert [name for name, canary in canaries.items() if canary in history] == []
+        source = docker("image", "inspect", "--format", '{{index .Config.Labels "org.opencontainers.image.source"}}', image).stdout
+        assert source.strip() == "https://gitlab.example.com/team/app.git"
     finally:
         docker("image", "rm", "--force", image, check=False)
     shutil.rmtree(project)

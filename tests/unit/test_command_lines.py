@@ -3,7 +3,7 @@
 import pytest
 
 from devkit import locks
-from devkit.building import build_command, parse_build_args, pip_config
+from devkit.building import TEMPLATE_BUILD_ARGS, build_command, parse_build_args, pip_config, public_source_url
 from devkit.containers import (
     container_test_command,
     parse_command,
@@ -87,6 +87,45 @@ def test_build_ca_bundle_is_a_secret_never_a_build_arg(project):
     argv = build_command(settings, target_of(settings), buildx=False)
     assert value_after(argv, "--secret") == [f"id=ca_bundle,src={project / 'corp ca.pem'}"]
     assert not any("ca.pem" in arg for arg in value_after(argv, "--build-arg"))
+
+
+def test_a_secret_path_with_a_comma_is_quoted_as_csv(project, tmp_path):
+    """BuildKit reads `--secret` as CSV: unquoted, `a,b` would end the src field at the comma."""
+    (project / "corp,ca.pem").write_text("pem")
+    settings = settings_of(project, BUILD_CA_BUNDLE="corp,ca.pem")
+    pip_conf = tmp_path / 'a "b",c' / "pip.conf"
+    argv = build_command(settings, target_of(settings), buildx=False, pip_config_file=pip_conf)
+    quoted_pip_conf = str(pip_conf).replace('"', '""')
+    assert value_after(argv, "--secret") == [f'id=ca_bundle,"src={project / "corp,ca.pem"}"', f'id=pip_conf,"src={quoted_pip_conf}"']
+
+
+@pytest.mark.parametrize(
+    ("remote", "label"),
+    [
+        # GitLab CI's remote carries the job's token.
+        ("https://gitlab-ci-token:glcbt-s3cret@gitlab.example.com/team/app.git", "https://gitlab.example.com/team/app.git"),
+        ("https://s3cret@github.com/acme/app?token=s3cret#s3cret", "https://github.com/acme/app"),
+        ("HTTP://User:s3cret@Git.Example.com:8443/acme/app", "http://git.example.com:8443/acme/app"),
+        ("git@github.com:acme/app.git", "https://github.com/acme/app.git"),
+        ("github.com:acme/app", "https://github.com/acme/app"),
+        # Anything else gives no label.
+        ("ssh://git@github.com/acme/app.git", ""),
+        ("/srv/git/app.git", ""),
+        ("file:///srv/git/app.git", ""),
+        (r"C:\src\app", ""),
+        ("user:s3cret@host:path", ""),
+        ("https://host:port/app", ""),
+        ("", ""),
+    ],
+)
+def test_the_source_label_keeps_scheme_host_and_path_only(remote, label):
+    assert public_source_url(remote) == label
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATE_BUILD_ARGS))
+def test_a_build_arg_the_template_sets_itself_is_refused(name):
+    with pytest.raises(UserError, match=rf"^--build-arg {name}: `invoke build` sets it itself, from "):
+        parse_build_args([f"{name}=mine"])
 
 
 def test_build_labels_and_proxies_by_name(project):
@@ -325,12 +364,26 @@ def test_the_arm64_image_runs_as_arm64_under_its_own_tag_on_an_amd64_host(projec
 def test_lock_command(tmp_path):
     (tmp_path / "ca.pem").write_text("pem")
     settings = load_settings(tmp_path, environ={"BASE_IMAGE": "mirror/python:3.11-slim", "BUILD_CA_BUNDLE": "ca.pem"})
-    argv = lock_command(settings, locks.CPU_ARM64, work_dir=tmp_path / "w", cache_volume="x-pip-cache", upgrade_packages=("numpy", "keras"))
+    argv = lock_command(
+        settings,
+        locks.CPU_ARM64,
+        work_dir=tmp_path / "w",
+        cache_volume="x-lock-cache",
+        upgrade_packages=("numpy", "keras"),
+        user="1001:1002",
+    )
     assert argv[:7] == ["docker", "run", "--rm", "--init", "--env", "TINI_KILL_PROCESS_GROUP=1", "--platform"]
     assert value_after(argv, "--platform") == ["linux/arm64"]
+    # The least privilege of every other container of the project, and the caller's uid.
+    assert value_after(argv, "--cap-drop") == ["ALL"]
+    assert value_after(argv, "--security-opt") == ["no-new-privileges"]
+    assert value_after(argv, "--user") == ["1001:1002"]
+    assert "HOME=/tmp" in value_after(argv, "--env")
     mounts = value_after(argv, "--mount")
     assert f"type=bind,source={tmp_path},target=/src,readonly" in mounts, "the project is read-only to pip-compile"
-    assert "type=volume,source=x-pip-cache,target=/root/.cache/pip" in mounts
+    # pip's and pip-tools' caches, on a mount point whose mode (1777) a new volume takes: any uid writes there.
+    assert "type=volume,source=x-lock-cache,target=/var/tmp" in mounts
+    assert "XDG_CACHE_HOME=/var/tmp" in value_after(argv, "--env")
     assert f"type=bind,source={tmp_path / 'ca.pem'},target=/run/secrets/ca_bundle,readonly" in mounts
     assert "PIP_CERT=/run/secrets/ca_bundle" in value_after(argv, "--env")
     assert argv[-4:-1] == ["mirror/python:3.11-slim", "sh", "-c"]
@@ -340,8 +393,10 @@ def test_lock_command(tmp_path):
     assert "--upgrade-package numpy --upgrade-package keras" in script
     assert "--upgrade " not in script
     assert script.endswith("requirements-cpu.in >&2 && cat /tmp/lock.txt")
-    upgrading = lock_command(settings, locks.GPU, work_dir=tmp_path, cache_volume="v", upgrade=True)[-1]
-    assert "--upgrade --output-file /tmp/lock.txt requirements-gpu.in" in upgrading
+    upgrading = lock_command(settings, locks.GPU, work_dir=tmp_path, cache_volume="v", upgrade=True)
+    assert "--upgrade --output-file /tmp/lock.txt requirements-gpu.in" in upgrading[-1]
+    assert "--user" not in upgrading, "where no user is given (Docker Desktop), the image's own, without capabilities"
+    assert value_after(upgrading, "--cap-drop") == ["ALL"]
 
 
 def test_build_args_of_the_user_come_last_so_they_win(project):

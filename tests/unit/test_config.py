@@ -1,5 +1,8 @@
 """Settings: precedence (environment > .env > default), validation, and the app's own keys."""
 
+import errno
+import os
+import pathlib
 from pathlib import Path
 
 import pytest
@@ -63,9 +66,24 @@ def test_app_keys_are_everything_else_with_environment_values_first(project):
         ("HOST_ADDRESS", "localhost:1", "not an IP address"),
         ("IMAGE_NAME", "My_Image", "not a valid image name"),
         ("IMAGE_NAME", "bad//name", "not a valid image name"),
+        # A container is named after the image, and a container name has two characters at least.
+        ("IMAGE_NAME", "a", "IMAGE_NAME='a' (from environment): 2 to 255 characters"),
+        ("IMAGE_NAME", "a" * 256, "2 to 255 characters"),
+        # str.isdigit() and int() take these; no port is spelt with them (int("٣") is 3).
+        ("HOST_PORT", "²", "HOST_PORT='²' (from environment): not a port number"),
+        ("HOST_PORT", "٣", "HOST_PORT='٣' (from environment): not a port number"),
+        ("CONTAINER_PORT", "８０", "not a port number"),
         ("IMAGE_TAG", "-leading-dash", "not a valid tag"),
         ("IMAGE_TAG", "x" * 119, "not a valid tag"),
-        ("BASE_IMAGE", "python 3.11", "no spaces"),
+        ("BASE_IMAGE", "python 3.11", "not an image reference"),
+        # Would be read as a docker option in `docker run ... BASE_IMAGE` (the lock) and `docker pull`.
+        ("BASE_IMAGE", "--privileged", "BASE_IMAGE='--privileged' (from environment): may not start with '-'"),
+        ("BASE_IMAGE", "Python:3.11", "not an image reference"),
+        ("BASE_IMAGE", "python:3.11@sha256:abc", "not an image reference"),
+        ("BASE_IMAGE", "python:" + "x" * 129, "not an image reference"),
+        ("BASE_IMAGE", "a" * 256 + ":1", "an image name has at most 255 characters"),
+        ("REGISTRY", "-ghcr.io/acme", "REGISTRY='-ghcr.io/acme' (from environment): may not start with '-'"),
+        ("REGISTRY", ".ghcr.io", "expected a registry"),
         ("PLATFORM", "linux/riscv64", "PLATFORM (from environment): unknown platform 'linux/riscv64'"),
         ("PLATFORM", "windows/amd64", "unknown platform"),
         ("REGISTRY", "https://ghcr.io", "expected a registry"),
@@ -86,10 +104,43 @@ def test_bad_value_in_dotenv_names_dotenv(project):
         load_settings(project, environ={})
 
 
-def test_malformed_dotenv_line_is_named(project):
-    write_env(project, "HOST_PORT=9000\nthis is not a setting\n")
-    with pytest.raises(UserError, match=r"\.env line 2: cannot parse 'this is not a setting'"):
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("HOST_PORT=9000\nthis is not a setting\n", ".env line 2: cannot parse a line without KEY= (not shown: it may hold a secret)"),
+        # An unclosed quote: the token after it is in the statement python-dotenv could not parse.
+        ('PIP_INDEX_URL="https://ci:canary-token@pypi.example.com/simple\n', ".env line 1: cannot parse the line of PIP_INDEX_URL"),
+        ("export API_TOKEN='canary-token\nHOST_PORT=9000\n", ".env line 1: cannot parse the line of API_TOKEN"),
+    ],
+)
+def test_a_malformed_dotenv_line_is_named_never_shown(project, text, message):
+    write_env(project, text)
+    with pytest.raises(UserError) as error:
         load_settings(project, environ={})
+    assert str(error.value).startswith(message)
+    assert "canary" not in str(error.value)
+    assert "not a setting" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("HOST_PORT=9000\nAPI_TOKEN=canary\0token\n", ".env line 2: the value of API_TOKEN holds a NUL byte (not shown); remove it"),
+        ("API\0TOKEN=1\n", ".env line 1: the key 'API\\x00TOKEN' holds a NUL byte; remove it"),
+    ],
+)
+def test_a_nul_byte_in_dotenv_is_one_line(project, text, message):
+    write_env(project, text)
+    with pytest.raises(UserError) as error:
+        load_settings(project, environ={})
+    assert str(error.value) == message
+
+
+def test_credentials_are_taken_as_written_and_other_values_interpolate(project):
+    write_env(project, "PIP_INDEX_URL=https://ci:pa${ss}word@pypi.example.com/simple\nREGION=eu\nBUCKET=data-${REGION}\n")
+    settings = load_settings(project, environ={})
+    assert settings.package_index == {"PIP_INDEX_URL": "https://ci:pa${ss}word@pypi.example.com/simple"}
+    assert settings.app_env["BUCKET"] == "data-eu"
 
 
 def test_data_dir_relative_to_project_with_spaces(project):
@@ -102,6 +153,49 @@ def test_data_dir_that_is_a_file_is_refused(project):
     (project / "data").write_text("not a folder")
     with pytest.raises(UserError, match="is a file, not a folder"):
         load_settings(project, environ={})
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("~no-such-user-here/x", "DATA_DIR='~no-such-user-here/x' (from environment): no such user's home folder"),
+        ("loop/data", "a symlink loop"),
+        ("x" * 300, "File name too long"),
+    ],
+)
+def test_a_data_dir_the_system_cannot_resolve_is_one_line(project, value, message):
+    (project / "loop").symlink_to(project / "loop")
+    with pytest.raises(UserError) as error:
+        load_settings(project, environ={"DATA_DIR": value})
+    assert message in str(error.value)
+    assert str(error.value).startswith(f"DATA_DIR={value!r} (from environment): ")
+
+
+def test_a_data_dir_under_a_folder_the_caller_may_not_enter_is_one_line(project, monkeypatch):
+    # As a non-root caller meets /root/data; root itself may enter any folder, so the system's answer is given here.
+    locked = project / "locked"
+    real_stat = pathlib.Path.stat
+
+    def stat(path, *args, **kwargs):
+        if locked in path.parents:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "stat", stat)
+    with pytest.raises(UserError) as error:
+        load_settings(project, environ={"DATA_DIR": "locked/data"})
+    assert str(error.value) == f"DATA_DIR='locked/data' (from environment): cannot look at {locked / 'data'}: Permission denied"
+
+
+def test_docker_must_be_a_program_where_it_is_a_path(project):
+    (project / "docker").write_text("#!/bin/sh\n")
+    for value, reason in ((str(project), "a folder, not a program"), (str(project / "docker"), "not an executable file")):
+        with pytest.raises(UserError) as error:
+            load_settings(project, environ={"DOCKER": value})
+        assert str(error.value).startswith(f"DOCKER={value!r} (from environment): {reason}")
+    # Not there (yet): `invoke --dry` works without a CLI; the tasks that need one say "no such command".
+    assert load_settings(project, environ={"DOCKER": str(project / "nothing")}).docker == str(project / "nothing")
+    assert load_settings(project, environ={"DOCKER": "podman"}).docker == "podman"
 
 
 def test_data_dir_that_cannot_be_created_is_refused(project):
@@ -127,8 +221,40 @@ def test_registry_trailing_slash_dropped(project):
 
 
 @pytest.mark.parametrize(
+    "reference",
+    [
+        "python:3.11-slim",
+        "library/python",
+        "mirror.example.com:5000/library/python:3.11-slim",
+        "localhost:5000/python",
+        "Registry.Example.com/team/python:3.11",
+        "python:3.11-slim@sha256:" + "a" * 64,
+        "python@sha256:" + "0" * 64,
+    ],
+)
+def test_base_image_references_docker_reads(project, reference):
+    assert load_settings(project, environ={"BASE_IMAGE": reference}).base_image == reference
+
+
+def test_the_registry_name_of_the_image_has_at_most_255_characters(project):
+    with pytest.raises(
+        UserError, match=r"^REGISTRY='ghcr.io/acme' \(from environment\): ghcr.io/acme/a+ is longer than an image name may be"
+    ):
+        load_settings(project, environ={"REGISTRY": "ghcr.io/acme", "IMAGE_NAME": "a" * 250})
+
+
+@pytest.mark.parametrize(
     ("folder", "expected"),
-    [("tf-template", "tf-template"), ("My Project", "my-project"), ("__x__", "x"), ("!!!", "tensorflow-app"), ("Data.Sci_2", "data-sci-2")],
+    [
+        ("tf-template", "tf-template"),
+        ("My Project", "my-project"),
+        ("__xy__", "xy"),
+        ("!!!", "tensorflow-app"),
+        ("Data.Sci_2", "data-sci-2"),
+        # A container name has two characters at least; an image name, here, 128 at most.
+        ("x", "tensorflow-app"),
+        ("a" * 127 + "-b" * 10, "a" * 127),
+    ],
 )
 def test_default_image_name(folder, expected):
     assert default_image_name(Path("/somewhere") / folder) == expected

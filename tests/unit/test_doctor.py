@@ -1,5 +1,7 @@
 """`invoke doctor`'s checks, each against stand-in CLIs and folders: verdicts, details and fixes."""
 
+import errno
+import json
 import os
 import socket
 from pathlib import Path
@@ -7,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_engine import fake_cli
 
-from devkit import doctor
+from devkit import doctor, host
 from devkit.doctor import FAIL, OK, SKIP, WARN, Finding, Machine
 from devkit.settings import load_settings
 
@@ -19,7 +21,7 @@ HEALTHY_ENGINE = "\n".join(
         '"buildx version") exit 1 ;;',
         '"info --format {{json .Runtimes}}") echo \'{"runc":{}}\' ;;',
         '"info --format {{.DockerRootDir}}") echo "$DOCKER_ROOT" ;;',  # set by findings() below
-        '"pull --quiet --platform linux/amd64 python:3.11-slim") echo sha256:1 ;;',
+        '"image inspect --format {{.Os}}/{{.Architecture}} python:3.11-slim") echo linux/amd64 ;;',
         '"container inspect --format {{.State.Status}} project") exit 1 ;;',
     ]
 )
@@ -119,7 +121,7 @@ def test_a_malformed_dotenv_is_named_and_skips_what_needs_settings(project, tmp_
     (project / ".env").write_text("HOST_PORT=8888\nnot a setting\n")
     result = findings(project, fake_cli(tmp_path, HEALTHY_ENGINE))
     assert result[".env"].verdict == FAIL
-    assert result[".env"].detail == ".env line 2: cannot parse 'not a setting'; expected KEY=value"
+    assert result[".env"].detail.startswith(".env line 2: cannot parse a line without KEY= (not shown: it may hold a secret)")
     assert [result[s].verdict for s in ("port", "DATA_DIR", "disk", "base image")] == [SKIP] * 4
 
 
@@ -157,13 +159,77 @@ def test_an_engine_whose_storage_is_elsewhere_is_not_measured(project, tmp_path)
     assert result["disk"].verdict == WARN
 
 
-def test_a_base_image_that_cannot_be_pulled(project, tmp_path):
-    cli = fake_cli(
-        tmp_path,
-        HEALTHY_ENGINE.replace("echo sha256:1 ;;", 'echo "manifest unknown" >&2; exit 1 ;;')
-        + '\n"image inspect --format {{.Os}}/{{.Architecture}} python:3.11-slim") exit 1 ;;',
+def logging_cli(tmp_path: Path, script: str) -> tuple[str, Path]:
+    """A stand-in CLI that also writes down every command it is given."""
+    answers = fake_cli(tmp_path, script)
+    log = tmp_path / "commands.log"
+    cli = tmp_path / "logging-docker"
+    cli.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {answers} "$@"\n')
+    cli.chmod(0o755)
+    return str(cli), log
+
+
+def not_here(manifest_answer: str) -> str:
+    """The healthy engine without the base image, whose registry answers `manifest inspect` so."""
+    local = '"image inspect --format {{.Os}}/{{.Architecture}} python:3.11-slim") echo linux/amd64 ;;'
+    return HEALTHY_ENGINE.replace(
+        local, f'"image inspect --format {{{{.Os}}}}/{{{{.Architecture}}}} python:3.11-slim") exit 1 ;;\n{manifest_answer}'
     )
+
+
+@pytest.mark.parametrize(
+    ("manifest", "verdict", "detail"),
+    [
+        (
+            f"echo '{json.dumps({'manifests': [{'platform': {'os': 'linux', 'architecture': 'amd64'}}]})}'",
+            WARN,
+            "python:3.11-slim for linux/amd64: not pulled yet; `invoke build` pulls it",
+        ),
+        (
+            'echo "manifest unknown" >&2; exit 1',
+            FAIL,
+            "BASE_IMAGE python:3.11-slim is neither on this engine nor in its registry (manifest unknown)",
+        ),
+        (
+            f"echo '{json.dumps({'manifests': [{'platform': {'os': 'linux', 'architecture': 'arm64'}}]})}'",
+            FAIL,
+            "BASE_IMAGE python:3.11-slim has no linux/amd64 variant (only linux/arm64)",
+        ),
+    ],
+)
+def test_the_base_image_is_only_read_never_pulled(project, tmp_path, manifest, verdict, detail):
+    cli, log = logging_cli(tmp_path, not_here(f'"manifest inspect python:3.11-slim") {manifest} ;;'))
     result = findings(project, cli)
-    assert result["base image"].verdict == FAIL
-    assert result["base image"].detail == "BASE_IMAGE python:3.11-slim cannot be pulled for linux/amd64 (manifest unknown)"
-    assert result["base image"].fix.endswith("or set BASE_IMAGE in .env (a mirror your network reaches)")
+    assert (result["base image"].verdict, result["base image"].detail) == (verdict, detail)
+    assert verdict != FAIL or result["base image"].fix.endswith("or set BASE_IMAGE in .env (a mirror your network reaches)")
+    assert not [line for line in log.read_text().splitlines() if line.split()[0] == "pull"], "a pull re-points a tag others may use"
+
+
+def test_a_base_image_here_for_another_platform_only_is_not_pulled_yet(project, tmp_path):
+    index = json.dumps({"manifests": [{"platform": {"os": "linux", "architecture": p}} for p in ("amd64", "arm64")]})
+    script = HEALTHY_ENGINE.replace('python:3.11-slim") echo linux/amd64', 'python:3.11-slim") echo linux/arm64')
+    result = findings(project, fake_cli(tmp_path, f"{script}\n\"manifest inspect python:3.11-slim\") echo '{index}' ;;"))
+    assert result["base image"].verdict == WARN
+    assert result["base image"].detail == (
+        "python:3.11-slim for linux/amd64: not pulled yet (the engine has its linux/arm64 variant); `invoke build` pulls it"
+    )
+
+
+def test_a_low_port_that_only_root_may_bind_is_a_warning(project, tmp_path, monkeypatch, capsys):
+    cli = fake_cli(tmp_path, HEALTHY_ENGINE)
+    real_socket = socket.socket
+
+    class NotRoot(real_socket):
+        """A socket as a caller without the right to bind ports below 1024 has it."""
+
+        def bind(self, address):
+            if 0 < address[1] < 1024:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+            return super().bind(address)
+
+    monkeypatch.setattr(socket, "socket", NotRoot)
+    result = findings(project, cli, HOST_PORT="80")
+    assert result["port"].verdict == WARN
+    assert result["port"].detail.startswith("HOST_PORT 80 on 127.0.0.1: cannot check whether it is free (only root may bind")
+    host.require_free_port("127.0.0.1", 80)
+    assert capsys.readouterr().err.startswith("warning: HOST_PORT 80 on 127.0.0.1: cannot check whether it is free")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from devkit.engine import Engine
+from devkit.engine import Engine, cmd_exe_line
 from devkit.errors import UserError
 
 
@@ -111,3 +111,47 @@ def test_an_engine_without_emulation_is_refused_with_the_fix(tmp_path):
     Engine(cli).require_platform_support("base", "linux/amd64")
     # Any other failure is the real command's to report, in its own words.
     Engine(cli).require_platform_support("gone", "linux/arm64")
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["docker", "run", "a b"], 'docker run "a b"'),
+        # cmd.exe acts on & | ^ < > ( ) ! " and expands %NAME% even inside quotes: each gets a caret.
+        (["docker", "build", "--build-arg", "A=x&y|z"], "docker build --build-arg A=x^&y^|z"),
+        (["docker", "run", "--env", "P=%PATH%"], "docker run --env P=^%PATH^%"),
+        (["docker", "run", "50% & more"], 'docker run ^"50^% ^& more^"'),
+        (["echo", "^", 'say "hi"'], 'echo ^^ ^"say \\^"hi\\^"^"'),
+        ([r"C:\Program Files\Docker\docker.exe", "ps"], r'"C:\Program Files\Docker\docker.exe" ps'),
+    ],
+)
+def test_command_lines_for_cmd_exe_escape_what_it_acts_on(argv, line):
+    assert cmd_exe_line(argv) == line
+
+
+@pytest.mark.parametrize("kind", ["folder", "not executable"])
+def test_a_docker_that_cannot_be_run_is_one_line(tmp_path, kind):
+    cli = tmp_path / "docker"
+    if kind == "folder":
+        cli.mkdir()
+    else:
+        cli.write_text("#!/bin/sh\n")
+    with pytest.raises(UserError, match=rf"^DOCKER='{cli}': cannot run it \(Permission denied\); set DOCKER to the docker CLI itself$"):
+        Engine(str(cli)).server_platform()
+
+
+def test_a_registry_is_read_without_pulling(tmp_path):
+    index = {
+        "manifests": [{"platform": {"os": "linux", "architecture": "amd64"}}, {"platform": {"os": "unknown", "architecture": "unknown"}}]
+    }
+    cli = fake_cli(
+        tmp_path,
+        f"\"manifest inspect mirror.example/python:3.11\") echo '{json.dumps(index)}' ;;\n"
+        '"manifest inspect mirror.example/python:one") echo \'{"config": {}, "layers": []}\' ;;\n'
+        '"info --format {{json .RegistryConfig}}") echo \'{"InsecureRegistryCIDRs": ["127.0.0.0/8"]}\' ;;\n'
+        '"manifest inspect --insecure 127.0.0.1:5000/gone:1") echo "no such manifest: 127.0.0.1:5000/gone:1" >&2; exit 1 ;;',
+    )
+    assert Engine(cli).registry_platforms("mirror.example/python:3.11") == ["linux/amd64"]
+    assert Engine(cli).registry_platforms("mirror.example/python:one") == [], "one platform, which its manifest does not name"
+    with pytest.raises(UserError, match=r"^127.0.0.1:5000/gone:1 is neither on this engine nor in its registry \(no such manifest: "):
+        Engine(cli).registry_platforms("127.0.0.1:5000/gone:1")

@@ -1,14 +1,16 @@
 """The committed locks: hash-pinned, the right TensorFlow per image, shared versions in step."""
 
+import os
 import re
 import shutil
+import signal
 
 import pytest
 from conftest import PROJECT_DIR
 
 from devkit import locks
 from devkit.errors import UserError
-from devkit.locking import pip_compile_reason
+from devkit.locking import pip_compile_reason, replace_together
 from devkit.locks import pinned_versions
 
 LOCKS = ("requirements.txt", "requirements-arm64.txt", "requirements-gpu.txt", "requirements-dev.txt")
@@ -143,3 +145,70 @@ def test_pip_compile_reason_drops_the_traceback():
         "No matching distribution found for tensorflw-cpu==2.21.0",
     ]
     assert pip_compile_reason("") == "no message"
+
+
+# --- what a compiled lock must hold, and what it changed ---------------------------------------------
+
+
+def test_required_names_follow_includes_and_the_markers_of_each_platform():
+    assert locks.required_names(PROJECT_DIR, locks.CPU_AMD64) == ["tensorflow-cpu", "starlette", "uvicorn"]
+    assert locks.required_names(PROJECT_DIR, locks.CPU_ARM64) == ["tensorflow", "starlette", "uvicorn"]
+    assert locks.required_names(PROJECT_DIR, locks.GPU) == ["tensorflow", "starlette", "uvicorn"], "-c constrains, requires nothing"
+
+
+def test_required_names_skip_options_comments_and_continuations(tmp_path):
+    (tmp_path / "requirements-cpu.in").write_text(
+        "# a comment\n--index-url https://example.com/simple\n-r more.in\nPyYAML>=6  # inline\nzope.interface \\\n  >=5\n"
+    )
+    (tmp_path / "more.in").write_text("-c constraints.txt\nTyping_Extensions[x]\n")
+    assert locks.required_names(tmp_path, locks.CPU_AMD64) == ["pyyaml", "zope-interface", "typing-extensions"]
+
+
+@pytest.mark.parametrize("lock", locks.ALL, ids=lambda lock: lock.output)
+def test_committed_locks_hold_every_requirement(lock):
+    assert locks.missing_requirements(PROJECT_DIR, lock, (PROJECT_DIR / lock.output).read_text()) == []
+
+
+def test_a_requirement_without_a_hashed_pin_is_missing():
+    lock_text = "starlette==0.1 \\\n    --hash=sha256:aa\n    # via -r requirements.in\nuvicorn==0.1\ntensorflow-cpu>=2\n"
+    assert locks.missing_requirements(PROJECT_DIR, locks.CPU_AMD64, lock_text) == ["tensorflow-cpu", "uvicorn"]
+
+
+def test_changes_name_each_package_and_its_versions():
+    old = "a==1 \\\n    --hash=sha256:aa\nb==1 \\\n    --hash=sha256:bb\nc==2 \\\n    --hash=sha256:cc\n"
+    new = "a==1 \\\n    --hash=sha256:aa\nc==3 \\\n    --hash=sha256:cc\nd==0.1 \\\n    --hash=sha256:dd\n"
+    assert locks.changes(old, new) == "added d 0.1; removed b 1; moved c 2 -> 3"
+    assert locks.changes(old, old + f"{locks.FOOTER_PREFIX}abc\n") == "unchanged"
+    assert locks.changes(old, old.replace("sha256:bb", "sha256:b2")) == "the same versions (hashes or notes changed)"
+    assert locks.changes("", new) == "added a 1, c 3, d 0.1"
+
+
+# --- every lock replaced, or none -------------------------------------------------------------------
+
+
+def test_locks_are_replaced_together_and_a_failed_rename_puts_back_the_first(tmp_path):
+    first, second = tmp_path / "requirements.txt", tmp_path / "requirements-gpu.txt"
+    first.write_text("old first\n")
+    second.mkdir()  # a rename over a folder fails
+    with pytest.raises(UserError, match=r"^cannot replace .*requirements-gpu.txt: Is a directory; every lock is as it was$"):
+        replace_together({first: "new first\n", second: "new second\n"})
+    assert first.read_text() == "old first\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["requirements-gpu.txt", "requirements.txt"], "no partial file left"
+    second.rmdir()
+    replace_together({first: "new first\n", second: "new second\n"})
+    assert (first.read_text(), second.read_text()) == ("new first\n", "new second\n")
+
+
+def test_ctrl_c_during_the_renames_waits_until_every_lock_is_replaced(tmp_path, monkeypatch):
+    files = {tmp_path / f"lock{number}.txt": f"new {number}\n" for number in range(3)}
+    real_replace = os.replace
+
+    def replace_then_ctrl_c(source, target):
+        real_replace(source, target)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(os, "replace", replace_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        replace_together(files)
+    assert [path.read_text() for path in files] == ["new 0\n", "new 1\n", "new 2\n"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -1,8 +1,10 @@
 """The pipelines behind the tasks, with the engine scripted: what runs in which order, what is
 refused before anything is created, what is cleaned up on failure, what `--dry` leaves alone."""
 
+import io
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -82,6 +84,26 @@ def test_build_removes_the_package_index_secret_after_a_failed_build(project):
     assert "token" not in engine.actions[0]
 
 
+def test_the_source_label_never_carries_the_remotes_credentials(project):
+    remote = "https://gitlab-ci-token:canary-token@gitlab.example.com/team/app.git?private_token=canary-token#canary-token"
+    engine = RecordingEngine(answers={"config --get remote.origin.url": (0, f"{remote}\n", "")})
+    settings = settings_of(project)
+    building.build(engine, settings, target_of(settings))
+    (build,) = engine.actions
+    assert "--build-arg SOURCE_URL=https://gitlab.example.com/team/app.git " in build
+    assert "canary" not in build
+
+
+@pytest.mark.parametrize("epoch", ["²", "99999999999999999999", "-1"])
+def test_a_source_date_epoch_that_is_no_time_is_one_line(project, monkeypatch, epoch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", epoch)
+    engine = RecordingEngine()
+    settings = settings_of(project)
+    with pytest.raises(UserError, match=r"^SOURCE_DATE_EPOCH=.* \(from environment\): not a time in seconds since 1970$"):
+        building.build(engine, settings, target_of(settings))
+    assert engine.actions == []
+
+
 # --- run, stop, container test -----------------------------------------------------------------
 
 
@@ -107,6 +129,17 @@ def test_run_refuses_a_running_container_and_a_busy_port_without_creating_anythi
             containers.run(engine, taken, target_of(taken))
     assert running.actions == engine.actions == []
     assert not (project / "data").exists()
+
+
+def test_a_refused_run_leaves_a_stopped_leftover_where_it_was(project):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        settings = settings_of(project, HOST_PORT=str(busy.getsockname()[1]))
+        engine = RecordingEngine(answers={"container inspect": (0, f"exited {project_id(settings)}\n", "")})
+        with pytest.raises(UserError, match="is already in use"):
+            containers.run(engine, settings, target_of(settings))
+    assert engine.actions == [], "the leftover goes only once nothing can refuse the run"
 
 
 def test_a_detached_run_that_fails_is_removed(project):
@@ -232,7 +265,7 @@ def test_clean_removes_only_what_carries_the_projects_label(project, capsys):
             "--filter dangling=true": (0, "sha256:aaa\nsha256:bbb\n", ""),
         }
     )
-    containers.clean(engine, settings, every_target(settings, host="linux/amd64"), cache_volume="tf-pip-cache")
+    containers.clean(engine, settings, every_target(settings, host="linux/amd64"), cache_volume="tf-lock-cache")
     assert engine.actions == [
         "docker container rm --force tf-run-1a2b3c tf-container-test",
         "docker image rm tf:latest-gpu sha256:aaa sha256:bbb",
@@ -243,10 +276,10 @@ def test_clean_removes_only_what_carries_the_projects_label(project, capsys):
     assert lines[1].startswith("left alone: tf:latest is an image of the same name that is not this project's")
     assert lines[2] == "removed containers tf-run-1a2b3c, tf-container-test; image tf:latest-gpu; 2 untagged images"
     assert lines[3].startswith(
-        f"kept: what you pushed to a registry, DATA_DIR ({project / 'data'}), the locks, the pip cache volume tf-pip-cache"
+        f"kept: what you pushed to a registry, DATA_DIR ({project / 'data'}), the locks, the lock cache volume tf-lock-cache"
     )
     nothing = RecordingEngine()
-    containers.clean(nothing, settings, every_target(settings, host="linux/amd64"), cache_volume="tf-pip-cache")
+    containers.clean(nothing, settings, every_target(settings, host="linux/amd64"), cache_volume="tf-lock-cache")
     assert nothing.actions == []
     assert capsys.readouterr().err.splitlines()[0] == "nothing to remove"
 
@@ -254,7 +287,7 @@ def test_clean_removes_only_what_carries_the_projects_label(project, capsys):
 def test_clean_all_also_removes_the_pip_cache_and_the_unused_build_cache_and_says_what_it_freed(project, capsys):
     settings = settings_of(project)
     usage = iter(["10.5GB\n26.1MB\n1.2GB\n16.59GB\n", "9.2GB\n0B\n0B\n2.5GB\n"])
-    engine = RecordingEngine(answers={"volume inspect tf-pip-cache": (0, "[]", "")})
+    engine = RecordingEngine(answers={"volume inspect tf-lock-cache": (0, "[]", "")})
     answer = engine._query_process
 
     def disk_usage_before_and_after(argv, timeout):
@@ -263,10 +296,10 @@ def test_clean_all_also_removes_the_pip_cache_and_the_unused_build_cache_and_say
         return answer(argv, timeout)
 
     engine._query_process = disk_usage_before_and_after
-    containers.clean(engine, settings, every_target(settings, host="linux/amd64"), cache_volume="tf-pip-cache", everything=True)
-    assert engine.actions == ["docker volume rm tf-pip-cache", "docker builder prune --force"]
+    containers.clean(engine, settings, every_target(settings, host="linux/amd64"), cache_volume="tf-lock-cache", everything=True)
+    assert engine.actions == ["docker volume rm tf-lock-cache", "docker builder prune --force"]
     removed, summary = capsys.readouterr().err.splitlines()
-    assert removed == "removed the pip cache volume tf-pip-cache; the engine's unused build cache"
+    assert removed == "removed the lock cache volume tf-lock-cache; the engine's unused build cache"
     assert summary == f"freed 16.6 GB; kept: what you pushed to a registry, DATA_DIR ({project / 'data'}), the locks"
 
 
@@ -283,15 +316,19 @@ def lock_project(project):
     return project
 
 
-def compiled(name: str) -> Outcome:
-    return Outcome(0, f"{name}==1.0 \\\n    --hash=sha256:{'0' * 64}\n")
+def pin(name: str, version: str = "1.0") -> str:
+    return f"{name}=={version} \\\n    --hash=sha256:{'0' * 64}\n"
+
+
+def compiled(*names: str) -> Outcome:
+    return Outcome(0, "".join(pin(name) for name in names))
 
 
 def test_a_failed_lock_leaves_every_lock_as_it_was(lock_project):
     before = {path.name: path.read_bytes() for path in lock_project.glob("requirements*.txt")}
     engine = RecordingEngine(
         outcomes={
-            "--platform linux/amd64": compiled("numpy"),
+            "--platform linux/amd64": compiled("numpy", "tensorflow-cpu"),
             "--platform linux/arm64": Outcome(1, "", "ERROR: No matching distribution found for numpy==99\n"),
         }
     )
@@ -303,7 +340,9 @@ def test_a_failed_lock_leaves_every_lock_as_it_was(lock_project):
 
 
 def test_the_gpu_lock_is_compiled_against_the_new_cpu_lock(lock_project):
-    engine = RecordingEngine(outcomes={"requirements-cpu.in": compiled("numpy"), "requirements-gpu.in": compiled("tensorflow")})
+    engine = RecordingEngine(
+        outcomes={"requirements-cpu.in": compiled("numpy", "tensorflow-cpu"), "requirements-gpu.in": compiled("numpy", "tensorflow")}
+    )
     settings = settings_of(lock_project)
     locking.lock(engine, settings, (locks.CPU_AMD64, locks.GPU), upgrade=True, packages=(), python="python3")
     gpu_compile = next(line for line in engine.actions if "requirements-gpu.in" in line)
@@ -311,6 +350,82 @@ def test_the_gpu_lock_is_compiled_against_the_new_cpu_lock(lock_project):
     assert locks.is_current(lock_project, locks.CPU_AMD64)
     assert locks.is_current(lock_project, locks.GPU), "the GPU lock's footer names the CPU lock it was compiled against"
     assert not list(lock_project.glob(".*partial"))
+
+
+@pytest.mark.parametrize(
+    ("arm64_output", "missing"),
+    [
+        (pin("numpy"), "tensorflow-cpu"),
+        # Pinned, but without a hash: `pip install --require-hashes` in the build would refuse it.
+        (pin("numpy") + "tensorflow-cpu==1.0\n", "tensorflow-cpu"),
+        (pin("tensorflow-cpu") + "numpy>=1.0\n", "numpy"),
+    ],
+)
+def test_a_compiled_lock_without_a_pinned_hashed_entry_for_a_requirement_replaces_no_lock(lock_project, arm64_output, missing):
+    before = {path.name: path.read_bytes() for path in lock_project.glob("requirements*.txt")}
+    engine = RecordingEngine(
+        outcomes={"--platform linux/amd64": compiled("numpy", "tensorflow-cpu"), "--platform linux/arm64": Outcome(0, arm64_output)}
+    )
+    with pytest.raises(UserError) as error:
+        locking.lock(engine, settings_of(lock_project), (locks.CPU_AMD64, locks.CPU_ARM64), upgrade=True, packages=(), python="python3")
+    assert str(error.value) == f"pip-compile left no pinned, hashed entry in requirements-arm64.txt for {missing}; every lock is unchanged"
+    assert {path.name: path.read_bytes() for path in lock_project.glob("requirements*.txt")} == before
+
+
+def test_a_lock_ends_with_what_changed_in_each(lock_project, capsys):
+    (lock_project / "requirements.txt").write_text(pin("numpy", "0.9") + pin("tensorflow-cpu") + pin("six"))
+    (lock_project / "requirements-arm64.txt").write_text(pin("numpy").replace("sha256:0", "sha256:1") + pin("tensorflow-cpu"))
+    engine = RecordingEngine(
+        outcomes={
+            "--platform linux/amd64": compiled("numpy", "tensorflow-cpu", "tabulate"),
+            "--platform linux/arm64": compiled("numpy", "tensorflow-cpu"),
+        }
+    )
+    locking.lock(engine, settings_of(lock_project), (locks.CPU_AMD64, locks.CPU_ARM64), upgrade=True, packages=(), python="python3")
+    err = capsys.readouterr().err.splitlines()
+    assert err[-2:] == [
+        "requirements.txt: added tabulate 1.0; removed six 1.0; moved numpy 0.9 -> 1.0",
+        "requirements-arm64.txt: the same versions (hashes or notes changed)",
+    ]
+    locking.lock(engine, settings_of(lock_project), (locks.CPU_ARM64,), upgrade=True, packages=(), python="python3")
+    assert capsys.readouterr().err.splitlines()[-1] == "requirements-arm64.txt: unchanged"
+
+
+def test_a_lock_for_another_architecture_says_it_runs_under_emulation(lock_project, capsys):
+    engine = RecordingEngine(answers=HOST_AMD64, outcomes={"--platform linux/arm64": compiled("numpy", "tensorflow-cpu")})
+    locking.lock(engine, settings_of(lock_project), (locks.CPU_ARM64,), upgrade=True, packages=(), python="python3")
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "locking requirements-arm64.txt (linux/arm64) under emulation: this engine runs linux/amd64, "
+        "so every step of Python goes through QEMU; expect minutes"
+    )
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_ticker_says_a_long_step_is_alive_in_lines_or_on_a_terminal_with_a_spinner():
+    log = io.StringIO()
+    with locking.Ticker("locking requirements-arm64.txt", stream=log, every=0.05):
+        time.sleep(0.3)
+    lines = log.getvalue().splitlines()
+    assert len(lines) >= 3
+    assert set(lines) == {"still locking requirements-arm64.txt: 0:00 so far"}
+    terminal = Terminal()
+    with locking.Ticker("locking requirements.txt", stream=terminal, every=0.05):
+        time.sleep(0.3)
+    drawn = terminal.getvalue()
+    assert "\n" not in drawn, "one line, redrawn"
+    assert drawn.startswith("\r| locking requirements.txt: 0:00\r/ locking requirements.txt: 0:00")
+    assert drawn.endswith("\r\033[K"), "the line is cleared for what follows"
+
+
+def test_ctrl_c_ends_the_ticker_with_the_step():
+    log = io.StringIO()
+    with pytest.raises(KeyboardInterrupt), locking.Ticker("locking", stream=log, every=0.01) as ticker:
+        raise KeyboardInterrupt
+    assert not ticker._thread.is_alive()
 
 
 def test_a_dry_lock_writes_nothing(lock_project, capsys):

@@ -104,3 +104,23 @@ def test_refusals_are_one_line(project, task, kwargs, message):
         task(dry(), **kwargs)
     assert str(refused.value.message).startswith(message)
     assert "\n" not in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("HOST_PORT", "²", "error: HOST_PORT='²' (from environment): not a port number (1-65535)"),
+        ("DATA_DIR", "~no-such-user-here/x", "error: DATA_DIR='~no-such-user-here/x' (from environment): no such user's home folder"),
+        ("DOCKER", "{folder}", "error: DOCKER='{folder}' (from environment): a folder, not a program"),
+        ("BASE_IMAGE", "--privileged", "error: BASE_IMAGE='--privileged' (from environment): may not start with '-'"),
+    ],
+)
+def test_a_bad_setting_is_one_line_and_exit_1_even_under_dry(project, monkeypatch, key, value, message):
+    value, message = (text.replace("{folder}", str(project)) for text in (value, message))
+    monkeypatch.setenv(key, value)
+    for task in (tasks.build, tasks.run, tasks.lock):
+        with pytest.raises(Exit) as refused:
+            task(dry())
+        assert refused.value.code == 1
+        assert str(refused.value.message).startswith(message)
+        assert "\n" not in refused.value.message
