@@ -308,17 +308,17 @@ def _foreign(settings: Settings, name: str, *, image: bool = False) -> str:
     return f"{name} is {what} of the same name that is not this project's (no {PROJECT_LABEL} label of this folder); `{remove}` removes it"
 
 
-def _require_free_name(engine: Engine, settings: Settings, target: Target) -> None:
-    """No container of the server's name runs; a stopped leftover of this project's is removed."""
+def _require_free_name(engine: Engine, settings: Settings, target: Target) -> bool:
+    """No container of the server's name runs; True where a stopped leftover of this project's is to go."""
     found = _inspect_container(engine, settings, target.container)
     if found is None:
-        return
+        return False
     state, ours = found
     if not ours:
         raise UserError(_foreign(settings, target.container), "or set IMAGE_NAME in .env to another name")
     if state == "running":
         raise UserError(f"{target.container} is already running; `invoke stop{target.selection}` stops it")
-    remove_container(engine, settings, target.container)
+    return True
 
 
 def run(
@@ -343,11 +343,13 @@ def run(
     name = target.container if command is None else one_off_name(target)
     user = container_user(settings)
     require_engine_for(engine, target)
-    if command is None:
-        _require_free_name(engine, settings, target)
+    leftover = command is None and _require_free_name(engine, settings, target)
     for host_port, _ in ports:
         engine.require(require_free_port, settings.host_address, host_port)
     prepare_data_dir(engine, settings, user)
+    if leftover:
+        # Only now, when nothing can refuse the run any more: a refused run changes nothing.
+        remove_container(engine, settings, target.container)
     urls = ", ".join(f"http://{settings.host_address}:{host_port}" for host_port, _ in ports)
     if command is None:
         print(f"serving {target.image} as {name} on {urls} (DATA_DIR {settings.data_dir})", file=sys.stderr)
@@ -513,11 +515,11 @@ def clean(engine: Engine, settings: Settings, targets: list[Target], *, cache_vo
     removed = [f"container{'s' * (len(containers) > 1)} {', '.join(containers)}"] if containers else []
     removed += [f"image{'s' * (len(images) > 1)} {', '.join(images)}"] if images else []
     removed += [f"{len(untagged)} untagged image{'s' * (len(untagged) > 1)}"] if untagged else []
-    removed += [f"the pip cache volume {name}" for name in volumes] + (["the engine's unused build cache"] if everything else [])
+    removed += [f"the lock cache volume {name}" for name in volumes] + (["the engine's unused build cache"] if everything else [])
     print(f"removed {'; '.join(removed)}" if removed else "nothing to remove", file=sys.stderr)
     after = disk_usage(engine, settings) if before is not None else None
     freed = f"freed {_human(max(before - after, 0))}; " if before is not None and after is not None else ""
     kept = f"kept: what you pushed to a registry, DATA_DIR ({settings.data_dir}), the locks"
     if not everything:
-        kept += f", the pip cache volume {cache_volume} and the build cache (`invoke clean --all` removes those)"
+        kept += f", the lock cache volume {cache_volume} and the build cache (`invoke clean --all` removes those)"
     print(freed + kept, file=sys.stderr)
