@@ -36,6 +36,7 @@ def test_committed_locks_pass_the_check(invoke):
 
 def test_a_misspelt_requirement_changes_no_lock(invoke, project):
     before = snapshot(project)
+@pytest.mark.platform("linux/amd64")  # the first lock `invoke lock` compiles
     with (project / "requirements.in").open("a") as file:
         file.write("tensorflw-addons-typo\n")
     result = invoke("lock", cwd=project)
@@ -50,6 +51,7 @@ def test_a_misspelt_requirement_changes_no_lock(invoke, project):
 
 def test_a_new_package_reaches_every_lock_with_hashes_and_other_pins_stay(invoke, project):
     before = {name: pinned_versions((project / name).read_text()) for name in IMAGE_LOCKS}
+@pytest.mark.platform("linux/amd64", "linux/arm64")
     with (project / "requirements.in").open("a") as file:
         file.write("tabulate\n")
 
