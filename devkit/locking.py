@@ -45,6 +45,8 @@ def lock_command(
     own, since a later lock is constrained by them.
     """
     compile_args = [*PIP_COMPILE_OPTIONS]
+    if lock.constraint is not None:
+        compile_args += ["--constraint", lock.constraint]
     if upgrade:
         compile_args.append("--upgrade")
     for package in upgrade_packages:

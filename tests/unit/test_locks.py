@@ -11,7 +11,14 @@ from devkit.errors import UserError
 from devkit.locking import pip_compile_reason
 from devkit.locks import pinned_versions
 
-LOCKS = ("requirements.txt", "requirements-arm64.txt", "requirements-gpu.txt", "requirements-dev.txt")
+LOCKS = (
+    "requirements.txt",
+    "requirements-arm64.txt",
+    "requirements-gpu.txt",
+    "requirements-notebook.txt",
+    "requirements-notebook-arm64.txt",
+    "requirements-dev.txt",
+)
 
 
 def pins(lock: str) -> dict[str, str]:
@@ -54,8 +61,8 @@ def test_select_locks():
     assert locks.select_locks(gpu=False, platform=None, dev=False) == locks.ALL
     assert locks.select_locks(gpu=True, platform=None, dev=False) == (locks.GPU,)
     assert locks.select_locks(gpu=True, platform="linux/amd64", dev=False) == (locks.GPU,)
-    assert locks.select_locks(gpu=False, platform="linux/arm64", dev=False) == (locks.CPU_ARM64,)
-    assert locks.select_locks(gpu=False, platform="linux/amd64", dev=False) == (locks.CPU_AMD64,)
+    assert locks.select_locks(gpu=False, platform="linux/arm64", dev=False) == (locks.CPU_ARM64, locks.NOTEBOOK_ARM64)
+    assert locks.select_locks(gpu=False, platform="linux/amd64", dev=False) == (locks.CPU_AMD64, locks.NOTEBOOK_AMD64)
     assert locks.select_locks(gpu=False, platform=None, dev=True) == (locks.DEV,)
     with pytest.raises(UserError, match="GPU lock is linux/amd64 only"):
         locks.select_locks(gpu=True, platform="linux/arm64", dev=False)
@@ -66,6 +73,8 @@ def test_select_locks():
 def test_input_chains_follow_includes_and_constraints():
     assert locks.input_files(PROJECT_DIR, "requirements-cpu.in") == ["requirements-cpu.in", "requirements.in"]
     assert locks.input_files(PROJECT_DIR, "requirements-gpu.in") == ["requirements-gpu.in", "requirements.txt", "requirements.in"]
+    # A lock constrained on pip-compile's command line: that lock is one of its inputs.
+    assert locks.lock_inputs(PROJECT_DIR, locks.NOTEBOOK_ARM64) == ["requirements-notebook.in", "requirements-arm64.txt"]
 
 
 @pytest.mark.parametrize("lock", locks.ALL, ids=lambda lock: lock.output)
