@@ -11,7 +11,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from devkit import building, containers, locking, publishing
+from devkit import building, containers, locking, publishing, workbench
 from devkit import doctor as checks
 from devkit.engine import Engine
 from devkit.errors import UserError, one_line_errors
@@ -19,7 +19,7 @@ from devkit.host import container_ids
 from devkit.locks import select_locks
 from devkit.platforms import host_platform, normalize_platform
 from devkit.settings import load_settings
-from devkit.targets import every_target, open_target
+from devkit.targets import every_target, notebook_target, open_target, tensorboard_target
 
 PROJECT_DIR = Path(__file__).resolve().parent
 
@@ -65,11 +65,52 @@ def run(c, gpu=False, platform=None, detach=False, cmd=None, read_only=False):
     containers.run(engine, settings, target, detach=detach, tty=tty, read_only=read_only, cmd=cmd)
 
 
-@task(help={"gpu": "stop the GPU image's container", "platform": _HELP_PLATFORM})
+@task(
+    help={
+        "gpu": "stop the GPU image's container (with --notebook: the GPU notebook's)",
+        "platform": _HELP_PLATFORM,
+        "tensorboard": "stop what `invoke tensorboard --detach` started instead",
+        "notebook": "stop what `invoke notebook --detach` started instead",
+    }
+)
 @one_line_errors
-def stop(c, gpu=False, platform=None):
-    """Stop and remove the container that `invoke run --detach` started."""
-    containers.stop(*open_target(c, PROJECT_DIR, gpu=gpu, platform=platform))
+def stop(c, gpu=False, platform=None, tensorboard=False, notebook=False):
+    """Stop and remove the container that `invoke run --detach` started (or TensorBoard's, or JupyterLab's)."""
+    if tensorboard and gpu:
+        raise UserError("--tensorboard with --gpu: TensorBoard runs from the CPU image; stop it alone with `invoke stop --tensorboard`")
+    engine, settings, target = open_target(c, PROJECT_DIR, gpu=gpu, platform=platform)
+    chosen = [tensorboard_target(target)] if tensorboard else []
+    chosen += [notebook_target(target)] if notebook else []
+    for each in chosen or [target]:
+        containers.stop(engine, settings, each)
+
+
+@task(help={"detach": "run in the background; `invoke stop --tensorboard` stops it"})
+@one_line_errors
+def tensorboard(c, detach=False):
+    """Serve TensorBoard over the training logs in DATA_DIR/logs on TENSORBOARD_PORT; Ctrl-C stops and removes it.
+
+    It runs from the built CPU image (the CPU lock has TensorBoard), as `invoke run` runs the app:
+    as you, without Linux capabilities, on HOST_ADDRESS.
+    """
+    workbench.tensorboard(*open_target(c, PROJECT_DIR), detach=detach)
+
+
+@task(
+    help={
+        "detach": "run in the background; `invoke stop --notebook` stops it",
+        "gpu": "JupyterLab on the GPU image's TensorFlow; needs the NVIDIA Container Toolkit",
+    }
+)
+@one_line_errors
+def notebook(c, detach=False, gpu=False):
+    """Serve JupyterLab on NOTEBOOK_PORT with the image's TensorFlow: src/ importable, notebooks/ and DATA_DIR mounted.
+
+    Builds the image's `notebook` stage first where it changed (JupyterLab never enters the image
+    `invoke build` makes). A new token guards each start; the URL printed here carries it.
+    Ctrl-C stops and removes the container.
+    """
+    workbench.notebook(*open_target(c, PROJECT_DIR, gpu=gpu), detach=detach)
 
 
 @task(help={"gpu": _HELP_GPU + "; needs the NVIDIA Container Toolkit", "platform": _HELP_PLATFORM})
@@ -116,14 +157,15 @@ def push(c, gpu=False, platform=None):
 @task
 @one_line_errors
 def clean(c):
-    """Remove the project's containers and images: <IMAGE_NAME>:<IMAGE_TAG>, its -gpu and other-architecture tags.
+    """Remove the project's containers and images: <IMAGE_NAME>:<IMAGE_TAG>, its -gpu, -notebook and other-architecture tags.
 
     Never DATA_DIR, the locks, or BuildKit's cache, so the next build is fast again
     (`docker builder prune` empties that cache).
     """
     settings = load_settings(PROJECT_DIR)
     engine = Engine(settings.docker, c)
-    containers.clean(engine, settings, every_target(settings, host=engine.native_platform()))
+    targets = every_target(settings, host=engine.native_platform())
+    containers.clean(engine, settings, [*targets, *workbench.tool_targets(targets)])
 
 
 @task(help={"gpu": "also require what the GPU image needs to run: the NVIDIA runtime, an x86-64 host, more disk"})

@@ -51,6 +51,8 @@ def build_command(
     argv = [settings.docker, "buildx", "build", "--load"] if buildx else [settings.docker, "build"]
     argv += ["--platform", target.platform]
     argv += ["--file", str(settings.project_dir / target.dockerfile)]
+    if target.stage is not None:
+        argv += ["--target", target.stage]
     argv += ["--tag", target.image]
     argv += ["--build-arg", f"BASE_IMAGE={settings.base_image}"]
     argv += ["--build-arg", f"CONTAINER_PORT={settings.container_port}"]

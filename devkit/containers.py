@@ -287,7 +287,7 @@ def clean(engine: Engine, settings: Settings, targets: list[Target]) -> None:
     engine.require_running()
     containers = [name for target in targets for name in (target.container, target.container_test_container)]
     containers = [name for name in containers if engine.container_state(name) is not None]
-    images = [target.image for target in targets if engine.image_exists(target.image)]
+    images = [image for image in dict.fromkeys(target.image for target in targets) if engine.image_exists(image)]
     commands = [remove_containers_command(settings, containers)] if containers else []
     commands += [remove_images_command(settings, images)] if images else []
     for argv in commands:

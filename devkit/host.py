@@ -80,8 +80,8 @@ def container_ids(settings: Settings) -> tuple[int, int] | None:
     return user_ids(container_user(settings)) if host_system() == "Linux" else None
 
 
-def require_free_port(address: str, port: int) -> None:
-    """Nothing listens on address:port yet, so publishing it will not fail half-way."""
+def require_free_port(address: str, port: int, key: str = "HOST_PORT") -> None:
+    """Nothing listens on address:port yet, so publishing it will not fail half-way; `key` is the setting that chose the port."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         # As servers (and Docker's port proxy) bind: a port that only has connections in TIME_WAIT
@@ -93,12 +93,13 @@ def require_free_port(address: str, port: int) -> None:
             probe.bind((address, port))
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
-                raise UserError(f"HOST_PORT {port} on {address} is already in use", "stop what uses it, or set HOST_PORT in .env") from None
+                raise UserError(f"{key} {port} on {address} is already in use", f"stop what uses it, or set {key} in .env") from None
             raise UserError(f"cannot publish {address}:{port}: {error.strerror}") from None
 
 
-def require_writable_by(path: Path, uid: int, gid: int) -> None:
-    """The container's user (uid:gid) may create files in the host folder `path` (a bind mount keeps numeric owners)."""
+def require_writable_by(path: Path, uid: int, gid: int, name: str = "DATA_DIR") -> None:
+    """The container's user (uid:gid) may create files in the host folder `path` (a bind mount keeps numeric owners);
+    `name` is what the folder is to the user: DATA_DIR, or the project's notebooks/."""
     info = path.stat()
     if info.st_uid == uid:
         needed = stat.S_IWUSR | stat.S_IXUSR
@@ -107,7 +108,8 @@ def require_writable_by(path: Path, uid: int, gid: int) -> None:
     else:
         needed = stat.S_IWOTH | stat.S_IXOTH
     if info.st_mode & needed != needed:
+        alternative = ", or set DATA_DIR to a folder that user can write" if name == "DATA_DIR" else ""
         raise UserError(
-            f"DATA_DIR {path} belongs to uid {info.st_uid}, and the container's user (uid {uid}) cannot write it",
-            f"`sudo chown -R {uid}:{gid} {shlex.quote(str(path))}`, or set DATA_DIR to a folder that user can write",
+            f"{name} {path} belongs to uid {info.st_uid}, and the container's user (uid {uid}) cannot write it",
+            f"`sudo chown -R {uid}:{gid} {shlex.quote(str(path))}`{alternative}",
         )

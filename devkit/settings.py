@@ -38,6 +38,8 @@ SETTING_KEYS = (
     "DOCKER",
     "REGISTRY",
     "BUILD_CA_BUNDLE",
+    "TENSORBOARD_PORT",
+    "NOTEBOOK_PORT",
     *PACKAGE_INDEX_KEYS,
 )
 
@@ -67,6 +69,9 @@ class Settings:
     docker: str
     registry: str | None
     build_ca_bundle: Path | None
+    # Host ports of `invoke tensorboard` and `invoke notebook`, published on host_address.
+    tensorboard_port: int = 6006
+    notebook_port: int = 8889
     # PIP_INDEX_URL and PIP_EXTRA_INDEX_URL, where set.
     package_index: dict[str, str] = field(default_factory=dict)
     # The application's own keys from `.env`, with the process environment's value where it has one.
@@ -156,6 +161,8 @@ def load_settings(project_dir: Path, environ: Mapping[str, str] | None = None) -
         host_address=_address(source, "HOST_ADDRESS", "127.0.0.1"),
         host_port=_port(source, "HOST_PORT"),
         container_port=_port(source, "CONTAINER_PORT"),
+        tensorboard_port=_port(source, "TENSORBOARD_PORT", "6006"),
+        notebook_port=_port(source, "NOTEBOOK_PORT", "8889"),
         data_dir=_data_dir(source, project_dir),
         docker=_choose(source, "DOCKER", "docker"),
         registry=registry,
@@ -180,8 +187,8 @@ def _require(source: _Source, key: str, value: str, check, reason: str) -> None:
         raise _fail(source, key, value, reason)
 
 
-def _port(source: _Source, key: str) -> int:
-    value = _choose(source, key, "8888")
+def _port(source: _Source, key: str, default: str = "8888") -> int:
+    value = _choose(source, key, default)
     if not value.isdigit() or not 1 <= int(value) <= 65535:
         raise _fail(source, key, value, "not a port number (1-65535)")
     return int(value)
