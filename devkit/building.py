@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from devkit.engine import Engine
+from devkit.engine import Engine, is_podman
 from devkit.errors import UserError
 from devkit.host import proxies
 from devkit.locks import pinned_tensorflow
@@ -47,8 +47,11 @@ def build_command(
     pip_config_file: Path | None = None,
 ) -> list[str]:
     """`docker buildx build --load` where the buildx plugin exists, else the classic `docker build`
-    (which builds with BuildKit when DOCKER_BUILDKIT=1 is in its environment)."""
+    (which builds with BuildKit when DOCKER_BUILDKIT=1 is in its environment), or `podman build`."""
     argv = [settings.docker, "buildx", "build", "--load"] if buildx else [settings.docker, "build"]
+    if is_podman(settings.docker):
+        # Podman's default OCI format has no HEALTHCHECK: it would drop the Dockerfile's with a warning.
+        argv += ["--format", "docker"]
     argv += ["--platform", target.platform]
     argv += ["--file", str(settings.project_dir / target.dockerfile)]
     if target.stage is not None:

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from platform import system as host_system
 
-from devkit.engine import Engine, Outcome, first_line
+from devkit.engine import CDI_NVIDIA_GPUS, Engine, Outcome, first_line, is_podman
 from devkit.errors import UserError
 from devkit.host import container_user, require_free_port, require_writable_by, user_ids
 from devkit.locks import pinned_tensorflow, tool_requirements
@@ -65,7 +65,8 @@ def container_options(settings: Settings, target: Target, user: str | None) -> l
     for key in settings.app_env:
         argv += ["--env", key]
     if target.gpu:
-        argv += ["--gpus", "all"]
+        # Podman has no --gpus: it takes the GPUs as CDI devices.
+        argv += ["--device", CDI_NVIDIA_GPUS] if is_podman(settings.docker) else ["--gpus", "all"]
     return argv
 
 
