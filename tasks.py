@@ -35,13 +35,18 @@ _HELP_PLATFORM = "linux/amd64 or linux/arm64; default: PLATFORM from .env, else 
         "no-cache": "rebuild every layer (the pip download cache is kept)",
         "build-arg": "NAME=VALUE for the Dockerfile, repeatable: KEEP_TF_HEADERS=1 keeps TensorFlow's C++ headers, "
         "STRIP_TF_LIBRARIES=0 its symbol tables",
+        "export-cache": "also send the layer cache to BUILD_CACHE (CI on the main branch, say), which every build takes it from",
     },
 )
 @one_line_errors
-def build(c, gpu=False, platform=None, no_cache=False, build_arg=None):
-    """Build the CPU image from Dockerfile, or the GPU image from Dockerfile.gpu, with BuildKit."""
+def build(c, gpu=False, platform=None, no_cache=False, build_arg=None, export_cache=False):
+    """Build the CPU image from Dockerfile, or the GPU image from Dockerfile.gpu, with BuildKit.
+
+    With BUILD_CACHE set (a registry repository), layers that the registry holds are taken from it
+    instead of being rebuilt.
+    """
     engine, settings, target = open_target(c, PROJECT_DIR, gpu=gpu, platform=platform)
-    building.build(engine, settings, target, no_cache=no_cache, build_args=build_arg or [])
+    building.build(engine, settings, target, no_cache=no_cache, build_args=build_arg or [], export_cache=export_cache)
 
 
 @task(

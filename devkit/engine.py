@@ -236,6 +236,12 @@ class Engine:
             )
         return False
 
+    def buildx_driver(self) -> str:
+        """The driver of buildx's current builder: `docker` (the engine's own BuildKit, which exports
+        no registry cache) or `docker-container`, `kubernetes`, `remote` (which do)."""
+        answer = self.query([self.docker, "buildx", "inspect"]).stdout
+        return next((line.split(":", 1)[1].strip() for line in answer.splitlines() if line.startswith("Driver:")), "docker")
+
     def runtimes(self) -> list[str]:
         """The container runtimes the engine offers (`runc`; `nvidia` once the NVIDIA toolkit is set up)."""
         if self.podman:

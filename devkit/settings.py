@@ -40,6 +40,7 @@ SETTING_KEYS = (
     "BUILD_CA_BUNDLE",
     "TENSORBOARD_PORT",
     "NOTEBOOK_PORT",
+    "BUILD_CACHE",
     *PACKAGE_INDEX_KEYS,
 )
 
@@ -72,6 +73,8 @@ class Settings:
     # Host ports of `invoke tensorboard` and `invoke notebook`, published on host_address.
     tensorboard_port: int = 6006
     notebook_port: int = 8889
+    # A registry repository that `invoke build` takes its layer cache from (and with --export-cache, sends it to).
+    build_cache: str | None = None
     # PIP_INDEX_URL and PIP_EXTRA_INDEX_URL, where set.
     package_index: dict[str, str] = field(default_factory=dict)
     # The application's own keys from `.env`, with the process environment's value where it has one.
@@ -135,6 +138,15 @@ def load_settings(project_dir: Path, environ: Mapping[str, str] | None = None) -
     base_image = _choose(source, "BASE_IMAGE", DEFAULT_BASE_IMAGE)
     _require(source, "BASE_IMAGE", base_image, lambda value: not re.search(r"\s", value), "an image reference has no spaces")
     registry = (source.get("REGISTRY")[0] or "").rstrip("/") or None
+    build_cache = source.get("BUILD_CACHE")[0]
+    if build_cache is not None:
+        _require(
+            source,
+            "BUILD_CACHE",
+            build_cache,
+            lambda value: "/" in value and _REGISTRY.fullmatch(value),
+            "expected a registry and repository without a tag, e.g. ghcr.io/acme/my-project-cache or 127.0.0.1:5000/my-project-cache",
+        )
     if registry is not None:
         _require(
             source,
@@ -163,6 +175,7 @@ def load_settings(project_dir: Path, environ: Mapping[str, str] | None = None) -
         container_port=_port(source, "CONTAINER_PORT"),
         tensorboard_port=_port(source, "TENSORBOARD_PORT", "6006"),
         notebook_port=_port(source, "NOTEBOOK_PORT", "8889"),
+        build_cache=build_cache,
         data_dir=_data_dir(source, project_dir),
         docker=_choose(source, "DOCKER", "docker"),
         registry=registry,

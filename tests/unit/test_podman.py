@@ -8,7 +8,7 @@ from helpers.recording_engine import RecordingEngine
 from test_doctor import findings
 from test_engine import fake_cli
 
-from devkit import doctor, workbench
+from devkit import building, doctor, workbench
 from devkit.building import build_command
 from devkit.containers import container_test_command, run_command, shell_command
 from devkit.doctor import FAIL, OK, WARN
@@ -79,6 +79,15 @@ def test_podman_never_asks_for_buildx():
     engine = RecordingEngine(docker="podman")
     assert engine.uses_buildx() is False
     assert engine.log == []
+
+
+def test_podman_layer_cache_is_a_repository_of_its_own(project):
+    settings = settings_of(project, BUILD_CACHE="127.0.0.1:5000/acme/tf-cache")
+    engine = RecordingEngine(docker="podman")
+    building.build(engine, settings, target_of(settings), export_cache=True)
+    (build,) = engine.actions
+    assert " --layers --cache-from 127.0.0.1:5000/acme/tf-cache --cache-to 127.0.0.1:5000/acme/tf-cache " in build
+    assert "BUILDKIT_INLINE_CACHE" not in build, "Buildah sends its cache itself: no push of the image"
 
 
 # --- containers -------------------------------------------------------------------------------
