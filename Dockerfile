@@ -104,8 +104,10 @@ RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
         -r /tmp/locks/packages.txt
 
 # ---------------------------------------------------------------------------------------------
-# runtime: the base image, the venv, the application; no compilers, caches or lock files.
-FROM ${BASE_IMAGE:-python:3.11-slim} AS runtime
+# environment: the base image and the venv, with the user and settings the application runs with;
+# no compilers, caches or lock files. The runtime image (last, the default target) adds src/ to it;
+# the notebook image (`--target notebook`, for `invoke notebook`) adds JupyterLab instead.
+FROM ${BASE_IMAGE:-python:3.11-slim} AS environment
 
 ARG CONTAINER_PORT=8888
 
@@ -130,6 +132,44 @@ COPY --from=tensorflow /opt/tensorflow/ /opt/venv/
 COPY --from=packages /opt/venv /opt/venv
 
 WORKDIR /app
+
+# ---------------------------------------------------------------------------------------------
+# notebook: JupyterLab on the image's Python and TensorFlow, for `invoke notebook`, which mounts
+# src/, notebooks/ and DATA_DIR; never part of the runtime image below.
+FROM environment AS notebook
+
+# Set by BuildKit from --platform.
+ARG TARGETARCH
+
+# JupyterLab from the notebook lock of the target's architecture, compiled against its CPU lock.
+# The same checks as for the packages above; the lock is mounted, never copied into a layer.
+RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
+    --mount=type=secret,id=ca_bundle \
+    --mount=type=secret,id=pip_conf,target=/etc/pip.conf \
+    --mount=type=bind,source=requirements-notebook.txt,target=/tmp/locks/requirements-notebook.txt \
+    --mount=type=bind,source=requirements-notebook-arm64.txt,target=/tmp/locks/requirements-notebook-arm64.txt \
+    set -eu; \
+    if [ -f /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
+    case "${TARGETARCH}" in \
+      amd64) lock=requirements-notebook.txt ;; \
+      arm64) lock=requirements-notebook-arm64.txt ;; \
+      *) echo "no notebook lock for architecture '${TARGETARCH}'" >&2; exit 1 ;; \
+    esac; \
+    pip install --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: \
+        -r "/tmp/locks/${lock}"
+
+USER 1000:1000
+EXPOSE 8888
+
+# `invoke notebook` passes the token in the environment (JUPYTER_TOKEN), never on this command line.
+CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--ServerApp.root_dir=/app"]
+
+# ---------------------------------------------------------------------------------------------
+# runtime: the environment and the application; the image `invoke build` makes and you ship.
+FROM environment AS runtime
+
+ARG CONTAINER_PORT=8888
+
 COPY src/ /app/src/
 
 # Numeric, so Kubernetes' runAsNonRoot can verify it without the image's /etc/passwd.

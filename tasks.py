@@ -11,7 +11,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from devkit import building, containers, locking, publishing
+from devkit import building, containers, locking, publishing, workbench
 from devkit import doctor as checks
 from devkit.engine import Engine
 from devkit.errors import UserError, one_line_errors
@@ -19,7 +19,7 @@ from devkit.host import container_ids
 from devkit.locks import select_locks
 from devkit.platforms import host_platform, normalize_platform
 from devkit.settings import load_settings
-from devkit.targets import every_target, open_target
+from devkit.targets import every_target, notebook_target, open_target, tensorboard_target
 
 PROJECT_DIR = Path(__file__).resolve().parent
 
@@ -35,13 +35,18 @@ _HELP_PLATFORM = "linux/amd64 or linux/arm64; default: PLATFORM from .env, else 
         "no-cache": "rebuild every layer (the pip download cache is kept)",
         "build-arg": "NAME=VALUE for the Dockerfile, repeatable: KEEP_TF_HEADERS=1 keeps TensorFlow's C++ headers, "
         "STRIP_TF_LIBRARIES=0 its symbol tables; not what invoke build sets itself (BASE_IMAGE, CONTAINER_PORT, the labels)",
+        "export-cache": "also send the layer cache to BUILD_CACHE (CI on the main branch, say), which every build takes it from",
     },
 )
 @one_line_errors
-def build(c, gpu=False, platform=None, no_cache=False, build_arg=None):
-    """Build the CPU image from Dockerfile, or the GPU image from Dockerfile.gpu, with BuildKit."""
+def build(c, gpu=False, platform=None, no_cache=False, build_arg=None, export_cache=False):
+    """Build the CPU image from Dockerfile, or the GPU image from Dockerfile.gpu, with BuildKit.
+
+    With BUILD_CACHE set (a registry repository), layers that the registry holds are taken from it
+    instead of being rebuilt.
+    """
     engine, settings, target = open_target(c, PROJECT_DIR, gpu=gpu, platform=platform)
-    building.build(engine, settings, target, no_cache=no_cache, build_args=build_arg or [])
+    building.build(engine, settings, target, no_cache=no_cache, build_args=build_arg or [], export_cache=export_cache)
 
 
 @task(
@@ -69,11 +74,52 @@ def run(c, gpu=False, platform=None, detach=False, cmd=None, publish=None, read_
     containers.run(engine, settings, target, detach=detach, tty=tty, read_only=read_only, cmd=cmd, publish=tuple(publish or ()))
 
 
-@task(help={"gpu": "stop the GPU image's container", "platform": _HELP_PLATFORM})
+@task(
+    help={
+        "gpu": "stop the GPU image's container (with --notebook: the GPU notebook's)",
+        "platform": _HELP_PLATFORM,
+        "tensorboard": "stop what `invoke tensorboard --detach` started instead",
+        "notebook": "stop what `invoke notebook --detach` started instead",
+    }
+)
 @one_line_errors
-def stop(c, gpu=False, platform=None):
-    """Stop and remove the container that `invoke run --detach` started."""
-    containers.stop(*open_target(c, PROJECT_DIR, gpu=gpu, platform=platform))
+def stop(c, gpu=False, platform=None, tensorboard=False, notebook=False):
+    """Stop and remove the container that `invoke run --detach` started (or TensorBoard's, or JupyterLab's)."""
+    if tensorboard and gpu:
+        raise UserError("--tensorboard with --gpu: TensorBoard runs from the CPU image; stop it alone with `invoke stop --tensorboard`")
+    engine, settings, target = open_target(c, PROJECT_DIR, gpu=gpu, platform=platform)
+    chosen = [tensorboard_target(target)] if tensorboard else []
+    chosen += [notebook_target(target)] if notebook else []
+    for each in chosen or [target]:
+        containers.stop(engine, settings, each)
+
+
+@task(help={"detach": "run in the background; `invoke stop --tensorboard` stops it"})
+@one_line_errors
+def tensorboard(c, detach=False):
+    """Serve TensorBoard over the training logs in DATA_DIR/logs on TENSORBOARD_PORT; Ctrl-C stops and removes it.
+
+    It runs from the built CPU image (the CPU lock has TensorBoard), as `invoke run` runs the app:
+    as you, without Linux capabilities, on HOST_ADDRESS.
+    """
+    workbench.tensorboard(*open_target(c, PROJECT_DIR), detach=detach)
+
+
+@task(
+    help={
+        "detach": "run in the background; `invoke stop --notebook` stops it",
+        "gpu": "JupyterLab on the GPU image's TensorFlow; needs the NVIDIA Container Toolkit",
+    }
+)
+@one_line_errors
+def notebook(c, detach=False, gpu=False):
+    """Serve JupyterLab on NOTEBOOK_PORT with the image's TensorFlow: src/ importable, notebooks/ and DATA_DIR mounted.
+
+    Builds the image's `notebook` stage first where it changed (JupyterLab never enters the image
+    `invoke build` makes). A new token guards each start; the URL printed here carries it.
+    Ctrl-C stops and removes the container.
+    """
+    workbench.notebook(*open_target(c, PROJECT_DIR, gpu=gpu), detach=detach)
 
 
 @task(help={"gpu": "the GPU image's container", "platform": _HELP_PLATFORM, "follow": "keep showing new output until Ctrl-C"})
@@ -132,7 +178,7 @@ def push(c, gpu=False, platform=None):
 )
 @one_line_errors
 def clean(c, all_=False):
-    """Remove this project's containers, its images under IMAGE_TAG (-gpu, other architectures) and its untagged ones.
+    """Remove this project's containers, its images under IMAGE_TAG (-gpu, -notebook, other architectures) and its untagged ones.
 
     Only what carries this project's label. Never DATA_DIR, the locks or what you pushed; without --all,
     neither the caches that make the next lock and build fast. Says how much space it freed.
@@ -140,6 +186,7 @@ def clean(c, all_=False):
     settings = load_settings(PROJECT_DIR)
     engine = Engine(settings.docker, c)
     targets = every_target(settings, host=engine.native_platform())
+    targets = [*targets, *workbench.tool_targets(targets)]
     containers.clean(engine, settings, targets, cache_volume=locking.cache_volume(settings), everything=all_)
 
 

@@ -13,10 +13,11 @@ import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 
-from devkit.engine import Engine
+from devkit.engine import Engine, first_line, is_podman
 from devkit.errors import UserError
 from devkit.host import proxies
 from devkit.locks import pinned_tensorflow
+from devkit.platforms import arch
 from devkit.settings import Settings
 from devkit.targets import Target, project_label
 
@@ -79,6 +80,38 @@ def pip_config(package_index: dict[str, str]) -> str:
     return "[global]\n" + "".join(f"{options[key]} = {value}\n" for key, value in package_index.items())
 
 
+def cache_ref(settings: Settings, target: Target) -> str:
+    """Where BUILD_CACHE keeps one image's layer cache: a tag per image, e.g. `<BUILD_CACHE>:amd64`,
+    `:arm64`, `:gpu`, `:amd64-notebook`, shared by every IMAGE_TAG (branches reuse each other's layers)."""
+    variant = "gpu" if target.gpu else arch(target.platform)
+    return f"{settings.build_cache}:{variant}{f'-{target.stage}' if target.stage else ''}"
+
+
+def cache_mode(engine: Engine, *, buildx: bool) -> str:
+    """How this builder imports and exports a layer cache: `podman` (Buildah's cache repository),
+    `registry` (buildx on a builder that exports any stage: mode=max), or `inline` (the classic
+    `docker build`, and buildx on its default `docker` driver: the cache rides in the image's own
+    config, for the final stage's layers only, and goes out as that image)."""
+    if engine.podman:
+        return "podman"
+    return "registry" if buildx and engine.buildx_driver() != "docker" else "inline"
+
+
+def cache_options(settings: Settings, target: Target, *, mode: str, export: bool) -> list[str]:
+    """The build flags that take the layer cache from BUILD_CACHE and, with `export`, send it there."""
+    if settings.build_cache is None:
+        return []
+    if mode == "podman":
+        # Buildah keeps one tag per cached layer in the repository itself.
+        argv = ["--layers", "--cache-from", settings.build_cache]
+        return argv + (["--cache-to", settings.build_cache] if export else [])
+    ref = cache_ref(settings, target)
+    if mode == "registry":
+        argv = ["--cache-from", f"type=registry,ref={ref}"]
+        return argv + (["--cache-to", f"type=registry,ref={ref},mode=max"] if export else [])
+    return ["--cache-from", ref] + (["--build-arg", "BUILDKIT_INLINE_CACHE=1"] if export else [])
+
+
 def build_command(
     settings: Settings,
     target: Target,
@@ -89,14 +122,21 @@ def build_command(
     proxies: tuple[str, ...] = (),
     build_args: dict[str, str] | None = None,
     pip_config_file: Path | None = None,
+    cache: list[str] | None = None,
 ) -> list[str]:
     """`docker buildx build --load` where the buildx plugin exists, else the classic `docker build`
-    (which builds with BuildKit when DOCKER_BUILDKIT=1 is in its environment)."""
+    (which builds with BuildKit when DOCKER_BUILDKIT=1 is in its environment), or `podman build`."""
     argv = [settings.docker, "buildx", "build", "--load"] if buildx else [settings.docker, "build"]
+    if is_podman(settings.docker):
+        # Podman's default OCI format has no HEALTHCHECK: it would drop the Dockerfile's with a warning.
+        argv += ["--format", "docker"]
     argv += ["--platform", target.platform]
     argv += ["--file", str(settings.project_dir / target.dockerfile)]
+    if target.stage is not None:
+        argv += ["--target", target.stage]
     argv += ["--tag", target.image]
     argv += ["--label", project_label(settings)]
+    argv += cache or []
     argv += ["--build-arg", f"BASE_IMAGE={settings.base_image}"]
     argv += ["--build-arg", f"CONTAINER_PORT={settings.container_port}"]
     for name, value in (labels or {}).items():
@@ -144,11 +184,24 @@ def image_labels(engine: Engine, settings: Settings, target: Target) -> dict[str
     }
 
 
-def build(engine: Engine, settings: Settings, target: Target, *, no_cache: bool = False, build_args: Iterable[str] = ()) -> None:
-    """Build the target's image: its lock and base image checked first, then one BuildKit build."""
+def build(
+    engine: Engine,
+    settings: Settings,
+    target: Target,
+    *,
+    no_cache: bool = False,
+    build_args: Iterable[str] = (),
+    export_cache: bool = False,
+) -> None:
+    """Build the target's image: its lock and base image checked first, then one BuildKit build;
+    with BUILD_CACHE, its layer cache taken from the registry and, with `export_cache`, sent there."""
     extra_args = parse_build_args(build_args)
+    if export_cache and settings.build_cache is None:
+        fix = "set it to a registry repository, e.g. BUILD_CACHE=ghcr.io/acme/my-project-cache"
+        raise UserError("--export-cache: BUILD_CACHE is not set", fix)
     engine.require_running()
     buildx = engine.uses_buildx()
+    mode = cache_mode(engine, buildx=buildx) if settings.build_cache else ""
     if not (settings.project_dir / target.lock.output).exists():
         raise UserError(f"{target.lock.output} is missing: {target.image} installs it; run `invoke lock`")
     # Here rather than in the middle of the build's output: a misspelt or unreachable BASE_IMAGE is one line.
@@ -171,7 +224,25 @@ def build(engine: Engine, settings: Settings, target: Target, *, no_cache: bool 
             proxies=proxies(),
             build_args=extra_args,
             pip_config_file=pip_config_file,
+            cache=cache_options(settings, target, mode=mode, export=export_cache),
         )
         result = engine.run(argv, env={"DOCKER_BUILDKIT": "1"})
     if result.failed:
         raise UserError(f"building {target.image} failed (exit {result.exited}); the build's output above says why")
+    if export_cache and mode == "inline":
+        push_inline_cache(engine, settings, target)
+
+
+def push_inline_cache(engine: Engine, settings: Settings, target: Target) -> None:
+    """The inline cache travels in the image: push it under its cache tag, a name lent for the push only."""
+    ref = cache_ref(settings, target)
+    engine.run([settings.docker, "tag", target.image, ref], hide=True)
+    try:
+        result = engine.run([settings.docker, "push", ref], hide=True)
+    finally:
+        engine.run([settings.docker, "image", "rm", ref], hide=True)
+    if result.failed:
+        login = f"`docker login {ref.split('/', 1)[0]}` if it needs credentials"
+        raise UserError(f"pushing the layer cache to {ref} failed: {first_line(result.stderr)}", login)
+    if not engine.dry:
+        print(f"layer cache pushed to {ref}", file=sys.stderr)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from platform import system as host_system
 
-from devkit.engine import Engine, Outcome, command_line, first_line
+from devkit.engine import CDI_NVIDIA_GPUS, Engine, Outcome, command_line, first_line, is_podman
 from devkit.errors import UserError
 from devkit.host import container_user, require_free_port, require_writable_by, user_ids
 from devkit.locks import pinned_tensorflow, tool_requirements
@@ -89,7 +89,8 @@ def container_options(settings: Settings, target: Target, user: str | None, env_
         # list, `invoke --dry` or the docker CLI's own environment (where DOCKER_HOST would steer it).
         argv += ["--env-file", str(env_file)]
     if target.gpu:
-        argv += ["--gpus", "all"]
+        # Podman has no --gpus: it takes the GPUs as CDI devices.
+        argv += ["--device", CDI_NVIDIA_GPUS] if is_podman(settings.docker) else ["--gpus", "all"]
     return argv
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devkit import host
-from devkit.engine import NVIDIA_FIX, Engine
+from devkit.engine import CDI_SPEC_DIRS, NVIDIA_FIX, PODMAN_NVIDIA_FIX, Engine, cdi_nvidia_spec
 from devkit.errors import UserError
 from devkit.platforms import AMD64, ARM64
 from devkit.settings import Settings, load_settings
@@ -26,6 +26,9 @@ OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 # and its build snapshots as much again.
 CPU_BUILD_BYTES = 5 * 1000**3
 GPU_BUILD_BYTES = 20 * 1000**3
+
+# Where Podman packages put catatonit, the init that `podman run --init` starts (`invoke run` asks for one).
+CATATONIT_PATHS = ("/usr/libexec/podman/catatonit", "/usr/local/libexec/podman/catatonit", "/usr/lib/podman/catatonit")
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ def examine(machine: Machine, *, gpu: bool) -> Iterator[Finding]:
     yield engine_finding
     engine_up = engine_finding.verdict == OK
     yield check_buildkit(engine) if engine_up else skipped("BuildKit", "needs the engine")
+    if engine.podman:
+        yield check_init(engine) if engine_up else skipped("init", "needs the engine")
     yield check_nvidia(engine, gpu=gpu) if engine_up else skipped("NVIDIA", "needs the engine")
     engine_platform = engine.server_platform() if engine_up else None
     yield check_architecture(machine.host, engine_platform, gpu=gpu)
@@ -128,18 +133,43 @@ def check_buildkit(engine: Engine) -> Finding:
         buildx = engine.uses_buildx()
     except UserError as error:
         return failed("BuildKit", error)
+    if engine.podman:
+        return Finding(OK, "BuildKit", "Podman builds with Buildah (RUN --mount and build secrets), in the docker image format")
     if buildx:
         return Finding(OK, "BuildKit", "the buildx plugin builds with BuildKit")
     return Finding(OK, "BuildKit", "`docker build` with DOCKER_BUILDKIT=1, which `invoke build` sets")
 
 
+def check_init(engine: Engine) -> Finding:
+    """Podman's `--init` needs catatonit, which not every Podman package brings."""
+    if engine.query([engine.docker, "info", "--format", "{{.Host.ServiceIsRemote}}"]).stdout.strip() == "true":
+        return Finding(OK, "init", "a remote Podman (podman machine): its VM brings catatonit for --init")
+    found = next((path for path in CATATONIT_PATHS if Path(path).is_file()), None) or shutil.which("catatonit")
+    if found is None:
+        fix = "install catatonit (Debian, Ubuntu: `sudo apt install catatonit`; Fedora: `sudo dnf install catatonit`)"
+        return Finding(FAIL, "init", "no catatonit: `podman run --init`, which every task's container uses, cannot start", fix)
+    return Finding(OK, "init", f"{found}: the init of `podman run --init`")
+
+
 def check_nvidia(engine: Engine, *, gpu: bool) -> Finding:
+    if engine.podman:
+        return check_cdi(gpu=gpu)
     found = engine.runtimes()
     if "nvidia" not in found:
         needed = "the GPU image cannot run here" if gpu else "only the GPU image needs it (`invoke doctor --gpu` to require it)"
         detail = f"no NVIDIA runtime (runtimes: {', '.join(found) or 'none'}): {needed}"
         return Finding(FAIL if gpu else WARN, "NVIDIA", detail, NVIDIA_FIX)
     return Finding(OK, "NVIDIA", "the NVIDIA runtime is set up: the GPU image can run here")
+
+
+def check_cdi(*, gpu: bool, spec_dirs: tuple[Path, ...] = CDI_SPEC_DIRS) -> Finding:
+    """Podman takes GPUs as CDI devices (`--device nvidia.com/gpu=all`): it needs the toolkit's CDI spec."""
+    spec = cdi_nvidia_spec(spec_dirs)
+    if spec is None:
+        needed = "the GPU image cannot run here" if gpu else "only the GPU image needs it (`invoke doctor --gpu` to require it)"
+        detail = f"no CDI spec of NVIDIA GPUs in {' or '.join(str(folder) for folder in spec_dirs)}: {needed}"
+        return Finding(FAIL if gpu else WARN, "NVIDIA", detail, PODMAN_NVIDIA_FIX)
+    return Finding(OK, "NVIDIA", f"{spec} names the NVIDIA GPUs: the GPU image can run here (--device nvidia.com/gpu=all)")
 
 
 def check_architecture(host: str, engine_platform: str | None, *, gpu: bool) -> Finding:

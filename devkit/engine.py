@@ -20,6 +20,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from devkit.errors import UserError
@@ -32,6 +33,14 @@ NVIDIA_FIX = (
     "install the NVIDIA driver and the NVIDIA Container Toolkit, then `sudo nvidia-ctk runtime configure --runtime=docker` "
     "and restart Docker"
 )
+# Podman reaches GPUs through CDI: a device spec that the NVIDIA Container Toolkit writes.
+PODMAN_NVIDIA_FIX = (
+    "install the NVIDIA driver and the NVIDIA Container Toolkit, then `sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`"
+)
+# Where Podman looks for CDI specs (the toolkit writes to either).
+CDI_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
+# The CDI name of every NVIDIA GPU, as `podman run --device` takes it.
+CDI_NVIDIA_GPUS = "nvidia.com/gpu=all"
 
 T = TypeVar("T")
 
@@ -80,6 +89,23 @@ class Outcome:
         return not self.ok
 
 
+def is_podman(cli: str) -> bool:
+    """DOCKER names Podman (`podman`, `podman-remote`, or a path to either), whose CLI spells a few things its own way."""
+    return Path(cli).name.lower().startswith("podman")
+
+
+def cdi_nvidia_spec(spec_dirs: tuple[Path, ...] = CDI_SPEC_DIRS) -> Path | None:
+    """The CDI spec that names NVIDIA GPUs (`nvidia.com/gpu`), where one exists on this machine."""
+    for folder in spec_dirs:
+        for spec in sorted(folder.glob("*.*")) if folder.is_dir() else ():
+            try:
+                if spec.suffix in (".yaml", ".yml", ".json") and "nvidia.com/gpu" in spec.read_text(encoding="utf-8"):
+                    return spec
+            except (OSError, UnicodeDecodeError):
+                continue
+    return None
+
+
 def _no_cli(docker: str) -> UserError:
     return UserError(f"DOCKER={docker!r}: no such command", "install Docker, or set DOCKER to the path of a docker CLI")
 
@@ -98,6 +124,10 @@ class Engine:
     @property
     def dry(self) -> bool:
         return bool(self._context is not None and self._context.config.run.dry)
+
+    @property
+    def podman(self) -> bool:
+        return is_podman(self.docker)
 
     # --- the door ------------------------------------------------------------------------------
 
@@ -178,7 +208,9 @@ class Engine:
     def server_platform(self) -> str | None:
         """The platform the engine runs natively, e.g. linux/arm64 for Docker Desktop on Apple Silicon
         even when asked by an x86-64 Python under Rosetta; None where it does not say or is no Linux."""
-        answer = self.query([self.docker, "version", "--format", "{{.Server.Os}}/{{.Server.Arch}}"]).stdout.strip()
+        # Podman's version has no Server.Arch: OsArch is both, its machine's for a remote (macOS) Podman.
+        layout = "{{.Server.OsArch}}" if self.podman else "{{.Server.Os}}/{{.Server.Arch}}"
+        answer = self.query([self.docker, "version", "--format", layout]).stdout.strip()
         system, _, machine = answer.partition("/")
         try:
             return platform_of_machine(machine) if system == "linux" else None
@@ -211,6 +243,8 @@ class Engine:
             return False  # `--dry` only prints: without a usable CLI it shows the classic form
 
     def _uses_buildx(self) -> bool:
+        if self.podman:
+            return False  # `podman build` is Buildah, which has RUN --mount and build secrets itself
         if self.query([self.docker, "buildx", "version"]).returncode == 0:
             return True
         version = self.client_version()
@@ -222,8 +256,18 @@ class Engine:
             )
         return False
 
+    def buildx_driver(self) -> str:
+        """The driver of buildx's current builder: `docker` (the engine's own BuildKit, which exports
+        no registry cache) or `docker-container`, `kubernetes`, `remote` (which do)."""
+        answer = self.query([self.docker, "buildx", "inspect"]).stdout
+        return next((line.split(":", 1)[1].strip() for line in answer.splitlines() if line.startswith("Driver:")), "docker")
+
     def runtimes(self) -> list[str]:
         """The container runtimes the engine offers (`runc`; `nvidia` once the NVIDIA toolkit is set up)."""
+        if self.podman:
+            # Podman runs one OCI runtime (crun or runc); GPUs come through CDI, not a runtime.
+            answer = self.query([self.docker, "info", "--format", "{{.Host.OCIRuntime.Name}}"]).stdout.strip()
+            return [answer] if answer else []
         result = self.query([self.docker, "info", "--format", "{{json .Runtimes}}"])
         try:
             return sorted(json.loads(result.stdout or "{}") or {})
@@ -232,7 +276,8 @@ class Engine:
 
     def storage_dir(self) -> str | None:
         """Where the engine keeps images and build cache (a path on the engine's machine)."""
-        return self.query([self.docker, "info", "--format", "{{.DockerRootDir}}"]).stdout.strip() or None
+        layout = "{{.Store.GraphRoot}}" if self.podman else "{{.DockerRootDir}}"
+        return self.query([self.docker, "info", "--format", layout]).stdout.strip() or None
 
     def container_state(self, name: str) -> str | None:
         """`running`, `exited`, ... for the container called `name`, or None when there is none."""
@@ -250,7 +295,10 @@ class Engine:
 
     def registry_is_insecure(self, registry: str) -> bool:
         """The engine reaches `registry` over plain HTTP, as it does loopback registries and those it lists
-        as insecure: `docker manifest` must then be told so, where `docker push` knows it by itself."""
+        as insecure: `docker manifest` must then be told so, where `docker push` knows it by itself.
+        Podman decides that from its registries.conf for every command alike: never told here."""
+        if self.podman:
+            return False
         config = self.query([self.docker, "info", "--format", "{{json .RegistryConfig}}"]).stdout
         try:
             registry_config = json.loads(config or "{}") or {}
@@ -302,8 +350,14 @@ class Engine:
             self.version()
 
     def require_nvidia_runtime(self) -> None:
-        """The engine can start GPU containers (`--gpus all`): the NVIDIA Container Toolkit is set up."""
+        """The engine can start GPU containers (`--gpus all`; Podman: a CDI spec of the GPUs): the NVIDIA
+        Container Toolkit is set up."""
         if self.dry:
+            return
+        if self.podman:
+            if cdi_nvidia_spec() is None:
+                folders = " or ".join(str(folder) for folder in CDI_SPEC_DIRS)
+                raise UserError(f"--gpu: Podman finds no CDI spec of NVIDIA GPUs (nvidia.com/gpu) in {folders}", PODMAN_NVIDIA_FIX)
             return
         found = self.runtimes()
         if "nvidia" not in found:

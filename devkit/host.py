@@ -81,9 +81,10 @@ def container_ids(settings: Settings) -> tuple[int, int] | None:
     return user_ids(container_user(settings)) if host_system() == "Linux" else None
 
 
-def probe_port(address: str, port: int) -> str | None:
+def probe_port(address: str, port: int, key: str = "HOST_PORT") -> str | None:
     """Nothing listens on address:port yet, so publishing it will not fail half-way: None where that
     is so, a warning where this process may not check it; a UserError where the port is taken.
+    `key` is the setting that chose the port.
 
     A port below 1024 (Linux: below net.ipv4.ip_unprivileged_port_start) is only for root to bind:
     a caller without that right cannot tell whether it is free, while the engine, which runs as
@@ -100,25 +101,26 @@ def probe_port(address: str, port: int) -> str | None:
             probe.bind((address, port))
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
-                raise UserError(f"HOST_PORT {port} on {address} is already in use", "stop what uses it, or set HOST_PORT in .env") from None
+                raise UserError(f"{key} {port} on {address} is already in use", f"stop what uses it, or set {key} in .env") from None
             if error.errno == errno.EACCES:
                 return (
-                    f"HOST_PORT {port} on {address}: cannot check whether it is free (only root may bind a port so low); "
+                    f"{key} {port} on {address}: cannot check whether it is free (only root may bind a port so low); "
                     "the engine may publish it all the same"
                 )
             raise UserError(f"cannot publish {address}:{port}: {error.strerror}") from None
     return None
 
 
-def require_free_port(address: str, port: int) -> None:
+def require_free_port(address: str, port: int, key: str = "HOST_PORT") -> None:
     """`probe_port`, for a task: a port it cannot check is a warning, and the task goes on."""
-    warning = probe_port(address, port)
+    warning = probe_port(address, port, key)
     if warning is not None:
         print(f"warning: {warning}", file=sys.stderr)
 
 
-def require_writable_by(path: Path, uid: int, gid: int) -> None:
-    """The container's user (uid:gid) may create files in the host folder `path` (a bind mount keeps numeric owners)."""
+def require_writable_by(path: Path, uid: int, gid: int, name: str = "DATA_DIR") -> None:
+    """The container's user (uid:gid) may create files in the host folder `path` (a bind mount keeps numeric owners);
+    `name` is what the folder is to the user: DATA_DIR, or the project's notebooks/."""
     info = path.stat()
     if info.st_uid == uid:
         needed = stat.S_IWUSR | stat.S_IXUSR
@@ -127,7 +129,8 @@ def require_writable_by(path: Path, uid: int, gid: int) -> None:
     else:
         needed = stat.S_IWOTH | stat.S_IXOTH
     if info.st_mode & needed != needed:
+        alternative = ", or set DATA_DIR to a folder that user can write" if name == "DATA_DIR" else ""
         raise UserError(
-            f"DATA_DIR {path} belongs to uid {info.st_uid}, and the container's user (uid {uid}) cannot write it",
-            f"`sudo chown -R {uid}:{gid} {shlex.quote(str(path))}`, or set DATA_DIR to a folder that user can write",
+            f"{name} {path} belongs to uid {info.st_uid}, and the container's user (uid {uid}) cannot write it",
+            f"`sudo chown -R {uid}:{gid} {shlex.quote(str(path))}`{alternative}",
         )

@@ -58,6 +58,8 @@ def lock_command(
     project's others: no capability, no-new-privileges, and `user` (the caller) where it is given.
     """
     compile_args = [*PIP_COMPILE_OPTIONS]
+    if lock.constraint is not None:
+        compile_args += ["--constraint", lock.constraint]
     if upgrade:
         compile_args.append("--upgrade")
     for package in upgrade_packages:

@@ -45,6 +45,8 @@ class Lock:
     # The platform whose base image compiles it; None for the host tools, compiled on the host.
     platform: str | None
     gpu: bool = False
+    # Another lock this one is compiled against (pip-compile --constraint): shared packages keep its pins.
+    constraint: str | None = None
 
     def describe(self) -> str:
         return f"{self.output} ({self.platform or 'host tools'}{', GPU' if self.gpu else ''})"
@@ -54,8 +56,12 @@ class Lock:
 CPU_AMD64 = Lock("requirements-cpu.in", "requirements.txt", AMD64)
 CPU_ARM64 = Lock("requirements-cpu.in", "requirements-arm64.txt", ARM64)
 GPU = Lock("requirements-gpu.in", "requirements-gpu.txt", AMD64, gpu=True)
+# JupyterLab for `invoke notebook`, installed only by the Dockerfiles' `notebook` stage: one lock per
+# CPU lock, compiled against it, so the notebook image runs the packages of the image it extends.
+NOTEBOOK_AMD64 = Lock("requirements-notebook.in", "requirements-notebook.txt", AMD64, constraint=CPU_AMD64.output)
+NOTEBOOK_ARM64 = Lock("requirements-notebook.in", "requirements-notebook-arm64.txt", ARM64, constraint=CPU_ARM64.output)
 DEV = Lock("requirements-dev.in", "requirements-dev.txt", None)
-ALL = (CPU_AMD64, CPU_ARM64, GPU, DEV)
+ALL = (CPU_AMD64, CPU_ARM64, GPU, NOTEBOOK_AMD64, NOTEBOOK_ARM64, DEV)
 IMAGE_LOCKS = (CPU_AMD64, CPU_ARM64, GPU)
 
 _PIN = re.compile(r"^([A-Za-z0-9._-]+)(?:\[[^\]]*\])?==([^\s;\\]+)", re.MULTILINE)
@@ -87,6 +93,11 @@ def select_locks(*, gpu: bool, platform: str | None, dev: bool) -> tuple[Lock, .
 def image_lock(*, gpu: bool, platform: str) -> Lock:
     """The lock that the image of this variant and platform installs (as its Dockerfile picks it)."""
     return next(lock for lock in IMAGE_LOCKS if lock.gpu == gpu and lock.platform == platform)
+
+
+def notebook_lock(platform: str) -> Lock:
+    """The lock of the notebook stage for the image of this platform (the GPU image's is linux/amd64)."""
+    return NOTEBOOK_ARM64 if platform == ARM64 else NOTEBOOK_AMD64
 
 
 def _read(project_dir: Path, name: str, staged: Mapping[str, str]) -> str:
@@ -180,6 +191,14 @@ def lock_body(text: str) -> str:
     return "".join(line for line in text.splitlines(keepends=True) if not line.startswith(FOOTER_PREFIX))
 
 
+def lock_inputs(project_dir: Path, lock: Lock, staged: Mapping[str, str] | None = None) -> list[str]:
+    """Every file a lock is made from: its `.in` chain, then the lock it is constrained by, where one is."""
+    found = input_files(project_dir, lock.source, staged)
+    if lock.constraint is not None:
+        found += [name for name in input_files(project_dir, lock.constraint, staged) if name not in found]
+    return found
+
+
 def digest(project_dir: Path, lock: Lock, body: str, staged: Mapping[str, str] | None = None) -> str:
     """The digest recorded in the footer: the inputs' names and texts, then the lock body.
 
@@ -187,7 +206,7 @@ def digest(project_dir: Path, lock: Lock, body: str, staged: Mapping[str, str] |
     """
     staged = staged or {}
     sha = hashlib.sha256()
-    for name in input_files(project_dir, lock.source, staged):
+    for name in lock_inputs(project_dir, lock, staged):
         sha.update(f"{name}\n".encode())
         sha.update(_read(project_dir, name, staged).replace("\r\n", "\n").encode())
     sha.update(body.encode())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from devkit.containers import require_image
-from devkit.engine import Engine, first_line
+from devkit.engine import Engine, first_line, is_podman
 from devkit.errors import UserError
 from devkit.platforms import arch
 from devkit.settings import Settings
@@ -44,8 +44,16 @@ def manifest_commands(settings: Settings, name: str, images: list[str], *, insec
 
     `docker manifest` (in every docker CLI since 20.10, no buildx needed) keeps a local draft of the
     list: `rm` drops one that an interrupted push left, whose entries `create` would reuse instead
-    of reading the registry; `push --purge` publishes the list and deletes the draft.
+    of reading the registry; `push --purge` publishes the list and deletes the draft. Podman's
+    lists are local images: made from the pushed images in the registry (`docker://`), pushed to
+    it, then removed (`--rm`); registries.conf tells it which registries are plain HTTP.
     """
+    if is_podman(settings.docker):
+        return [
+            [settings.docker, "manifest", "rm", name],
+            [settings.docker, "manifest", "create", name, *(f"docker://{image}" for image in images)],
+            [settings.docker, "manifest", "push", "--rm", name, f"docker://{name}"],
+        ]
     insecure_flag = ["--insecure"] if insecure else []
     return [
         [settings.docker, "manifest", "rm", name],

@@ -41,6 +41,9 @@ SETTING_KEYS = (
     "DOCKER",
     "REGISTRY",
     "BUILD_CA_BUNDLE",
+    "TENSORBOARD_PORT",
+    "NOTEBOOK_PORT",
+    "BUILD_CACHE",
     *PACKAGE_INDEX_KEYS,
 )
 
@@ -79,6 +82,11 @@ class Settings:
     docker: str
     registry: str | None
     build_ca_bundle: Path | None
+    # Host ports of `invoke tensorboard` and `invoke notebook`, published on host_address.
+    tensorboard_port: int = 6006
+    notebook_port: int = 8889
+    # A registry repository that `invoke build` takes its layer cache from (and with --export-cache, sends it to).
+    build_cache: str | None = None
     # PIP_INDEX_URL and PIP_EXTRA_INDEX_URL, where set.
     package_index: dict[str, str] = field(default_factory=dict)
     # The application's own keys from `.env`, with the process environment's value where it has one.
@@ -166,6 +174,15 @@ def load_settings(project_dir: Path, environ: Mapping[str, str] | None = None) -
     _require(source, "IMAGE_TAG", image_tag, _IMAGE_TAG.fullmatch, "not a valid tag (letters, digits, _ . -; at most 118 characters)")
     base_image = _image_reference(source, "BASE_IMAGE", _choose(source, "BASE_IMAGE", DEFAULT_BASE_IMAGE))
     registry = (source.get("REGISTRY")[0] or "").rstrip("/") or None
+    build_cache = source.get("BUILD_CACHE")[0]
+    if build_cache is not None:
+        _require(
+            source,
+            "BUILD_CACHE",
+            build_cache,
+            lambda value: "/" in value and _REGISTRY.fullmatch(value),
+            "expected a registry and repository without a tag, e.g. ghcr.io/acme/my-project-cache or 127.0.0.1:5000/my-project-cache",
+        )
     if registry is not None:
         _not_an_option(source, "REGISTRY", registry)
         _require(
@@ -201,6 +218,9 @@ def load_settings(project_dir: Path, environ: Mapping[str, str] | None = None) -
         host_address=_address(source, "HOST_ADDRESS", "127.0.0.1"),
         host_port=_port(source, "HOST_PORT"),
         container_port=_port(source, "CONTAINER_PORT"),
+        tensorboard_port=_port(source, "TENSORBOARD_PORT", "6006"),
+        notebook_port=_port(source, "NOTEBOOK_PORT", "8889"),
+        build_cache=build_cache,
         data_dir=_data_dir(source, project_dir),
         docker=_docker(source),
         registry=registry,
@@ -225,8 +245,8 @@ def _require(source: _Source, key: str, value: str, check, reason: str) -> None:
         raise _fail(source, key, value, reason)
 
 
-def _port(source: _Source, key: str) -> int:
-    value = _choose(source, key, "8888")
+def _port(source: _Source, key: str, default: str = "8888") -> int:
+    value = _choose(source, key, default)
     # ASCII digits only: str.isdigit() and int() also take `²` and `٣`, which no port is spelt with.
     if not re.fullmatch(r"[0-9]{1,5}", value) or not 1 <= int(value) <= 65535:
         raise _fail(source, key, value, "not a port number (1-65535)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from devkit.engine import Engine
@@ -38,6 +38,8 @@ class Target:
     native: bool
     image: str
     container: str
+    # The Dockerfile stage to build (`--target`); None for the last one, the runtime image.
+    stage: str | None = None
 
     @property
     def dockerfile(self) -> str:
@@ -89,6 +91,17 @@ def resolve_target(settings: Settings, *, gpu: bool, platform_flag: str | None, 
         image=f"{settings.image_name}:{settings.image_tag}{suffix}",
         container=settings.image_name.replace("/", "-") + suffix,
     )
+
+
+def notebook_target(target: Target) -> Target:
+    """The JupyterLab image of `invoke notebook`: the `notebook` stage of the target's Dockerfile,
+    tagged `<IMAGE_TAG>-notebook` (`-gpu-notebook`), and its container."""
+    return replace(target, image=f"{target.image}-notebook", container=f"{target.container}-notebook", stage="notebook")
+
+
+def tensorboard_target(target: Target) -> Target:
+    """The container of `invoke tensorboard`: TensorBoard from the target's own image."""
+    return replace(target, container=f"{target.container}-tensorboard")
 
 
 def every_target(settings: Settings, *, host: str) -> list[Target]:

@@ -53,7 +53,7 @@ def image_config(image: str) -> dict:
     return json.loads(docker("image", "inspect", "--format", "{{json .Config}}", image).stdout)
 
 
-@pytest.mark.parametrize("variant", ["cpu", "gpu"])
+@pytest.mark.parametrize("variant", ["cpu", pytest.param("gpu", marks=pytest.mark.platform("linux/amd64"))])
 def test_image_builds_on_base_image_with_labels(request, variant):
     image = request.getfixturevalue(f"{variant}_image")
     layers = json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", image).stdout)
@@ -199,7 +199,7 @@ def steps_from_cache(build_output: str) -> dict[str, bool]:
     ("variant", "build_args", "locks"),
     [
         ("cpu", (), ("requirements.txt", "requirements-arm64.txt")),
-        ("gpu", ("--gpu",), ("requirements-gpu.txt",)),
+        pytest.param("gpu", ("--gpu",), ("requirements-gpu.txt",), marks=pytest.mark.platform("linux/amd64")),
     ],
 )
 def test_adding_a_package_to_the_lock_keeps_the_tensorflow_layer(request, invoke, tmp_path, variant, build_args, locks):

@@ -13,7 +13,14 @@ from devkit.errors import UserError
 from devkit.locking import pip_compile_reason, replace_together
 from devkit.locks import pinned_versions
 
-LOCKS = ("requirements.txt", "requirements-arm64.txt", "requirements-gpu.txt", "requirements-dev.txt")
+LOCKS = (
+    "requirements.txt",
+    "requirements-arm64.txt",
+    "requirements-gpu.txt",
+    "requirements-notebook.txt",
+    "requirements-notebook-arm64.txt",
+    "requirements-dev.txt",
+)
 
 
 def pins(lock: str) -> dict[str, str]:
@@ -56,8 +63,8 @@ def test_select_locks():
     assert locks.select_locks(gpu=False, platform=None, dev=False) == locks.ALL
     assert locks.select_locks(gpu=True, platform=None, dev=False) == (locks.GPU,)
     assert locks.select_locks(gpu=True, platform="linux/amd64", dev=False) == (locks.GPU,)
-    assert locks.select_locks(gpu=False, platform="linux/arm64", dev=False) == (locks.CPU_ARM64,)
-    assert locks.select_locks(gpu=False, platform="linux/amd64", dev=False) == (locks.CPU_AMD64,)
+    assert locks.select_locks(gpu=False, platform="linux/arm64", dev=False) == (locks.CPU_ARM64, locks.NOTEBOOK_ARM64)
+    assert locks.select_locks(gpu=False, platform="linux/amd64", dev=False) == (locks.CPU_AMD64, locks.NOTEBOOK_AMD64)
     assert locks.select_locks(gpu=False, platform=None, dev=True) == (locks.DEV,)
     with pytest.raises(UserError, match="GPU lock is linux/amd64 only"):
         locks.select_locks(gpu=True, platform="linux/arm64", dev=False)
@@ -68,6 +75,8 @@ def test_select_locks():
 def test_input_chains_follow_includes_and_constraints():
     assert locks.input_files(PROJECT_DIR, "requirements-cpu.in") == ["requirements-cpu.in", "requirements.in"]
     assert locks.input_files(PROJECT_DIR, "requirements-gpu.in") == ["requirements-gpu.in", "requirements.txt", "requirements.in"]
+    # A lock constrained on pip-compile's command line: that lock is one of its inputs.
+    assert locks.lock_inputs(PROJECT_DIR, locks.NOTEBOOK_ARM64) == ["requirements-notebook.in", "requirements-arm64.txt"]
 
 
 @pytest.mark.parametrize("lock", locks.ALL, ids=lambda lock: lock.output)
@@ -151,9 +160,10 @@ def test_pip_compile_reason_drops_the_traceback():
 
 
 def test_required_names_follow_includes_and_the_markers_of_each_platform():
-    assert locks.required_names(PROJECT_DIR, locks.CPU_AMD64) == ["tensorflow-cpu", "starlette", "uvicorn"]
-    assert locks.required_names(PROJECT_DIR, locks.CPU_ARM64) == ["tensorflow", "starlette", "uvicorn"]
-    assert locks.required_names(PROJECT_DIR, locks.GPU) == ["tensorflow", "starlette", "uvicorn"], "-c constrains, requires nothing"
+    assert locks.required_names(PROJECT_DIR, locks.CPU_AMD64) == ["tensorflow-cpu", "tensorboard", "starlette", "uvicorn"]
+    assert locks.required_names(PROJECT_DIR, locks.CPU_ARM64) == ["tensorflow", "tensorboard", "starlette", "uvicorn"]
+    required = ["tensorflow", "tensorboard", "starlette", "uvicorn"]
+    assert locks.required_names(PROJECT_DIR, locks.GPU) == required, "-c constrains, requires nothing"
 
 
 def test_required_names_skip_options_comments_and_continuations(tmp_path):
@@ -171,7 +181,7 @@ def test_committed_locks_hold_every_requirement(lock):
 
 def test_a_requirement_without_a_hashed_pin_is_missing():
     lock_text = "starlette==0.1 \\\n    --hash=sha256:aa\n    # via -r requirements.in\nuvicorn==0.1\ntensorflow-cpu>=2\n"
-    assert locks.missing_requirements(PROJECT_DIR, locks.CPU_AMD64, lock_text) == ["tensorflow-cpu", "uvicorn"]
+    assert locks.missing_requirements(PROJECT_DIR, locks.CPU_AMD64, lock_text) == ["tensorflow-cpu", "tensorboard", "uvicorn"]
 
 
 def test_changes_name_each_package_and_its_versions():
