@@ -1,5 +1,7 @@
 """The project's checks. `nox` runs every session; `nox -l` lists them; `nox -s NAME` runs one."""
 
+from pathlib import Path
+
 import nox
 
 nox.options.error_on_missing_interpreters = True
@@ -7,6 +9,12 @@ nox.options.error_on_missing_interpreters = True
 # The pinned host tools: every session that needs packages installs them from this lock, hash-checked.
 DEV_LOCK = "requirements-dev.txt"
 DOCKERFILES = ("Dockerfile", "Dockerfile.gpu")
+
+
+def with_example(folder: str) -> list[str]:
+    """A test folder of the template, and its counterpart in tests/example/ while the example is there."""
+    example = Path("tests", "example", Path(folder).name)
+    return [folder, *([str(example)] if example.is_dir() else [])]
 
 
 @nox.session(venv_backend="none")
@@ -20,9 +28,9 @@ def container_test(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Host-side tests of tasks.py and the configuration; no engine needed, seconds."""
+    """Host-side tests of tasks.py and the configuration (and of the example's plain-Python parts); no engine, seconds."""
     session.install("-r", DEV_LOCK)
-    session.run("pytest", "tests/unit", *session.posargs)
+    session.run("pytest", *with_example("tests/unit"), *session.posargs)
 
 
 @nox.session
@@ -46,7 +54,7 @@ def integration(session: nox.Session) -> None:
     """Build and run the images for real through the invoke tasks: ports, volumes, ownership, stop, errors."""
     session.install("-r", DEV_LOCK)
     # -rs: the reason of any skip is printed (only where no engine exists; in CI a missing engine fails).
-    session.run("pytest", "tests/integration", "-rs", *session.posargs)
+    session.run("pytest", *with_example("tests/integration"), "-rs", *session.posargs)
 
 
 @nox.session(default=False)
@@ -54,7 +62,7 @@ def bench(session: nox.Session) -> None:
     """Performance against the plain tutorial Dockerfile (ratios and goals), serving figures, arm64 under emulation; not in `nox`."""
     session.install("-r", DEV_LOCK)
     # Several minutes: cold builds of both images, then medians of rebuilds, imports and requests.
-    session.run("python", "benchmarks/images.py", *session.posargs)
+    session.run("python", "-m", "benchmarks.images", *session.posargs)
     session.run("python", "benchmarks/serving.py")
     # On x86-64: what building and testing the arm64 image under emulation costs against native.
-    session.run("python", "benchmarks/emulation.py")
+    session.run("python", "-m", "benchmarks.emulation")

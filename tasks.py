@@ -20,6 +20,7 @@ from invoke import Exit, task
 from devkit import doctor as doctor_checks
 from devkit import engine
 from devkit.commands import (
+    CONTAINER_TEST_FOLDERS,
     PROXY_VARIABLES,
     build_command,
     command_line,
@@ -298,7 +299,8 @@ def stop(c, gpu=False, platform=None):
 def smoke_test(c, gpu=False, platform=None):
     """Run the TensorFlow smoke test (tests/container) inside the built image; `nox -s container_test` builds first.
 
-    pytest is mounted into the container for the run, never installed in the image.
+    The example's in-container tests (tests/example/container) run with it while they are there. The tests
+    and pytest are mounted into the container for the run, never installed in the image.
     """
     settings, target = _settings_and_target(gpu, platform)
     expected = pinned_tensorflow((PROJECT_DIR / target.lock.output).read_text(encoding="utf-8"))
@@ -313,11 +315,13 @@ def smoke_test(c, gpu=False, platform=None):
         installed = c.run(command_line(install), env=settings.package_index, hide=True, warn=True, in_stream=False)
         if installed.failed:
             raise UserError(f"cannot install pytest for the container: {pip_compile_reason(installed.stderr)}")
+        tests_dir = PROJECT_DIR / "tests"
         argv = smoke_test_command(
             settings,
             target,
             user=_container_user(settings),
-            tests_dir=PROJECT_DIR / "tests" / "container",
+            tests_dir=tests_dir,
+            test_folders=[folder for folder in CONTAINER_TEST_FOLDERS if (tests_dir / folder).is_dir()],
             tools_dir=tools_dir,
             tensorflow_version=expected,
         )

@@ -8,7 +8,7 @@ import os
 import re
 import shlex
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from devkit.config import Settings
@@ -332,10 +332,12 @@ def _shorten(line: str, limit: int = 240) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-# Inside the smoke-test container: the tests and pytest, both mounted read-only, so nothing for
-# testing is installed in the image that users ship.
+# Inside the smoke-test container: the project's tests/ folder and pytest, both mounted read-only, so
+# nothing for testing is installed in the image that users ship.
 CONTAINER_TESTS_DIR = "/app/tests"
 CONTAINER_TEST_TOOLS_DIR = "/opt/test-tools"
+# The folders under tests/ that run inside the image: the template's own, and the example's while it is there.
+CONTAINER_TEST_FOLDERS = ("container", "example/container")
 
 
 def smoke_test_command(
@@ -344,30 +346,23 @@ def smoke_test_command(
     *,
     user: str | None,
     tests_dir: Path,
+    test_folders: Sequence[str],
     tools_dir: Path,
     tensorflow_version: str,
 ) -> list[str]:
-    """`docker run` of the smoke test in the image `invoke run` serves, with its mounts and user."""
+    """`docker run` of the smoke test in the image `invoke run` serves, with its mounts and user: pytest on
+    `test_folders` (under `tests_dir`, the project's tests/, mounted whole so that tests/helpers imports)."""
     argv = [settings.docker, "run", "--name", target.test_container]
     argv += _container_options(settings, target, user)
     argv += ["--mount", _mount_spec(tests_dir, CONTAINER_TESTS_DIR, readonly=True)]
     argv += ["--mount", _mount_spec(tools_dir, CONTAINER_TEST_TOOLS_DIR, readonly=True)]
-    argv += ["--env", f"PYTHONPATH=/app/src:{CONTAINER_TEST_TOOLS_DIR}"]
+    argv += ["--env", f"PYTHONPATH=/app/src:{CONTAINER_TESTS_DIR}:{CONTAINER_TEST_TOOLS_DIR}"]
     argv += ["--env", f"EXPECTED_TENSORFLOW_VERSION={tensorflow_version}"]
     argv += ["--env", f"EXPECTED_PLATFORM={target.platform}"]
     if target.gpu:
         argv += ["--env", "EXPECT_GPU=1"]
-    # -p no:cacheprovider: the tests folder is read-only; -rA: a line per test in the report.
-    return [
-        *argv,
-        target.image,
-        "python",
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        "-rA",
-        "--rootdir",
-        CONTAINER_TESTS_DIR,
-        CONTAINER_TESTS_DIR,
-    ]
+    # -p no:cacheprovider: the tests folder is read-only; -rA: a line per test in the report;
+    # --import-mode=importlib: as pyproject.toml sets it on the host (which the container does not get).
+    pytest = ["-p", "no:cacheprovider", "-rA", "--import-mode=importlib", "--rootdir", CONTAINER_TESTS_DIR]
+    folders = [f"{CONTAINER_TESTS_DIR}/{folder}" for folder in test_folders]
+    return [*argv, target.image, "python", "-m", "pytest", *pytest, *folders]

@@ -5,12 +5,16 @@ import os
 import re
 import shutil
 import uuid
-from pathlib import Path
 
 import pytest
-from conftest import HOST_PLATFORM, PROJECT_DIR, docker, platform_of, project_copy
 
 from devkit.commands import pinned_tensorflow
+from helpers.engine import docker, host_platform, image_config, platform_of
+from helpers.lock_files import lock_entry
+from helpers.project import PROJECT_DIR, project_copy
+
+# The platform of the CPU image that `invoke build` makes here.
+HOST_PLATFORM = host_platform()
 
 
 def dry(invoke, *args):
@@ -47,10 +51,6 @@ def base_layers() -> list[str]:
     base = os.environ.get("BASE_IMAGE", "python:3.11-slim")
     docker("pull", "--quiet", "--platform", HOST_PLATFORM, base)
     return json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", base).stdout)
-
-
-def image_config(image: str) -> dict:
-    return json.loads(docker("image", "inspect", "--format", "{{json .Config}}", image).stdout)
 
 
 @pytest.mark.parametrize("variant", ["cpu", "gpu"])
@@ -178,14 +178,6 @@ def test_build_args_keep_the_headers_and_the_symbols(invoke):
         assert slimming_of(image) == ("True", "False")
     finally:
         docker("image", "rm", "--force", image, check=False)
-
-
-def lock_entry(lock: Path, name: str) -> str:
-    """A package's entry in a pip-compile lock: its line and the indented hashes and comments below."""
-    lines = lock.read_text().splitlines(keepends=True)
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"{name}=="))
-    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith(" ")), len(lines))
-    return "".join(lines[start:end])
 
 
 def steps_from_cache(build_output: str) -> dict[str, bool]:

@@ -1,6 +1,6 @@
 """`invoke clean`: the project's containers and images go; DATA_DIR, other images and containers stay."""
 
-from conftest import containers_named, docker, free_port
+from helpers.engine import containers_named, docker, free_port
 
 
 def test_clean_removes_the_projects_containers_and_images_and_nothing_else(invoke, cpu_image, tmp_path):

@@ -7,7 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import DOCKER, project_copy
+
+from helpers.engine import DOCKER
+from helpers.project import project_copy
 
 
 def report(result: subprocess.CompletedProcess[str]) -> dict[str, str]:

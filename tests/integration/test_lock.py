@@ -10,22 +10,16 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import project_copy
 
 from devkit.locks import pinned_versions
-
-IMAGE_LOCKS = ("requirements.txt", "requirements-arm64.txt", "requirements-gpu.txt")
-ALL_LOCKS = (*IMAGE_LOCKS, "requirements-dev.txt")
+from helpers.lock_files import ALL_LOCKS, IMAGE_LOCKS, snapshot
+from helpers.project import project_copy
 
 
 @pytest.fixture
 def project(tmp_path) -> Path:
     """A copy of the project: the tests edit its requirements, never the real ones."""
     return project_copy(tmp_path)
-
-
-def snapshot(project: Path) -> dict[str, bytes]:
-    return {name: (project / name).read_bytes() for name in ALL_LOCKS}
 
 
 def test_committed_locks_pass_the_check(invoke):

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from conftest import docker, free_port, platform_of
 
 from devkit.platforms import arch
+from helpers.engine import docker, free_port, platform_of
 
 MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

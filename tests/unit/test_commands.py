@@ -195,7 +195,9 @@ def test_every_container_drops_all_capabilities_and_new_privileges(project):
     for argv in (
         run_command(settings, target, user=None),
         shell_command(settings, target, user=None, tty=False),
-        smoke_test_command(settings, target, user=None, tests_dir=project, tools_dir=project, tensorflow_version="2.21.0"),
+        smoke_test_command(
+            settings, target, user=None, tests_dir=project, test_folders=["container"], tools_dir=project, tensorflow_version="2.21.0"
+        ),
     ):
         assert value_after(argv, "--cap-drop") == ["ALL"]
         assert value_after(argv, "--security-opt") == ["no-new-privileges"]
@@ -258,6 +260,7 @@ def test_smoke_test_mounts_tests_and_pytest_read_only(project):
         target_of(settings, gpu=True),
         user="1000:1000",
         tests_dir=project / "tests",
+        test_folders=["container", "example/container"],
         tools_dir=project / "tools",
         tensorflow_version="2.21.0",
     )
@@ -267,7 +270,8 @@ def test_smoke_test_mounts_tests_and_pytest_read_only(project):
     assert f"type=bind,source={project / 'tests'},target=/app/tests,readonly" in mounts
     assert f"type=bind,source={project / 'tools'},target=/opt/test-tools,readonly" in mounts
     envs = value_after(argv, "--env")
-    assert "PYTHONPATH=/app/src:/opt/test-tools" in envs
+    # The app, the tests' own helpers (tests/helpers) and pytest.
+    assert "PYTHONPATH=/app/src:/app/tests:/opt/test-tools" in envs
     assert "EXPECTED_TENSORFLOW_VERSION=2.21.0" in envs
     assert "EXPECTED_PLATFORM=linux/amd64" in envs
     assert "EXPECT_GPU=1" in envs
@@ -275,6 +279,7 @@ def test_smoke_test_mounts_tests_and_pytest_read_only(project):
     assert value_after(argv, "--user") == ["1000:1000"]
     image_at = argv.index("tf:latest-gpu")
     assert argv[image_at + 1 : image_at + 4] == ["python", "-m", "pytest"]
+    assert argv[-2:] == ["/app/tests/container", "/app/tests/example/container"], "pytest runs the folders asked for, no more"
     assert "--publish" not in argv
 
 
@@ -286,7 +291,9 @@ def test_the_arm64_image_runs_as_arm64_under_its_own_tag_on_an_amd64_host(projec
     if command == "run":
         argv = run_command(settings, target, user=None)
     else:
-        argv = smoke_test_command(settings, target, user=None, tests_dir=project, tools_dir=project, tensorflow_version="2.21.0")
+        argv = smoke_test_command(
+            settings, target, user=None, tests_dir=project, test_folders=["container"], tools_dir=project, tensorflow_version="2.21.0"
+        )
         assert "EXPECTED_PLATFORM=linux/arm64" in value_after(argv, "--env")
     assert value_after(argv, "--platform") == ["linux/arm64"]
     assert "tf:latest-arm64" in argv

@@ -5,11 +5,11 @@ import socket
 from pathlib import Path
 
 import pytest
-from test_engine import fake_cli
 
 from devkit import doctor
 from devkit.config import load_settings
 from devkit.doctor import FAIL, OK, SKIP, WARN, Finding, Machine
+from helpers.fake_cli import fake_cli
 
 HEALTHY_ENGINE = "\n".join(
     [

@@ -4,12 +4,12 @@ import re
 import shutil
 
 import pytest
-from conftest import PROJECT_DIR
 
 from devkit import locks
 from devkit.commands import pip_compile_reason
 from devkit.errors import UserError
 from devkit.locks import pinned_versions
+from helpers.project import PROJECT_DIR
 
 LOCKS = ("requirements.txt", "requirements-arm64.txt", "requirements-gpu.txt", "requirements-dev.txt")
 

@@ -1,10 +1,17 @@
-"""A JSON request and its answer, errors included: shared by the app's tests inside the image and the
-integration tests on the host (plain standard library, so both can import it)."""
+"""HTTP calls of the tests to a server on this machine, errors included: used by the tests inside the image
+and by the engine tests on the host, so plain standard library.
+
+Every call goes straight to the server: a proxy set in the environment (http_proxy) is never used for
+these local addresses.
+"""
 
 import http.client
 import json
+import time
 import urllib.error
 import urllib.request
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def call(url: str, body: bytes | None = None, content_type: str | None = "application/json") -> tuple[int, dict]:
@@ -13,7 +20,7 @@ def call(url: str, body: bytes | None = None, content_type: str | None = "applic
     if content_type:
         request.add_header("Content-Type", content_type)
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        with _DIRECT.open(request, timeout=30) as response:
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
         return error.code, json.load(error)
@@ -37,3 +44,25 @@ def post_declaring_length(url: str, path: str, length: int) -> tuple[int, dict]:
         return response.status, json.load(response)
     finally:
         connection.close()
+
+
+def wait_until_healthy(url: str, timeout: float = 120) -> None:
+    """GET `url` (an app's /health) until it answers 200: the app contract's "ready", whatever the body."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            with _DIRECT.open(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+                last = f"status {response.status}"
+        except OSError as error:  # HTTPError (a 503 while the app starts) is an OSError too
+            last = error
+        time.sleep(1)
+    raise AssertionError(f"{url} did not answer 200 within {timeout:.0f} s: {last}")
+
+
+def wait_for_json(url: str, timeout: float = 120) -> dict:
+    """GET `url` until it answers 200, then its JSON body."""
+    wait_until_healthy(url, timeout)
+    return call(url)[1]
