@@ -69,7 +69,7 @@ def test_image_builds_on_base_image_with_labels(request, variant):
     assert config["User"] == "1000:1000"
     assert config["WorkingDir"] == "/app"
     assert "8888/tcp" in config["ExposedPorts"]
-    assert config["Healthcheck"]["Test"] == ["CMD", "python", "-m", "app.healthcheck"]
+    assert config["Healthcheck"]["Test"] == ["CMD", "python", "-I", "/opt/healthcheck.py"]
     assert "TF_CPP_MIN_LOG_LEVEL=2" in config["Env"]
     if variant == "gpu":
         assert "TF_FORCE_GPU_ALLOW_GROWTH=true" in config["Env"]
@@ -104,6 +104,8 @@ def test_build_context_holds_only_sources_and_locks(tmp_path):
         "src/app/__init__.py",
         "src/app/.env",
         "src/app/__pycache__/x.pyc",
+        "docker/healthcheck.py",
+        "docker/notes.txt",
         "requirements.txt",
         "requirements-gpu.txt",
         "requirements.in",
@@ -128,7 +130,12 @@ def test_build_context_holds_only_sources_and_locks(tmp_path):
         listing = docker("run", "--rm", "--platform", HOST_PLATFORM, tag, "find", "/context", "-type", "f").stdout.split()
     finally:
         docker("image", "rm", tag, check=False)
-    assert sorted(listing) == ["/context/requirements-gpu.txt", "/context/requirements.txt", "/context/src/app/__init__.py"]
+    assert sorted(listing) == [
+        "/context/docker/healthcheck.py",
+        "/context/requirements-gpu.txt",
+        "/context/requirements.txt",
+        "/context/src/app/__init__.py",
+    ]
 
 
 def test_rebuilding_unchanged_sources_gives_the_same_image_and_no_orphans(invoke, cpu_image):
