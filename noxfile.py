@@ -21,7 +21,8 @@ def with_example(folder: str) -> list[str]:
 def container_test(session: nox.Session) -> None:
     """The TensorFlow smoke test inside the image `invoke build` makes (`-- --gpu`, `-- --platform linux/arm64`)."""
     # Only drives Docker, through the invoke that runs nox: the image is built first (in seconds when
-    # it is up to date), then tests/container runs inside it with pytest mounted, not installed.
+    # it is up to date), then tests/container (and tests/example/container) runs inside it with pytest
+    # mounted, not installed.
     session.run("invoke", "build", *session.posargs, external=True)
     session.run("invoke", "smoke-test", *session.posargs, external=True)
 
