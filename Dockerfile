@@ -131,6 +131,9 @@ ENV PATH=/opt/venv/bin:$PATH \
 COPY --from=tensorflow /opt/tensorflow/ /opt/venv/
 COPY --from=packages /opt/venv /opt/venv
 
+# The health probe is the template's, outside /app/src, so that it outlives a replaced app.
+COPY docker/healthcheck.py /opt/healthcheck.py
+
 WORKDIR /app
 
 # ---------------------------------------------------------------------------------------------
@@ -176,9 +179,10 @@ COPY src/ /app/src/
 USER 1000:1000
 EXPOSE ${CONTAINER_PORT}
 
-# The app answers /health on $PORT; the probe uses Python, as the slim base has no curl.
+# Any app answers /health on $PORT (the app contract); the probe uses Python, as the slim base has no
+# curl. -I: the standard library only, never a module of PYTHONPATH (src/) that shares a name with it.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-m", "app.healthcheck"]
+    CMD ["python", "-I", "/opt/healthcheck.py"]
 
 CMD ["python", "-m", "app"]
 

@@ -23,20 +23,27 @@ DEVCONTAINERS = sorted([*Path(".devcontainer").glob("devcontainer.json"), *Path(
 _JSONC_TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
 
 
+def with_example(folder: str) -> list[str]:
+    """A test folder of the template, and its counterpart in tests/example/ while the example is there."""
+    example = Path("tests", "example", Path(folder).name)
+    return [folder, *([str(example)] if example.is_dir() else [])]
+
+
 @nox.session(venv_backend="none")
 def container_test(session: nox.Session) -> None:
     """The container test (tests/container) inside the image `invoke build` makes (`-- --gpu`, `-- --platform linux/arm64`)."""
     # Only drives Docker, through the invoke that runs nox: the image is built first (in seconds when
-    # it is up to date), then tests/container runs inside it with pytest mounted, not installed.
+    # it is up to date), then tests/container (and tests/example/container) runs inside it with pytest
+    # mounted, not installed.
     session.run("invoke", "build", *session.posargs, external=True)
     session.run("invoke", "container-test", *session.posargs, external=True)
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Host-side tests of tasks.py and the configuration; no engine needed, seconds."""
+    """Host-side tests of tasks.py and the configuration (and of the example's plain-Python parts); no engine, seconds."""
     session.install("-r", DEV_LOCK)
-    session.run("pytest", "tests/unit", *session.posargs)
+    session.run("pytest", *with_example("tests/unit"), *session.posargs)
 
 
 @nox.session
@@ -84,7 +91,7 @@ def integration(session: nox.Session) -> None:
     """Build and run the images for real through the invoke tasks: ports, volumes, ownership, stop, errors."""
     session.install("-r", DEV_LOCK)
     # -rs: the reason of any skip is printed (only where no engine exists; in CI a missing engine fails).
-    session.run("pytest", "tests/integration", "-rs", *session.posargs)
+    session.run("pytest", *with_example("tests/integration"), "-rs", *session.posargs)
 
 
 @nox.session(default=False)
@@ -92,7 +99,7 @@ def bench(session: nox.Session) -> None:
     """Performance against the plain tutorial Dockerfile (ratios and goals), serving figures, arm64 under emulation; not in `nox`."""
     session.install("-r", DEV_LOCK)
     # Several minutes: cold builds of both images, then medians of rebuilds, imports and requests.
-    session.run("python", "benchmarks/images.py", *session.posargs)
+    session.run("python", "-m", "benchmarks.images", *session.posargs)
     session.run("python", "benchmarks/serving.py")
     # On x86-64: what building and testing the arm64 image under emulation costs against native.
-    session.run("python", "benchmarks/emulation.py")
+    session.run("python", "-m", "benchmarks.emulation")

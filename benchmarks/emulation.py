@@ -1,4 +1,4 @@
-"""The arm64 CPU image under emulation against the native amd64 one: `python benchmarks/emulation.py`.
+"""The arm64 CPU image under emulation against the native amd64 one: `python -m benchmarks.emulation`.
 
 What an x86-64 machine pays to build and prove the image that Apple Silicon and ARM servers run.
 Through the real tasks, for both platforms, under a benchmark-only IMAGE_NAME:
@@ -18,22 +18,22 @@ import sys
 import time
 from pathlib import Path
 
+from devkit.engine import Engine
+from devkit.platforms import AMD64, ARM64
+from devkit.settings import load_settings
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_DIR))
-
-from serving import invoke  # noqa: E402 (benchmarks/, this script's folder)
-
-from devkit.engine import Engine  # noqa: E402 (after the project folder is on the path)
-from devkit.platforms import AMD64, ARM64  # noqa: E402
-from devkit.settings import load_settings  # noqa: E402
 
 IMAGE_NAME = "tf-bench-emulation"
 IMPORT_PROBE = "import time; started = time.perf_counter(); import tensorflow; print(time.perf_counter() - started)"
 
 
 def timed_invoke(*args: str, env: dict[str, str]) -> float:
+    """Seconds that `invoke ARGS` takes in the project folder; a failure ends the benchmark with its reason."""
     started = time.perf_counter()
-    invoke(*args, env=env)
+    result = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        sys.exit(f"invoke {' '.join(args)} failed:\n{result.stderr.strip()}")
     return time.perf_counter() - started
 
 

@@ -23,12 +23,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_DIR))
+from devkit.engine import Engine
+from devkit.errors import UserError
+from devkit.settings import load_settings
 
-from devkit.engine import Engine  # noqa: E402 (after the project folder is on the path)
-from devkit.errors import UserError  # noqa: E402
-from devkit.settings import load_settings  # noqa: E402
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 OURS, PLAIN = "tf-bench-ours", "tf-bench-plain"
 DATA_FILE_BYTES = 1024**3

@@ -154,7 +154,19 @@ def container_test_command(
         argv += ["--env", "EXPECT_GPU=1"]
     folders = [f"{CONTAINER_TESTS_DIR}/{folder}" for folder in CONTAINER_TEST_FOLDERS if (tests_dir / folder).is_dir()]
     # -p no:cacheprovider: the tests folder is read-only; -rA: a line per test in the report.
-    pytest = ["python", "-m", "pytest", "-p", "no:cacheprovider", "-rA", "--rootdir", CONTAINER_TESTS_DIR, *folders]
+    # --import-mode=importlib: as pyproject.toml sets it on the host (the container has no pyproject).
+    pytest = [
+        "python",
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-rA",
+        "--import-mode=importlib",
+        "--rootdir",
+        CONTAINER_TESTS_DIR,
+        *folders,
+    ]
     return [*argv, target.image, *pytest]
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DATA_DIR = Path(os.environ.get("DATA_MOUNT", "/app/data"))
+# Where the container finds DATA_DIR: fixed by the app contract.
+DATA_DIR = Path("/app/data")
 
 # The kernel's name for each image platform: what an emulated container reports too.
 MACHINES = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}

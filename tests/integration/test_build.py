@@ -5,12 +5,16 @@ import os
 import re
 import shutil
 import uuid
-from pathlib import Path
 
 import pytest
-from conftest import HOST_PLATFORM, PROJECT_DIR, docker, platform_of, project_copy
 
 from devkit.locks import pinned_tensorflow
+from helpers.engine import docker, host_platform, image_config, platform_of
+from helpers.lock_files import lock_entry
+from helpers.project import PROJECT_DIR, project_copy
+
+# The platform of the CPU image that `invoke build` makes here.
+HOST_PLATFORM = host_platform()
 
 
 def dry(invoke, *args):
@@ -49,10 +53,6 @@ def base_layers() -> list[str]:
     return json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", base).stdout)
 
 
-def image_config(image: str) -> dict:
-    return json.loads(docker("image", "inspect", "--format", "{{json .Config}}", image).stdout)
-
-
 @pytest.mark.parametrize("variant", ["cpu", pytest.param("gpu", marks=pytest.mark.platform("linux/amd64"))])
 def test_image_builds_on_base_image_with_labels(request, variant):
     image = request.getfixturevalue(f"{variant}_image")
@@ -69,7 +69,7 @@ def test_image_builds_on_base_image_with_labels(request, variant):
     assert config["User"] == "1000:1000"
     assert config["WorkingDir"] == "/app"
     assert "8888/tcp" in config["ExposedPorts"]
-    assert config["Healthcheck"]["Test"] == ["CMD", "python", "-m", "app.healthcheck"]
+    assert config["Healthcheck"]["Test"] == ["CMD", "python", "-I", "/opt/healthcheck.py"]
     assert "TF_CPP_MIN_LOG_LEVEL=2" in config["Env"]
     if variant == "gpu":
         assert "TF_FORCE_GPU_ALLOW_GROWTH=true" in config["Env"]
@@ -104,6 +104,8 @@ def test_build_context_holds_only_sources_and_locks(tmp_path):
         "src/app/__init__.py",
         "src/app/.env",
         "src/app/__pycache__/x.pyc",
+        "docker/healthcheck.py",
+        "docker/notes.txt",
         "requirements.txt",
         "requirements-gpu.txt",
         "requirements.in",
@@ -128,7 +130,12 @@ def test_build_context_holds_only_sources_and_locks(tmp_path):
         listing = docker("run", "--rm", "--platform", HOST_PLATFORM, tag, "find", "/context", "-type", "f").stdout.split()
     finally:
         docker("image", "rm", tag, check=False)
-    assert sorted(listing) == ["/context/requirements-gpu.txt", "/context/requirements.txt", "/context/src/app/__init__.py"]
+    assert sorted(listing) == [
+        "/context/docker/healthcheck.py",
+        "/context/requirements-gpu.txt",
+        "/context/requirements.txt",
+        "/context/src/app/__init__.py",
+    ]
 
 
 def test_rebuilding_unchanged_sources_gives_the_same_image_and_no_orphans(invoke, cpu_image):
@@ -178,14 +185,6 @@ def test_build_args_keep_the_headers_and_the_symbols(invoke):
         assert slimming_of(image) == ("True", "False")
     finally:
         docker("image", "rm", "--force", image, check=False)
-
-
-def lock_entry(lock: Path, name: str) -> str:
-    """A package's entry in a pip-compile lock: its line and the indented hashes and comments below."""
-    lines = lock.read_text().splitlines(keepends=True)
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"{name}=="))
-    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith(" ")), len(lines))
-    return "".join(lines[start:end])
 
 
 def steps_from_cache(build_output: str) -> dict[str, bool]:

@@ -19,10 +19,14 @@ import time
 import uuid
 
 import pytest
-from conftest import HOST_PLATFORM, docker, project_copy
-from test_push import Repository
 
 from devkit.platforms import arch
+from helpers.engine import docker, host_platform
+from helpers.project import project_copy
+from helpers.registry import Repository
+
+# The platform of the CPU image that `invoke build` makes here.
+HOST_PLATFORM = host_platform()
 
 
 def build_cache_records() -> dict[str, dict]:

@@ -5,10 +5,10 @@ the caches (without --all) stay."""
 import re
 import stat
 
-from conftest import DOCKER, PROJECT_DIR, containers_named, docker, free_port, project_copy
-
 from devkit.settings import load_settings
 from devkit.targets import PROJECT_LABEL, project_id
+from helpers.engine import DOCKER, containers_named, docker, free_port
+from helpers.project import PROJECT_DIR, project_copy
 
 
 def label_of(image: str) -> str:

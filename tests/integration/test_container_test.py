@@ -3,7 +3,8 @@
 import subprocess
 import sys
 
-from conftest import docker, project_copy
+from helpers.engine import docker
+from helpers.project import project_copy
 
 # Appended to the runtime stage: `import tensorflow` raises, as after a bad install.
 BREAK_TENSORFLOW = """

@@ -19,10 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import DOCKER, HOST_PLATFORM, PROJECT_DIR, Caller, docker, project_copy
 
-from devkit.commands import IMAGE_USER, pinned_tensorflow
-from devkit.locks import image_lock
+from devkit.host import IMAGE_USER
+from devkit.locks import image_lock, pinned_tensorflow
+from helpers.engine import DOCKER, docker, host_platform
+from helpers.invoking import Caller
+from helpers.project import PROJECT_DIR, project_copy
+
+# The platform of the CPU image that `invoke build` makes here.
+HOST_PLATFORM = host_platform()
 
 # The in-container tests, as `invoke smoke-test` runs them in the image.
 CONTAINER_TESTS = "tests/container"

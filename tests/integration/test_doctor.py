@@ -9,7 +9,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import DOCKER, docker, project_copy
+
+from helpers.engine import DOCKER, docker
+from helpers.project import project_copy
 
 
 def report(result: subprocess.CompletedProcess[str]) -> dict[str, str]:

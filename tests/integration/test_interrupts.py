@@ -13,8 +13,13 @@ import subprocess
 import time
 
 import pytest
-from conftest import HOST_PLATFORM, docker, project_copy
-from test_lock import snapshot
+
+from helpers.engine import docker, host_platform
+from helpers.lock_files import snapshot
+from helpers.project import project_copy
+
+# The platform of the CPU image that `invoke build` makes here.
+HOST_PLATFORM = host_platform()
 
 
 def interrupt(process: subprocess.Popen[str]) -> str:

@@ -11,24 +11,20 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import HOST_PLATFORM, docker, project_copy
 
 from devkit.locks import pinned_versions
+from helpers.engine import docker, host_platform
+from helpers.lock_files import ALL_LOCKS, IMAGE_LOCKS, snapshot
+from helpers.project import project_copy
 
-IMAGE_LOCKS = ("requirements.txt", "requirements-arm64.txt", "requirements-gpu.txt")
-# JupyterLab's, compiled against the CPU locks: a new CPU lock makes them stale, and `invoke lock` recompiles them.
-NOTEBOOK_LOCKS = ("requirements-notebook.txt", "requirements-notebook-arm64.txt")
-ALL_LOCKS = (*IMAGE_LOCKS, *NOTEBOOK_LOCKS, "requirements-dev.txt")
+# The platform of the CPU image that `invoke build` makes here.
+HOST_PLATFORM = host_platform()
 
 
 @pytest.fixture
 def project(tmp_path) -> Path:
     """A copy of the project: the tests edit its requirements, never the real ones."""
     return project_copy(tmp_path)
-
-
-def snapshot(project: Path) -> dict[str, bytes]:
-    return {name: (project / name).read_bytes() for name in ALL_LOCKS}
 
 
 def test_committed_locks_pass_the_check(invoke):

@@ -7,32 +7,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import HOST_PLATFORM, containers_named, docker, free_port, project_copy
+
+from helpers.engine import containers_named, docker, free_port, host_platform
+from helpers.http_client import status_of
+from helpers.project import project_copy
+
+# The platform of the CPU image that `invoke build` makes here.
+HOST_PLATFORM = host_platform()
 
 # Where the test runs as root: the owner of its DATA_DIR and notebooks/, whom the container runs as.
 OWNER = 2345
-
-
-def status_of(url: str, token: str | None = None, timeout: float = 120) -> int:
-    """The HTTP status of GET `url` (with the token in the Authorization header), once the server answers."""
-    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"} if token else {})  # noqa: S310
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (a local test URL)
-                return response.status
-        except urllib.error.HTTPError as error:
-            return error.code
-        except OSError as error:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{url} did not answer within {timeout:.0f} s: {error}") from None
-            time.sleep(1)
 
 
 @pytest.fixture

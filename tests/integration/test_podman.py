@@ -12,10 +12,14 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import HOST_PLATFORM, Invoke, free_port
-from test_notebook import status_of
 
 from devkit.engine import first_line
+from helpers.engine import free_port, host_platform
+from helpers.http_client import status_of
+from helpers.invoking import Invoke
+
+# The platform of the CPU image that `invoke build` makes here.
+HOST_PLATFORM = host_platform()
 
 pytestmark = pytest.mark.skipif(shutil.which("podman") is None, reason="no podman on this machine")
 

@@ -18,8 +18,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import DOCKER, PROJECT_DIR, docker, project_copy
-from test_build import lock_entry
+
+from helpers.engine import DOCKER, docker
+from helpers.lock_files import lock_entry
+from helpers.project import PROJECT_DIR, project_copy
 
 
 def found_in_image(image: str, canaries: list[str]) -> set[str]:

@@ -11,7 +11,9 @@ import subprocess
 import time
 
 import pytest
-from conftest import containers_named, docker, wait_for_json
+
+from helpers.engine import containers_named, docker
+from helpers.http_client import wait_until_healthy
 
 
 def end_of(process: subprocess.Popen[str], timeout: float = 90) -> str:
@@ -37,7 +39,7 @@ def test_a_signal_to_invoke_alone_stops_and_removes_a_foreground_run(invoke, cpu
     leftovers.append(name)
     process = invoke.popen("run", start_new_session=True)
     try:
-        wait_for_json(f"http://127.0.0.1:{invoke.env['HOST_PORT']}/health")
+        wait_until_healthy(f"http://127.0.0.1:{invoke.env['HOST_PORT']}/health")
     except AssertionError:
         process.kill()
         raise

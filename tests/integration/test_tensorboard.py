@@ -16,7 +16,9 @@ import time
 import urllib.request
 
 import pytest
-from conftest import Invoke, containers_named, docker, free_port, run_as
+
+from helpers.engine import containers_named, docker, free_port
+from helpers.invoking import Invoke, run_as
 
 RUNS = ("iris/1/train", "iris/1/validation")
 WRITE_LOGS = """

@@ -4,7 +4,6 @@ spelt for each builder: buildx on a registry-capable driver, the classic builder
 from pathlib import Path
 
 import pytest
-from helpers.recording_engine import RecordingEngine
 
 from devkit import building
 from devkit.building import build_command, cache_options, cache_ref
@@ -12,6 +11,7 @@ from devkit.engine import Outcome
 from devkit.errors import UserError
 from devkit.settings import load_settings
 from devkit.targets import notebook_target, resolve_target
+from helpers.recording_engine import RecordingEngine
 
 CACHE = "127.0.0.1:5000/acme/tf-cache"
 

@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.recording_engine import RecordingEngine
 
 from devkit import containers
 from devkit.engine import Outcome
 from devkit.errors import UserError
 from devkit.settings import load_settings
 from devkit.targets import project_id, resolve_target
+from helpers.recording_engine import RecordingEngine
 
 # The query that says whether a container exists, runs, and is this project's.
 INSPECT = 'container inspect --format {{.State.Status}} {{index .Config.Labels "org.tensorflow-template.project"}}'

@@ -1,21 +1,12 @@
 """Engine probes, answered by stand-in CLIs: BuildKit mode, engine reachability, NVIDIA runtime."""
 
 import json
-import stat
-from pathlib import Path
 
 import pytest
 
 from devkit.engine import Engine, cmd_exe_line
 from devkit.errors import UserError
-
-
-def fake_cli(tmp_path: Path, script: str) -> str:
-    """A `docker` that answers by `case "$*"` in `script`."""
-    cli = tmp_path / "docker"
-    cli.write_text(f'#!/bin/sh\ncase "$*" in\n{script}\n*) echo "unexpected: $*" >&2; exit 99 ;;\nesac\n')
-    cli.chmod(cli.stat().st_mode | stat.S_IXUSR)
-    return str(cli)
+from helpers.fake_cli import fake_cli
 
 
 def test_buildx_plugin_is_used_where_it_exists(tmp_path):

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 import pytest
+
 from helpers import host_fit
 
 

@@ -8,10 +8,10 @@ an x64 Python on Windows on ARM) while Docker Desktop's engine runs natively.
 import platform
 
 import pytest
-from test_engine import fake_cli
 
 from devkit.engine import Engine
 from devkit.platforms import host_platform
+from helpers.fake_cli import fake_cli
 
 # What `docker version --format {{.Server.Os}}/{{.Server.Arch}}` answers: Go's names for the engine's platform.
 ENGINE_ANSWER = '"version --format {{.Server.Os}}/{{.Server.Arch}}")'

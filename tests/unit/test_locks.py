@@ -6,12 +6,12 @@ import shutil
 import signal
 
 import pytest
-from conftest import PROJECT_DIR
 
 from devkit import locks
 from devkit.errors import UserError
 from devkit.locking import pip_compile_reason, replace_together
 from devkit.locks import pinned_versions
+from helpers.project import PROJECT_DIR
 
 LOCKS = (
     "requirements.txt",

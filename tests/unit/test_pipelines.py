@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.recording_engine import RecordingEngine
 
 from devkit import building, containers, locking, locks, publishing
 from devkit.engine import Outcome
 from devkit.errors import UserError
 from devkit.settings import load_settings
 from devkit.targets import every_target, project_id, resolve_target
+from helpers.recording_engine import RecordingEngine
 
 LOCK_TEXT = "tensorflow-cpu==2.21.0 \\\n    --hash=sha256:abc\n"
 # What the engine says of its own platform: an x86-64 host.

@@ -4,9 +4,6 @@ checks as Podman answers them (its CLI stood in for by a script)."""
 from pathlib import Path
 
 import pytest
-from helpers.recording_engine import RecordingEngine
-from test_doctor import findings
-from test_engine import fake_cli
 
 from devkit import building, doctor, workbench
 from devkit.building import build_command
@@ -19,6 +16,9 @@ from devkit.locks import CPU_AMD64
 from devkit.publishing import manifest_commands, push_command, tag_command, untag_command
 from devkit.settings import load_settings
 from devkit.targets import notebook_target, resolve_target, tensorboard_target
+from helpers.doctor_findings import findings
+from helpers.fake_cli import fake_cli
+from helpers.recording_engine import RecordingEngine
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import socket
 from pathlib import Path
 
 import pytest
-from helpers.recording_engine import RecordingEngine
 from invoke import Config, Exit, MockContext, Result
 
 import tasks
@@ -17,6 +16,7 @@ from devkit.errors import UserError
 from devkit.locks import pinned_versions
 from devkit.settings import load_settings
 from devkit.targets import PROJECT_LABEL, every_target, notebook_target, project_id, resolve_target, tensorboard_target
+from helpers.recording_engine import RecordingEngine
 
 PROJECT_DIR = tasks.PROJECT_DIR
 LOCK_TEXT = "tensorflow-cpu==2.21.0 \\\n    --hash=sha256:abc\n"

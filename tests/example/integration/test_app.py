@@ -1,6 +1,7 @@
 """The example application through the real tasks, as a user meets it:
 
-1. `invoke run --detach` on a DATA_DIR with only the dataset: the server trains a model first, then serves;
+1. `invoke run --detach --read-only` on a DATA_DIR with only the dataset: the server trains a model first
+   (into DATA_DIR, on a read-only root filesystem), then serves;
 2. `invoke run --cmd "python -m app.train"`, twice: seeded versions 2 and 3 land in DATA_DIR on the host;
 3. `invoke run --detach` again: /health and /predict answer on HOST_PORT with the newest version.
 
@@ -12,19 +13,18 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_DIR, docker, run_as, wait_for_json
 
-sys.path.insert(0, str(PROJECT_DIR / "tests" / "container"))
-from json_http import call, post_declaring_length, predict  # noqa: E402 (the app's own tests' helper; plain standard library)
-
-# Rows 1, 51 and 101 of data/iris.csv: one flower of each species.
-SETOSA, VERSICOLOR, VIRGINICA = [5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3, 3.3, 6.0, 2.5]
+from devkit.locks import pinned_tensorflow
+from example.iris import SETOSA, VERSICOLOR, VIRGINICA
+from helpers.engine import docker
+from helpers.http_client import call, post_declaring_length, predict, wait_for_json
+from helpers.invoking import run_as
+from helpers.project import PROJECT_DIR
 
 
 @dataclass
@@ -48,7 +48,7 @@ def journey(invoke, cpu_image, non_root_caller) -> Journey:
     shutil.copy(PROJECT_DIR / "data" / "iris.csv", data)
     url = f"http://127.0.0.1:{invoke.env['HOST_PORT']}"
     try:
-        succeeded(run_as(invoke, caller, "run", "--detach", data=data))
+        succeeded(run_as(invoke, caller, "run", "--detach", "--read-only", data=data))
         first_health = wait_for_json(f"{url}/health", timeout=300)
         logs = docker("logs", container)
         succeeded(run_as(invoke, caller, "stop", data=data))
@@ -65,6 +65,8 @@ def test_with_no_model_yet_the_server_trains_one_first_and_says_so(journey):
     assert journey.first_health["version"] == 1
     assert "no model under data/models yet: training one first" in journey.first_log
     assert "serving iris version 1" in journey.first_log
+    # Trained on a read-only root filesystem: the model went to DATA_DIR, the one place the app may write.
+    assert (journey.data / "models" / "iris" / "1" / "model.keras").is_file()
 
 
 def test_training_writes_seeded_versions_into_data_dir_owned_by_the_caller(journey, non_root_caller):
@@ -84,6 +86,7 @@ def test_health_names_the_newest_version(journey):
     status, health = call(f"{journey.url}/health")
     assert status == 200
     assert (health["status"], health["model"], health["version"]) == ("ok", "iris", 3)
+    assert health["tensorflow"] == pinned_tensorflow((PROJECT_DIR / "requirements.txt").read_text())
 
 
 @pytest.mark.parametrize("path", ["/predict", "/v1/models/iris:predict"])

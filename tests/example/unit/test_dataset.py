@@ -1,13 +1,9 @@
 """The dataset the template ships, data/iris.csv, read by the app's own loader (plain Python, no TensorFlow)."""
 
-import sys
 from collections import Counter
 
-from conftest import PROJECT_DIR
-
-sys.path.insert(0, str(PROJECT_DIR / "src"))
-
-from app import dataset  # noqa: E402 (importable once src/ is on the path, as PYTHONPATH=/app/src makes it in the image)
+from app import dataset
+from helpers.project import PROJECT_DIR
 
 
 def test_the_shipped_dataset_is_fishers_iris():

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import uvicorn
-from json_http import call, post_declaring_length, predict
 
 from app import dataset, server, store, train
 from app.server import MAX_BATCH, MAX_BODY_BYTES, create_app
+from helpers.http_client import call, post_declaring_length, predict
 
 EPOCHS = 15  # enough for separated clusters; arm64 runs these tests under emulation, about 20x slower
 HEADER = ",".join([*dataset.FEATURES, dataset.LABEL])

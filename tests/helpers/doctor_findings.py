@@ -1,0 +1,41 @@
+"""`invoke doctor`'s findings against a stand-in CLI, for the tests of its checks."""
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from devkit import doctor
+from devkit.doctor import Finding, Machine
+
+HEALTHY_ENGINE = "\n".join(
+    [
+        '"version --format {{.Client.Version}}") echo 20.10.24 ;;',
+        '"version --format {{.Server.Version}}") echo 20.10.24 ;;',
+        '"version --format {{.Server.Os}}/{{.Server.Arch}}") echo linux/amd64 ;;',
+        '"buildx version") exit 1 ;;',
+        '"info --format {{json .Runtimes}}") echo \'{"runc":{}}\' ;;',
+        '"info --format {{.DockerRootDir}}") echo "$DOCKER_ROOT" ;;',  # set by findings() below
+        '"image inspect --format {{.Os}}/{{.Architecture}} python:3.11-slim") echo linux/amd64 ;;',
+        '"container inspect --format {{.State.Status}} project") exit 1 ;;',
+    ]
+)
+
+
+def machine(project: Path, **environ: str) -> Machine:
+    return Machine(project_dir=project, environ=environ, host="linux/amd64", container_ids=lambda settings: (os.getuid(), os.getgid()))
+
+
+def findings(project: Path, cli: str, gpu: bool = False, docker_root: str | None = None, **environ: str) -> dict[str, Finding]:
+    """Every finding by subject; the stand-in CLI says the engine keeps its data in `docker_root` (default: the project)."""
+    environ = {"DOCKER": cli, "HOST_PORT": str(free_port()), **environ}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DOCKER_ROOT", docker_root or str(project))
+        return {finding.subject: finding for finding in doctor.examine(machine(project, **environ), gpu=gpu)}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
