@@ -563,3 +563,22 @@ def _write_atomically(path: Path, text: str) -> None:
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(text, encoding="utf-8", newline="\n")
     os.replace(partial, path)
+
+
+@task(
+    help={
+        "workers": "training pods that train one model together (default 1)",
+        "gpu": "the GPU image (<IMAGE_TAG>-gpu) and a GPU (nvidia.com/gpu) per pod",
+        "kserve": "also a KServe InferenceService for the SavedModels on the data volume (needs KServe on the cluster)",
+    }
+)
+@_one_line_errors
+def k8s(c, workers="1", gpu=False, kserve=False):
+    """Print the Kubernetes manifests (deploy/k8s/) for the image `invoke push` publishes: `invoke k8s | kubectl apply -f -`.
+
+    An Indexed Job of N training workers and its headless Service, the data volume, the serving
+    Deployment with its Service, autoscaler and disruption budget.
+    """
+    from devkit import kubernetes
+
+    sys.stdout.write(kubernetes.manifests(load_settings(PROJECT_DIR), workers=workers, gpu=gpu, kserve=kserve))
