@@ -4,7 +4,7 @@ What an x86-64 machine pays to build and prove the image that Apple Silicon and 
 Through the real tasks, for both platforms, under a benchmark-only IMAGE_NAME:
 - `invoke build --no-cache`: every layer rebuilt (pip's download cache stays warm, as on a machine
   that has built once, so the figure is the work, not the network);
-- `invoke smoke-test`: the whole container_test (tests/container) in the built image;
+- `invoke container-test`: the whole container_test (tests/container) in the built image;
 - `import tensorflow` in a fresh container.
 Prints each figure for both platforms and the ratio arm64/amd64. Only an x86-64 host emulates arm64;
 on an ARM host, arm64 is native and an emulated amd64 TensorFlow cannot run (no AVX), so it stops.
@@ -23,9 +23,9 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from serving import invoke  # noqa: E402 (benchmarks/, this script's folder)
 
-from devkit import engine  # noqa: E402 (after the project folder is on the path)
-from devkit.config import load_settings  # noqa: E402
+from devkit.engine import Engine  # noqa: E402 (after the project folder is on the path)
 from devkit.platforms import AMD64, ARM64  # noqa: E402
+from devkit.settings import load_settings  # noqa: E402
 
 IMAGE_NAME = "tf-bench-emulation"
 IMPORT_PROBE = "import time; started = time.perf_counter(); import tensorflow; print(time.perf_counter() - started)"
@@ -44,17 +44,17 @@ def import_seconds(docker: str, image: str, platform: str) -> float:
 
 def main() -> int:
     docker = load_settings(PROJECT_DIR, os.environ).docker
-    if engine.native_platform(docker) != AMD64:
+    if Engine(docker).native_platform() != AMD64:
         print("emulation benchmark: this host is not x86-64, so arm64 is native here; nothing to compare", file=sys.stderr)
         return 0
     env = {**os.environ, "IMAGE_NAME": IMAGE_NAME}
     images = {AMD64: f"{IMAGE_NAME}:latest", ARM64: f"{IMAGE_NAME}:latest-arm64"}
-    figures: dict[str, dict[str, float]] = {"build, no layer cache": {}, "container_test (invoke smoke-test)": {}, "import tensorflow": {}}
+    figures: dict[str, dict[str, float]] = {"build, no layer cache": {}, "container_test": {}, "import tensorflow": {}}
     try:
         for platform in (AMD64, ARM64):
             print(f"measuring {platform} ...", file=sys.stderr, flush=True)
             figures["build, no layer cache"][platform] = timed_invoke("build", "--no-cache", "--platform", platform, env=env)
-            figures["container_test (invoke smoke-test)"][platform] = timed_invoke("smoke-test", "--platform", platform, env=env)
+            figures["container_test"][platform] = timed_invoke("container-test", "--platform", platform, env=env)
             figures["import tensorflow"][platform] = import_seconds(docker, images[platform], platform)
     finally:
         subprocess.run([docker, "image", "rm", *images.values()], capture_output=True, check=False)

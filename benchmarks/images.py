@@ -26,9 +26,9 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_DIR))
 
-from devkit import engine  # noqa: E402 (after the project folder is on the path)
-from devkit.config import load_settings  # noqa: E402
+from devkit.engine import Engine  # noqa: E402 (after the project folder is on the path)
 from devkit.errors import UserError  # noqa: E402
+from devkit.settings import load_settings  # noqa: E402
 
 OURS, PLAIN = "tf-bench-ours", "tf-bench-plain"
 DATA_FILE_BYTES = 1024**3
@@ -58,7 +58,7 @@ class Bench:
     def __init__(self, work: Path, runs: int):
         self.settings = load_settings(PROJECT_DIR, os.environ)
         self.docker = self.settings.docker
-        self.platform = engine.native_platform(self.docker)
+        self.platform = Engine(self.docker).native_platform()
         self.runs = runs
         self.ours_dir, self.plain_dir = work / "ours", work / "plain"
         self.work = work
@@ -209,7 +209,7 @@ def measure(bench: Bench) -> tuple[list[Figure], dict]:
         bench.add_package(name)
         additions["ours"].append(bench.build_ours()[0])
         additions["plain"].append(bench.build_plain()[0])
-    engine.pull_base_image(bench.docker, bench.settings.base_image, bench.platform)
+    Engine(bench.docker).pull_base_image(bench.settings.base_image, bench.platform)
     base_size = bench.image_bytes(bench.settings.base_image)
     installed = bench.installed_bytes(f"{OURS}:latest")
     figures = [

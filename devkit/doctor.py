@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from devkit import engine
-from devkit.config import Settings, load_settings
+from devkit import host
+from devkit.engine import NVIDIA_FIX, Engine
 from devkit.errors import UserError
 from devkit.platforms import AMD64, ARM64
+from devkit.settings import Settings, load_settings
 from devkit.targets import resolve_target
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
@@ -53,16 +54,16 @@ def examine(machine: Machine, *, gpu: bool) -> Iterator[Finding]:
     """Every check, in order; a check whose prerequisite failed is skipped."""
     settings_finding, settings = check_settings(machine.project_dir, machine.environ)
     yield settings_finding
-    docker = settings.docker if settings else (machine.environ.get("DOCKER") or "docker")
+    engine = Engine(settings.docker if settings else (machine.environ.get("DOCKER") or "docker"))
 
-    cli = check_cli(docker)
+    cli = check_cli(engine)
     yield cli
-    engine_finding = check_engine(docker) if cli.verdict == OK else skipped("engine", "needs the CLI")
+    engine_finding = check_engine(engine) if cli.verdict == OK else skipped("engine", "needs the CLI")
     yield engine_finding
     engine_up = engine_finding.verdict == OK
-    yield check_buildkit(docker) if engine_up else skipped("BuildKit", "needs the engine")
-    yield check_nvidia(docker, gpu=gpu) if engine_up else skipped("NVIDIA", "needs the engine")
-    engine_platform = engine.server_platform(docker) if engine_up else None
+    yield check_buildkit(engine) if engine_up else skipped("BuildKit", "needs the engine")
+    yield check_nvidia(engine, gpu=gpu) if engine_up else skipped("NVIDIA", "needs the engine")
+    engine_platform = engine.server_platform() if engine_up else None
     yield check_architecture(machine.host, engine_platform, gpu=gpu)
     if settings is None:
         for subject in ("port", "DATA_DIR", "disk", "base image"):
@@ -70,11 +71,20 @@ def examine(machine: Machine, *, gpu: bool) -> Iterator[Finding]:
         return
     # The CPU image as `invoke run` would start it: its platform and its container's name.
     cpu = resolve_target(settings, gpu=False, platform_flag=None, host=engine_platform or machine.host)
-    yield check_port(settings, cpu.container, docker if engine_up else None)
+    yield check_port(settings, cpu.container, engine if engine_up else None)
     yield check_data_dir(settings, machine.container_ids(settings))
-    yield check_disk(docker, gpu=gpu) if engine_up else skipped("disk", "needs the engine")
+    yield check_disk(engine, gpu=gpu) if engine_up else skipped("disk", "needs the engine")
     platform = AMD64 if gpu else cpu.platform
-    yield check_base_image(docker, settings.base_image, platform) if engine_up else skipped("base image", "needs the engine")
+    yield check_base_image(engine, settings.base_image, platform) if engine_up else skipped("base image", "needs the engine")
+
+
+def report(machine: Machine, *, gpu: bool) -> int:
+    """Print every finding as it comes; the number of failed checks."""
+    broken = 0
+    for finding in examine(machine, gpu=gpu):
+        print(finding.line(), flush=True)
+        broken += finding.verdict == FAIL
+    return broken
 
 
 def skipped(subject: str, reason: str) -> Finding:
@@ -97,25 +107,25 @@ def check_settings(project_dir: Path, environ: Mapping[str, str]) -> tuple[Findi
     return Finding(OK, ".env", f"read; every setting valid; {keys} key{'s' * (keys != 1)} for the app"), settings
 
 
-def check_cli(docker: str) -> Finding:
+def check_cli(engine: Engine) -> Finding:
     try:
-        found = engine.require_cli(docker)
+        found = engine.require_cli()
     except UserError as error:
         return failed("CLI", error)
-    return Finding(OK, "CLI", f"{found}, version {engine.client_version(docker) or 'unknown'}")
+    return Finding(OK, "CLI", f"{found}, version {engine.client_version() or 'unknown'}")
 
 
-def check_engine(docker: str) -> Finding:
+def check_engine(engine: Engine) -> Finding:
     try:
-        version = engine.require_engine(docker)
+        version = engine.version()
     except UserError as error:
         return failed("engine", error)
     return Finding(OK, "engine", f"running, version {version}")
 
 
-def check_buildkit(docker: str) -> Finding:
+def check_buildkit(engine: Engine) -> Finding:
     try:
-        buildx = engine.uses_buildx(docker)
+        buildx = engine.uses_buildx()
     except UserError as error:
         return failed("BuildKit", error)
     if buildx:
@@ -123,12 +133,12 @@ def check_buildkit(docker: str) -> Finding:
     return Finding(OK, "BuildKit", "`docker build` with DOCKER_BUILDKIT=1, which `invoke build` sets")
 
 
-def check_nvidia(docker: str, *, gpu: bool) -> Finding:
-    found = engine.runtimes(docker)
+def check_nvidia(engine: Engine, *, gpu: bool) -> Finding:
+    found = engine.runtimes()
     if "nvidia" not in found:
         needed = "the GPU image cannot run here" if gpu else "only the GPU image needs it (`invoke doctor --gpu` to require it)"
         detail = f"no NVIDIA runtime (runtimes: {', '.join(found) or 'none'}): {needed}"
-        return Finding(FAIL if gpu else WARN, "NVIDIA", detail, engine.NVIDIA_FIX)
+        return Finding(FAIL if gpu else WARN, "NVIDIA", detail, NVIDIA_FIX)
     return Finding(OK, "NVIDIA", "the NVIDIA runtime is set up: the GPU image can run here")
 
 
@@ -151,12 +161,12 @@ def check_architecture(host: str, engine_platform: str | None, *, gpu: bool) -> 
     return Finding(OK, "architecture", f"{native}: the CPU image (tensorflow-cpu) and the GPU image both run natively")
 
 
-def check_port(settings: Settings, container: str, docker: str | None) -> Finding:
+def check_port(settings: Settings, container: str, engine: Engine | None) -> Finding:
     where = f"HOST_PORT {settings.host_port} on {settings.host_address}"
     try:
-        engine.require_free_port(settings.host_address, settings.host_port)
+        host.require_free_port(settings.host_address, settings.host_port)
     except UserError as error:
-        if docker is not None and engine.container_state(docker, container) == "running":
+        if engine is not None and engine.container_state(container) == "running":
             return Finding(OK, "port", f"{where}: served by this project's running container {container}")
         return failed("port", error)
     return Finding(OK, "port", f"{where}: free")
@@ -169,14 +179,14 @@ def check_data_dir(settings: Settings, ids: tuple[int, int] | None) -> Finding:
     if ids is None:
         return Finding(OK, "DATA_DIR", f"{path}: exists; Docker Desktop maps its owner")
     try:
-        engine.require_writable_by(path, *ids)
+        host.require_writable_by(path, *ids)
     except UserError as error:
         return failed("DATA_DIR", error)
     return Finding(OK, "DATA_DIR", f"{path}: the container's user (uid {ids[0]}) can write it")
 
 
-def check_disk(docker: str, *, gpu: bool) -> Finding:
-    root = engine.storage_dir(docker)
+def check_disk(engine: Engine, *, gpu: bool) -> Finding:
+    root = engine.storage_dir()
     if root is None or not Path(root).is_dir():
         return Finding(
             WARN,
@@ -192,9 +202,9 @@ def check_disk(docker: str, *, gpu: bool) -> Finding:
     return Finding(OK, "disk", detail)
 
 
-def check_base_image(docker: str, base_image: str, platform: str) -> Finding:
+def check_base_image(engine: Engine, base_image: str, platform: str) -> Finding:
     try:
-        engine.pull_base_image(docker, base_image, platform)
+        engine.pull_base_image(base_image, platform)
     except UserError as error:
         return Finding(FAIL, "base image", error.problem, f"{error.fix}, or set BASE_IMAGE in .env (a mirror your network reaches)")
     return Finding(OK, "base image", f"{base_image} for {platform}: pulled")

@@ -1,17 +1,25 @@
-"""Questions to the container engine and the host, each answered or turned into one clear error."""
+"""The one door to the container engine, git and every other program the tasks start.
+
+A *query* reads and always runs, `invoke --dry` included: what images and containers exist, which
+platform the engine runs. An *action* changes something (a build, a container, a push, a file the
+tasks write) and under `invoke --dry` is printed instead of run. A *precondition* (`require_*`)
+refuses, in one line, what cannot work; `--dry` shows the commands as they would run once it holds,
+so preconditions are not checked there. Unit tests replace `_query_process` and `_action_process` to
+script the engine's answers and record what a pipeline ran.
+"""
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import json
 import os
 import shlex
 import shutil
-import socket
-import stat
 import subprocess
-from pathlib import Path
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
 
 from devkit.errors import UserError
 from devkit.platforms import arch, host_platform, platform_of_machine
@@ -19,18 +27,17 @@ from devkit.platforms import arch, host_platform, platform_of_machine
 # The first docker CLI release whose `docker build` needs the buildx plugin for BuildKit.
 _BUILDX_REQUIRED_FROM = 23
 
+NVIDIA_FIX = (
+    "install the NVIDIA driver and the NVIDIA Container Toolkit, then `sudo nvidia-ctk runtime configure --runtime=docker` "
+    "and restart Docker"
+)
 
-def _query(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except FileNotFoundError:
-        raise _no_cli(argv[0]) from None
-    except subprocess.TimeoutExpired:
-        raise UserError(f"`{' '.join(argv[:3])}` did not answer in {timeout:.0f} s", "restart the engine if it hangs") from None
+T = TypeVar("T")
 
 
-def _no_cli(docker: str) -> UserError:
-    return UserError(f"DOCKER={docker!r}: no such command", "install Docker, or set DOCKER to the path of a docker CLI")
+def command_line(argv: list[str]) -> str:
+    """One string for the shell that invoke runs commands in (cmd.exe on Windows, sh elsewhere)."""
+    return subprocess.list2cmdline(argv) if os.name == "nt" else shlex.join(argv)
 
 
 def first_line(text: str) -> str:
@@ -38,133 +45,268 @@ def first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "no message")
 
 
-def require_cli(docker: str) -> str:
-    """The container CLI exists; its path."""
-    found = shutil.which(docker)
-    if found is None:
-        raise _no_cli(docker)
-    return found
+@dataclass(frozen=True)
+class Outcome:
+    """How an action ended: its exit status and, where it was captured, its output."""
+
+    exited: int
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.exited == 0
+
+    @property
+    def failed(self) -> bool:
+        return not self.ok
 
 
-def require_engine(docker: str) -> str:
-    """The CLI reaches a running engine; its version."""
-    require_cli(docker)
-    result = _query([docker, "version", "--format", "{{.Server.Version}}"])
-    if result.returncode != 0 or not result.stdout.strip():
-        raise UserError(
-            f"the container engine is not running or not reachable ({first_line(result.stderr)})",
-            "start Docker Desktop, or `sudo systemctl start docker` on Linux",
-        )
-    return result.stdout.strip()
+def _no_cli(docker: str) -> UserError:
+    return UserError(f"DOCKER={docker!r}: no such command", "install Docker, or set DOCKER to the path of a docker CLI")
 
 
-def client_version(docker: str) -> str:
-    return _query([docker, "version", "--format", "{{.Client.Version}}"]).stdout.strip()
+class Engine:
+    """The container engine behind `docker` (the DOCKER setting), and the door for every command.
 
-
-def server_platform(docker: str) -> str | None:
-    """The platform the engine runs natively, e.g. linux/arm64 for Docker Desktop on Apple Silicon
-    even when asked by an x86-64 Python under Rosetta; None where it does not say or is no Linux."""
-    answer = _query([docker, "version", "--format", "{{.Server.Os}}/{{.Server.Arch}}"]).stdout.strip()
-    system, _, machine = answer.partition("/")
-    try:
-        return platform_of_machine(machine) if system == "linux" else None
-    except UserError:
-        return None
-
-
-def native_platform(docker: str) -> str:
-    """The platform whose images run natively here: the engine's own where it answers, else Python's view.
-
-    They differ where Python itself is emulated, as an x86-64 Python under Rosetta on Apple Silicon
-    is: Docker Desktop still runs linux/arm64 there, and the containers are what must run natively.
-    Without an answer (no CLI, engine stopped, `--dry`), the machine Python runs on decides.
+    context: invoke's Context, which runs actions (so that `--dry` prints them and Ctrl-C reaches
+    them); None for an engine that is only queried (`invoke doctor`, tests).
     """
-    try:
-        answer = server_platform(docker)
-    except UserError:
-        answer = None
-    return host_platform(answer)
+
+    def __init__(self, docker: str, context=None) -> None:
+        self.docker = docker
+        self._context = context
+
+    @property
+    def dry(self) -> bool:
+        return bool(self._context is not None and self._context.config.run.dry)
+
+    # --- the door ------------------------------------------------------------------------------
+
+    def query(self, argv: list[str], *, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """Run a read-only command and capture its output; it runs under `--dry` too."""
+        try:
+            return self._query_process(argv, timeout)
+        except FileNotFoundError:
+            if self.dry:
+                # `--dry` shows the commands even where no CLI is installed yet: nothing exists there.
+                return subprocess.CompletedProcess(argv, 127, "", "")
+            raise _no_cli(argv[0]) from None
+        except subprocess.TimeoutExpired:
+            raise UserError(f"`{' '.join(argv[:3])}` did not answer in {timeout:.0f} s", "restart the engine if it hangs") from None
+
+    def run(
+        self,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        hide: bool = False,
+        tty: bool = False,
+        stdin: bool = False,
+        cwd: str | None = None,
+    ) -> Outcome:
+        """Run an action, never raising on its failure; under `--dry`, print it and report success.
+
+        hide: capture its output instead of showing it. stdin: forward our input to it (a shell).
+        Otherwise none is mirrored, so that invoke's Ctrl-C forwarding has an open pipe to write to
+        even where our own stdin is closed (CI, nohup, an IDE). tty: a pseudo-terminal, as
+        `docker run --tty` needs.
+        """
+        return self._action_process(argv, {"env": env or {}, "hide": hide, "tty": tty, "stdin": stdin, "cwd": cwd})
+
+    def require(self, check: Callable[..., object], *args) -> None:
+        """A precondition on this host (a free port, a writable folder): checked, except under `--dry`."""
+        if not self.dry:
+            check(*args)
+
+    def change(self, what: str, apply: Callable[[], T]) -> T | None:
+        """A change on this host (a file written, a folder made): done, or under `--dry` only said."""
+        if self.dry:
+            print(f"# would {what}", file=sys.stderr)
+            return None
+        return apply()
+
+    def git(self, project_dir, *args: str) -> str:
+        """A git query in the project folder; empty where git or the repository is missing."""
+        try:
+            result = self._query_process(["git", "-C", str(project_dir), *args], 30)
+        except (FileNotFoundError, subprocess.TimeoutExpired):
+            return ""
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    def _query_process(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
+    def _action_process(self, argv: list[str], options: dict) -> Outcome:
+        context = self._context
+        if context is None:
+            raise RuntimeError("this Engine only answers queries: it was made without invoke's context")
+        run = dict(env=options["env"], pty=options["tty"], hide=options["hide"], warn=True)
+        run["in_stream"] = None if options["stdin"] or options["tty"] else False
+        if options["cwd"] is None:
+            result = context.run(command_line(argv), **run)
+        else:
+            with context.cd(options["cwd"]):
+                result = context.run(command_line(argv), **run)
+        return Outcome(result.exited, result.stdout, result.stderr)
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def client_version(self) -> str:
+        return self.query([self.docker, "version", "--format", "{{.Client.Version}}"]).stdout.strip()
+
+    def server_platform(self) -> str | None:
+        """The platform the engine runs natively, e.g. linux/arm64 for Docker Desktop on Apple Silicon
+        even when asked by an x86-64 Python under Rosetta; None where it does not say or is no Linux."""
+        answer = self.query([self.docker, "version", "--format", "{{.Server.Os}}/{{.Server.Arch}}"]).stdout.strip()
+        system, _, machine = answer.partition("/")
+        try:
+            return platform_of_machine(machine) if system == "linux" else None
+        except UserError:
+            return None
+
+    def native_platform(self) -> str:
+        """The platform whose images run natively here: the engine's own where it answers, else Python's view.
+
+        They differ where Python itself is emulated, as an x86-64 Python under Rosetta on Apple Silicon
+        is: Docker Desktop still runs linux/arm64 there, and the containers are what must run natively.
+        Without an answer (no CLI, engine stopped), the machine Python runs on decides.
+        """
+        try:
+            answer = self.server_platform()
+        except UserError:
+            answer = None
+        return host_platform(answer)
+
+    def uses_buildx(self) -> bool:
+        """True where the buildx plugin exists; False where the classic `docker build` does BuildKit.
+
+        Refuses a CLI that has neither: from version 23 on, `docker build` with BuildKit needs buildx.
+        """
+        try:
+            return self._uses_buildx()
+        except UserError:
+            if not self.dry:
+                raise
+            return False  # `--dry` only prints: without a usable CLI it shows the classic form
+
+    def _uses_buildx(self) -> bool:
+        if self.query([self.docker, "buildx", "version"]).returncode == 0:
+            return True
+        version = self.client_version()
+        major = version.split(".", 1)[0]
+        if major.isdigit() and int(major) >= _BUILDX_REQUIRED_FROM:
+            raise UserError(
+                f"{self.docker} (CLI {version}) needs the buildx plugin to build with BuildKit, and has none",
+                "install it (Debian/Ubuntu: docker-buildx-plugin; Docker Desktop ships it), or set DOCKER to a CLI that has it",
+            )
+        return False
+
+    def runtimes(self) -> list[str]:
+        """The container runtimes the engine offers (`runc`; `nvidia` once the NVIDIA toolkit is set up)."""
+        result = self.query([self.docker, "info", "--format", "{{json .Runtimes}}"])
+        try:
+            return sorted(json.loads(result.stdout or "{}") or {})
+        except json.JSONDecodeError:
+            return []
+
+    def storage_dir(self) -> str | None:
+        """Where the engine keeps images and build cache (a path on the engine's machine)."""
+        return self.query([self.docker, "info", "--format", "{{.DockerRootDir}}"]).stdout.strip() or None
+
+    def container_state(self, name: str) -> str | None:
+        """`running`, `exited`, ... for the container called `name`, or None when there is none."""
+        result = self.query([self.docker, "container", "inspect", "--format", "{{.State.Status}}", name])
+        return result.stdout.strip() or None if result.returncode == 0 else None
+
+    def image_platform(self, image: str) -> str | None:
+        """`linux/arm64`, ... for a local image; None when there is no such image."""
+        result = self.query([self.docker, "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", image])
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    def image_exists(self, image: str) -> bool:
+        """The engine holds an image under this reference."""
+        return self.image_platform(image) is not None
+
+    def registry_is_insecure(self, registry: str) -> bool:
+        """The engine reaches `registry` over plain HTTP, as it does loopback registries and those it lists
+        as insecure: `docker manifest` must then be told so, where `docker push` knows it by itself."""
+        config = self.query([self.docker, "info", "--format", "{{json .RegistryConfig}}"]).stdout
+        try:
+            registry_config = json.loads(config or "{}") or {}
+        except json.JSONDecodeError:
+            registry_config = {}
+        return insecure_by_config(registry.split("/", 1)[0], registry_config)
+
+    # --- preconditions: one line each, not checked under --dry ----------------------------------
+
+    def require_cli(self) -> str:
+        """The container CLI exists; its path."""
+        found = shutil.which(self.docker)
+        if found is None:
+            raise _no_cli(self.docker)
+        return found
+
+    def version(self) -> str:
+        """The running engine's version; one line where the CLI reaches none."""
+        self.require_cli()
+        result = self.query([self.docker, "version", "--format", "{{.Server.Version}}"])
+        if result.returncode != 0 or not result.stdout.strip():
+            raise UserError(
+                f"the container engine is not running or not reachable ({first_line(result.stderr)})",
+                "start Docker Desktop, or `sudo systemctl start docker` on Linux",
+            )
+        return result.stdout.strip()
+
+    def require_running(self) -> None:
+        """The CLI reaches a running engine."""
+        if not self.dry:
+            self.version()
+
+    def require_nvidia_runtime(self) -> None:
+        """The engine can start GPU containers (`--gpus all`): the NVIDIA Container Toolkit is set up."""
+        if self.dry:
+            return
+        found = self.runtimes()
+        if "nvidia" not in found:
+            raise UserError(f"--gpu: this engine has no NVIDIA runtime (runtimes: {', '.join(found) or 'none'})", NVIDIA_FIX)
+
+    def require_platform_support(self, image: str, platform: str) -> None:
+        """The engine runs `platform` programs, natively or emulated (QEMU registered with binfmt_misc),
+        as building or running an image for another architecture needs; `image` is one for `platform`."""
+        if self.dry:
+            return
+        probe = self.query([self.docker, "run", "--rm", "--platform", platform, "--entrypoint", "true", image], timeout=120)
+        if probe.returncode != 0 and "exec format error" in probe.stderr:
+            raise UserError(
+                f"this engine cannot run {platform} programs, so it can neither build nor run a {platform} image",
+                f"enable emulation once: `docker run --privileged --rm tonistiigi/binfmt --install {arch(platform)}` "
+                "(Docker Desktop has it built in)",
+            )
+
+    def pull_base_image(self, image: str, platform: str) -> None:
+        """Make the local `image` tag the variant for `platform`, as `docker run --platform` needs.
+
+        An engine that cannot pull (an image only built locally, no network) may still have it.
+        """
+        if self.dry:
+            return
+        pulled = self.query([self.docker, "pull", "--quiet", "--platform", platform, image], timeout=600)
+        if pulled.returncode == 0:
+            return
+        if self.image_platform(image) != platform:
+            raise UserError(
+                f"BASE_IMAGE {image} cannot be pulled for {platform} ({first_line(pulled.stderr)})",
+                "check the name and your registry access",
+            )
 
 
-def uses_buildx(docker: str) -> bool:
-    """True where the buildx plugin exists; False where the classic `docker build` does BuildKit.
-
-    Refuses a CLI that has neither: from version 23 on, `docker build` with BuildKit needs buildx.
-    """
-    if _query([docker, "buildx", "version"]).returncode == 0:
-        return True
-    version = client_version(docker)
-    major = version.split(".", 1)[0]
-    if major.isdigit() and int(major) >= _BUILDX_REQUIRED_FROM:
-        raise UserError(
-            f"{docker} (CLI {version}) needs the buildx plugin to build with BuildKit, and has none",
-            "install it (Debian/Ubuntu: docker-buildx-plugin; Docker Desktop ships it), or set DOCKER to a CLI that has it",
-        )
-    return False
-
-
-def require_nvidia_runtime(docker: str) -> None:
-    """The engine can start GPU containers (`--gpus all`): the NVIDIA Container Toolkit is set up."""
-    found = runtimes(docker)
-    if "nvidia" not in found:
-        raise UserError(f"--gpu: this engine has no NVIDIA runtime (runtimes: {', '.join(found) or 'none'})", NVIDIA_FIX)
-
-
-NVIDIA_FIX = (
-    "install the NVIDIA driver and the NVIDIA Container Toolkit, then `sudo nvidia-ctk runtime configure --runtime=docker` "
-    "and restart Docker"
-)
-
-
-def runtimes(docker: str) -> list[str]:
-    """The container runtimes the engine offers (`runc`; `nvidia` once the NVIDIA toolkit is set up)."""
-    result = _query([docker, "info", "--format", "{{json .Runtimes}}"])
-    try:
-        return sorted(json.loads(result.stdout or "{}") or {})
-    except json.JSONDecodeError:
-        return []
-
-
-def storage_dir(docker: str) -> str | None:
-    """Where the engine keeps images and build cache (a path on the engine's machine)."""
-    return _query([docker, "info", "--format", "{{.DockerRootDir}}"]).stdout.strip() or None
-
-
-def container_state(docker: str, name: str) -> str | None:
-    """`running`, `exited`, ... for the container called `name`, or None when there is none."""
-    result = _query([docker, "container", "inspect", "--format", "{{.State.Status}}", name])
-    return result.stdout.strip() or None if result.returncode == 0 else None
-
-
-def image_exists(docker: str, image: str) -> bool:
-    """The engine holds an image under this reference."""
-    return image_platform(docker, image) is not None
-
-
-def image_platform(docker: str, image: str) -> str | None:
-    """`linux/arm64`, ... for a local image; None when there is no such image."""
-    result = _query([docker, "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", image])
-    return result.stdout.strip() if result.returncode == 0 else None
-
-
-def registry_is_insecure(docker: str, registry: str) -> bool:
-    """The engine reaches `registry` over plain HTTP, as it does loopback registries and those it lists
-    as insecure: `docker manifest` must then be told so, where `docker push` knows it by itself."""
-    config = _query([docker, "info", "--format", "{{json .RegistryConfig}}"]).stdout
-    try:
-        registry_config = json.loads(config or "{}") or {}
-    except json.JSONDecodeError:
-        registry_config = {}
-    return _insecure_by_config(registry.split("/", 1)[0], registry_config)
-
-
-def _insecure_by_config(host: str, registry_config: dict) -> bool:
+def insecure_by_config(host: str, registry_config: dict) -> bool:
     """What the engine decides for `host` (name[:port]) from its RegistryConfig (`docker info`)."""
     index = (registry_config.get("IndexConfigs") or {}).get(host)
     if index is not None:
         return not index.get("Secure", True)
-    name = host.partition(":")[0]  # REGISTRY's form (config.py): a name or IPv4 address, and a port
+    name = host.partition(":")[0]  # REGISTRY's form (settings.py): a name or IPv4 address, and a port
     if name == "localhost":
         return True
     try:
@@ -173,63 +315,3 @@ def _insecure_by_config(host: str, registry_config: dict) -> bool:
         return False
     cidrs = registry_config.get("InsecureRegistryCIDRs") or []
     return address.is_loopback or any(address in ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
-
-
-def require_free_port(address: str, port: int) -> None:
-    """Nothing listens on address:port yet, so publishing it will not fail half-way."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        # As servers (and Docker's port proxy) bind: a port that only has connections in TIME_WAIT
-        # (from a container stopped a moment ago) is free; one that something listens on is not.
-        # Not on Windows, where this option would let the probe share a port in use.
-        if os.name != "nt":
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((address, port))
-        except OSError as error:
-            if error.errno == errno.EADDRINUSE:
-                raise UserError(f"HOST_PORT {port} on {address} is already in use", "stop what uses it, or set HOST_PORT in .env") from None
-            raise UserError(f"cannot publish {address}:{port}: {error.strerror}") from None
-
-
-def require_writable_by(path: Path, uid: int, gid: int) -> None:
-    """The container's user (uid:gid) may create files in the host folder `path` (a bind mount keeps numeric owners)."""
-    info = path.stat()
-    if info.st_uid == uid:
-        needed = stat.S_IWUSR | stat.S_IXUSR
-    elif info.st_gid == gid:
-        needed = stat.S_IWGRP | stat.S_IXGRP
-    else:
-        needed = stat.S_IWOTH | stat.S_IXOTH
-    if info.st_mode & needed != needed:
-        raise UserError(
-            f"DATA_DIR {path} belongs to uid {info.st_uid}, and the container's user (uid {uid}) cannot write it",
-            f"`sudo chown -R {uid}:{gid} {shlex.quote(str(path))}`, or set DATA_DIR to a folder that user can write",
-        )
-
-
-def require_platform_support(docker: str, image: str, platform: str) -> None:
-    """The engine runs `platform` programs, natively or emulated (QEMU registered with binfmt_misc),
-    as building or running an image for another architecture needs; `image` is one for `platform`."""
-    probe = _query([docker, "run", "--rm", "--platform", platform, "--entrypoint", "true", image], timeout=120)
-    if probe.returncode != 0 and "exec format error" in probe.stderr:
-        raise UserError(
-            f"this engine cannot run {platform} programs, so it can neither build nor run a {platform} image",
-            f"enable emulation once: `docker run --privileged --rm tonistiigi/binfmt --install {arch(platform)}` "
-            "(Docker Desktop has it built in)",
-        )
-
-
-def pull_base_image(docker: str, image: str, platform: str) -> None:
-    """Make the local `image` tag the variant for `platform`, as `docker run --platform` needs.
-
-    An engine that cannot pull (an image only built locally, no network) may still have it.
-    """
-    pulled = _query([docker, "pull", "--quiet", "--platform", platform, image], timeout=600)
-    if pulled.returncode == 0:
-        return
-    local = _query([docker, "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", image])
-    if local.returncode != 0 or local.stdout.strip() != platform:
-        raise UserError(
-            f"BASE_IMAGE {image} cannot be pulled for {platform} ({first_line(pulled.stderr)})", "check the name and your registry access"
-        )

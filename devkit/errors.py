@@ -1,5 +1,9 @@
 """The one error type the tasks turn into a single line on stderr and a non-zero exit."""
 
+import functools
+
+from invoke import Exit
+
 
 class UserError(Exception):
     """Something the user can fix: bad configuration, a missing engine, a refused option.
@@ -11,3 +15,16 @@ class UserError(Exception):
         super().__init__(f"{problem}; {fix}" if fix else problem)
         self.problem = problem
         self.fix = fix
+
+
+def one_line_errors(body):
+    """For a task: a UserError becomes one line on stderr and exit status 1, never a traceback."""
+
+    @functools.wraps(body)
+    def wrapper(c, *args, **kwargs):
+        try:
+            return body(c, *args, **kwargs)
+        except UserError as error:
+            raise Exit(f"error: {error}", code=1) from None
+
+    return wrapper

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from devkit.config import Settings
 from devkit.errors import UserError
+from devkit.settings import Settings
 
 MANIFESTS_DIR = Path("deploy") / "k8s"
 KSERVE_DIR = MANIFESTS_DIR / "kserve"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,19 +78,24 @@ def image_lock(*, gpu: bool, platform: str) -> Lock:
     return next(lock for lock in IMAGE_LOCKS if lock.gpu == gpu and lock.platform == platform)
 
 
-def input_files(project_dir: Path, source: str) -> list[str]:
+def _read(project_dir: Path, name: str, staged: Mapping[str, str]) -> str:
+    """A project file's text, or the new text of a lock compiled in this run and not yet written."""
+    return staged[name] if name in staged else (project_dir / name).read_text(encoding="utf-8")
+
+
+def input_files(project_dir: Path, source: str, staged: Mapping[str, str] | None = None) -> list[str]:
     """`source` and, recursively, every file it includes or is constrained by, relative to the project."""
+    staged = staged or {}
     found: list[str] = []
     pending = [source]
     while pending:
         name = pending.pop(0)
         if name in found:
             continue
-        path = project_dir / name
-        if not path.is_file():
+        if name not in staged and not (project_dir / name).is_file():
             raise UserError(f"{name} is missing (read by {found[-1] if found else 'invoke lock'})")
         found.append(name)
-        pending.extend(_INCLUDE.findall(path.read_text(encoding="utf-8")))
+        pending.extend(_INCLUDE.findall(_read(project_dir, name, staged)))
     return found
 
 
@@ -98,35 +104,45 @@ def pinned_versions(lock_text: str) -> dict[str, str]:
     return {name.lower(): version for name, version in _PIN.findall(lock_text)}
 
 
+def pinned_tensorflow(lock_text: str) -> str:
+    """The TensorFlow version a lock pins (`tensorflow`, `tensorflow-cpu` or with extras), or `unknown`."""
+    pins = pinned_versions(lock_text)
+    return pins.get("tensorflow-cpu") or pins.get("tensorflow") or "unknown"
+
+
 def lock_body(text: str) -> str:
     """A lock's text without its footer."""
     return "".join(line for line in text.splitlines(keepends=True) if not line.startswith(FOOTER_PREFIX))
 
 
-def digest(project_dir: Path, lock: Lock, body: str) -> str:
-    """The digest recorded in the footer: the inputs' names and texts, then the lock body."""
+def digest(project_dir: Path, lock: Lock, body: str, staged: Mapping[str, str] | None = None) -> str:
+    """The digest recorded in the footer: the inputs' names and texts, then the lock body.
+
+    staged: the new texts of locks compiled in the same run, which a later lock is constrained by.
+    """
+    staged = staged or {}
     sha = hashlib.sha256()
-    for name in input_files(project_dir, lock.source):
+    for name in input_files(project_dir, lock.source, staged):
         sha.update(f"{name}\n".encode())
-        sha.update((project_dir / name).read_text(encoding="utf-8").replace("\r\n", "\n").encode())
+        sha.update(_read(project_dir, name, staged).replace("\r\n", "\n").encode())
     sha.update(body.encode())
     return sha.hexdigest()
 
 
-def with_footer(project_dir: Path, lock: Lock, body: str) -> str:
+def with_footer(project_dir: Path, lock: Lock, body: str, staged: Mapping[str, str] | None = None) -> str:
     """The lock text to write: pip-compile's output and the footer that dates it."""
     body = lock_body(body)
-    return f"{body}{FOOTER_PREFIX}{digest(project_dir, lock, body)}\n"
+    return f"{body}{FOOTER_PREFIX}{digest(project_dir, lock, body, staged)}\n"
 
 
-def is_current(project_dir: Path, lock: Lock) -> bool:
-    """The lock exists and was made from the inputs as they are now, and not edited since."""
+def is_current(project_dir: Path, lock: Lock, staged: Mapping[str, str] | None = None) -> bool:
+    """The lock exists and was made from the inputs as they are now (or as staged), and not edited since."""
     path = project_dir / lock.output
     if not path.is_file():
         return False
     text = path.read_text(encoding="utf-8")
     recorded = next((line[len(FOOTER_PREFIX) :].strip() for line in text.splitlines() if line.startswith(FOOTER_PREFIX)), None)
-    return recorded == digest(project_dir, lock, lock_body(text))
+    return recorded == digest(project_dir, lock, lock_body(text), staged)
 
 
 def tool_requirements(dev_lock_text: str, root: str = "pip-tools") -> str:

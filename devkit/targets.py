@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from devkit.config import Settings
+from devkit.engine import Engine
 from devkit.errors import UserError
 from devkit.locks import Lock, image_lock
 from devkit.platforms import AMD64, SUPPORTED, arch, normalize_platform
+from devkit.settings import Settings, load_settings
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,13 @@ class Target:
         return "Dockerfile.gpu" if self.gpu else "Dockerfile"
 
     @property
-    def test_container(self) -> str:
-        """The container of `invoke smoke-test`, apart from the one `invoke run` may have running."""
-        return f"{self.container}-test"
+    def container_test_container(self) -> str:
+        """The container of `invoke container-test`, apart from the one `invoke run` may have running."""
+        return f"{self.container}-container-test"
+
+    def build_hint(self) -> str:
+        """The `invoke build` that makes this image."""
+        return f"`invoke build{' --gpu' if self.gpu else ''}{'' if self.native else f' --platform {self.platform}'}`"
 
     @property
     def lock(self) -> Lock:
@@ -68,3 +74,10 @@ def every_target(settings: Settings, *, host: str) -> list[Target]:
     """Every image the project can build here: the CPU image for each platform, then the GPU image."""
     cpu = [resolve_target(settings, gpu=False, platform_flag=name, host=host) for name in SUPPORTED]
     return [*cpu, resolve_target(settings, gpu=True, platform_flag=None, host=host)]
+
+
+def open_target(context, project_dir: Path, *, gpu: bool = False, platform: str | None = None) -> tuple[Engine, Settings, Target]:
+    """What a task works with: the engine (through invoke's context), the settings, and the image asked for."""
+    settings = load_settings(project_dir)
+    engine = Engine(settings.docker, context)
+    return engine, settings, resolve_target(settings, gpu=gpu, platform_flag=platform, host=engine.native_platform())

@@ -24,14 +24,14 @@ import dotenv as dotenv_package
 import invoke as invoke_package
 import pytest
 
-from devkit import engine
-from devkit.config import default_image_name
+from devkit.engine import Engine
 from devkit.platforms import ARM64
+from devkit.settings import default_image_name
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DOCKER = os.environ.get("DOCKER", "docker")
 # The platform the CPU image is built for here by default, as the tasks decide it.
-HOST_PLATFORM = engine.native_platform(DOCKER)
+HOST_PLATFORM = Engine(DOCKER).native_platform()
 
 
 def _engine_problem() -> str | None:

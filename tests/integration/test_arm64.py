@@ -13,7 +13,7 @@ from conftest import HOST_PLATFORM, PROJECT_DIR, containers_named, docker, free_
 from test_app import SETOSA, VERSICOLOR, VIRGINICA
 from test_build import image_config
 
-from devkit.commands import pinned_tensorflow
+from devkit.locks import pinned_tensorflow
 from devkit.platforms import ARM64
 
 sys.path.insert(0, str(PROJECT_DIR / "tests" / "container"))
@@ -47,7 +47,7 @@ def test_container_test_passes_for_arm64(invoke, arm64_image):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "Session container_test was successful" in output
-    assert "PASSED tests/test_smoke.py::test_the_container_runs_the_platform_the_image_was_built_for" in output
+    assert "PASSED tests/container/test_smoke.py::test_the_container_runs_the_platform_the_image_was_built_for" in output
     assert "aarch64, uid " in output, "the container report names the machine it ran on"
     assert platform_of(arm64_image) == ARM64
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import HOST_PLATFORM, PROJECT_DIR, docker, platform_of, project_copy
 
-from devkit.commands import pinned_tensorflow
+from devkit.locks import pinned_tensorflow
 
 
 def dry(invoke, *args):

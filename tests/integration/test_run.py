@@ -12,7 +12,7 @@ import subprocess
 import pytest
 from conftest import HOST_PLATFORM, PROJECT_DIR, containers_named, docker, free_port, project_copy, run_as, wait_for_json
 
-from devkit.commands import pinned_tensorflow
+from devkit.locks import pinned_tensorflow
 
 # The uid of the non-root user the Dockerfiles create.
 IMAGE_UID = 1000

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from devkit.config import default_image_name, load_settings
 from devkit.errors import UserError
+from devkit.settings import default_image_name, load_settings
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 from test_engine import fake_cli
 
 from devkit import doctor
-from devkit.config import load_settings
 from devkit.doctor import FAIL, OK, SKIP, WARN, Finding, Machine
+from devkit.settings import load_settings
 
 HEALTHY_ENGINE = "\n".join(
     [

@@ -10,7 +10,7 @@ import platform
 import pytest
 from test_engine import fake_cli
 
-from devkit import engine
+from devkit.engine import Engine
 from devkit.platforms import host_platform
 
 # What `docker version --format {{.Server.Os}}/{{.Server.Arch}}` answers: Go's names for the engine's platform.
@@ -41,12 +41,12 @@ ENGINE_ANSWER = '"version --format {{.Server.Os}}/{{.Server.Arch}}")'
 def test_native_platform(tmp_path, monkeypatch, machine, engine_script, expected):
     monkeypatch.setattr(platform, "machine", lambda: machine)
     cli = fake_cli(tmp_path, f"{ENGINE_ANSWER} {engine_script} ;;")
-    assert engine.native_platform(cli) == expected
+    assert Engine(cli).native_platform() == expected
 
 
 def test_python_decides_where_there_is_no_cli(tmp_path, monkeypatch):
     monkeypatch.setattr(platform, "machine", lambda: "AMD64")
-    assert engine.native_platform(str(tmp_path / "no-docker-here")) == "linux/amd64"
+    assert Engine(str(tmp_path / "no-docker-here")).native_platform() == "linux/amd64"
 
 
 def test_the_engine_platform_overrules_python_without_asking_again(monkeypatch):

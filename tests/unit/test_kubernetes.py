@@ -9,8 +9,8 @@ import yaml
 from conftest import PROJECT_DIR
 
 from devkit import kubernetes
-from devkit.config import load_settings
 from devkit.errors import UserError
+from devkit.settings import load_settings
 
 sys.path.insert(0, str(PROJECT_DIR / "src"))
 

@@ -7,8 +7,8 @@ import pytest
 from conftest import PROJECT_DIR
 
 from devkit import locks
-from devkit.commands import pip_compile_reason
 from devkit.errors import UserError
+from devkit.locking import pip_compile_reason
 from devkit.locks import pinned_versions
 
 LOCKS = ("requirements.txt", "requirements-arm64.txt", "requirements-gpu.txt", "requirements-dev.txt")

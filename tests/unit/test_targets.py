@@ -2,9 +2,9 @@
 
 import pytest
 
-from devkit.config import load_settings
 from devkit.errors import UserError
 from devkit.platforms import normalize_platform, platform_of_machine
+from devkit.settings import load_settings
 from devkit.targets import resolve_target
 
 

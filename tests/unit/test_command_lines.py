@@ -1,33 +1,25 @@
-"""The docker command lines, as the tasks would run them."""
+"""The command lines, as the tasks would run them: build, run, shell, container test, lock, push, clean."""
 
 import pytest
 
 from devkit import locks
-from devkit.commands import (
-    build_command,
-    command_line,
-    lock_command,
-    manifest_commands,
-    multi_arch_image,
-    parse_build_args,
+from devkit.building import build_command, parse_build_args, pip_config
+from devkit.containers import (
+    container_test_command,
     parse_command,
-    pinned_tensorflow,
-    pip_config,
-    push_command,
-    registry_image,
+    remove_container_command,
     remove_containers_command,
     remove_images_command,
-    run_as_user,
     run_command,
     shell_command,
-    smoke_test_command,
-    stop_command,
-    tag_command,
-    untag_command,
-    user_ids,
 )
-from devkit.config import load_settings
+from devkit.engine import command_line
 from devkit.errors import UserError
+from devkit.host import run_as_user, user_ids
+from devkit.locking import lock_command
+from devkit.locks import pinned_tensorflow
+from devkit.publishing import manifest_commands, multi_arch_image, push_command, registry_image, tag_command, untag_command
+from devkit.settings import load_settings
 from devkit.targets import every_target, resolve_target
 
 
@@ -163,7 +155,7 @@ def test_shell_has_the_same_mounts_and_no_port(project):
 
 def test_stop_removes_by_name(project):
     settings = settings_of(project)
-    assert stop_command(settings, target_of(settings, gpu=True).container) == ["docker", "rm", "--force", "tf-gpu"]
+    assert remove_container_command(settings, target_of(settings, gpu=True).container) == ["docker", "rm", "--force", "tf-gpu"]
 
 
 @pytest.mark.parametrize(
@@ -195,7 +187,7 @@ def test_every_container_drops_all_capabilities_and_new_privileges(project):
     for argv in (
         run_command(settings, target, user=None),
         shell_command(settings, target, user=None, tty=False),
-        smoke_test_command(settings, target, user=None, tests_dir=project, tools_dir=project, tensorflow_version="2.21.0"),
+        container_test_command(settings, target, user=None, tools_dir=project, tensorflow_version="2.21.0"),
     ):
         assert value_after(argv, "--cap-drop") == ["ALL"]
         assert value_after(argv, "--security-opt") == ["no-new-privileges"]
@@ -251,23 +243,19 @@ def test_command_line_quotes_for_the_shell():
     assert command_line(["docker", "run", "--cmd", "python -c 'x'", "a b"]) == "docker run --cmd 'python -c '\"'\"'x'\"'\"'' 'a b'"
 
 
-def test_smoke_test_mounts_tests_and_pytest_read_only(project):
+def test_container_test_mounts_tests_and_pytest_read_only(project):
+    (project / "tests" / "container").mkdir(parents=True)
     settings = settings_of(project)
-    argv = smoke_test_command(
-        settings,
-        target_of(settings, gpu=True),
-        user="1000:1000",
-        tests_dir=project / "tests",
-        tools_dir=project / "tools",
-        tensorflow_version="2.21.0",
+    argv = container_test_command(
+        settings, target_of(settings, gpu=True), user="1000:1000", tools_dir=project / "tools", tensorflow_version="2.21.0"
     )
-    assert value_after(argv, "--name") == ["tf-gpu-test"]
+    assert value_after(argv, "--name") == ["tf-gpu-container-test"]
     mounts = value_after(argv, "--mount")
     assert f"type=bind,source={project / 'data'},target=/app/data" in mounts, "the same data mount as `invoke run`"
     assert f"type=bind,source={project / 'tests'},target=/app/tests,readonly" in mounts
     assert f"type=bind,source={project / 'tools'},target=/opt/test-tools,readonly" in mounts
     envs = value_after(argv, "--env")
-    assert "PYTHONPATH=/app/src:/opt/test-tools" in envs
+    assert "PYTHONPATH=/app/src:/app/tests:/opt/test-tools" in envs
     assert "EXPECTED_TENSORFLOW_VERSION=2.21.0" in envs
     assert "EXPECTED_PLATFORM=linux/amd64" in envs
     assert "EXPECT_GPU=1" in envs
@@ -275,10 +263,19 @@ def test_smoke_test_mounts_tests_and_pytest_read_only(project):
     assert value_after(argv, "--user") == ["1000:1000"]
     image_at = argv.index("tf:latest-gpu")
     assert argv[image_at + 1 : image_at + 4] == ["python", "-m", "pytest"]
+    assert argv[-1] == "/app/tests/container", "the example's folder only where it exists"
     assert "--publish" not in argv
 
 
-@pytest.mark.parametrize("command", ["run", "smoke test"])
+def test_container_test_runs_the_examples_tests_where_they_are(project):
+    for folder in ("container", "example/container"):
+        (project / "tests" / folder).mkdir(parents=True)
+    settings = settings_of(project)
+    argv = container_test_command(settings, target_of(settings), user=None, tools_dir=project, tensorflow_version="2.21.0")
+    assert argv[-2:] == ["/app/tests/container", "/app/tests/example/container"]
+
+
+@pytest.mark.parametrize("command", ["run", "container test"])
 def test_the_arm64_image_runs_as_arm64_under_its_own_tag_on_an_amd64_host(project, command):
     """Every run names its platform: without it, a plain `docker run` of a re-pointed tag runs emulated with only a warning."""
     settings = settings_of(project)
@@ -286,7 +283,7 @@ def test_the_arm64_image_runs_as_arm64_under_its_own_tag_on_an_amd64_host(projec
     if command == "run":
         argv = run_command(settings, target, user=None)
     else:
-        argv = smoke_test_command(settings, target, user=None, tests_dir=project, tools_dir=project, tensorflow_version="2.21.0")
+        argv = container_test_command(settings, target, user=None, tools_dir=project, tensorflow_version="2.21.0")
         assert "EXPECTED_PLATFORM=linux/arm64" in value_after(argv, "--env")
     assert value_after(argv, "--platform") == ["linux/arm64"]
     assert "tf:latest-arm64" in argv
@@ -386,8 +383,9 @@ def test_clean_covers_every_image_and_container_of_the_project(project, host, cp
     settings = settings_of(project, IMAGE_TAG="v2")
     targets = every_target(settings, host=host)
     assert [target.image for target in targets] == [*cpu_images, "tf:v2-gpu"]
-    containers = sorted(name for target in targets for name in (target.container, target.test_container))
-    assert containers == sorted(["tf", "tf-test", foreign_container, f"{foreign_container}-test", "tf-gpu", "tf-gpu-test"])
+    containers = sorted(name for target in targets for name in (target.container, target.container_test_container))
+    expected = ["tf", "tf-container-test", foreign_container, f"{foreign_container}-container-test", "tf-gpu", "tf-gpu-container-test"]
+    assert containers == sorted(expected)
     assert remove_containers_command(settings, containers) == ["docker", "container", "rm", "--force", *containers]
     images = [target.image for target in targets]
     assert remove_images_command(settings, images) == ["docker", "image", "rm", *images]

@@ -1,0 +1,113 @@
+"""This machine's side of a container: who it runs as, whether its port is free and its data folder
+writable, and which proxy variables the tasks pass on."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shlex
+import socket
+import stat
+from pathlib import Path
+from platform import system as host_system
+
+from devkit.errors import UserError
+from devkit.settings import Settings
+
+# The non-root user the Dockerfiles create, and that a container runs as where no other is chosen.
+IMAGE_USER = (1000, 1000)
+
+# Docker's predefined build arguments for proxies: passed by name, so the value comes from the
+# environment, and kept out of the image history unless a Dockerfile declares them.
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy")
+
+
+def proxies() -> tuple[str, ...]:
+    """The proxy variables set here, to pass on by name."""
+    return tuple(name for name in PROXY_VARIABLES if os.environ.get(name))
+
+
+def run_as_user(
+    system: str,
+    uid: int,
+    gid: int,
+    *,
+    sudo_caller: tuple[int, int] | None = None,
+    data_dir_owner: tuple[int, int] | None = None,
+) -> str | None:
+    """The `--user` for a container on this host, or None for the image's own non-root user.
+
+    On Linux, bind-mounted files keep their numeric owner, so the container runs as the caller and
+    what it writes to DATA_DIR belongs to the caller. A root caller gets the user behind `sudo`, else
+    the owner of DATA_DIR when that is not root: root outside is no reason for root inside. Only
+    where both are root does the container run as root, as only root can write such a DATA_DIR, and
+    then without any capability (see `containers.container_options`). Docker Desktop (macOS, Windows)
+    maps ownership itself, so the image's own user serves there.
+    """
+    if system != "Linux":
+        return None
+    for ids in (sudo_caller, data_dir_owner) if uid == 0 else ():
+        if ids is not None and ids[0] != 0:
+            return f"{ids[0]}:{ids[1]}"
+    return f"{uid}:{gid}"
+
+
+def user_ids(user: str | None) -> tuple[int, int]:
+    """The uid and gid a container runs as, for a `run_as_user` answer."""
+    if user is None:
+        return IMAGE_USER
+    uid, _, gid = user.partition(":")
+    return int(uid), int(gid)
+
+
+def container_user(settings: Settings) -> str | None:
+    """The `--user` of the project's containers: the caller, or for root the user behind sudo or DATA_DIR's owner."""
+    if not hasattr(os, "getuid"):
+        return None  # Windows: Docker Desktop maps ownership
+    sudo = (os.environ.get("SUDO_UID", ""), os.environ.get("SUDO_GID", ""))
+    owner = settings.data_dir.stat() if settings.data_dir.is_dir() else None
+    return run_as_user(
+        host_system(),
+        os.getuid(),
+        os.getgid(),
+        sudo_caller=(int(sudo[0]), int(sudo[1])) if all(part.isdigit() for part in sudo) else None,
+        data_dir_owner=(owner.st_uid, owner.st_gid) if owner else None,
+    )
+
+
+def container_ids(settings: Settings) -> tuple[int, int] | None:
+    """uid and gid that files written by the container get on this host; None where Docker Desktop maps them."""
+    return user_ids(container_user(settings)) if host_system() == "Linux" else None
+
+
+def require_free_port(address: str, port: int) -> None:
+    """Nothing listens on address:port yet, so publishing it will not fail half-way."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As servers (and Docker's port proxy) bind: a port that only has connections in TIME_WAIT
+        # (from a container stopped a moment ago) is free; one that something listens on is not.
+        # Not on Windows, where this option would let the probe share a port in use.
+        if os.name != "nt":
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise UserError(f"HOST_PORT {port} on {address} is already in use", "stop what uses it, or set HOST_PORT in .env") from None
+            raise UserError(f"cannot publish {address}:{port}: {error.strerror}") from None
+
+
+def require_writable_by(path: Path, uid: int, gid: int) -> None:
+    """The container's user (uid:gid) may create files in the host folder `path` (a bind mount keeps numeric owners)."""
+    info = path.stat()
+    if info.st_uid == uid:
+        needed = stat.S_IWUSR | stat.S_IXUSR
+    elif info.st_gid == gid:
+        needed = stat.S_IWGRP | stat.S_IXGRP
+    else:
+        needed = stat.S_IWOTH | stat.S_IXOTH
+    if info.st_mode & needed != needed:
+        raise UserError(
+            f"DATA_DIR {path} belongs to uid {info.st_uid}, and the container's user (uid {uid}) cannot write it",
+            f"`sudo chown -R {uid}:{gid} {shlex.quote(str(path))}`, or set DATA_DIR to a folder that user can write",
+        )

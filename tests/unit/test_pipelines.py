@@ -1,0 +1,282 @@
+"""The pipelines behind the tasks, with the engine scripted: what runs in which order, what is
+refused before anything is created, what is cleaned up on failure, what `--dry` leaves alone."""
+
+import socket
+from pathlib import Path
+
+import pytest
+from helpers.recording_engine import RecordingEngine
+
+from devkit import building, containers, locking, locks, publishing
+from devkit.engine import Outcome
+from devkit.errors import UserError
+from devkit.settings import load_settings
+from devkit.targets import every_target, resolve_target
+
+LOCK_TEXT = "tensorflow-cpu==2.21.0 \\\n    --hash=sha256:abc\n"
+# What the engine says of its own platform: an x86-64 host.
+HOST_AMD64 = {"version --format {{.Server.Os}}": (0, "linux/amd64\n", "")}
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    (folder / "requirements.txt").write_text(LOCK_TEXT)
+    (folder / "requirements-arm64.txt").write_text(LOCK_TEXT.replace("-cpu", ""))
+    return folder
+
+
+def settings_of(project, **environ):
+    return load_settings(project, environ={"IMAGE_NAME": "tf", **environ})
+
+
+def target_of(settings, gpu=False, platform=None, host="linux/amd64"):
+    return resolve_target(settings, gpu=gpu, platform_flag=platform, host=host)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# --- build ------------------------------------------------------------------------------------
+
+
+def test_build_pulls_the_base_image_then_builds_with_buildkit(project):
+    engine = RecordingEngine()
+    settings = settings_of(project)
+    building.build(engine, settings, target_of(settings))
+    queries = [line for kind, line in engine.log if kind == "query"]
+    assert any(line.startswith("docker pull --quiet --platform linux/amd64 python:3.11-slim") for line in queries)
+    assert len(engine.actions) == 1
+    assert engine.actions[0].startswith("docker build --platform linux/amd64 ")
+
+
+def test_build_without_its_lock_is_refused_before_anything_runs(project):
+    (project / "requirements-arm64.txt").unlink()
+    engine = RecordingEngine()
+    settings = settings_of(project)
+    with pytest.raises(UserError, match=r"requirements-arm64\.txt is missing: tf:latest-arm64 installs it; run `invoke lock`"):
+        building.build(engine, settings, target_of(settings, platform="linux/arm64"))
+    assert engine.actions == []
+
+
+def test_build_for_another_architecture_checks_emulation_first(project):
+    engine = RecordingEngine(answers={"--entrypoint true": (1, "", "exec format error")})
+    settings = settings_of(project)
+    with pytest.raises(UserError, match="cannot run linux/arm64 programs"):
+        building.build(engine, settings, target_of(settings, platform="linux/arm64"))
+    assert engine.actions == []
+
+
+def test_build_removes_the_package_index_secret_after_a_failed_build(project):
+    engine = RecordingEngine(outcomes={"docker build": Outcome(1)})
+    settings = settings_of(project, PIP_INDEX_URL="https://user:token@pypi.example.com/simple")
+    with pytest.raises(UserError, match=r"building tf:latest failed \(exit 1\)"):
+        building.build(engine, settings, target_of(settings))
+    secret = next(word for word in engine.actions[0].split() if word.startswith("id=pip_conf,src="))
+    assert not Path(secret.removeprefix("id=pip_conf,src=")).exists()
+    assert "token" not in engine.actions[0]
+
+
+# --- run, stop, container test -----------------------------------------------------------------
+
+
+def test_run_checks_before_it_creates_and_removes_a_foreground_container_after(project):
+    engine = RecordingEngine(answers={"container inspect": (0, "exited\n", "")})
+    settings = settings_of(project, HOST_PORT=str(free_port()))
+    containers.run(engine, settings, target_of(settings))
+    assert [line.split()[1] for line in engine.actions] == ["rm", "run", "rm"], "a stale leftover goes first; the run's after"
+    assert (project / "data").is_dir(), "DATA_DIR is made before the container starts"
+
+
+def test_run_refuses_a_running_container_and_a_busy_port_without_creating_anything(project):
+    settings = settings_of(project, HOST_PORT=str(free_port()))
+    running = RecordingEngine(answers={"container inspect": (0, "running\n", "")})
+    with pytest.raises(UserError, match="tf is already running; `invoke stop` stops it"):
+        containers.run(running, settings, target_of(settings))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = settings_of(project, HOST_PORT=str(busy.getsockname()[1]))
+        engine = RecordingEngine()
+        with pytest.raises(UserError, match="is already in use"):
+            containers.run(engine, taken, target_of(taken))
+    assert running.actions == engine.actions == []
+    assert not (project / "data").exists()
+
+
+def test_a_detached_run_that_fails_is_removed(project):
+    engine = RecordingEngine(outcomes={"docker run": Outcome(125)})
+    settings = settings_of(project, HOST_PORT=str(free_port()))
+    record = engine._action_process
+
+    def created_by_the_run(argv, options):
+        engine.answers["container inspect"] = (0, "created\n", "")  # what `docker run` leaves
+        return record(argv, options)
+
+    engine._action_process = created_by_the_run
+    with pytest.raises(UserError, match="tf exited with status 125"):
+        containers.run(engine, settings, target_of(settings), detach=True)
+    assert engine.actions[-1] == "docker rm --force tf"
+
+
+def test_a_foreground_run_ended_by_ctrl_c_is_no_error(project):
+    engine = RecordingEngine(outcomes={"docker run": Outcome(130)})
+    settings = settings_of(project, HOST_PORT=str(free_port()))
+    containers.run(engine, settings, target_of(settings))
+
+
+def test_the_gpu_image_needs_the_nvidia_runtime_before_anything_is_created(project):
+    engine = RecordingEngine(answers={"{{json .Runtimes}}": (0, '{"runc": {}}', "")})
+    settings = settings_of(project, HOST_PORT=str(free_port()))
+    with pytest.raises(UserError, match=r"--gpu: this engine has no NVIDIA runtime \(runtimes: runc\)"):
+        containers.run(engine, settings, target_of(settings, gpu=True))
+    assert engine.actions == []
+
+
+def test_dry_run_prints_and_changes_nothing(project, capsys):
+    engine = RecordingEngine(dry=True, answers={"{{json .Runtimes}}": (0, '{"runc": {}}', "")})
+    settings = settings_of(project, HOST_PORT=str(free_port()))
+    containers.run(engine, settings, target_of(settings, gpu=True))
+    assert [line.split()[1] for line in engine.actions] == ["run"]
+    assert not (project / "data").exists()
+    assert f"# would create {project / 'data'}" in capsys.readouterr().err
+
+
+def test_stop_of_what_is_not_running_says_so(project, capsys):
+    engine = RecordingEngine()
+    settings = settings_of(project)
+    containers.stop(engine, settings, target_of(settings))
+    assert engine.actions == []
+    assert "tf is not running" in capsys.readouterr().err
+
+
+def test_container_test_refuses_a_missing_image_and_removes_its_container_after_a_failure(project):
+    (project / "requirements-dev.txt").write_text("pytest==8.0.0 \\\n    --hash=sha256:abc\n    # via -r requirements-dev.in\n")
+    settings = settings_of(project)
+    missing = RecordingEngine()
+    with pytest.raises(UserError, match=r"there is no image tf:latest; `invoke build` makes it"):
+        containers.container_test(missing, settings, target_of(settings), python="python3")
+    assert not missing.ran("docker run")
+    failing = RecordingEngine(
+        answers={"image inspect": (0, "linux/amd64\n", ""), "container inspect": (0, "exited\n", "")},
+        outcomes={"docker run": Outcome(1)},
+    )
+    with pytest.raises(UserError, match=r"the container test failed in tf:latest \(exit 1\)"):
+        containers.container_test(failing, settings, target_of(settings), python="python3")
+    assert failing.actions[-1] == "docker rm --force tf-container-test"
+
+
+# --- push -------------------------------------------------------------------------------------
+
+
+def test_push_checks_every_image_before_the_first_goes_out(project):
+    engine = RecordingEngine(
+        answers={"image inspect --format {{.Os}}/{{.Architecture}} tf:latest$": (0, "linux/amd64\n", ""), **HOST_AMD64}
+    )
+    settings = settings_of(project, REGISTRY="127.0.0.1:5000")
+    with pytest.raises(UserError, match=r"there is no image tf:latest-arm64; `invoke build --platform linux/arm64` makes it"):
+        publishing.push(engine, settings, gpu=False, platforms=["linux/amd64", "linux/arm64"])
+    assert engine.actions == []
+
+
+def test_a_failed_push_still_takes_the_registry_name_back(project):
+    engine = RecordingEngine(
+        answers={"image inspect": (0, "linux/amd64\n", ""), **HOST_AMD64},
+        outcomes={"docker push": Outcome(1, "", "denied: requested access to the resource is denied\n")},
+    )
+    settings = settings_of(project, REGISTRY="ghcr.io/acme")
+    with pytest.raises(UserError, match=r"pushing ghcr.io/acme/tf:latest-amd64 failed: denied: .*`docker login ghcr.io`"):
+        publishing.push(engine, settings, gpu=False, platforms=[])
+    assert [line.split()[1] for line in engine.actions] == ["tag", "push", "image"]
+    assert engine.actions[-1] == "docker image rm ghcr.io/acme/tf:latest-amd64"
+
+
+def test_push_of_both_platforms_publishes_one_list_naming_them(project):
+    engine = RecordingEngine(
+        answers={
+            "image inspect --format {{.Os}}/{{.Architecture}} tf:latest-arm64": (0, "linux/arm64\n", ""),
+            "image inspect": (0, "linux/amd64\n", ""),
+            **HOST_AMD64,
+            "RegistryConfig": (0, '{"InsecureRegistryCIDRs": ["127.0.0.0/8"]}', ""),
+        }
+    )
+    settings = settings_of(project, REGISTRY="127.0.0.1:5000")
+    publishing.push(engine, settings, gpu=False, platforms=["linux/amd64", "linux/arm64"])
+    name = "127.0.0.1:5000/tf:latest"
+    assert f"docker manifest create --insecure {name} {name}-amd64 {name}-arm64" in engine.actions
+    assert engine.actions[-1] == f"docker manifest push --purge --insecure {name}"
+
+
+# --- clean ------------------------------------------------------------------------------------
+
+
+def test_clean_removes_only_what_exists(project, capsys):
+    engine = RecordingEngine(
+        answers={
+            "container inspect --format {{.State.Status}} tf-container-test$": (0, "exited\n", ""),
+            "image inspect --format {{.Os}}/{{.Architecture}} tf:latest-gpu$": (0, "linux/amd64\n", ""),
+        }
+    )
+    settings = settings_of(project)
+    containers.clean(engine, settings, every_target(settings, host="linux/amd64"))
+    assert engine.actions == ["docker container rm --force tf-container-test", "docker image rm tf:latest-gpu"]
+    assert "removed tf-container-test, tf:latest-gpu" in capsys.readouterr().err
+    nothing = RecordingEngine()
+    containers.clean(nothing, settings, every_target(settings, host="linux/amd64"))
+    assert nothing.actions == []
+    assert "nothing to remove" in capsys.readouterr().err
+
+
+# --- lock -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lock_project(project):
+    (project / "requirements.in").write_text("numpy\n")
+    (project / "requirements-cpu.in").write_text("-r requirements.in\ntensorflow-cpu\n")
+    (project / "requirements-gpu.in").write_text("-c requirements.txt\n-r requirements.in\ntensorflow[and-cuda]\n")
+    dev = "pip-tools==7.4.1 \\\n    --hash=sha256:abc\n    # via -r requirements-dev.in\n"
+    (project / "requirements-dev.txt").write_text(dev)
+    return project
+
+
+def compiled(name: str) -> Outcome:
+    return Outcome(0, f"{name}==1.0 \\\n    --hash=sha256:{'0' * 64}\n")
+
+
+def test_a_failed_lock_leaves_every_lock_as_it_was(lock_project):
+    before = {path.name: path.read_bytes() for path in lock_project.glob("requirements*.txt")}
+    engine = RecordingEngine(
+        outcomes={
+            "--platform linux/amd64": compiled("numpy"),
+            "--platform linux/arm64": Outcome(1, "", "ERROR: No matching distribution found for numpy==99\n"),
+        }
+    )
+    settings = settings_of(lock_project)
+    with pytest.raises(UserError, match="pip-compile failed for requirements-arm64.txt; every lock is unchanged: ERROR: No matching"):
+        locking.lock(engine, settings, (locks.CPU_AMD64, locks.CPU_ARM64), upgrade=True, packages=(), python="python3")
+    assert engine.ran("--platform linux/amd64"), "the amd64 lock compiled first"
+    assert {path.name: path.read_bytes() for path in lock_project.glob("requirements*.txt")} == before
+
+
+def test_the_gpu_lock_is_compiled_against_the_new_cpu_lock(lock_project):
+    engine = RecordingEngine(outcomes={"requirements-cpu.in": compiled("numpy"), "requirements-gpu.in": compiled("tensorflow")})
+    settings = settings_of(lock_project)
+    locking.lock(engine, settings, (locks.CPU_AMD64, locks.GPU), upgrade=True, packages=(), python="python3")
+    gpu_compile = next(line for line in engine.actions if "requirements-gpu.in" in line)
+    assert ",target=/src/requirements.txt,readonly" in gpu_compile
+    assert locks.is_current(lock_project, locks.CPU_AMD64)
+    assert locks.is_current(lock_project, locks.GPU), "the GPU lock's footer names the CPU lock it was compiled against"
+    assert not list(lock_project.glob(".*partial"))
+
+
+def test_a_dry_lock_writes_nothing(lock_project, capsys):
+    before = (lock_project / "requirements.txt").read_bytes()
+    engine = RecordingEngine(dry=True)
+    locking.lock(engine, settings_of(lock_project), (locks.CPU_AMD64,), upgrade=True, packages=(), python="python3")
+    assert (lock_project / "requirements.txt").read_bytes() == before
+    assert "# would replace requirements.txt" in capsys.readouterr().err

@@ -1,0 +1,93 @@
+"""The task menu under `invoke --dry`, with no container CLI at all: each task reaches its pipeline
+and prints the commands it would run; refusals are one line."""
+
+import shutil
+
+import pytest
+from invoke import Config, Exit, MockContext, Result
+
+import tasks
+
+PROJECT_DIR = tasks.PROJECT_DIR
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A project folder with the real locks and their inputs, tests/container, and no engine anywhere."""
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    for lock in [*PROJECT_DIR.glob("requirements*.txt"), *PROJECT_DIR.glob("requirements*.in")]:
+        shutil.copy(lock, folder)
+    (folder / "tests" / "container").mkdir(parents=True)
+    monkeypatch.setattr(tasks, "PROJECT_DIR", folder)
+    for key in ("IMAGE_NAME", "IMAGE_TAG", "PLATFORM", "REGISTRY", "DATA_DIR", "HOST_PORT", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("DOCKER", str(tmp_path / "no-docker-here"))
+    return folder
+
+
+def dry() -> MockContext:
+    return MockContext(config=Config(overrides={"run": {"dry": True}}), run=Result())
+
+
+def commands(context: MockContext) -> list[str]:
+    return [call.args[0] for call in context.run.call_args_list]
+
+
+def test_dry_build_prints_one_build(project):
+    context = dry()
+    tasks.build(context, platform="linux/arm64")
+    (command,) = commands(context)
+    assert " build --platform linux/arm64 " in command
+    assert "--tag proj:latest" in command
+
+
+def test_dry_run_and_shell_print_their_container_and_create_nothing(project):
+    context = dry()
+    tasks.run(context, detach=True, cmd="python -m app.train")
+    tasks.shell(context)
+    run, shell = commands(context)
+    assert " run --name proj --detach " in run
+    assert run.endswith("proj:latest python -m app.train")
+    assert shell.endswith("proj:latest bash")
+    assert not (project / "data").exists()
+
+
+def test_dry_container_test_installs_pytest_and_runs_the_tests(project):
+    context = dry()
+    tasks.container_test(context)
+    install, test = commands(context)
+    assert " -m pip install " in install
+    assert " run --name proj-container-test " in test
+    assert test.endswith("--rootdir /app/tests /app/tests/container")
+
+
+def test_dry_stop_clean_and_lock_need_no_engine(project):
+    context = dry()
+    tasks.stop(context)
+    tasks.clean(context)
+    tasks.lock(context, dev=True)
+    assert commands(context) == [], "nothing runs, nothing is there to remove, the dev lock is current"
+
+
+def test_lock_check_names_what_is_stale(project):
+    (project / "requirements-dev.in").write_text("invoke\n")
+    with pytest.raises(Exit, match=r"^error: out of date: requirements-dev.txt; run `invoke lock`"):
+        tasks.lock(dry(), dev=True, check=True)
+
+
+@pytest.mark.parametrize(
+    ("task", "kwargs", "message"),
+    [
+        (tasks.push, {}, "error: REGISTRY is not set, so there is nowhere to push; set it in .env"),
+        (tasks.build, {"gpu": True, "platform": "linux/arm64"}, "error: the GPU image is linux/amd64 only"),
+        (tasks.build, {"build_arg": ["NOPE"]}, "error: --build-arg 'NOPE': expected NAME=VALUE"),
+        (tasks.run, {"cmd": "'unclosed"}, 'error: --cmd "\'unclosed": No closing quotation'),
+        (tasks.lock, {"dev": True, "gpu": True}, "error: --dev locks the host tools; it does not go with --gpu or --platform"),
+    ],
+)
+def test_refusals_are_one_line(project, task, kwargs, message):
+    with pytest.raises(Exit) as refused:
+        task(dry(), **kwargs)
+    assert str(refused.value.message).startswith(message)
+    assert "\n" not in refused.value.message
