@@ -187,4 +187,4 @@ def wait_for_chief(cluster: Cluster) -> None:
                 pass
         except OSError:
             return  # refused, or the name is gone with its container or pod: the chief has ended
-        time.sleep(0.5)
+        time.sleep(0.2)
