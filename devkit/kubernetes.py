@@ -9,11 +9,11 @@ number of training workers and, for the GPU image, a GPU per pod. Pure functions
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 
 import yaml
 
+from devkit.distributed import kubernetes_name, parse_workers
 from devkit.errors import UserError
 from devkit.settings import Settings
 
@@ -22,9 +22,6 @@ KSERVE_DIR = MANIFESTS_DIR / "kserve"
 # What the files in deploy/k8s say for the project's name and for its image.
 PLACEHOLDER = "tensorflow-app"
 GPU_RESOURCE = "nvidia.com/gpu"
-# The Job's pods are <name>-train-<index>: a hostname label has at most 63 characters.
-MAX_NAME_LENGTH = 40
-MAX_WORKERS = 1000
 _POD_OWNERS = ("Job", "Deployment")
 
 
@@ -48,25 +45,6 @@ def _read(path: Path) -> list:
         raise UserError(f"cannot read {path}: {error.strerror}") from None
     except yaml.YAMLError as error:
         raise UserError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
-
-
-def parse_workers(value: str) -> int:
-    """The number of `--workers`: a whole number from 1 to MAX_WORKERS."""
-    text = str(value).strip()
-    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
-        raise UserError(f"--workers {value}: expected a whole number from 1 to {MAX_WORKERS}")
-    return int(text)
-
-
-def project_name(settings: Settings) -> str:
-    """The Kubernetes name of the project: the last part of IMAGE_NAME, made a DNS label."""
-    name = re.sub(r"[^a-z0-9]+", "-", settings.image_name.rsplit("/", 1)[-1]).strip("-")
-    if not name or len(name) > MAX_NAME_LENGTH:
-        raise UserError(
-            f"IMAGE_NAME {settings.image_name!r} does not make a Kubernetes name of 1 to {MAX_NAME_LENGTH} characters",
-            "set a shorter IMAGE_NAME in .env",
-        )
-    return name
 
 
 def pushed_image(settings: Settings, *, gpu: bool) -> str:
@@ -138,5 +116,5 @@ def manifests(settings: Settings, *, workers: str, gpu: bool, kserve: bool = Fal
     documents = load(settings.project_dir / MANIFESTS_DIR)
     if kserve:
         documents += load(settings.project_dir / KSERVE_DIR)
-    name = project_name(settings)
+    name = kubernetes_name(settings)
     return to_yaml(render(documents, name=name, image=image, workers=count, gpu=gpu, container_port=settings.container_port))

@@ -8,6 +8,7 @@ import pytest
 import yaml
 from conftest import PROJECT_DIR
 
+from devkit import distributed as distributed_launcher
 from devkit import kubernetes
 from devkit.errors import UserError
 from devkit.settings import load_settings
@@ -160,14 +161,14 @@ def test_the_yaml_is_one_stream_that_reads_back_as_it_was(base):
 
 @pytest.mark.parametrize(("value", "expected"), [("1", 1), ("3", 3), (" 2 ", 2), ("1000", 1000)])
 def test_workers_is_a_whole_number_from_one(value, expected):
-    assert kubernetes.parse_workers(value) == expected
+    assert distributed_launcher.parse_workers(value) == expected
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "", "1001"])
 def test_a_bad_worker_count_is_one_line(value):
     with pytest.raises(UserError) as raised:
-        kubernetes.parse_workers(value)
-    assert str(raised.value) == f"--workers {value}: expected a whole number from 1 to {kubernetes.MAX_WORKERS}"
+        distributed_launcher.parse_workers(value)
+    assert str(raised.value) == f"--workers {value}: expected a whole number from 1 to {distributed_launcher.MAX_WORKERS}"
 
 
 @pytest.fixture
@@ -181,7 +182,7 @@ def test_the_image_is_the_one_invoke_push_publishes(project):
     settings = load_settings(project, environ={"REGISTRY": "ghcr.io/acme", "IMAGE_NAME": "team/flowers", "IMAGE_TAG": "v2"})
     assert kubernetes.pushed_image(settings, gpu=False) == "ghcr.io/acme/team/flowers:v2"
     assert kubernetes.pushed_image(settings, gpu=True) == "ghcr.io/acme/team/flowers:v2-gpu"
-    assert kubernetes.project_name(settings) == "flowers"
+    assert distributed_launcher.kubernetes_name(settings) == "flowers"
     text = kubernetes.manifests(settings, workers="2", gpu=True, kserve=True)
     documents = list(yaml.safe_load_all(text))
     assert [document["kind"] for document in documents][-1] == "InferenceService"
@@ -196,12 +197,12 @@ def test_without_registry_it_says_to_set_it(project):
 
 @pytest.mark.parametrize(("image_name", "expected"), [("flowers", "flowers"), ("acme/my_model.v2", "my-model-v2"), ("a__b", "a-b")])
 def test_the_kubernetes_name_is_the_image_names_last_part_as_a_dns_label(project, image_name, expected):
-    assert kubernetes.project_name(load_settings(project, environ={"IMAGE_NAME": image_name})) == expected
+    assert distributed_launcher.kubernetes_name(load_settings(project, environ={"IMAGE_NAME": image_name})) == expected
 
 
 def test_an_image_name_too_long_for_the_pods_hostnames_is_refused(project):
     with pytest.raises(UserError, match="does not make a Kubernetes name of 1 to 40 characters; set a shorter IMAGE_NAME"):
-        kubernetes.project_name(load_settings(project, environ={"IMAGE_NAME": "x" * 41}))
+        distributed_launcher.kubernetes_name(load_settings(project, environ={"IMAGE_NAME": "x" * 41}))
 
 
 @pytest.mark.parametrize(
