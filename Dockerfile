@@ -3,14 +3,15 @@
 # Build with BuildKit: `invoke build`, or `docker buildx build .`.
 
 # Any image with the official python:3.11-slim's layout works: a mirror, a digest-pinned
-# reference, an internal image.
-ARG BASE_IMAGE=python:3.11-slim
+# reference, an internal image. Unset or empty, python:3.11-slim: the default stands in each FROM,
+# as the dev container passes an empty BASE_IMAGE where its environment has none.
+ARG BASE_IMAGE
 
 # ---------------------------------------------------------------------------------------------
 # locks: the target's lock, split in two: TensorFlow's own entry, and every other package.
 # The tensorflow stage copies only the first file, and BuildKit caches a COPY by its content, so
 # adding or upgrading any other package never reinstalls, strips or re-exports TensorFlow's 1 GB.
-FROM ${BASE_IMAGE} AS locks
+FROM ${BASE_IMAGE:-python:3.11-slim} AS locks
 
 # Set by BuildKit from --platform; picks the lock of that architecture.
 ARG TARGETARCH
@@ -34,7 +35,7 @@ RUN set -eu; \
 
 # ---------------------------------------------------------------------------------------------
 # venv: an empty virtualenv, at the path it keeps in the runtime stage (its scripts hard-code it).
-FROM ${BASE_IMAGE} AS venv
+FROM ${BASE_IMAGE:-python:3.11-slim} AS venv
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
@@ -104,7 +105,7 @@ RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
 
 # ---------------------------------------------------------------------------------------------
 # runtime: the base image, the venv, the application; no compilers, caches or lock files.
-FROM ${BASE_IMAGE} AS runtime
+FROM ${BASE_IMAGE:-python:3.11-slim} AS runtime
 
 ARG CONTAINER_PORT=8888
 
@@ -140,6 +141,54 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-m", "app.healthcheck"]
 
 CMD ["python", "-m", "app"]
+
+# ---------------------------------------------------------------------------------------------
+# dev: the runtime stage plus the host tools of requirements-dev.txt (invoke, nox, pytest, ruff, ...)
+# and git, for the dev container (.devcontainer/). Never shipped: a build without --target, such as
+# `invoke build` or `docker build .`, makes the last stage, and nothing there comes from this one.
+FROM runtime AS dev
+
+USER 0
+
+# git, for the editor's source control and the terminal; Debian's current version, as binutils above.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends git \
+    && rm -rf /var/lib/apt/lists/*
+
+COPY requirements-dev.txt /tmp/locks/
+
+# The checks of the installs above, into the same venv, so the tools run with the image's TensorFlow
+# (`python -m pytest`). The image's packages stay as its lock pins them: where the dev lock would move
+# one, the build stops and names it (pip aside, which the dev lock pins newer than the venv's own).
+RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
+    --mount=type=secret,id=ca_bundle \
+    --mount=type=secret,id=pip_conf,target=/etc/pip.conf \
+    set -eu; \
+    if [ -f /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
+    pip freeze --all --exclude pip > /tmp/image.txt; \
+    pip install --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: \
+        -r /tmp/locks/requirements-dev.txt; \
+    pip freeze --all > /tmp/dev.txt; \
+    sort -o /tmp/image.txt /tmp/image.txt; \
+    sort -o /tmp/dev.txt /tmp/dev.txt; \
+    comm -23 /tmp/image.txt /tmp/dev.txt > /tmp/moved.txt; \
+    if [ -s /tmp/moved.txt ]; then \
+      echo "requirements-dev.txt would move the image's $(tr '\n' ' ' < /tmp/moved.txt)- pin what its lock pins" >&2; \
+      exit 1; \
+    fi; \
+    rm /tmp/image.txt /tmp/dev.txt /tmp/moved.txt
+
+# The dev container runs no app of its own (the editor keeps it alive), so the image's probe of the
+# app would only mark it unhealthy. By name, so that the dev container can give the user your uid.
+HEALTHCHECK NONE
+# hadolint ignore=DL3066
+USER app
+
+# ---------------------------------------------------------------------------------------------
+# release: the runtime stage as shipped, with its labels. The last stage, so the one that a build
+# without --target makes.
+FROM runtime AS release
 
 # Last, as they change on every build and must not invalidate the layers above.
 ARG TENSORFLOW_VERSION=unknown

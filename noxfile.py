@@ -1,6 +1,9 @@
 """The project's checks. `nox` runs every session; `nox -l` lists them; `nox -s NAME` runs one."""
 
+import json
 import logging
+import re
+from pathlib import Path
 
 import nox
 
@@ -13,6 +16,11 @@ logging.getLogger("nox").addFilter(lambda record: record.getMessage() != "uv bin
 # The pinned host tools: every session that needs packages installs them from this lock, hash-checked.
 DEV_LOCK = "requirements-dev.txt"
 DOCKERFILES = ("Dockerfile", "Dockerfile.gpu")
+# What GitHub Actions and the Dev Containers clients read, where the spec puts them.
+WORKFLOWS = sorted(str(path) for path in Path(".github/workflows").glob("*.y*ml"))
+DEVCONTAINERS = sorted([*Path(".devcontainer").glob("devcontainer.json"), *Path(".devcontainer").glob("*/devcontainer.json")])
+# A string (kept) or a comment (dropped) of JSON with comments, as devcontainer.json is written.
+_JSONC_TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
 
 
 @nox.session(venv_backend="none")
@@ -33,11 +41,35 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format check) on all Python, hadolint on both Dockerfiles."""
+    """ruff on all Python, hadolint on both Dockerfiles, the CI workflow and the dev containers; offline."""
     session.install("-r", DEV_LOCK)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("hadolint", *DOCKERFILES)
+    if WORKFLOWS:
+        # GitHub's workflow schema, and a timeout on every job (both bundled with check-jsonschema), then
+        # actionlint: expressions and their contexts, the actions' inputs, the jobs' needs.
+        session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *WORKFLOWS)
+        session.run("check-jsonschema", "--builtin-schema", "custom.github-workflows-require-timeout", *WORKFLOWS)
+        session.run("actionlint", *WORKFLOWS)
+    for path in DEVCONTAINERS:
+        _check_devcontainer(session, path)
+
+
+def _check_devcontainer(session: nox.Session, path: Path) -> None:
+    """check-jsonschema bundles no schema for devcontainer.json: it must parse, and build a stage that exists."""
+    text = _JSONC_TOKEN.sub(lambda token: token[0] if token[0].startswith('"') else "", path.read_text(encoding="utf-8"))
+    try:
+        build = json.loads(text).get("build", {})
+    except json.JSONDecodeError as error:
+        session.error(f"{path}: not JSON with comments: {error}")
+    dockerfile = path.parent / build.get("dockerfile", "Dockerfile")
+    if not dockerfile.is_file():
+        session.error(f"{path}: its build.dockerfile {dockerfile} is missing")
+    target = build.get("target")
+    if target and not re.search(rf"^FROM\s.+\sAS\s+{re.escape(target)}\s*$", dockerfile.read_text(encoding="utf-8"), re.I | re.M):
+        session.error(f"{path}: {dockerfile} has no stage {target!r} (build.target)")
+    session.log(f"{path}: parses; builds the {target or 'last'} stage of {dockerfile}")
 
 
 @nox.session

@@ -45,24 +45,28 @@ def build(c, gpu=False, platform=None, no_cache=False, build_arg=None):
 
 
 @task(
+    iterable=["publish"],
     help={
         "gpu": _HELP_GPU + "; needs the NVIDIA Container Toolkit",
         "platform": _HELP_PLATFORM,
-        "detach": "run in the background; `invoke stop` stops it",
-        "cmd": 'a command instead of the image\'s default, e.g. --cmd "python -m app.train"',
+        "detach": "run in the background and say how to follow it: `invoke logs --follow`, `invoke stop`",
+        "cmd": 'a one-off command instead of the server, e.g. --cmd "python -m app.train": a container of its own '
+        "(<IMAGE_NAME>-run-<random>, beside a running server), no port published unless --publish asks",
+        "publish": "with --cmd, publish HOST_PORT (to the app's CONTAINER_PORT) or HOST_PORT:CONTAINER_PORT on HOST_ADDRESS; repeatable",
         "read-only": "a read-only root filesystem: only DATA_DIR and an in-memory /tmp are writable",
-    }
+    },
 )
 @one_line_errors
-def run(c, gpu=False, platform=None, detach=False, cmd=None, read_only=False):
-    """Run the image: HOST_PORT published, DATA_DIR at /app/data, the app's .env keys; Ctrl-C stops and removes it.
+def run(c, gpu=False, platform=None, detach=False, cmd=None, publish=None, read_only=False):
+    """Serve the image on HOST_PORT, or run a one-off --cmd beside it: DATA_DIR at /app/data, the app's .env keys.
 
-    The container runs as you (as root only where you and DATA_DIR's owner both are), without Linux
-    capabilities and with no-new-privileges.
+    Ctrl-C stops and removes the container; so do SIGTERM, and SIGINT where no terminal passes Ctrl-C on.
+    It runs as you (as root only where you and DATA_DIR's owner both are), without Linux capabilities
+    and with no-new-privileges.
     """
     engine, settings, target = open_target(c, PROJECT_DIR, gpu=gpu, platform=platform)
     tty = sys.stdin.isatty() and not detach
-    containers.run(engine, settings, target, detach=detach, tty=tty, read_only=read_only, cmd=cmd)
+    containers.run(engine, settings, target, detach=detach, tty=tty, read_only=read_only, cmd=cmd, publish=tuple(publish or ()))
 
 
 @task(help={"gpu": "stop the GPU image's container", "platform": _HELP_PLATFORM})
@@ -70,6 +74,13 @@ def run(c, gpu=False, platform=None, detach=False, cmd=None, read_only=False):
 def stop(c, gpu=False, platform=None):
     """Stop and remove the container that `invoke run --detach` started."""
     containers.stop(*open_target(c, PROJECT_DIR, gpu=gpu, platform=platform))
+
+
+@task(help={"gpu": "the GPU image's container", "platform": _HELP_PLATFORM, "follow": "keep showing new output until Ctrl-C"})
+@one_line_errors
+def logs(c, gpu=False, platform=None, follow=False):
+    """Show the output of the container that `invoke run --detach` started."""
+    containers.logs(*open_target(c, PROJECT_DIR, gpu=gpu, platform=platform), follow=follow)
 
 
 @task(help={"gpu": _HELP_GPU + "; needs the NVIDIA Container Toolkit", "platform": _HELP_PLATFORM})
@@ -113,17 +124,23 @@ def push(c, gpu=False, platform=None):
     publishing.push(Engine(settings.docker, c), settings, gpu=gpu, platforms=platform or [])
 
 
-@task
+@task(
+    help={
+        "all": "also the pip download cache of `invoke lock` (<IMAGE_NAME>-pip-cache) and the engine's unused build cache: "
+        "`docker builder prune`, which is the whole engine's, every project's, so every next build downloads again"
+    }
+)
 @one_line_errors
-def clean(c):
-    """Remove the project's containers and images: <IMAGE_NAME>:<IMAGE_TAG>, its -gpu and other-architecture tags.
+def clean(c, all_=False):
+    """Remove this project's containers, its images under IMAGE_TAG (-gpu, other architectures) and its untagged ones.
 
-    Never DATA_DIR, the locks, or BuildKit's cache, so the next build is fast again
-    (`docker builder prune` empties that cache).
+    Only what carries this project's label. Never DATA_DIR, the locks or what you pushed; without --all,
+    neither the caches that make the next lock and build fast. Says how much space it freed.
     """
     settings = load_settings(PROJECT_DIR)
     engine = Engine(settings.docker, c)
-    containers.clean(engine, settings, every_target(settings, host=engine.native_platform()))
+    targets = every_target(settings, host=engine.native_platform())
+    containers.clean(engine, settings, targets, cache_volume=locking.cache_volume(settings), everything=all_)
 
 
 @task(help={"gpu": "also require what the GPU image needs to run: the NVIDIA runtime, an x86-64 host, more disk"})

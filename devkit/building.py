@@ -15,7 +15,7 @@ from devkit.errors import UserError
 from devkit.host import proxies
 from devkit.locks import pinned_tensorflow
 from devkit.settings import Settings
-from devkit.targets import Target
+from devkit.targets import Target, project_label
 
 
 def parse_build_args(values: Iterable[str]) -> dict[str, str]:
@@ -52,6 +52,7 @@ def build_command(
     argv += ["--platform", target.platform]
     argv += ["--file", str(settings.project_dir / target.dockerfile)]
     argv += ["--tag", target.image]
+    argv += ["--label", project_label(settings)]
     argv += ["--build-arg", f"BASE_IMAGE={settings.base_image}"]
     argv += ["--build-arg", f"CONTAINER_PORT={settings.container_port}"]
     for name, value in (labels or {}).items():

@@ -1,23 +1,30 @@
-"""The project's containers: what each gets (user, mounts, privileges), and the tasks that start,
-test, stop and remove them (`invoke run`, `shell`, `container-test`, `stop`, `clean`)."""
+"""The project's containers: what each gets (label, user, mounts, privileges, app keys), and the tasks
+that start, test, follow, stop and remove them (`invoke run`, `shell`, `container-test`, `logs`,
+`stop`, `clean`)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
+import re
+import secrets
 import shlex
+import signal
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from platform import system as host_system
 
-from devkit.engine import Engine, Outcome, first_line
+from devkit.engine import Engine, Outcome, command_line, first_line
 from devkit.errors import UserError
 from devkit.host import container_user, require_free_port, require_writable_by, user_ids
 from devkit.locks import pinned_tensorflow, tool_requirements
 from devkit.settings import Settings
-from devkit.targets import Target
+from devkit.targets import PROJECT_LABEL, Target, project_id, project_label
 
 # Where DATA_DIR appears inside the container.
 CONTAINER_DATA_DIR = "/app/data"
@@ -49,9 +56,26 @@ def mount_spec(source: Path, target: str, *, readonly: bool = False) -> str:
     return buffer.getvalue()
 
 
-def container_options(settings: Settings, target: Target, user: str | None) -> list[str]:
-    """What every container of the project gets: platform, data mount, port, user, app keys, GPUs."""
-    argv = ["--rm", "--init", "--platform", target.platform]
+def parse_publish(values: list[str], container_port: int) -> list[tuple[int, int]]:
+    """The ports of `invoke run --cmd ... --publish`: `HOST_PORT` (to the app's CONTAINER_PORT) or `HOST_PORT:CONTAINER_PORT`."""
+    ports = []
+    for value in values:
+        match = re.fullmatch(r"([0-9]{1,5})(?::([0-9]{1,5}))?", value)
+        host, inner = (int(match[1]), int(match[2] or container_port)) if match else (0, 0)
+        if not (1 <= host <= 65535 and 1 <= inner <= 65535):
+            raise UserError(f"--publish {value!r}: expected HOST_PORT or HOST_PORT:CONTAINER_PORT, each 1-65535", "e.g. --publish 9000")
+        ports.append((host, inner))
+    return ports
+
+
+def one_off_name(target: Target, kind: str = "run") -> str:
+    """A container of its own for a one-off command or a shell: several may run beside the server."""
+    return f"{target.container}-{kind}-{secrets.token_hex(3)}"
+
+
+def container_options(settings: Settings, target: Target, user: str | None, env_file: Path | None) -> list[str]:
+    """What every container of the project gets: label, platform, data mount, user, app keys, GPUs."""
+    argv = ["--rm", "--init", "--label", project_label(settings), "--platform", target.platform]
     # Least privilege: the app needs no Linux capability, and nothing in it may gain privileges
     # (setuid binaries included).
     argv += ["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
@@ -60,10 +84,10 @@ def container_options(settings: Settings, target: Target, user: str | None) -> l
     if user is not None:
         # A uid without an entry in the image's /etc/passwd has no home; give it a writable one.
         argv += ["--user", user, "--env", "HOME=/tmp"]
-    # By name only: docker reads each value from its own environment, so none shows in the
-    # command line, the process list or `invoke --dry`.
-    for key in settings.app_env:
-        argv += ["--env", key]
+    if env_file is not None:
+        # The app's keys, from a file only this user can read: never in the command line, the process
+        # list, `invoke --dry` or the docker CLI's own environment (where DOCKER_HOST would steer it).
+        argv += ["--env-file", str(env_file)]
     if target.gpu:
         argv += ["--gpus", "all"]
     return argv
@@ -73,33 +97,37 @@ def run_command(
     settings: Settings,
     target: Target,
     *,
+    name: str,
     user: str | None,
+    ports: list[tuple[int, int]],
+    env_file: Path | None = None,
     detach: bool = False,
     tty: bool = False,
     read_only: bool = False,
     command: list[str] | None = None,
 ) -> list[str]:
-    """`docker run` of the image: named, published on HOST_ADDRESS:HOST_PORT, removed when it stops."""
-    argv = [settings.docker, "run", "--name", target.container]
+    """`docker run` of the image: named, published on HOST_ADDRESS, removed when it stops."""
+    argv = [settings.docker, "run", "--name", name]
     if detach:
         argv.append("--detach")
     elif tty:
         argv += ["--interactive", "--tty"]
-    argv += container_options(settings, target, user)
+    argv += container_options(settings, target, user, env_file)
     if read_only:
         # Writable: DATA_DIR (mounted) and /tmp, in memory; HOME is /tmp where --user is given.
         argv += ["--read-only", "--tmpfs", "/tmp"]  # noqa: S108
-    argv += ["--publish", f"{settings.host_address}:{settings.host_port}:{settings.container_port}"]
+    for host_port, container_port in ports:
+        argv += ["--publish", f"{settings.host_address}:{host_port}:{container_port}"]
     argv.append(target.image)
     return argv + (command or [])
 
 
-def shell_command(settings: Settings, target: Target, *, user: str | None, tty: bool) -> list[str]:
+def shell_command(settings: Settings, target: Target, *, name: str, user: str | None, tty: bool, env_file: Path | None = None) -> list[str]:
     """An interactive shell in the image, with the mounts and environment of `invoke run`."""
-    argv = [settings.docker, "run", "--interactive"]
+    argv = [settings.docker, "run", "--name", name, "--interactive"]
     if tty:
         argv.append("--tty")
-    argv += container_options(settings, target, user)
+    argv += container_options(settings, target, user, env_file)
     return [*argv, target.image, "bash"]
 
 
@@ -110,11 +138,12 @@ def container_test_command(
     user: str | None,
     tools_dir: Path,
     tensorflow_version: str,
+    env_file: Path | None = None,
 ) -> list[str]:
     """`docker run` of the container test in the image `invoke run` serves, with its mounts and user."""
     tests_dir = settings.project_dir / "tests"
     argv = [settings.docker, "run", "--name", target.container_test_container]
-    argv += container_options(settings, target, user)
+    argv += container_options(settings, target, user, env_file)
     argv += ["--mount", mount_spec(tests_dir, CONTAINER_TESTS_DIR, readonly=True)]
     argv += ["--mount", mount_spec(tools_dir, CONTAINER_TEST_TOOLS_DIR, readonly=True)]
     argv += ["--env", f"PYTHONPATH=/app/src:{CONTAINER_TESTS_DIR}:{CONTAINER_TEST_TOOLS_DIR}"]
@@ -138,8 +167,79 @@ def remove_containers_command(settings: Settings, containers: list[str]) -> list
 
 
 def remove_images_command(settings: Settings, images: list[str]) -> list[str]:
-    """Remove these tags; an image goes with its last one, its build cache stays for the next build."""
+    """Remove these tags and untagged images; an image goes with its last tag."""
     return [settings.docker, "image", "rm", *images]
+
+
+def logs_command(settings: Settings, container: str, *, follow: bool) -> list[str]:
+    return [settings.docker, "logs", *(["--follow"] if follow else []), container]
+
+
+def prune_build_cache_command(settings: Settings) -> list[str]:
+    """BuildKit's unused build cache, the engine's whole (it is not kept per project); never what a build uses."""
+    return [settings.docker, "builder", "prune", "--force"]
+
+
+@contextlib.contextmanager
+def app_env_file(settings: Settings) -> Iterator[Path | None]:
+    """The app's `.env` keys as a `docker run --env-file`, in a folder only this user can enter, removed
+    after (on a failure or a signal too): so the container gets them, and nothing else does."""
+    if not settings.app_env:
+        yield None
+        return
+    for key, value in settings.app_env.items():
+        if "\n" in value or "\r" in value:
+            raise UserError(f"the app key {key} has a value of several lines, which docker's --env-file cannot pass", "put it on one line")
+    with tempfile.TemporaryDirectory(prefix="invoke-app-env-") as folder:
+        path = Path(folder) / "app.env"
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as stream:
+            stream.writelines(f"{key}={value}\n" for key, value in settings.app_env.items())
+        yield path
+
+
+class StopOnSignal:
+    """While the named containers run, a signal that tells invoke to stop stops and removes them too.
+
+    SIGTERM (a cancelled CI job, `timeout`, `kill`), SIGHUP (the terminal closed) and SIGINT (Ctrl-C
+    where no terminal passes it on: an IDE, CI, `kill -INT`) each run `docker stop` (the container's
+    stop signal, SIGKILL 10 s later); `--rm` removes what stopped. With a terminal (`tty`), SIGINT is
+    left to invoke, which types it into the container as Ctrl-C. The stop runs in a thread of its own
+    and again every second until the block ends, so a container created just after the signal stops
+    too. One object for all the containers of a task (`invoke train` starts several).
+    """
+
+    def __init__(self, engine: Engine, settings: Settings, names: list[str], *, tty: bool = False) -> None:
+        self._engine = engine
+        self._argv = [settings.docker, "stop", *names]
+        hangup = (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()
+        self._signals = (signal.SIGTERM, *hangup, *(() if tty else (signal.SIGINT,)))
+        self._previous: dict[int, object] = {}
+        self._ended = threading.Event()
+        self._stopper: threading.Thread | None = None
+        self.received: signal.Signals | None = None
+
+    def __enter__(self) -> StopOnSignal:
+        for number in self._signals:
+            self._previous[number] = signal.signal(number, self._on_signal)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._ended.set()
+        if self._stopper is not None:
+            self._stopper.join()
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
+
+    def _on_signal(self, number: int, frame) -> None:
+        if self.received is None:
+            self.received = signal.Signals(number)
+            self._stopper = threading.Thread(target=self._stop, name="stop-containers", daemon=True)
+            self._stopper.start()
+
+    def _stop(self) -> None:
+        while not self._ended.is_set():
+            self._engine.run(self._argv, hide=True)
+            self._ended.wait(1)
 
 
 # --- the pipelines ----------------------------------------------------------------------------
@@ -185,13 +285,40 @@ def remove_container(engine: Engine, settings: Settings, container: str) -> None
         engine.run(remove_container_command(settings, container), hide=True)
 
 
-def _require_not_running(engine: Engine, settings: Settings, target: Target) -> None:
-    """No container of this name runs; a stopped leftover of a crash is removed."""
-    state = engine.container_state(target.container)
+def _inspect_container(engine: Engine, settings: Settings, name: str) -> tuple[str, bool] | None:
+    """The state of the container `name` and whether it is this project's (carries its label); None if there is none."""
+    labels = f'{{{{index .Config.Labels "{PROJECT_LABEL}"}}}}'
+    result = engine.query([settings.docker, "container", "inspect", "--format", f"{{{{.State.Status}}}} {labels}", name])
+    if result.returncode != 0 or not result.stdout.strip():
+        return None
+    state, _, owner = result.stdout.strip().partition(" ")
+    return state, owner == project_id(settings)
+
+
+def _image_is_ours(engine: Engine, settings: Settings, image: str) -> bool | None:
+    """Whether the local `image` carries this project's label; None where there is no such image."""
+    result = engine.query([settings.docker, "image", "inspect", "--format", f'{{{{index .Config.Labels "{PROJECT_LABEL}"}}}}', image])
+    return result.stdout.strip() == project_id(settings) if result.returncode == 0 else None
+
+
+def _foreign(settings: Settings, name: str, *, image: bool = False) -> str:
+    """Why a container or image of the project's name, but without its label, is left alone; how to remove it."""
+    remove = command_line([settings.docker, "image", "rm", name] if image else [settings.docker, "rm", "--force", name])
+    what = "an image" if image else "a container"
+    return f"{name} is {what} of the same name that is not this project's (no {PROJECT_LABEL} label of this folder); `{remove}` removes it"
+
+
+def _require_free_name(engine: Engine, settings: Settings, target: Target) -> None:
+    """No container of the server's name runs; a stopped leftover of this project's is removed."""
+    found = _inspect_container(engine, settings, target.container)
+    if found is None:
+        return
+    state, ours = found
+    if not ours:
+        raise UserError(_foreign(settings, target.container), "or set IMAGE_NAME in .env to another name")
     if state == "running":
-        raise UserError(f"{target.container} is already running; `invoke stop{' --gpu' if target.gpu else ''}` stops it")
-    if state is not None:
-        remove_container(engine, settings, target.container)
+        raise UserError(f"{target.container} is already running; `invoke stop{target.selection}` stops it")
+    remove_container(engine, settings, target.container)
 
 
 def run(
@@ -203,51 +330,95 @@ def run(
     tty: bool = False,
     read_only: bool = False,
     cmd: str | None = None,
+    publish: tuple[str, ...] = (),
 ) -> None:
-    """`invoke run`: everything checked before the container is created; a foreground one removed after."""
+    """`invoke run`: the server (no `cmd`), or a one-off command in a container of its own beside it.
+
+    Everything is checked before the container is created; a foreground one is removed after.
+    """
     command = parse_command(cmd) if cmd is not None else None
+    if command is None and publish:
+        raise UserError("--publish goes with --cmd; the server publishes HOST_PORT", "set HOST_PORT in .env to move it")
+    ports = [(settings.host_port, settings.container_port)] if command is None else parse_publish(list(publish), settings.container_port)
+    name = target.container if command is None else one_off_name(target)
     user = container_user(settings)
-    argv = run_command(settings, target, user=user, detach=detach, tty=tty, read_only=read_only, command=command)
     require_engine_for(engine, target)
-    _require_not_running(engine, settings, target)
-    engine.require(require_free_port, settings.host_address, settings.host_port)
+    if command is None:
+        _require_free_name(engine, settings, target)
+    for host_port, _ in ports:
+        engine.require(require_free_port, settings.host_address, host_port)
     prepare_data_dir(engine, settings, user)
-    print(f"serving {target.image} on http://{settings.host_address}:{settings.host_port} (DATA_DIR {settings.data_dir})", file=sys.stderr)
-    try:
-        result = engine.run(argv, env=settings.app_env, tty=tty)
-    finally:
-        # A container that did not start, or was interrupted half-way, is removed all the same.
-        if not detach:
-            remove_container(engine, settings, target.container)
-    if result.failed:
-        if detach:
-            remove_container(engine, settings, target.container)
-        # 130: the container ended on Ctrl-C, which is how a foreground run is meant to stop.
-        if result.exited != 130:
-            raise UserError(f"{target.container} exited with status {result.exited}; its output above says why")
+    urls = ", ".join(f"http://{settings.host_address}:{host_port}" for host_port, _ in ports)
+    if command is None:
+        print(f"serving {target.image} as {name} on {urls} (DATA_DIR {settings.data_dir})", file=sys.stderr)
+    else:
+        published = urls or "no port published"
+        print(f"running `{shlex.join(command)}` in {name} ({target.image}; {published}; DATA_DIR {settings.data_dir})", file=sys.stderr)
+    with StopOnSignal(engine, settings, [name], tty=tty) as stopped, app_env_file(settings) as env_file:
+        options = {"detach": detach, "tty": tty, "read_only": read_only, "command": command}
+        argv = run_command(settings, target, name=name, user=user, ports=ports, env_file=env_file, **options)
+        try:
+            result = engine.run(argv, tty=tty, hide=detach)
+        finally:
+            # A container that did not start, or was interrupted half-way, is removed all the same.
+            if not detach:
+                remove_container(engine, settings, name)
+    if stopped.received is not None:
+        remove_container(engine, settings, name)
+        print(f"stopped and removed {name} on {stopped.received.name}", file=sys.stderr)
+    elif result.failed and detach:
+        remove_container(engine, settings, name)
+        raise UserError(f"{name} did not start: {first_line(result.stderr)}")
+    # 130: the container ended on Ctrl-C, which is how a foreground run is meant to stop.
+    elif result.failed and result.exited != 130:
+        raise UserError(f"{name} exited with status {result.exited}; its output above says why")
     elif detach:
-        print(f"{target.container} runs in the background; `invoke stop{' --gpu' if target.gpu else ''}` stops it", file=sys.stderr)
+        print(f"{name} runs in the background{f' on {urls}' if urls else ''}", file=sys.stderr)
+        if command is None:
+            follow, stop_it = f"invoke logs --follow{target.selection}", f"invoke stop{target.selection}"
+        else:
+            follow, stop_it = command_line(logs_command(settings, name, follow=True)), command_line([settings.docker, "stop", name])
+        print(f"`{follow}` shows its output; `{stop_it}` stops it", file=sys.stderr)
 
 
 def shell(engine: Engine, settings: Settings, target: Target, *, tty: bool) -> Outcome:
     """`invoke shell`: a bash shell in the image; its outcome, whose exit status the task passes on."""
     user = container_user(settings)
-    argv = shell_command(settings, target, user=user, tty=tty)
+    name = one_off_name(target, "shell")
     require_engine_for(engine, target)
     prepare_data_dir(engine, settings, user)
-    return engine.run(argv, env=settings.app_env, stdin=True, tty=tty)
+    with StopOnSignal(engine, settings, [name], tty=tty), app_env_file(settings) as env_file:
+        return engine.run(shell_command(settings, target, name=name, user=user, tty=tty, env_file=env_file), stdin=True, tty=tty)
 
 
 def stop(engine: Engine, settings: Settings, target: Target) -> None:
-    """`invoke stop`: remove the container that `invoke run --detach` started."""
+    """`invoke stop`: remove the container that `invoke run --detach` started; another project's is left alone."""
     engine.require_running()
-    if engine.container_state(target.container) is None:
+    found = _inspect_container(engine, settings, target.container)
+    if found is None:
         print(f"{target.container} is not running", file=sys.stderr)
+        return
+    if not found[1]:
+        print(f"left alone: {_foreign(settings, target.container)}", file=sys.stderr)
         return
     result = engine.run(remove_container_command(settings, target.container), hide=True)
     if result.failed:
         raise UserError(f"could not remove {target.container}: {result.stderr.strip()}")
     print(f"stopped and removed {target.container}", file=sys.stderr)
+
+
+def logs(engine: Engine, settings: Settings, target: Target, *, follow: bool = False) -> None:
+    """`invoke logs`: the output of the container that `invoke run --detach` started."""
+    engine.require_running()
+    found = _inspect_container(engine, settings, target.container)
+    if found is None:
+        raise UserError(f"there is no container {target.container}", f"`invoke run --detach{target.selection}` starts it")
+    if not found[1]:
+        raise UserError(_foreign(settings, target.container))
+    result = engine.run(logs_command(settings, target.container, follow=follow))
+    # Ctrl-C, the way to end --follow: the CLI ends on SIGINT (-2), or says 130.
+    if result.failed and result.exited not in (130, -signal.SIGINT):
+        raise UserError(f"could not show the output of {target.container} (exit {result.exited})")
 
 
 def container_test(engine: Engine, settings: Settings, target: Target, *, python: str) -> None:
@@ -257,8 +428,9 @@ def container_test(engine: Engine, settings: Settings, target: Target, *, python
     folder and mounted read-only for the run: it never enters the image.
     """
     project_dir = settings.project_dir
+    name = target.container_test_container
     expected = pinned_tensorflow((project_dir / target.lock.output).read_text(encoding="utf-8"))
-    with tempfile.TemporaryDirectory(prefix="invoke-container-test-") as work:
+    with StopOnSignal(engine, settings, [name]) as stopped, tempfile.TemporaryDirectory(prefix="invoke-container-test-") as work:
         work_dir = Path(work)
         work_dir.chmod(0o755)  # the container's user reads the tools
         tools_dir = work_dir / "site-packages"
@@ -269,30 +441,83 @@ def container_test(engine: Engine, settings: Settings, target: Target, *, python
         installed = engine.run(install, env=settings.package_index, hide=True)
         if installed.failed:
             raise UserError(f"cannot install pytest for the container: {first_line(installed.stderr)}")
-        argv = container_test_command(settings, target, user=container_user(settings), tools_dir=tools_dir, tensorflow_version=expected)
         require_engine_for(engine, target)
         engine.require(require_image, engine, target)
         if not settings.data_dir.exists():
             engine.change(f"create {settings.data_dir}", lambda: settings.data_dir.mkdir(parents=True, exist_ok=True))
-        try:
-            result = engine.run(argv, env=settings.app_env)
-        finally:
-            remove_container(engine, settings, target.container_test_container)
+        with app_env_file(settings) as env_file:
+            argv = container_test_command(
+                settings, target, user=container_user(settings), tools_dir=tools_dir, tensorflow_version=expected, env_file=env_file
+            )
+            try:
+                result = engine.run(argv)
+            finally:
+                remove_container(engine, settings, name)
+    if stopped.received is not None:
+        raise UserError(f"the container test was stopped on {stopped.received.name}; {name} is removed")
     if result.failed:
         raise UserError(f"the container test failed in {target.image} (exit {result.exited}); its report above says which test and why")
 
 
-def clean(engine: Engine, settings: Settings, targets: list[Target]) -> None:
-    """`invoke clean`: the containers and images of these targets that exist; never DATA_DIR."""
+def disk_usage(engine: Engine, settings: Settings) -> int | None:
+    """The bytes the engine holds (images, containers, volumes, build cache), as `docker system df` counts them."""
+    result = engine.query([settings.docker, "system", "df", "--format", "{{.Size}}"])
+    sizes = [_bytes(line) for line in result.stdout.split()]
+    return sum(sizes) if result.returncode == 0 and sizes and None not in sizes else None  # type: ignore[arg-type]
+
+
+def _bytes(size: str) -> int | None:
+    """`1.26GB`, `43.8kB`, `0B` (the engine's decimal units) in bytes."""
+    match = re.fullmatch(r"([0-9.]+)([kMGTP]?)B", size)
+    return round(float(match[1]) * 1000 ** " kMGTP".index(match[2] or " ")) if match else None
+
+
+def _human(size: int) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.3g} {unit}" if unit != "B" else f"{size} B"
+        size /= 1000  # type: ignore[assignment]
+    raise AssertionError("unreachable")
+
+
+def clean(engine: Engine, settings: Settings, targets: list[Target], *, cache_volume: str, everything: bool = False) -> None:
+    """`invoke clean`: this project's containers, its images under IMAGE_TAG and its untagged images; with
+    `everything`, `cache_volume` (pip's downloads for `invoke lock`) and the engine's unused build cache too.
+    Never DATA_DIR, the locks, or anything that lacks the project's label."""
     engine.require_running()
-    containers = [name for target in targets for name in (target.container, target.container_test_container)]
-    containers = [name for name in containers if engine.container_state(name) is not None]
-    images = [target.image for target in targets if engine.image_exists(target.image)]
+    before = disk_usage(engine, settings)
+    mine = ["--filter", f"label={project_label(settings)}"]
+    containers = engine.query([settings.docker, "container", "ls", "--all", *mine, "--format", "{{.Names}}"]).stdout.split()
+    for name in dict.fromkeys(name for target in targets for name in (target.container, target.container_test_container)):
+        found = _inspect_container(engine, settings, name)
+        if found is not None and not found[1]:
+            print(f"left alone: {_foreign(settings, name)}", file=sys.stderr)
+    images = []
+    for image in dict.fromkeys(target.image for target in targets):
+        ours = _image_is_ours(engine, settings, image)
+        if ours is False:
+            print(f"left alone: {_foreign(settings, image, image=True)}", file=sys.stderr)
+        elif ours:
+            images.append(image)
+    untagged = engine.query([settings.docker, "image", "ls", "--quiet", "--no-trunc", "--filter", "dangling=true", *mine]).stdout.split()
+    untagged = list(dict.fromkeys(untagged))
+    volumes = [cache_volume] if everything and engine.query([settings.docker, "volume", "inspect", cache_volume]).returncode == 0 else []
     commands = [remove_containers_command(settings, containers)] if containers else []
-    commands += [remove_images_command(settings, images)] if images else []
+    commands += [remove_images_command(settings, images + untagged)] if images or untagged else []
+    commands += [[settings.docker, "volume", "rm", *volumes]] if volumes else []
+    commands += [prune_build_cache_command(settings)] if everything else []
     for argv in commands:
         result = engine.run(argv, hide=True)
         if result.failed:
             raise UserError(f"could not remove everything: {first_line(result.stderr)}")
-    removed = [*containers, *images]
-    print(f"removed {', '.join(removed)}" if removed else "nothing to remove", file=sys.stderr)
+    removed = [f"container{'s' * (len(containers) > 1)} {', '.join(containers)}"] if containers else []
+    removed += [f"image{'s' * (len(images) > 1)} {', '.join(images)}"] if images else []
+    removed += [f"{len(untagged)} untagged image{'s' * (len(untagged) > 1)}"] if untagged else []
+    removed += [f"the pip cache volume {name}" for name in volumes] + (["the engine's unused build cache"] if everything else [])
+    print(f"removed {'; '.join(removed)}" if removed else "nothing to remove", file=sys.stderr)
+    after = disk_usage(engine, settings) if before is not None else None
+    freed = f"freed {_human(max(before - after, 0))}; " if before is not None and after is not None else ""
+    kept = f"kept: what you pushed to a registry, DATA_DIR ({settings.data_dir}), the locks"
+    if not everything:
+        kept += f", the pip cache volume {cache_volume} and the build cache (`invoke clean --all` removes those)"
+    print(freed + kept, file=sys.stderr)

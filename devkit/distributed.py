@@ -5,27 +5,35 @@ manifest: JOB_COMPLETION_INDEX, TRAIN_WORKERS, TRAIN_JOB, TRAIN_SERVICE, TRAIN_P
 `<job>-<index>`, reachable as `<job>-<index>.<service>` on a network of their own. From these the
 application derives TF_CONFIG (the example: src/app/distributed.py), the same code path as on the
 cluster. Beyond that, each is the container `invoke run` makes: DATA_DIR, the user, no capabilities,
-the app's .env keys; and, as in the pod, a read-only root with an empty /tmp.
+the app's .env keys, the project's label; and, as in the pod, a read-only root with an empty /tmp.
 """
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import re
-import signal
 import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from devkit.containers import container_options, parse_command, prepare_data_dir, require_engine_for, require_image
+from devkit.containers import (
+    StopOnSignal,
+    app_env_file,
+    container_options,
+    parse_command,
+    prepare_data_dir,
+    require_engine_for,
+    require_image,
+)
 from devkit.engine import Engine, first_line
 from devkit.errors import UserError
 from devkit.host import container_user
 from devkit.settings import Settings
-from devkit.targets import Target
+from devkit.targets import Target, project_label
 
 DEFAULT_COMMAND = ["python", "-m", "app.train"]
 WORKER_PORT = 2222
@@ -103,10 +111,12 @@ def workers_of(settings: Settings, target: Target, count: int) -> list[Worker]:
     return [Worker(index, count, f"{target.container}-train-{index}", f"{name}-train", f"{name}-workers") for index in range(count)]
 
 
-def worker_command(settings: Settings, target: Target, worker: Worker, *, user: str | None, command: list[str]) -> list[str]:
+def worker_command(
+    settings: Settings, target: Target, worker: Worker, *, user: str | None, command: list[str], env_file: Path | None = None
+) -> list[str]:
     """`docker run` of one worker: attached, so that its output can be shown under its name."""
     argv = [settings.docker, "run", "--name", worker.container]
-    argv += container_options(settings, target, user)
+    argv += container_options(settings, target, user, env_file)
     argv += ["--read-only", "--tmpfs", "/tmp"]  # noqa: S108 (the pod's emptyDir)
     argv += ["--network", network_name(target), "--hostname", worker.hostname, "--network-alias", worker.address]
     for key, value in worker.environment().items():
@@ -126,20 +136,21 @@ def train(engine: Engine, settings: Settings, target: Target, *, workers: str = 
     _require_not_running(engine, settings, target, crew)
     prepare_data_dir(engine, settings, user)
     network = network_name(target)
-    created = engine.run([settings.docker, "network", "create", network], hide=True)
+    created = engine.run([settings.docker, "network", "create", "--label", project_label(settings), network], hide=True)
     if created.failed:
         raise UserError(f"cannot create the network {network}: {first_line(created.stderr)}")
     print(f"training with {count} worker{'s' * (count > 1)} of {target.image} on the network {network}", file=sys.stderr)
-    try:
-        with _sigterm_as_interrupt():
+    names = [worker.container for worker in crew]
+    with StopOnSignal(engine, settings, names) as stopped, app_env_file(settings) as env_file:
+        try:
             processes = [
-                engine.start(worker_command(settings, target, worker, user=user, command=command), env=settings.app_env) for worker in crew
+                engine.start(worker_command(settings, target, worker, user=user, command=command, env_file=env_file)) for worker in crew
             ]
-            failure = None if engine.dry else _watch(crew, processes)
-    except KeyboardInterrupt:
-        failure = UserError("interrupted", "every worker was stopped and removed")
-    finally:
-        _remove(engine, settings, target, crew)
+            failure = None if engine.dry else _watch(crew, processes, stopping=lambda: stopped.received is not None)
+        finally:
+            _remove(engine, settings, target, crew)
+    if stopped.received is not None:
+        raise UserError(f"stopped on {stopped.received.name}", "every worker was stopped and removed")
     if failure is not None:
         raise failure
 
@@ -174,10 +185,11 @@ def _remove(engine: Engine, settings: Settings, target: Target, crew: list[Worke
         engine.run([settings.docker, "network", "rm", network], hide=True)
 
 
-def _watch(crew: list[Worker], processes: list) -> UserError | None:
+def _watch(crew: list[Worker], processes: list, *, stopping: Callable[[], bool]) -> UserError | None:
     """Show each worker's output under its name until the chief has ended; None, or why the training failed.
 
-    A worker that fails (the chief included) ends the training at once.
+    A worker that fails (the chief included) ends the training at once; once a signal has asked every
+    worker to stop (`stopping`), each gets the time to clean up that `docker stop` gives it.
     """
     ended: queue.Queue[tuple[int, int]] = queue.Queue()
     width = max(len(worker.container) for worker in crew)
@@ -201,6 +213,8 @@ def _watch(crew: list[Worker], processes: list) -> UserError | None:
         except queue.Empty:
             continue
         pending.discard(index)
+        if stopping():
+            continue
         if status != 0 and deadline is None:
             reason = f"{crew[index].label} failed with exit status {status}: {_reason(status, tails[index])}"
             return UserError(reason, "the other workers were stopped and removed")
@@ -229,17 +243,3 @@ def _reason(status: int, tail: deque) -> str:
     lines = [line.strip() for line in tail if line.strip()]
     errors = [line for line in lines if line.lower().startswith("error")]
     return (errors or lines or ["no output"])[-1]
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (a CI runner's cancel, `kill`) stops the training and cleans up as Ctrl-C does."""
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

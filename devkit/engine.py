@@ -114,13 +114,13 @@ class Engine:
         """
         return self._action_process(argv, {"env": env or {}, "hide": hide, "tty": tty, "stdin": stdin, "cwd": cwd})
 
-    def start(self, argv: list[str], *, env: dict[str, str] | None = None) -> subprocess.Popen[str] | None:
+    def start(self, argv: list[str]) -> subprocess.Popen[str] | None:
         """Start an action in the background, its output and errors in one pipe that the caller reads line
         by line (several containers at once, each line shown with its name); under `--dry`, print it instead."""
         if self.dry:
             print(command_line(argv), flush=True)
             return None
-        return self._start_process(argv, env or {})
+        return self._start_process(argv)
 
     def require(self, check: Callable[..., object], *args) -> None:
         """A precondition on this host (a free port, a writable folder): checked, except under `--dry`."""
@@ -145,11 +145,9 @@ class Engine:
     def _query_process(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
-    def _start_process(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    def _start_process(self, argv: list[str]) -> subprocess.Popen[str]:
         # stdin closed; in our process group, so that a terminal's Ctrl-C reaches it as it reaches us.
-        return subprocess.Popen(
-            argv, env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def _action_process(self, argv: list[str], options: dict) -> Outcome:
         context = self._context

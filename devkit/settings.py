@@ -8,10 +8,12 @@ container at run time only.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,6 +149,7 @@ def load_settings(project_dir: Path, environ: Mapping[str, str] | None = None) -
         except UserError as error:
             raise UserError(f"PLATFORM (from {platform_origin}): {error}") from None
 
+    check_app_keys(dotenv)
     return Settings(
         project_dir=project_dir,
         image_name=image_name,
@@ -244,3 +247,25 @@ def _package_index(source: _Source) -> dict[str, str]:
 def _fail_quietly(source: _Source, key: str, reason: str) -> UserError:
     _, origin = source.get(key)
     return UserError(f"{key} (from {origin}): {reason}")
+
+
+# Keys the template sets in every container itself (`--env`, which beats an app key of the same name).
+CONTAINER_KEYS = {"PORT": "set CONTAINER_PORT instead", "HOME": "the container's user gets its own"}
+
+
+def check_app_keys(keys: Iterable[str]) -> None:
+    """The app's keys among these `.env` keys: refuse those that are not the app's to set; warn of
+    one that looks like a misspelt setting, which would silently go to the app instead."""
+    for key in keys:
+        if key in SETTING_KEYS:
+            continue
+        if key.upper().startswith("DOCKER_"):
+            raise UserError(
+                f".env key {key}: DOCKER_* variables steer the docker CLI, and .env keys other than the settings go to the app only",
+                "set it in your shell to choose the engine, or rename it for the app",
+            )
+        if key in CONTAINER_KEYS:
+            raise UserError(f".env key {key}: the template sets it in the container", CONTAINER_KEYS[key])
+        resembles = difflib.get_close_matches(key.upper(), SETTING_KEYS, n=1, cutoff=0.85)
+        if resembles:
+            print(f"warning: .env key {key} is not a setting, so it goes to the app; did you mean {resembles[0]}?", file=sys.stderr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +12,20 @@ from devkit.errors import UserError
 from devkit.locks import Lock, image_lock
 from devkit.platforms import AMD64, SUPPORTED, arch, normalize_platform
 from devkit.settings import Settings, load_settings
+
+# The label on every image and container the template makes; its value names the project (its folder),
+# so that `invoke clean`, `stop` and `run` act on what is this project's, never on another's of the same name.
+PROJECT_LABEL = "org.tensorflow-template.project"
+
+
+def project_id(settings: Settings) -> str:
+    """A stable id of the project: a hash of its folder's path (two checkouts of one repository differ)."""
+    return hashlib.sha256(os.fsencode(settings.project_dir.resolve())).hexdigest()[:16]
+
+
+def project_label(settings: Settings) -> str:
+    """`PROJECT_LABEL=<id>`, for `--label` and `--filter label=`."""
+    return f"{PROJECT_LABEL}={project_id(settings)}"
 
 
 @dataclass(frozen=True)
@@ -32,9 +48,14 @@ class Target:
         """The container of `invoke container-test`, apart from the one `invoke run` may have running."""
         return f"{self.container}-container-test"
 
+    @property
+    def selection(self) -> str:
+        """The flags that choose this image in a task: ` --gpu`, ` --platform linux/arm64`, or none."""
+        return f"{' --gpu' if self.gpu else ''}{'' if self.native else f' --platform {self.platform}'}"
+
     def build_hint(self) -> str:
         """The `invoke build` that makes this image."""
-        return f"`invoke build{' --gpu' if self.gpu else ''}{'' if self.native else f' --platform {self.platform}'}`"
+        return f"`invoke build{self.selection}`"
 
     @property
     def lock(self) -> Lock:

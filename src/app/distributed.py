@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import time
 from collections.abc import Mapping
@@ -165,7 +166,13 @@ def create_strategy(cluster: Cluster):
             tf.train.ClusterSpec(cluster.spec), task_type=cluster.task["type"], task_id=cluster.task["index"], rpc_layer="grpc"
         )
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=cluster.collective_timeout)
-        return name, tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
+        sigterm = signal.getsignal(signal.SIGTERM)
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
+        # TensorFlow's coordination service takes SIGTERM over, to note a preemption, and carries on:
+        # given back, `docker stop` and a deleted pod end a worker again.
+        if sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
+        return name, strategy
     if name == "MirroredStrategy":
         return name, tf.distribute.MirroredStrategy()
     return name, tf.distribute.get_strategy()

@@ -19,8 +19,10 @@ import math
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,10 @@ DEFAULT_EPOCHS = 60
 DEFAULT_SEED = 42
 BATCH_PER_REPLICA = 16
 TEST_FRACTION = 0.2
+
+
+# Set to stop a training after its current step (by `python -m app.train` on SIGTERM or Ctrl-C).
+STOP = threading.Event()
 
 
 class TrainingError(Exception):
@@ -140,6 +146,8 @@ def train(
             loss_sum = correct = seen = 0.0
             for step in range(steps_per_epoch):
                 step_loss, step_correct, step_seen = (float(value) for value in train_step(batches))
+                if STOP.is_set():
+                    raise KeyboardInterrupt
                 if epoch == step == 0:
                     logs.export_graph("train_step")
                 loss_sum, correct, seen = loss_sum + step_loss, correct + step_correct, seen + step_seen
@@ -156,6 +164,8 @@ def train(
                     )
     except BaseException as error:
         logs.discard()
+        if isinstance(error, tf.errors.OpError) and STOP.is_set():
+            raise KeyboardInterrupt from None  # stopped too, while waiting for another worker that had stopped
         if isinstance(error, tf.errors.OpError):
             raise TrainingError(f"training stopped on {cluster.describe()}: {reason(error)}") from None
         raise
@@ -216,6 +226,7 @@ class _Logs:
         self.root = logs_dir / store.MODEL_NAME
         self.folder = self.root / f".incomplete-{uuid.uuid4().hex}"
         if enabled:
+            self.folder.mkdir(parents=True)  # here, so that a folder it may not write is an OSError naming it
             self.train = tf.summary.create_file_writer(str(self.folder / "train"))
             self.validation = tf.summary.create_file_writer(str(self.folder / "validation"))
 
@@ -301,6 +312,17 @@ def positive_whole_number(text: str) -> int:
     return int(text)
 
 
+def _ask_to_stop(signum, frame) -> None:
+    """The first SIGTERM or Ctrl-C asks the training to stop after its current step; a second one acts at once.
+
+    Not an exception raised from here: one raised while TensorFlow is in the middle of an operation
+    garbles TensorFlow's own error (pybind11's "MISMATCH of original and normalized active exception").
+    """
+    STOP.set()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.train", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -322,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         "--seed", type=int, default=DEFAULT_SEED, help=f"random seed of the split, the weights and the shuffling (default {DEFAULT_SEED})"
     )
     arguments = parser.parse_args(argv)
+    # SIGTERM (`docker stop`, a pod deleted) ends the training as Ctrl-C does: what was half written is removed.
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, _ask_to_stop)
     try:
         cluster = distributed.from_environment(os.environ)
         trained = train(
@@ -334,8 +359,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {explain(error, arguments.data)}", file=sys.stderr)
         return 1
     except OSError as error:
-        print(f"error: cannot write the model under {arguments.output}: {error}", file=sys.stderr)
+        print(f"error: cannot write {error.filename or arguments.output}: {error.strerror or error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; no model version was published", file=sys.stderr)
+        return 130
     metrics = trained.metrics
     if trained.version is None:
         print(

@@ -1,6 +1,9 @@
 """Training in one process (no TF_CONFIG, no training Job variables): seeded, published whole, logged for TensorBoard."""
 
 import json
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -88,3 +91,31 @@ def test_logs_default_beside_the_models_folder_and_a_failed_training_leaves_none
     with pytest.raises(NotADirectoryError):
         train.train(iris_csv, tmp_path / "a file", epochs=1, logs_dir=tmp_path / "logs", cluster=distributed.Cluster())
     assert sorted(path.name for path in (tmp_path / "logs" / "iris").iterdir()) == ["1"], "no run of a version that never appeared"
+
+
+def test_sigterm_stops_a_training_and_leaves_nothing_half_written(iris_csv, tmp_path):
+    command = [sys.executable, "-m", "app.train", "--epochs", "100000", "--data", str(iris_csv), "--output", str(tmp_path / "models")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stderr:
+            if line.startswith("epoch 10/"):
+                break
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "error: interrupted; no model version was published"
+    assert not (tmp_path / "models").exists(), "no version, not even an incomplete one"
+    assert list((tmp_path / "logs" / "iris").iterdir()) == [], "no TensorBoard run of a version that never appeared"
+
+
+def test_a_logs_folder_that_cannot_be_written_is_one_line_before_training(iris_csv, tmp_path, capsys):
+    (tmp_path / "a file").write_text("not a folder")
+    arguments = ["--data", str(iris_csv), "--output", str(tmp_path / "models"), "--logs", str(tmp_path / "a file")]
+    assert train.main(arguments) == 1
+    error = capsys.readouterr().err.splitlines()
+    assert error[-1].startswith(f"error: cannot write {tmp_path / 'a file' / 'iris'}")
+    assert error[-1].endswith(": Not a directory")
+    assert not any(line.startswith("epoch") for line in error)
+    assert not (tmp_path / "models").exists()

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -30,9 +31,9 @@ def _free_ports(count: int) -> list[int]:
             server.close()
 
 
-def test_two_workers_named_in_tf_config_train_one_model_and_only_the_chief_publishes_it(tmp_path):
+def start_workers(tmp_path, epochs: int) -> list[subprocess.Popen]:
+    """Two processes of `python -m app.train`, named in TF_CONFIG as Vertex AI or Ray would name them."""
     iris = write_iris_like(tmp_path / "iris.csv")
-    models = tmp_path / "models"
     addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     workers = []
     for index in range(2):
@@ -40,8 +41,14 @@ def test_two_workers_named_in_tf_config_train_one_model_and_only_the_chief_publi
         scratch.mkdir()
         config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
         env = {**os.environ, "TF_CONFIG": json.dumps(config), "TMPDIR": str(scratch), "TRAIN_COLLECTIVE_TIMEOUT": "60"}
-        command = [sys.executable, "-m", "app.train", "--epochs", str(EPOCHS), "--data", str(iris), "--output", str(models)]
+        command = [sys.executable, "-m", "app.train", "--epochs", str(epochs), "--data", str(iris), "--output", str(tmp_path / "models")]
         workers.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return workers
+
+
+def test_two_workers_named_in_tf_config_train_one_model_and_only_the_chief_publishes_it(tmp_path):
+    models = tmp_path / "models"
+    workers = start_workers(tmp_path, EPOCHS)
     outputs = [worker.communicate(timeout=300) for worker in workers]
     for worker, (stdout, stderr) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, f"{stdout}\n{stderr[-3000:]}"
@@ -62,3 +69,22 @@ def test_two_workers_named_in_tf_config_train_one_model_and_only_the_chief_publi
     assert (float(held_out[1]), float(held_out[2])) == (round(metrics["accuracy"], 3), metrics["loss"])
     assert [list((tmp_path / f"tmp-{index}").iterdir()) for index in range(2)] == [[], []], "the other worker's save is cleaned up"
     assert sorted(path.name for path in (tmp_path / "logs" / store.MODEL_NAME).iterdir()) == ["1"], "one TensorBoard run, the chief's"
+
+
+def test_sigterm_still_stops_each_worker_and_leaves_nothing_half_written(tmp_path):
+    # TensorFlow's coordination service takes SIGTERM over for its preemption notice; the strategy gives it back.
+    workers = start_workers(tmp_path, 100000)
+    try:
+        for line in workers[0].stderr:
+            if line.startswith("epoch 10/"):
+                break
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        outputs = [worker.communicate(timeout=30) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    assert [worker.returncode for worker in workers] == [130, 130], outputs
+    assert not (tmp_path / "models").exists()
+    assert list((tmp_path / "logs" / store.MODEL_NAME).iterdir()) == [], "no TensorBoard run of a version that never appeared"
+    assert [list((tmp_path / f"tmp-{index}").iterdir()) for index in range(2)] == [[], []]

@@ -8,9 +8,10 @@ import shutil
 import signal
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
-from conftest import HOST_PLATFORM, PROJECT_DIR, containers_named, docker, free_port, project_copy, run_as, wait_for_json
+from conftest import DOCKER, HOST_PLATFORM, PROJECT_DIR, containers_named, docker, free_port, project_copy, run_as, wait_for_json
 
 from devkit.locks import pinned_tensorflow
 
@@ -232,15 +233,32 @@ def test_a_data_dir_the_container_user_cannot_write_is_one_line_and_starts_nothi
     assert list(data.iterdir()) == []
 
 
-def test_app_keys_from_dotenv_reach_the_container_by_name_only(invoke, cpu_image, container, tmp_path):
+def test_app_keys_from_dotenv_reach_the_container_and_nothing_else(invoke, cpu_image, container, tmp_path):
     copy = project_copy(tmp_path, "HOST_PORT=9000\nGREETING=hello from .env\n")
     shown = invoke("--dry", "run", cwd=copy)
-    assert " --env GREETING " in shown.stdout
-    assert "hello from .env" not in shown.stdout
+    assert " --env-file " in shown.stdout
+    assert "GREETING" not in shown.stdout + shown.stderr
+    assert "hello from .env" not in shown.stdout + shown.stderr
+    # A docker CLI that notes its own environment and arguments, then runs the real one.
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    stand_in = tmp_path / "docker"
+    stand_in.write_text(f'#!/bin/sh\nenv > "{notes}/env-$$"\necho "$@" > "{notes}/args-$$"\nexec {DOCKER} "$@"\n')
+    stand_in.chmod(0o755)
     # GREETING is the app's own; HOST_PORT is a template setting, which the container does not get.
-    result = invoke("run", "--cmd", """sh -c 'echo "$GREETING|${HOST_PORT:-unset}"'""", cwd=copy)
+    result = invoke("run", "--cmd", """sh -c 'echo "$GREETING|${HOST_PORT:-unset}"'""", cwd=copy, env={"DOCKER": str(stand_in)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "hello from .env|unset"
+    assert not any("hello from .env" in note.read_text() for note in notes.glob("env-*")), "never the docker CLI's environment"
+    (run,) = [note.read_text().split() for note in notes.glob("args-*") if note.read_text().startswith("run ")]
+    assert not Path(run[run.index("--env-file") + 1]).exists(), "the file of app keys is removed after the run"
+
+
+def test_docker_settings_in_dotenv_are_refused_not_passed_to_the_app(invoke, tmp_path):
+    copy = project_copy(tmp_path, "GREETING=hi\nDOCKER_HOST=unix:///elsewhere.sock\n")
+    result = invoke("run", cwd=copy, env={"DATA_DIR": ""})
+    assert one_error_line(result).startswith("error: .env key DOCKER_HOST: DOCKER_* variables steer the docker CLI")
+    assert not (copy / "data").exists()
 
 
 def test_malformed_dotenv_line_is_named(invoke, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import threading
 import time
 
@@ -72,35 +73,67 @@ def test_two_workers_train_one_model_as_well_as_one_and_leave_nothing(invoke, cp
     assert leftovers(invoke) == ("", "")
 
 
-def test_a_killed_worker_fails_the_training_naming_it_and_nothing_is_published_or_left(invoke, cpu_image, data, tmp_path):
-    project = project_copy(tmp_path, dotenv=f"TRAIN_COLLECTIVE_TIMEOUT={COLLECTIVE_TIMEOUT}\n")
+def training_under_way(invoke, data, **options):
+    """`invoke train --workers 2` of a training that would run for hours, once its chief has trained 10 epochs;
+    the process, the lines of its output so far (and to come), and the thread that reads them."""
     process = invoke.popen(
-        "train", "--workers", "2", "--cmd", "python -m app.train --epochs 100000", cwd=project, env={"DATA_DIR": str(data)}
+        "train", "--workers", "2", "--cmd", "python -m app.train --epochs 100000", env={"DATA_DIR": str(data)}, **options
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
     reader.start()
+    deadline = time.monotonic() + 300
+    while not any("epoch 10/100000" in line for line in lines):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"no training step within 300 s:\n{''.join(lines)}\n{process.stderr.read()}")
+        time.sleep(0.2)
+    return process, lines, reader
+
+
+def ended(process, reader, timeout: float) -> str:
+    """Its error output, once invoke has ended (its output is read by `reader` to the end)."""
+    process.wait(timeout=timeout)
+    reader.join(timeout=30)
+    return process.stderr.read()
+
+
+def test_a_killed_worker_fails_the_training_naming_it_and_nothing_is_published_or_left(invoke, cpu_image, data, tmp_path):
+    project = project_copy(tmp_path, dotenv=f"TRAIN_COLLECTIVE_TIMEOUT={COLLECTIVE_TIMEOUT}\n")
+    process, _, reader = training_under_way(invoke, data, cwd=project)
     try:
-        deadline = time.monotonic() + 300
-        while not any("epoch 10/100000" in line for line in lines):
-            assert process.poll() is None, f"invoke train ended before the training ran:\n{''.join(lines)}\n{process.stderr.read()}"
-            assert time.monotonic() < deadline, f"no training step within 300 s:\n{''.join(lines)}"
-            time.sleep(0.2)
         docker("kill", f"{invoke.image_name}-train-1")
         killed = time.monotonic()
-        _, stderr = process.communicate(timeout=COLLECTIVE_TIMEOUT + 60)
-        ended = time.monotonic() - killed
+        stderr = ended(process, reader, COLLECTIVE_TIMEOUT + 60)
+        took = time.monotonic() - killed
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode != 0
-    assert ended < COLLECTIVE_TIMEOUT + 30, f"invoke train took {ended:.0f} s to end after the kill"
+    assert took < COLLECTIVE_TIMEOUT + 30, f"invoke train took {took:.0f} s to end after the kill"
     last = stderr.strip().splitlines()[-1]
     assert last == (
         f"error: worker 1, {invoke.image_name}-train-1 failed with exit status 137: killed (SIGKILL: `docker kill`, or out of memory); "
         "the other workers were stopped and removed"
     )
     assert versions(data) == [], "no version published"
+    assert leftovers(invoke) == ("", "")
+
+
+def test_sigterm_stops_every_worker_which_leaves_nothing_half_written(invoke, cpu_image, data):
+    process, lines, reader = training_under_way(invoke, data)
+    try:
+        process.send_signal(signal.SIGTERM)
+        stderr = ended(process, reader, 60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode != 0
+    assert stderr.strip().splitlines()[-1] == "error: stopped on SIGTERM; every worker was stopped and removed"
+    for index in range(2):
+        assert f"{invoke.image_name}-train-{index} | error: interrupted; no model version was published\n" in lines, "".join(lines[-20:])
+    assert versions(data) == []
+    assert list((data / "logs" / "iris").iterdir()) == [], "no TensorBoard run of a version that never appeared"
     assert leftovers(invoke) == ("", "")
 
 

@@ -7,6 +7,7 @@ from devkit.building import build_command, parse_build_args, pip_config
 from devkit.containers import (
     container_test_command,
     parse_command,
+    parse_publish,
     remove_container_command,
     remove_containers_command,
     remove_images_command,
@@ -20,7 +21,7 @@ from devkit.locking import lock_command
 from devkit.locks import pinned_tensorflow
 from devkit.publishing import manifest_commands, multi_arch_image, push_command, registry_image, tag_command, untag_command
 from devkit.settings import load_settings
-from devkit.targets import every_target, resolve_target
+from devkit.targets import every_target, project_label, resolve_target
 
 
 @pytest.fixture
@@ -36,6 +37,11 @@ def settings_of(project, **environ):
 
 def target_of(settings, gpu=False, platform=None, host="linux/amd64"):
     return resolve_target(settings, gpu=gpu, platform_flag=platform, host=host)
+
+
+def server_command(settings, target, **options):
+    """`docker run` of the server, as `invoke run` without --cmd makes it."""
+    return run_command(settings, target, name=target.container, ports=[(settings.host_port, settings.container_port)], **options)
 
 
 def value_after(argv, flag):
@@ -89,11 +95,22 @@ def test_build_labels_and_proxies_by_name(project):
     args = value_after(argv, "--build-arg")
     assert "REVISION=abc" in args
     assert "HTTPS_PROXY" in args, "a proxy goes by name, so its value (and any password in it) is not in the command line"
+    assert value_after(argv, "--label") == [project_label(settings)], "the image carries its project, for invoke clean"
+
+
+def test_the_project_label_names_the_folder_not_the_image(tmp_path):
+    first, second = tmp_path / "a" / "proj", tmp_path / "b" / "proj"
+    for folder in (first, second):
+        folder.mkdir(parents=True)
+    label = project_label(settings_of(first))
+    assert label.startswith("org.tensorflow-template.project=")
+    assert label == project_label(settings_of(first, IMAGE_TAG="v2")), "stable for one folder"
+    assert label != project_label(settings_of(second)), "two checkouts of the same name on one engine are two projects"
 
 
 def test_run_publishes_mounts_and_names(project):
     settings = settings_of(project, HOST_PORT="9001", CONTAINER_PORT="8080", DATA_DIR="my data")
-    argv = run_command(settings, target_of(settings), user="1000:1000")
+    argv = server_command(settings, target_of(settings), user="1000:1000")
     assert argv[:4] == ["docker", "run", "--name", "tf"]
     for flag in ("--rm", "--init"):
         assert flag in argv
@@ -111,42 +128,56 @@ def test_run_publishes_mounts_and_names(project):
 
 def test_run_detached_command_and_tty(project):
     settings = settings_of(project)
-    detached = run_command(settings, target_of(settings), user=None, detach=True, command=["python", "-m", "app.train"])
+    detached = server_command(settings, target_of(settings), user=None, detach=True, command=["python", "-m", "app.train"])
     assert "--detach" in detached
     assert "--user" not in detached
     assert detached[-4:] == ["tf:latest", "python", "-m", "app.train"]
-    interactive = run_command(settings, target_of(settings), user=None, tty=True)
+    interactive = server_command(settings, target_of(settings), user=None, tty=True)
     assert "--interactive" in interactive
     assert "--tty" in interactive
 
 
+def test_a_one_off_publishes_only_what_it_is_asked_to(project):
+    settings = settings_of(project, HOST_ADDRESS="192.0.2.7")
+    target = target_of(settings)
+    one_off = run_command(settings, target, name="tf-run-1", user=None, ports=[], command=["python", "-m", "app.train"])
+    assert value_after(one_off, "--name") == ["tf-run-1"]
+    assert "--publish" not in one_off
+    asked = run_command(settings, target, name="tf-run-2", user=None, ports=parse_publish(["9000", "6006:6007"], 8888))
+    assert value_after(asked, "--publish") == ["192.0.2.7:9000:8888", "192.0.2.7:6006:6007"]
+
+
+@pytest.mark.parametrize("value", ["", "abc", "0", "70000", "9000:", ":9000", "9000:0", "²", "9000:8888:1"])
+def test_a_bad_publish_is_one_clear_error(value):
+    with pytest.raises(UserError, match=r"expected HOST_PORT or HOST_PORT:CONTAINER_PORT, each 1-65535; e\.g\. --publish 9000$"):
+        parse_publish([value], 8888)
+
+
 def test_run_gpu_asks_for_all_gpus(project):
     settings = settings_of(project)
-    argv = run_command(settings, target_of(settings, gpu=True), user=None)
+    argv = server_command(settings, target_of(settings, gpu=True), user=None)
     assert value_after(argv, "--gpus") == ["all"]
     assert value_after(argv, "--name") == ["tf-gpu"]
     assert argv[-1] == "tf:latest-gpu"
 
 
-def test_app_keys_pass_by_name_only(project):
-    (project / ".env").write_text("API_TOKEN=s3cret\nHOST_PORT=9000\n")
+def test_app_keys_reach_the_container_in_an_env_file_only(project):
     settings = settings_of(project)
-    argv = run_command(settings, target_of(settings), user=None)
-    assert "API_TOKEN" in value_after(argv, "--env")
-    assert not any("s3cret" in arg for arg in argv)
-    assert "HOST_PORT" not in value_after(argv, "--env"), "template settings are not the application's"
+    argv = server_command(settings, target_of(settings), user=None, env_file=project / "app.env")
+    assert value_after(argv, "--env-file") == [str(project / "app.env")]
+    assert value_after(argv, "--env") == ["PORT=8888"], "no app key by name: docker would read it from its own environment"
 
 
 def test_mount_of_a_path_with_a_comma_is_quoted(project):
     settings = settings_of(project, DATA_DIR="a,b")
-    argv = run_command(settings, target_of(settings), user=None)
+    argv = server_command(settings, target_of(settings), user=None)
     assert value_after(argv, "--mount") == [f'type=bind,"source={project / "a,b"}",target=/app/data']
 
 
 def test_shell_has_the_same_mounts_and_no_port(project):
     settings = settings_of(project)
-    argv = shell_command(settings, target_of(settings, gpu=True), user="1000:1000", tty=True)
-    assert argv[:5] == ["docker", "run", "--interactive", "--tty", "--rm"]
+    argv = shell_command(settings, target_of(settings, gpu=True), name="tf-gpu-shell-1", user="1000:1000", tty=True)
+    assert argv[:7] == ["docker", "run", "--name", "tf-gpu-shell-1", "--interactive", "--tty", "--rm"]
     assert value_after(argv, "--mount") == [f"type=bind,source={project / 'data'},target=/app/data"]
     assert value_after(argv, "--gpus") == ["all"]
     assert "--publish" not in argv
@@ -185,18 +216,19 @@ def test_every_container_drops_all_capabilities_and_new_privileges(project):
     settings = settings_of(project)
     target = target_of(settings)
     for argv in (
-        run_command(settings, target, user=None),
-        shell_command(settings, target, user=None, tty=False),
+        server_command(settings, target, user=None),
+        shell_command(settings, target, name="tf-shell-1", user=None, tty=False),
         container_test_command(settings, target, user=None, tools_dir=project, tensorflow_version="2.21.0"),
     ):
         assert value_after(argv, "--cap-drop") == ["ALL"]
         assert value_after(argv, "--security-opt") == ["no-new-privileges"]
+        assert value_after(argv, "--label") == [project_label(settings)], "clean, stop and run act only on what carries it"
 
 
 def test_read_only_run_has_a_tmpfs_for_tmp(project):
     settings = settings_of(project)
-    assert "--read-only" not in run_command(settings, target_of(settings), user=None)
-    argv = run_command(settings, target_of(settings), user=None, read_only=True)
+    assert "--read-only" not in server_command(settings, target_of(settings), user=None)
+    argv = server_command(settings, target_of(settings), user=None, read_only=True)
     assert "--read-only" in argv
     assert value_after(argv, "--tmpfs") == ["/tmp"]
 
@@ -281,7 +313,7 @@ def test_the_arm64_image_runs_as_arm64_under_its_own_tag_on_an_amd64_host(projec
     settings = settings_of(project)
     target = target_of(settings, platform="linux/arm64", host="linux/amd64")
     if command == "run":
-        argv = run_command(settings, target, user=None)
+        argv = server_command(settings, target, user=None)
     else:
         argv = container_test_command(settings, target, user=None, tools_dir=project, tensorflow_version="2.21.0")
         assert "EXPECTED_PLATFORM=linux/arm64" in value_after(argv, "--env")

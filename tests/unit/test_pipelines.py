@@ -2,6 +2,7 @@
 refused before anything is created, what is cleaned up on failure, what `--dry` leaves alone."""
 
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from devkit import building, containers, locking, locks, publishing
 from devkit.engine import Outcome
 from devkit.errors import UserError
 from devkit.settings import load_settings
-from devkit.targets import every_target, resolve_target
+from devkit.targets import every_target, project_id, resolve_target
 
 LOCK_TEXT = "tensorflow-cpu==2.21.0 \\\n    --hash=sha256:abc\n"
 # What the engine says of its own platform: an x86-64 host.
@@ -85,8 +86,8 @@ def test_build_removes_the_package_index_secret_after_a_failed_build(project):
 
 
 def test_run_checks_before_it_creates_and_removes_a_foreground_container_after(project):
-    engine = RecordingEngine(answers={"container inspect": (0, "exited\n", "")})
     settings = settings_of(project, HOST_PORT=str(free_port()))
+    engine = RecordingEngine(answers={"container inspect": (0, f"exited {project_id(settings)}\n", "")})
     containers.run(engine, settings, target_of(settings))
     assert [line.split()[1] for line in engine.actions] == ["rm", "run", "rm"], "a stale leftover goes first; the run's after"
     assert (project / "data").is_dir(), "DATA_DIR is made before the container starts"
@@ -94,7 +95,7 @@ def test_run_checks_before_it_creates_and_removes_a_foreground_container_after(p
 
 def test_run_refuses_a_running_container_and_a_busy_port_without_creating_anything(project):
     settings = settings_of(project, HOST_PORT=str(free_port()))
-    running = RecordingEngine(answers={"container inspect": (0, "running\n", "")})
+    running = RecordingEngine(answers={"container inspect": (0, f"running {project_id(settings)}\n", "")})
     with pytest.raises(UserError, match="tf is already running; `invoke stop` stops it"):
         containers.run(running, settings, target_of(settings))
     with socket.socket() as busy:
@@ -109,7 +110,7 @@ def test_run_refuses_a_running_container_and_a_busy_port_without_creating_anythi
 
 
 def test_a_detached_run_that_fails_is_removed(project):
-    engine = RecordingEngine(outcomes={"docker run": Outcome(125)})
+    engine = RecordingEngine(outcomes={"docker run": Outcome(125, "", "docker: Error response from daemon: no space left on device.\n")})
     settings = settings_of(project, HOST_PORT=str(free_port()))
     record = engine._action_process
 
@@ -118,7 +119,7 @@ def test_a_detached_run_that_fails_is_removed(project):
         return record(argv, options)
 
     engine._action_process = created_by_the_run
-    with pytest.raises(UserError, match="tf exited with status 125"):
+    with pytest.raises(UserError, match="^tf did not start: docker: Error response from daemon: no space left on device.$"):
         containers.run(engine, settings, target_of(settings), detach=True)
     assert engine.actions[-1] == "docker rm --force tf"
 
@@ -214,21 +215,59 @@ def test_push_of_both_platforms_publishes_one_list_naming_them(project):
 # --- clean ------------------------------------------------------------------------------------
 
 
-def test_clean_removes_only_what_exists(project, capsys):
+def test_clean_removes_only_what_carries_the_projects_label(project, capsys):
+    settings = settings_of(project)
+    mine = project_id(settings)
     engine = RecordingEngine(
         answers={
-            "container inspect --format {{.State.Status}} tf-container-test$": (0, "exited\n", ""),
-            "image inspect --format {{.Os}}/{{.Architecture}} tf:latest-gpu$": (0, "linux/amd64\n", ""),
+            f"container ls --all --filter label=org.tensorflow-template.project={mine} --format": (
+                0,
+                "tf-run-1a2b3c\ntf-container-test\n",
+                "",
+            ),
+            '{{.State.Status}} {{index .Config.Labels "org.tensorflow-template.project"}} tf-container-test$': (0, f"exited {mine}\n", ""),
+            '{{.State.Status}} {{index .Config.Labels "org.tensorflow-template.project"}} tf$': (0, "running \n", ""),
+            'image inspect --format {{index .Config.Labels "org.tensorflow-template.project"}} tf:latest-gpu$': (0, f"{mine}\n", ""),
+            'image inspect --format {{index .Config.Labels "org.tensorflow-template.project"}} tf:latest$': (0, "another\n", ""),
+            "--filter dangling=true": (0, "sha256:aaa\nsha256:bbb\n", ""),
         }
     )
-    settings = settings_of(project)
-    containers.clean(engine, settings, every_target(settings, host="linux/amd64"))
-    assert engine.actions == ["docker container rm --force tf-container-test", "docker image rm tf:latest-gpu"]
-    assert "removed tf-container-test, tf:latest-gpu" in capsys.readouterr().err
+    containers.clean(engine, settings, every_target(settings, host="linux/amd64"), cache_volume="tf-pip-cache")
+    assert engine.actions == [
+        "docker container rm --force tf-run-1a2b3c tf-container-test",
+        "docker image rm tf:latest-gpu sha256:aaa sha256:bbb",
+    ]
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("left alone: tf is a container of the same name that is not this project's")
+    assert lines[0].endswith("`docker rm --force tf` removes it")
+    assert lines[1].startswith("left alone: tf:latest is an image of the same name that is not this project's")
+    assert lines[2] == "removed containers tf-run-1a2b3c, tf-container-test; image tf:latest-gpu; 2 untagged images"
+    assert lines[3].startswith(
+        f"kept: what you pushed to a registry, DATA_DIR ({project / 'data'}), the locks, the pip cache volume tf-pip-cache"
+    )
     nothing = RecordingEngine()
-    containers.clean(nothing, settings, every_target(settings, host="linux/amd64"))
+    containers.clean(nothing, settings, every_target(settings, host="linux/amd64"), cache_volume="tf-pip-cache")
     assert nothing.actions == []
-    assert "nothing to remove" in capsys.readouterr().err
+    assert capsys.readouterr().err.splitlines()[0] == "nothing to remove"
+
+
+def test_clean_all_also_removes_the_pip_cache_and_the_unused_build_cache_and_says_what_it_freed(project, capsys):
+    settings = settings_of(project)
+    usage = iter(["10.5GB\n26.1MB\n1.2GB\n16.59GB\n", "9.2GB\n0B\n0B\n2.5GB\n"])
+    engine = RecordingEngine(answers={"volume inspect tf-pip-cache": (0, "[]", "")})
+    answer = engine._query_process
+
+    def disk_usage_before_and_after(argv, timeout):
+        if argv[1:3] == ["system", "df"]:
+            return subprocess.CompletedProcess(argv, 0, next(usage), "")
+        return answer(argv, timeout)
+
+    engine._query_process = disk_usage_before_and_after
+    containers.clean(engine, settings, every_target(settings, host="linux/amd64"), cache_volume="tf-pip-cache", everything=True)
+    assert engine.actions == ["docker volume rm tf-pip-cache", "docker builder prune --force"]
+    removed, summary = capsys.readouterr().err.splitlines()
+    assert removed == "removed the pip cache volume tf-pip-cache; the engine's unused build cache"
+    assert summary == f"freed 16.6 GB; kept: what you pushed to a registry, DATA_DIR ({project / 'data'}), the locks"
 
 
 # --- lock -------------------------------------------------------------------------------------

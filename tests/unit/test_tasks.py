@@ -47,8 +47,11 @@ def test_dry_run_and_shell_print_their_container_and_create_nothing(project):
     tasks.run(context, detach=True, cmd="python -m app.train")
     tasks.shell(context)
     run, shell = commands(context)
-    assert " run --name proj --detach " in run
+    assert " run --name proj-run-" in run, "a one-off has a name of its own, beside the server's"
+    assert " --detach " in run
+    assert " --publish " not in run
     assert run.endswith("proj:latest python -m app.train")
+    assert " run --name proj-shell-" in shell
     assert shell.endswith("proj:latest bash")
     assert not (project / "data").exists()
 
@@ -68,6 +71,8 @@ def test_dry_stop_clean_and_lock_need_no_engine(project):
     tasks.clean(context)
     tasks.lock(context, dev=True)
     assert commands(context) == [], "nothing runs, nothing is there to remove, the dev lock is current"
+    tasks.clean(context, all_=True)
+    assert [command.split(" ", 1)[1] for command in commands(context)] == ["builder prune --force"]
 
 
 def test_lock_check_names_what_is_stale(project):
@@ -83,6 +88,14 @@ def test_lock_check_names_what_is_stale(project):
         (tasks.build, {"gpu": True, "platform": "linux/arm64"}, "error: the GPU image is linux/amd64 only"),
         (tasks.build, {"build_arg": ["NOPE"]}, "error: --build-arg 'NOPE': expected NAME=VALUE"),
         (tasks.run, {"cmd": "'unclosed"}, 'error: --cmd "\'unclosed": No closing quotation'),
+        (tasks.run, {"publish": ["9000"]}, "error: --publish goes with --cmd; the server publishes HOST_PORT"),
+        (
+            tasks.run,
+            {"cmd": "python -m app", "publish": ["9000:"]},
+            "error: --publish '9000:': expected HOST_PORT or HOST_PORT:CONTAINER_PORT",
+        ),
+        (tasks.logs, {}, "error: there is no container proj; `invoke run --detach` starts it"),
+        (tasks.logs, {"gpu": True}, "error: there is no container proj-gpu; `invoke run --detach --gpu` starts it"),
         (tasks.lock, {"dev": True, "gpu": True}, "error: --dev locks the host tools; it does not go with --gpu or --platform"),
     ],
 )

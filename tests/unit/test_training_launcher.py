@@ -1,6 +1,7 @@
 """`invoke train`'s launcher (devkit/distributed.py), with the engine scripted: the workers' command lines, what
 is refused before anything starts, how the workers' ends are read, and that nothing is left."""
 
+import os
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from devkit import distributed, kubernetes
 from devkit.engine import Engine
 from devkit.errors import UserError
 from devkit.settings import load_settings
-from devkit.targets import resolve_target
+from devkit.targets import project_label, resolve_target
 
 sys.path.insert(0, str(PROJECT_DIR / "src"))
 
@@ -144,7 +145,7 @@ def test_dry_prints_the_network_and_every_worker_and_starts_nothing(project, cap
     printed = capsys.readouterr().out.splitlines()
     assert [line.split(" --")[0] for line in printed] == ["docker run", "docker run"]
     assert printed[1].endswith("acme/flowers:latest python -m app.train --epochs 5")
-    assert engine.actions == ["docker network create acme-flowers-train"]
+    assert engine.actions == [f"docker network create --label {project_label(settings)} acme-flowers-train"]
 
 
 class ScriptedWorkers(RecordingEngine):
@@ -155,10 +156,10 @@ class ScriptedWorkers(RecordingEngine):
         super().__init__(answers=answers, **kwargs)
         self.scripts = scripts
 
-    def _start_process(self, argv, env):
+    def _start_process(self, argv):
         self.log.append(("start", " ".join(argv)))
         index = int(argv[argv.index("--name") + 1].rsplit("-", 1)[1])
-        return Engine._start_process(self, ["sh", "-c", self.scripts[index]], env)
+        return Engine._start_process(self, ["sh", "-c", self.scripts[index]])
 
 
 def run_scripted(project, scripts: dict[int, str]):
@@ -212,8 +213,21 @@ def test_a_worker_that_fails_after_the_chief_is_a_warning_not_a_failure(project,
     assert "warning: worker 1, acme-flowers-train-1 ended with exit status 2 after the chief: error: late" in capsys.readouterr().err
 
 
+def test_sigterm_stops_every_worker_and_says_so(project, capsys):
+    # The chief's script signals invoke (this test's process), as `kill` or a cancelled CI job would.
+    # Worker 1 ends first, as a worker stopped by docker does; the chief still gets its time to clean up.
+    scripts = {0: f"kill -TERM {os.getpid()}; sleep 1; echo cleaned up; exit 130", 1: "sleep 0.2; exit 143"}
+    engine = ScriptedWorkers(scripts)
+    settings = settings_of(project)
+    with pytest.raises(UserError, match="^stopped on SIGTERM; every worker was stopped and removed$"):
+        distributed.train(engine, settings, target_of(settings), workers="2")
+    assert engine.ran("docker stop acme-flowers-train-0 acme-flowers-train-1")
+    assert "acme-flowers-train-0 | cleaned up" in capsys.readouterr().out
+    assert engine.ran("docker container rm --force acme-flowers-train-0 acme-flowers-train-1")
+
+
 def test_the_engine_starts_a_process_whose_output_and_errors_share_one_pipe():
-    process = Engine("docker")._start_process(["sh", "-c", "echo out; echo err >&2"], {})
+    process = Engine("docker")._start_process(["sh", "-c", "echo out; echo err >&2"])
     assert sorted(process.stdout.read().splitlines()) == ["err", "out"]
     assert process.wait() == 0
     assert isinstance(process, subprocess.Popen)
