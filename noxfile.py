@@ -80,6 +80,13 @@ def _check_devcontainer(session: nox.Session, path: Path) -> None:
 
 
 @nox.session
+def manifests(session: nox.Session) -> None:
+    """Every rendering of `invoke k8s` (CPU and GPU, 1 and 3 workers) against Kubernetes' own schemas, offline and strict."""
+    session.install("-r", DEV_LOCK)
+    session.run("pytest", "tests/manifests", *session.posargs)
+
+
+@nox.session
 def lock_check(session: nox.Session) -> None:
     """`invoke lock --check`: every lock still matches its .in files (no resolving, milliseconds)."""
     session.install("-r", DEV_LOCK)

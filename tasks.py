@@ -11,7 +11,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from devkit import building, containers, locking, publishing, workbench
+from devkit import building, containers, distributed, locking, publishing, workbench
 from devkit import doctor as checks
 from devkit.engine import Engine
 from devkit.errors import UserError, one_line_errors
@@ -229,3 +229,40 @@ def lock(c, gpu=False, platform=None, dev=False, upgrade=False, upgrade_package=
     settings = load_settings(PROJECT_DIR)
     engine = Engine(settings.docker, c)
     locking.lock(engine, settings, chosen, upgrade=upgrade, packages=tuple(upgrade_package or ()), python=sys.executable)
+
+
+@task(
+    help={
+        "workers": "training pods that train one model together (default 1)",
+        "gpu": "the GPU image (<IMAGE_TAG>-gpu) and a GPU (nvidia.com/gpu) per pod",
+        "kserve": "also a KServe InferenceService for the SavedModels on the data volume (needs KServe on the cluster)",
+    }
+)
+@one_line_errors
+def k8s(c, workers="1", gpu=False, kserve=False):
+    """Print the Kubernetes manifests (deploy/k8s/) for the image `invoke push` publishes: `invoke k8s | kubectl apply -f -`.
+
+    An Indexed Job of N training workers and its headless Service, the data volume, the serving
+    Deployment with its Service, autoscaler and disruption budget.
+    """
+    from devkit import kubernetes  # PyYAML: imported for this task only
+
+    sys.stdout.write(kubernetes.manifests(load_settings(PROJECT_DIR), workers=workers, gpu=gpu, kserve=kserve))
+
+
+@task(
+    help={
+        "workers": "containers that train one model together (default 1)",
+        "gpu": _HELP_GPU + "; needs the NVIDIA Container Toolkit",
+        "platform": _HELP_PLATFORM,
+        "cmd": 'the training command (default "python -m app.train")',
+    }
+)
+@one_line_errors
+def train(c, workers="1", gpu=False, platform=None, cmd=None):
+    """Train in N containers of the built image that derive TF_CONFIG as the pods of the training Job (`invoke k8s`) do.
+
+    Worker 0, the chief, publishes the model version; each worker's output shows under its name. A
+    worker that fails stops the others; Ctrl-C stops them all. Nothing is left: no container, no network.
+    """
+    distributed.train(*open_target(c, PROJECT_DIR, gpu=gpu, platform=platform), workers=workers, cmd=cmd)

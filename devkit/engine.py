@@ -4,8 +4,8 @@ A *query* reads and always runs, `invoke --dry` included: what images and contai
 platform the engine runs. An *action* changes something (a build, a container, a push, a file the
 tasks write) and under `invoke --dry` is printed instead of run. A *precondition* (`require_*`)
 refuses, in one line, what cannot work; `--dry` shows the commands as they would run once it holds,
-so preconditions are not checked there. Unit tests replace `_query_process` and `_action_process` to
-script the engine's answers and record what a pipeline ran.
+so preconditions are not checked there. Unit tests replace `_query_process`, `_action_process` and
+`_start_process` to script the engine's answers and record what a pipeline ran.
 """
 
 from __future__ import annotations
@@ -164,6 +164,14 @@ class Engine:
         """
         return self._action_process(argv, {"env": env or {}, "hide": hide, "tty": tty, "stdin": stdin, "cwd": cwd})
 
+    def start(self, argv: list[str]) -> subprocess.Popen[str] | None:
+        """Start an action in the background, its output and errors in one pipe that the caller reads line
+        by line (several containers at once, each line shown with its name); under `--dry`, print it instead."""
+        if self.dry:
+            print(command_line(argv), flush=True)
+            return None
+        return self._start_process(argv)
+
     def require(self, check: Callable[..., object], *args) -> None:
         """A precondition on this host (a free port, a writable folder): checked, except under `--dry`."""
         if not self.dry:
@@ -186,6 +194,10 @@ class Engine:
 
     def _query_process(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
+    def _start_process(self, argv: list[str]) -> subprocess.Popen[str]:
+        # stdin closed; in our process group, so that a terminal's Ctrl-C reaches it as it reaches us.
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def _action_process(self, argv: list[str], options: dict) -> Outcome:
         context = self._context

@@ -1,0 +1,245 @@
+"""`invoke train`: N containers of the built image train one model together, as the pods of the training Job do.
+
+Each container gets what a pod of the Indexed Job in deploy/k8s/ gets from Kubernetes and its
+manifest: JOB_COMPLETION_INDEX, TRAIN_WORKERS, TRAIN_JOB, TRAIN_SERVICE, TRAIN_PORT, and the hostname
+`<job>-<index>`, reachable as `<job>-<index>.<service>` on a network of their own. From these the
+application derives TF_CONFIG (the example: src/app/distributed.py), the same code path as on the
+cluster. Beyond that, each is the container `invoke run` makes: DATA_DIR, the user, no capabilities,
+the app's .env keys, the project's label; and, as in the pod, a read-only root with an empty /tmp.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from devkit.containers import (
+    StopOnSignal,
+    app_env_file,
+    container_options,
+    parse_command,
+    prepare_data_dir,
+    require_engine_for,
+    require_image,
+)
+from devkit.engine import Engine, first_line
+from devkit.errors import UserError
+from devkit.host import container_user
+from devkit.settings import Settings
+from devkit.targets import Target, project_label
+
+DEFAULT_COMMAND = ["python", "-m", "app.train"]
+WORKER_PORT = 2222
+MAX_WORKERS = 1000
+# What one TensorFlow worker takes at the least (the example's: about 330 MiB), to refuse a count
+# the engine's memory cannot hold before anything starts.
+WORKER_MEMORY = 512 * 2**20
+# Once the chief has ended, how long the other workers get to end too before they are stopped.
+GRACE_SECONDS = 60
+# The Job's pods are <name>-train-<index>: a hostname label has at most 63 characters.
+MAX_NAME_LENGTH = 40
+_SIGNAL_REASONS = {137: "killed (SIGKILL: `docker kill`, or out of memory)", 143: "stopped (SIGTERM)"}
+
+
+def parse_workers(value: str) -> int:
+    """The number of `--workers`: a whole number from 1 to MAX_WORKERS."""
+    text = str(value).strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+        raise UserError(f"--workers {value}: expected a whole number from 1 to {MAX_WORKERS}")
+    return int(text)
+
+
+def kubernetes_name(settings: Settings) -> str:
+    """The project's name on Kubernetes and in the workers' hostnames: the last part of IMAGE_NAME, made a DNS label."""
+    name = re.sub(r"[^a-z0-9]+", "-", settings.image_name.rsplit("/", 1)[-1]).strip("-")
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise UserError(
+            f"IMAGE_NAME {settings.image_name!r} does not make a Kubernetes name of 1 to {MAX_NAME_LENGTH} characters",
+            "set a shorter IMAGE_NAME in .env",
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One container of the training, named as the Job's pod `index` is named."""
+
+    index: int
+    count: int
+    container: str
+    job: str
+    service: str
+
+    @property
+    def hostname(self) -> str:
+        return f"{self.job}-{self.index}"
+
+    @property
+    def address(self) -> str:
+        """The name the other workers reach it by: the pod's hostname in the headless Service's subdomain."""
+        return f"{self.hostname}.{self.service}"
+
+    @property
+    def label(self) -> str:
+        return f"worker {self.index}{' (the chief)' if self.index == 0 else ''}, {self.container}"
+
+    def environment(self) -> dict[str, str]:
+        """What the Job's pod number `index` has: Kubernetes' JOB_COMPLETION_INDEX and the manifest's TRAIN_*."""
+        return {
+            "JOB_COMPLETION_INDEX": str(self.index),
+            "TRAIN_WORKERS": str(self.count),
+            "TRAIN_JOB": self.job,
+            "TRAIN_SERVICE": self.service,
+            "TRAIN_PORT": str(WORKER_PORT),
+        }
+
+
+def network_name(target: Target) -> str:
+    return f"{target.container}-train"
+
+
+def workers_of(settings: Settings, target: Target, count: int) -> list[Worker]:
+    """The workers of a training: containers named after the image's, hostnames after the Job's pods."""
+    name = kubernetes_name(settings)
+    return [Worker(index, count, f"{target.container}-train-{index}", f"{name}-train", f"{name}-workers") for index in range(count)]
+
+
+def worker_command(
+    settings: Settings, target: Target, worker: Worker, *, user: str | None, command: list[str], env_file: Path | None = None
+) -> list[str]:
+    """`docker run` of one worker: attached, so that its output can be shown under its name."""
+    argv = [settings.docker, "run", "--name", worker.container]
+    argv += container_options(settings, target, user, env_file)
+    argv += ["--read-only", "--tmpfs", "/tmp"]  # noqa: S108 (the pod's emptyDir)
+    argv += ["--network", network_name(target), "--hostname", worker.hostname, "--network-alias", worker.address]
+    for key, value in worker.environment().items():
+        argv += ["--env", f"{key}={value}"]
+    return [*argv, target.image, *command]
+
+
+def train(engine: Engine, settings: Settings, target: Target, *, workers: str = "1", cmd: str | None = None) -> None:
+    """`invoke train`: everything checked before the first container starts; nothing left when it ends."""
+    count = parse_workers(workers)
+    command = parse_command(cmd) if cmd is not None else DEFAULT_COMMAND
+    user = container_user(settings)
+    crew = workers_of(settings, target, count)
+    require_engine_for(engine, target)
+    engine.require(require_image, engine, target)
+    engine.require(_require_memory_for, engine, count)
+    _require_not_running(engine, settings, target, crew)
+    prepare_data_dir(engine, settings, user)
+    network = network_name(target)
+    created = engine.run([settings.docker, "network", "create", "--label", project_label(settings), network], hide=True)
+    if created.failed:
+        raise UserError(f"cannot create the network {network}: {first_line(created.stderr)}")
+    print(f"training with {count} worker{'s' * (count > 1)} of {target.image} on the network {network}", file=sys.stderr)
+    names = [worker.container for worker in crew]
+    with StopOnSignal(engine, settings, names) as stopped, app_env_file(settings) as env_file:
+        try:
+            processes = [
+                engine.start(worker_command(settings, target, worker, user=user, command=command, env_file=env_file)) for worker in crew
+            ]
+            failure = None if engine.dry else _watch(crew, processes, stopping=lambda: stopped.received is not None)
+        finally:
+            _remove(engine, settings, target, crew)
+    if stopped.received is not None:
+        raise UserError(f"stopped on {stopped.received.name}", "every worker was stopped and removed")
+    if failure is not None:
+        raise failure
+
+
+def _require_memory_for(engine: Engine, count: int) -> None:
+    """The engine's memory holds `count` workers; one line saying how many it holds where it does not."""
+    answer = engine.query([engine.docker, "info", "--format", "{{.MemTotal}}"]).stdout.strip()
+    if answer.isdigit() and count * WORKER_MEMORY > int(answer):
+        most = int(answer) // WORKER_MEMORY
+        raise UserError(
+            f"--workers {count}: each worker needs at least {WORKER_MEMORY // 2**20} MiB and the engine has "
+            f"{int(answer) / 2**30:.1f} GiB, room for {most} at most",
+            "ask for fewer, or train on a cluster (`invoke k8s`)",
+        )
+
+
+def _require_not_running(engine: Engine, settings: Settings, target: Target, crew: list[Worker]) -> None:
+    """No training of this image runs; what a crash left (stopped containers, the network) is removed."""
+    running = [worker.container for worker in crew if engine.container_state(worker.container) == "running"]
+    if running:
+        raise UserError(f"a training already runs in {', '.join(running)}", "wait for it, or stop it (Ctrl-C where it runs)")
+    _remove(engine, settings, target, crew)
+
+
+def _remove(engine: Engine, settings: Settings, target: Target, crew: list[Worker]) -> None:
+    """The workers' containers and their network, where they exist."""
+    leftovers = [worker.container for worker in crew if engine.container_state(worker.container) is not None]
+    if leftovers:
+        engine.run([settings.docker, "container", "rm", "--force", *leftovers], hide=True)
+    network = network_name(target)
+    if engine.query([settings.docker, "network", "inspect", network]).returncode == 0:
+        engine.run([settings.docker, "network", "rm", network], hide=True)
+
+
+def _watch(crew: list[Worker], processes: list, *, stopping: Callable[[], bool]) -> UserError | None:
+    """Show each worker's output under its name until the chief has ended; None, or why the training failed.
+
+    A worker that fails (the chief included) ends the training at once; once a signal has asked every
+    worker to stop (`stopping`), each gets the time to clean up that `docker stop` gives it.
+    """
+    ended: queue.Queue[tuple[int, int]] = queue.Queue()
+    width = max(len(worker.container) for worker in crew)
+    tails = [deque(maxlen=20) for _ in crew]
+    readers = [
+        threading.Thread(target=_relay, args=(worker, process, width, tail, ended), daemon=True)
+        for worker, process, tail in zip(crew, processes, tails, strict=True)
+    ]
+    for reader in readers:
+        reader.start()
+    pending = set(range(len(crew)))
+    deadline = None  # once the chief has ended
+    while pending:
+        wait = 0.5 if deadline is None else deadline - time.monotonic()
+        if wait <= 0:
+            names = ", ".join(crew[index].container for index in sorted(pending))
+            print(f"the chief has ended, and {names} still ran {GRACE_SECONDS} s later: stopped", file=sys.stderr)
+            return None
+        try:
+            index, status = ended.get(timeout=wait)
+        except queue.Empty:
+            continue
+        pending.discard(index)
+        if stopping():
+            continue
+        if status != 0 and deadline is None:
+            reason = f"{crew[index].label} failed with exit status {status}: {_reason(status, tails[index])}"
+            return UserError(reason, "the other workers were stopped and removed")
+        if status != 0:
+            print(
+                f"warning: {crew[index].label} ended with exit status {status} after the chief: {_reason(status, tails[index])}",
+                file=sys.stderr,
+            )
+        if index == 0:
+            deadline = time.monotonic() + GRACE_SECONDS
+    return None
+
+
+def _relay(worker: Worker, process, width: int, tail: deque, ended: queue.Queue) -> None:
+    """Print the worker's lines under its name, as compose does; then say how it ended."""
+    for line in process.stdout:
+        tail.append(line.rstrip())
+        print(f"{worker.container:<{width}} | {line.rstrip()}", flush=True)
+    ended.put((worker.index, process.wait()))
+
+
+def _reason(status: int, tail: deque) -> str:
+    """Why a worker ended: the signal that killed it, or its own last error line."""
+    if status in _SIGNAL_REASONS:
+        return _SIGNAL_REASONS[status]
+    lines = [line.strip() for line in tail if line.strip()]
+    errors = [line for line in lines if line.lower().startswith("error")]
+    return (errors or lines or ["no output"])[-1]
