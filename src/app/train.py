@@ -79,6 +79,7 @@ def train(data_path: Path, models_dir: Path, *, epochs: int = DEFAULT_EPOCHS, se
 
     def write(folder: Path) -> None:
         model.save(folder / store.MODEL_FILE)
+        store.export(model, folder)
         (folder / store.METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
 
     version, folder = store.publish(models_dir, write)
