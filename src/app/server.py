@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -253,8 +254,6 @@ def _error(status_code: int, message: str, headers: Mapping[str, str] | None = N
 
 def create_app(models_dir: Path, data_path: Path, *, train_epochs: int = train.DEFAULT_EPOCHS, options: Options = Options()) -> Starlette:
     """The application; the model is loaded or trained in a thread once the server starts."""
-    import numpy as np
-
     slot = ModelSlot(models_dir, data_path, train_epochs, options.model_version)
     if options.batch_max_rows:
         batcher = batching.Batcher(slot.predict, max_rows=options.batch_max_rows, timeout=options.batch_timeout_ms / 1000)

@@ -88,7 +88,8 @@ class Signature:
 
 
 def load_signature(folder: Path) -> Signature:
-    """The SavedModel's serving_default signature, checked to take one float32 [None, n] input and give one output."""
+    """The SavedModel's serving_default signature, checked: one float32 [None, n] input, one output, one output row per row."""
+    import numpy as np
     import tensorflow as tf
 
     try:
@@ -107,7 +108,14 @@ def load_signature(folder: Path) -> Signature:
     def call(rows):
         return function(**{input_name: tf.constant(rows, dtype=tf.float32)})[output_name].numpy()
 
-    return Signature(feature_count=int(specs[0].shape[1]), call=call, saved_model=saved_model)
+    feature_count = int(specs[0].shape[1])
+    try:  # the first call also sets TensorFlow up: done here, not in the first request
+        shape = call(np.zeros((1, feature_count), dtype="float32")).shape
+    except Exception as error:  # noqa: BLE001 (as above)
+        raise InvalidVersion(f"{SIGNATURE} fails on a row of zeros: {type(error).__name__}: {str(error).strip()[:300]}") from None
+    if len(shape) != 2 or shape[0] != 1:
+        raise InvalidVersion(f"{SIGNATURE} must give one row of outputs per input row, not {shape} for one row")
+    return Signature(feature_count=feature_count, call=call, saved_model=saved_model)
 
 
 def export(model, folder: Path) -> None:
