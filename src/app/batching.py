@@ -79,7 +79,7 @@ class Batcher:
 
     async def _gather(self, deadline: float) -> None:
         """Wait for the requests being read while the batch has room and time."""
-        # The requests whose bytes were just read from their sockets have not started yet: let them run first.
+        # Requests already scheduled to run (their bytes were read in this turn of the event loop) submit first.
         await asyncio.sleep(0)
         loop = asyncio.get_running_loop()
         while self._arriving and self._pending_rows < self._max_rows and (remaining := deadline - loop.time()) > 0:

@@ -37,7 +37,7 @@ from app import batching, dataset, store, train
 
 MAX_BODY_BYTES = 1_000_000
 MAX_REQUEST_ROWS = 1_000
-FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32: beyond it, a value becomes inf in the model
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # about 3.4e38: beyond it, a value becomes inf in the model
 # Limits on what a client may hold: see `Options` and `uvicorn_config`.
 MAX_REQUESTS_IN_PROGRESS = 256
 BODY_TIMEOUT_S = 10.0
