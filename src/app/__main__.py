@@ -1,8 +1,13 @@
-"""Serve the newest model on $PORT, the container port that `invoke run` publishes: `python -m app`."""
+"""Serve the newest valid model (or MODEL_VERSION's) on $PORT, the container port that `invoke run` publishes: `python -m app`.
+
+App keys (from .env): BATCH_MAX_ROWS, BATCH_TIMEOUT_MS and MODEL_VERSION; see .env.example.
+SIGTERM (`docker stop`, a rolling update) finishes the requests in progress, then exits 0.
+"""
 
 import argparse
 import copy
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -10,7 +15,7 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from app import train
-from app.server import create_app
+from app.server import Options, create_app, uvicorn_config
 
 
 def _log_config() -> dict:
@@ -20,8 +25,12 @@ def _log_config() -> dict:
     return config
 
 
+def _exit_cleanly(signum, frame):
+    raise SystemExit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=os.environ.get("PORT", "8888"), help="port to listen on (default: $PORT, else 8888)")
     parser.add_argument("--models", type=Path, default=train.DEFAULT_MODELS, help=f"models folder (default {train.DEFAULT_MODELS})")
     parser.add_argument(
@@ -37,15 +46,20 @@ def main(argv: list[str] | None = None) -> int:
         help=f"epochs of that first training (default {train.DEFAULT_EPOCHS})",
     )
     arguments = parser.parse_args(argv)
+    try:
+        options = Options.from_environment(os.environ)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    # uvicorn handles SIGTERM while it serves (a graceful shutdown), then sends it again to this handler:
+    # exit 0, as for a stop that went as planned; before uvicorn serves, the same handler ends at once.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     # 0.0.0.0: inside the container, so that the published port reaches it; which host addresses
     # may connect is decided by `invoke run`'s port publishing (HOST_ADDRESS).
-    uvicorn.run(
-        create_app(arguments.models, arguments.data, train_epochs=arguments.epochs),
-        host="0.0.0.0",  # noqa: S104
-        port=arguments.port,
-        log_config=_log_config(),
-    )
-    return 0
+    app = create_app(arguments.models, arguments.data, train_epochs=arguments.epochs, options=options)
+    server = uvicorn.Server(uvicorn_config(app, host="0.0.0.0", port=arguments.port, log_config=_log_config()))  # noqa: S104
+    server.run()
+    return 0 if server.started else 1  # not started: uvicorn logged why (the port is taken, say)
 
 
 if __name__ == "__main__":

@@ -1,34 +1,51 @@
-"""The HTTP API: the newest model under data/models/, in TensorFlow Serving's REST shape.
+"""The HTTP API: one model version under data/models/, in TensorFlow Serving's REST shape.
 
-    GET  /health                    200 {"status": "ok", "version": ...} once a model is loaded; 503 before
+    GET  /health                    readiness: 200 {"status": "ok", "version": ...} once a model is loaded; 503 before
+    GET  /live                      liveness: 200 whenever the process answers
     POST /predict                   {"instances": [[5.1, 3.5, 1.4, 0.2], ...]} -> {"predictions": [[p0, p1, p2], ...]}
     POST /v1/models/iris:predict    the same, at the path that TensorFlow Serving clients call
     GET  /                          this list
 
-Errors are JSON, {"error": "..."}, as TensorFlow Serving sends them. The port answers at once; the model
-loads (or, when there is none yet, is trained first) in the background, and /health says when it is ready.
+The version served is the newest valid one (TensorFlow Serving's policy: a damaged or foreign entry is
+logged and skipped), or the one that MODEL_VERSION pins. The port answers at once; the model loads (or,
+when there is none yet, is trained first) in the background, and /health says when it is ready.
+The model is the version's SavedModel, its `serving_default` signature: the artifact TensorFlow Serving
+and KServe serve. Concurrent requests share one call of it (batching.py). Errors are JSON,
+{"error": "..."}, as TensorFlow Serving sends them, unexpected ones (500) included.
 """
 
+import asyncio
 import contextlib
 import json
 import logging
 import math
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import uvicorn
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from app import dataset, store, train
+from app import batching, dataset, store, train
 
 MAX_BODY_BYTES = 1_000_000
-MAX_BATCH = 1_000  # rows per request
+MAX_REQUEST_ROWS = 1_000
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # about 3.4e38: beyond it, a value becomes inf in the model
+# Limits on what a client may hold: see `Options` and `uvicorn_config`.
+MAX_REQUESTS_IN_PROGRESS = 256
+BODY_TIMEOUT_S = 10.0
+KEEP_ALIVE_S = 5.0
+SHUTDOWN_GRACE_S = 8.0  # under `docker stop`'s 10 s, after which the engine kills the process
 ENDPOINTS = {  # what GET / lists
-    "GET /health": "200 once the model is loaded, 503 before",
+    "GET /health": "readiness: 200 once the model is loaded, 503 before",
+    "GET /live": "liveness: 200 whenever the server answers",
     "POST /predict": '{"instances": [[5.1, 3.5, 1.4, 0.2], ...]} -> {"predictions": [[p0, p1, p2], ...]}',
     f"POST /v1/models/{store.MODEL_NAME}:predict": "the same, at the path that TensorFlow Serving clients call",
 }
@@ -36,25 +53,66 @@ ENDPOINTS = {  # what GET / lists
 log = logging.getLogger("app")
 
 
+@dataclass(frozen=True)
+class Options:
+    """How the server serves: the app keys of .env set the first three (`from_environment`)."""
+
+    batch_max_rows: int = 256  # BATCH_MAX_ROWS: the most rows in one call of the model; 0 turns batching off
+    batch_timeout_ms: float = 2.0  # BATCH_TIMEOUT_MS: the longest a request waits for others to share its call
+    model_version: int | None = None  # MODEL_VERSION: serve this version, not the newest valid one
+    max_requests: int = MAX_REQUESTS_IN_PROGRESS  # predictions in progress at once; more get a 503 at once
+    body_timeout: float = BODY_TIMEOUT_S  # seconds to send a request's body, from its head
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> "Options":
+        """The options that the environment sets; ValueError names a bad key and what it takes."""
+        options = {}
+        if value := environ.get("BATCH_MAX_ROWS", "").strip():
+            if not value.isascii() or not value.isdigit():
+                raise ValueError(f"BATCH_MAX_ROWS={value!r}: a whole number of rows, or 0 to turn batching off")
+            options["batch_max_rows"] = int(value)
+        if value := environ.get("BATCH_TIMEOUT_MS", "").strip():
+            try:
+                milliseconds = float(value)
+            except ValueError:
+                milliseconds = math.nan
+            if not 0 <= milliseconds <= 1000:
+                raise ValueError(f"BATCH_TIMEOUT_MS={value!r}: milliseconds from 0 to 1000, e.g. 2 or 0.5")
+            options["batch_timeout_ms"] = milliseconds
+        if value := environ.get("MODEL_VERSION", "").strip():
+            if store.version_number(value) is None:
+                raise ValueError(f"MODEL_VERSION={value!r}: a version number as in the folder's name (1, 2, 3...), or unset for the newest")
+            options["model_version"] = int(value)
+        return cls(**options)
+
+
 class BadRequest(Exception):
-    def __init__(self, status_code: int, message: str):
+    def __init__(self, status_code: int, message: str, headers: Mapping[str, str] | None = None):
         super().__init__(message)
         self.status_code = status_code
+        self.headers = headers
 
 
 def _number(value) -> float | None:
-    """The value as a finite float, or None: JSON booleans and strings are not measurements."""
+    """The value as a float that float32 holds, or None: JSON booleans and strings are not measurements."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
         number = float(value)
     except OverflowError:
         return None
-    return number if math.isfinite(number) else None
+    return number if abs(number) <= FLOAT32_MAX else None  # also False for inf and NaN
 
 
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _preview(value) -> str:
+    try:
+        return json.dumps(value)[:100]
+    except RecursionError:
+        return "a value nested too deep to show"
 
 
 def parse_instances(body: bytes, feature_count: int) -> list[list[float]]:
@@ -63,6 +121,8 @@ def parse_instances(body: bytes, feature_count: int) -> list[list[float]]:
         document = json.loads(body, parse_constant=_reject_constant)
     except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise BadRequest(400, f"the body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise BadRequest(400, 'the body nests JSON too deep; a request is {"instances": [[...], ...]}') from None
     if not isinstance(document, dict) or "instances" not in document:
         raise BadRequest(400, 'the body must be a JSON object {"instances": [[...], ...]}')
     instances = document["instances"]
@@ -70,15 +130,17 @@ def parse_instances(body: bytes, feature_count: int) -> list[list[float]]:
         raise BadRequest(400, '"instances" must be a list of rows')
     if not instances:
         raise BadRequest(400, '"instances" is empty: send at least one row')
-    if len(instances) > MAX_BATCH:
-        raise BadRequest(413, f"{len(instances)} instances in one request; send at most {MAX_BATCH} per request")
+    if len(instances) > MAX_REQUEST_ROWS:
+        raise BadRequest(413, f"{len(instances)} instances in one request; send at most {MAX_REQUEST_ROWS} per request")
     rows = []
     for index, instance in enumerate(instances):
         if not isinstance(instance, list) or len(instance) != feature_count:
-            raise BadRequest(400, f"instance {index} must be a list of {feature_count} numbers, got {json.dumps(instance)[:100]}")
+            raise BadRequest(400, f"instance {index} must be a list of {feature_count} numbers, got {_preview(instance)}")
         row = [_number(value) for value in instance]
         if None in row:
-            raise BadRequest(400, f"instance {index} holds a value that is not a finite number: {json.dumps(instance)[:100]}")
+            raise BadRequest(
+                400, f"instance {index} holds a value that is not a finite number within float32's range (±3.4e38): {_preview(instance)}"
+            )
         rows.append(row)
     return rows
 
@@ -86,96 +148,118 @@ def parse_instances(body: bytes, feature_count: int) -> list[list[float]]:
 class ModelSlot:
     """The model being served, and how far it is: loading, training, ready or failed."""
 
-    def __init__(self, models_dir: Path, data_path: Path, train_epochs: int):
+    def __init__(self, models_dir: Path, data_path: Path, train_epochs: int, pinned: int | None):
         self.models_dir = models_dir
         self.data_path = data_path
         self.train_epochs = train_epochs
+        self.pinned = pinned
         self.status = "loading"
         self.error = ""
         self.version: int | None = None
         self.metrics: dict = {}
         self.tensorflow_version = ""
         self.feature_count = 0
-        self._model = None
+        self._signature: store.Signature | None = None
 
     @property
     def ready(self) -> bool:
         return self.status == "ready"
 
     def prepare(self) -> None:
-        """Load the newest model; train one first when there is none. Runs in a background thread."""
+        """Load the version to serve; with none yet (and none pinned), train one first. Runs in a background thread."""
         try:
-            found = store.newest(self.models_dir)
-            if found is None:
-                self.status = "training"
-                log.info(
-                    "no model under %s yet: training one first on %s (%d epochs), as `python -m app.train` does",
-                    self.models_dir,
-                    self.data_path,
-                    self.train_epochs,
-                )
-                trained = train.train(self.data_path, self.models_dir, epochs=self.train_epochs)
-                log.info("trained version %d: accuracy %.3f on the held-out rows", trained.version, trained.metrics["accuracy"])
-                found = trained.version, trained.folder
-            self.status = "loading"
-            self._load(*found)
+            candidates, skipped = store.scan(self.models_dir)
+            for reason in skipped:
+                log.warning("skipping %s", reason)
+            if self.pinned is not None:
+                self._load_pinned(candidates)
+                return
+            for version, folder in candidates:
+                try:
+                    self._load(version, folder)
+                    return
+                except store.InvalidVersion as error:
+                    log.warning("skipping version %d (%s): %s", version, folder, error)
+            self._train_first()
         except dataset.DatasetError as error:
             self._fail(train.explain(error, self.data_path))
         except Exception as error:  # noqa: BLE001 (any failure must reach /health and the log, not end a background thread unseen)
             self._fail(f"{type(error).__name__}: {error}")
+
+    def _load_pinned(self, candidates: list[tuple[int, Path]]) -> None:
+        folder = self.models_dir / store.MODEL_NAME / str(self.pinned)
+        if self.pinned not in dict(candidates):
+            there = ", ".join(str(version) for version, _ in reversed(candidates)) or "none"
+            self._fail(f"MODEL_VERSION={self.pinned}: there is no version folder {folder} (versions there: {there})")
+            return
+        try:
+            self._load(self.pinned, folder)
+        except store.InvalidVersion as error:
+            self._fail(f"MODEL_VERSION={self.pinned}: {folder} cannot be served: {error}")
+
+    def _train_first(self) -> None:
+        self.status = "training"
+        log.info(
+            "no model under %s yet: training one first on %s (%d epochs), as `python -m app.train` does",
+            self.models_dir,
+            self.data_path,
+            self.train_epochs,
+        )
+        trained = train.train(self.data_path, self.models_dir, epochs=self.train_epochs)
+        log.info("trained version %d: accuracy %.3f on the held-out rows", trained.version, trained.metrics["accuracy"])
+        self._load(trained.version, trained.folder)
 
     def _fail(self, reason: str) -> None:
         self.error, self.status = reason, "failed"
         log.error("cannot serve a model: %s", reason)
 
     def _load(self, version: int, folder: Path) -> None:
-        import keras
-        import numpy as np
         import tensorflow as tf
 
-        model = keras.models.load_model(folder / store.MODEL_FILE)
-        with contextlib.suppress(OSError, ValueError):
-            self.metrics = json.loads((folder / store.METRICS_FILE).read_text(encoding="utf-8"))
-        feature_count = int(model.input_shape[-1])
-        model(np.zeros((1, feature_count), dtype="float32"))  # traces once, so the first request is fast
-        self._model, self.version, self.tensorflow_version, self.feature_count = model, version, tf.__version__, feature_count
+        self.status = "loading"
+        metrics = store.read_metrics(folder)
+        signature = store.load_signature(folder)
+        self._signature, self.metrics, self.feature_count = signature, metrics, signature.feature_count
+        self.version, self.tensorflow_version = version, tf.__version__
         self.status = "ready"
-        log.info(
-            "serving %s version %d from %s (held-out accuracy %s)",
-            store.MODEL_NAME,
-            version,
-            folder,
-            self.metrics.get("accuracy", "unknown"),
-        )
+        accuracy = metrics.get("accuracy", "unknown")
+        log.info("serving %s version %d from %s (held-out accuracy %s)", store.MODEL_NAME, version, folder, accuracy)
 
-    def predict(self, rows: list[list[float]]) -> list[list[float]]:
-        import numpy as np
-
-        return self._model(np.asarray(rows, dtype="float32"), training=False).numpy().tolist()
+    def predict(self, rows):
+        return self._signature.call(rows)
 
 
-async def _body(request: Request) -> bytes:
-    """The request body, refused (413) past MAX_BODY_BYTES before it is all read; Starlette's own
-    max_body_size would answer in plain text, and clients of this API expect JSON errors."""
-    too_large = BadRequest(413, f"the body is larger than {MAX_BODY_BYTES} bytes; send at most {MAX_BATCH} rows per request")
+async def _body(request: Request, timeout: float) -> bytes:
+    """The request body, refused (413) past MAX_BODY_BYTES before it is all read, and (408) when it takes
+    longer than `timeout`; Starlette's own max_body_size would answer in plain text."""
+    too_large = BadRequest(413, f"the body is larger than {MAX_BODY_BYTES} bytes; send at most {MAX_REQUEST_ROWS} rows per request")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise too_large
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise too_large
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    raise too_large
+    except TimeoutError:
+        raise BadRequest(408, f"the body did not arrive within {timeout:g} s", {"Connection": "close"}) from None
     return bytes(body)
 
 
-def _error(status_code: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status_code)
+def _error(status_code: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status_code, headers=headers)
 
 
-def create_app(models_dir: Path, data_path: Path, *, train_epochs: int = train.DEFAULT_EPOCHS) -> Starlette:
+def create_app(models_dir: Path, data_path: Path, *, train_epochs: int = train.DEFAULT_EPOCHS, options: Options = Options()) -> Starlette:
     """The application; the model is loaded or trained in a thread once the server starts."""
-    slot = ModelSlot(models_dir, data_path, train_epochs)
+    slot = ModelSlot(models_dir, data_path, train_epochs, options.model_version)
+    if options.batch_max_rows:
+        batcher = batching.Batcher(slot.predict, max_rows=options.batch_max_rows, timeout=options.batch_timeout_ms / 1000)
+    else:
+        batcher = batching.Unbatched(slot.predict)
+    in_progress = 0
 
     async def health(request: Request) -> JSONResponse:
         if not slot.ready:
@@ -187,18 +271,33 @@ def create_app(models_dir: Path, data_path: Path, *, train_epochs: int = train.D
         body["accuracy"] = slot.metrics.get("accuracy")
         return JSONResponse(body)
 
+    async def live(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "alive"})
+
     async def predict(request: Request) -> JSONResponse:
+        nonlocal in_progress
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type != "application/json":
             return _error(415, f"send the body as JSON with the header Content-Type: application/json, not {media_type or 'no type'}")
         if not slot.ready:
             return _error(503, f"the model is not ready yet ({slot.status}); GET /health says when it is")
+        if in_progress >= options.max_requests:
+            message = f"the server has {options.max_requests} predictions in progress, its limit; retry shortly"
+            return _error(503, message, {"Retry-After": "1"})
+        in_progress += 1
         try:
-            rows = parse_instances(await _body(request), slot.feature_count)
+            with batcher.arriving():
+                rows = np.asarray(parse_instances(await _body(request, options.body_timeout), slot.feature_count), dtype="float32")
+            probabilities = await batcher.predict(rows)
         except BadRequest as error:
-            return _error(error.status_code, str(error))
-        # In a worker thread: the event loop keeps answering /health while TensorFlow computes.
-        return JSONResponse({"predictions": await run_in_threadpool(slot.predict, rows)})
+            return _error(error.status_code, str(error), error.headers)
+        finally:
+            in_progress -= 1
+        finite = np.isfinite(probabilities).all(axis=1)
+        if not finite.all():
+            index = int(np.argmin(finite))
+            return _error(400, f"instance {index} is so far from the measurements the model knows that its output is not a finite number")
+        return JSONResponse({"predictions": probabilities.tolist()})
 
     async def index(request: Request) -> JSONResponse:
         return JSONResponse({"model": store.MODEL_NAME, "endpoints": ENDPOINTS})
@@ -206,20 +305,66 @@ def create_app(models_dir: Path, data_path: Path, *, train_epochs: int = train.D
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         return _error(error.status_code, error.detail)
 
+    async def internal_error(request: Request, error: Exception) -> JSONResponse:
+        # uvicorn logs the exception with its traceback once this answer is sent.
+        return _error(500, f"internal error ({type(error).__name__}); the server's log says more")
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         threading.Thread(target=slot.prepare, name="model-loader", daemon=True).start()
-        yield
+        async with batcher.running():
+            yield
 
     app = Starlette(
         routes=[
             Route("/", index),
             Route("/health", health),
+            Route("/live", live),
             Route("/predict", predict, methods=["POST"]),
             Route(f"/v1/models/{store.MODEL_NAME}:predict", predict, methods=["POST"]),
         ],
-        exception_handlers={HTTPException: http_error},
+        exception_handlers={HTTPException: http_error, Exception: internal_error},
         lifespan=lifespan,
     )
     app.state.model = slot
     return app
+
+
+class _HTTPProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1, with a deadline for each request head: a connection that has not sent a whole
+    request head within the keep-alive timeout of opening, or of its last answer, is closed. (uvicorn's
+    own keep-alive timer stops at the first byte, and a new connection has none: a client that sends
+    nothing, or a head byte by byte, would hold its connection for good.)"""
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._head_deadline = self.loop.call_later(self.timeout_keep_alive, self._head_overdue)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._head_deadline.cancel()
+        self._head_deadline = self.loop.call_later(self.timeout_keep_alive, self._head_overdue)
+
+    def connection_lost(self, exc) -> None:
+        self._head_deadline.cancel()
+        super().connection_lost(exc)
+
+    def _head_overdue(self) -> None:
+        waiting_for_a_head = self.cycle is None or self.cycle.response_complete
+        if waiting_for_a_head and not self.transport.is_closing():
+            self.transport.close()
+
+
+def uvicorn_config(app: Starlette, *, host: str, port: int, keep_alive: float = KEEP_ALIVE_S, **settings) -> uvicorn.Config:
+    """uvicorn's settings for the app: the head and keep-alive deadline, and the graceful shutdown: on
+    SIGTERM it stops accepting, finishes the requests in progress (for up to SHUTDOWN_GRACE_S), then exits."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=_HTTPProtocol,
+        ws="none",
+        timeout_keep_alive=keep_alive,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        **settings,
+    )

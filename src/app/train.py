@@ -189,6 +189,7 @@ def train(
 
     def write(folder: Path) -> None:
         model.save(folder / store.MODEL_FILE)
+        store.export(model, folder)
         (folder / store.METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
 
     if not cluster.chief:

@@ -4,41 +4,23 @@ Each test works in its own temporary folder with a small Iris-like dataset, so D
 The server is the real one (uvicorn and Starlette on a free port), called over HTTP.
 """
 
-import contextlib
 import http.client
 import json
-import random
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import uvicorn
 
 from app import dataset, server, store, train
-from app.server import MAX_BATCH, MAX_BODY_BYTES, create_app
+from app.server import MAX_BODY_BYTES, MAX_REQUEST_ROWS
+from example.iris import CENTRES, HEADER, write_iris_like
+from example.serving import EPOCHS, serving, wait_until_failed, wait_until_ready
 from helpers.http_client import call, post_declaring_length, predict
-
-EPOCHS = 15  # enough for separated clusters; arm64 runs these tests under emulation, about 20x slower
-HEADER = ",".join([*dataset.FEATURES, dataset.LABEL])
-CENTRES = {"setosa": (5.0, 3.4, 1.5, 0.2), "versicolor": (5.9, 2.8, 4.3, 1.3), "virginica": (6.6, 3.0, 5.6, 2.0)}
-
-
-def write_dataset(path: Path, rows_per_class: int = 20) -> Path:
-    """Iris-like rows around each species' mean measurements."""
-    generator = random.Random(0)  # noqa: S311 (test data)
-    lines = [HEADER]
-    for species, centre in CENTRES.items():
-        for _ in range(rows_per_class):
-            lines.append(",".join(f"{value + generator.gauss(0, 0.1):.2f}" for value in centre) + f",{species}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture
 def iris_csv(tmp_path) -> Path:
-    return write_dataset(tmp_path / "iris.csv")
+    return write_iris_like(tmp_path / "iris.csv")
 
 
 # --- the dataset -----------------------------------------------------------------------------
@@ -88,8 +70,8 @@ def test_the_newest_version_is_the_highest_number_and_incomplete_ones_are_ignore
     for name in ["2", "10", "9", ".incomplete-abc", "notes"]:
         (tmp_path / store.MODEL_NAME / name).mkdir(parents=True)
     assert store.versions(tmp_path) == [2, 9, 10]
-    assert store.newest(tmp_path) == (10, tmp_path / store.MODEL_NAME / "10")
-    assert store.newest(tmp_path / "nothing here") is None
+    assert store.scan(tmp_path)[0][0] == (10, tmp_path / store.MODEL_NAME / "10")
+    assert store.scan(tmp_path / "nothing here") == ([], [])
 
 
 def test_a_failed_write_publishes_nothing_and_leaves_nothing(tmp_path):
@@ -140,43 +122,11 @@ def test_the_train_command_without_a_dataset_fails_in_one_line(tmp_path, capsys)
 # --- the server ------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def serving(models: Path, data_path: Path):
-    """The real server (uvicorn, Starlette) in a thread on a free port; yields its base URL."""
-    http_server = uvicorn.Server(
-        uvicorn.Config(create_app(models, data_path, train_epochs=EPOCHS), host="127.0.0.1", port=0, log_config=None)
-    )
-    thread = threading.Thread(target=http_server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not http_server.started:
-        assert thread.is_alive(), "the server stopped before it listened"
-        assert time.monotonic() < deadline, "the server did not start within 30 s"
-        time.sleep(0.02)
-    port = http_server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        http_server.should_exit = True
-        thread.join(timeout=10)
-
-
-def wait_until_ready(url: str, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status, body = call(f"{url}/health")
-        if status == 200:
-            return body
-        assert body["status"] in ("loading", "training"), body
-        time.sleep(0.2)
-    raise AssertionError(f"no model was ready within {timeout} s")
-
-
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory):
     """A server on a trained model (version 1)."""
     folder = tmp_path_factory.mktemp("served")
-    iris = write_dataset(folder / "iris.csv")
+    iris = write_iris_like(folder / "iris.csv")
     train.train(iris, folder / "models", epochs=EPOCHS)
     with serving(folder / "models", iris) as url:
         wait_until_ready(url)
@@ -203,9 +153,9 @@ def test_predictions_are_one_probability_row_per_instance(server_url, path):
 
 
 def test_a_full_batch_is_answered(server_url):
-    status, body = predict(server_url, [[5.0, 3.4, 1.5, 0.2]] * MAX_BATCH)
+    status, body = predict(server_url, [[5.0, 3.4, 1.5, 0.2]] * MAX_REQUEST_ROWS)
     assert status == 200
-    assert len(body["predictions"]) == MAX_BATCH
+    assert len(body["predictions"]) == MAX_REQUEST_ROWS
 
 
 BAD_REQUESTS = {
@@ -221,7 +171,12 @@ BAD_REQUESTS = {
     "NaN": (b'{"instances": [[NaN, 3.5, 1.4, 0.2]]}', "application/json", 400, "NaN is not a JSON number"),
     "a number beyond float": (b'{"instances": [[1e999, 3.5, 1.4, 0.2]]}', "application/json", 400, "not a finite number"),
     "empty batch": (b'{"instances": []}', "application/json", 400, "is empty"),
-    "oversized batch": (json.dumps({"instances": [[1, 2, 3, 4]] * (MAX_BATCH + 1)}).encode(), "application/json", 413, "at most 1000"),
+    "oversized batch": (
+        json.dumps({"instances": [[1, 2, 3, 4]] * (MAX_REQUEST_ROWS + 1)}).encode(),
+        "application/json",
+        413,
+        "at most 1000",
+    ),
     "form content type": (
         b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}',
         "application/x-www-form-urlencoded",
@@ -268,7 +223,7 @@ def test_unknown_paths_and_methods_get_json_errors(server_url):
 
 
 def test_without_a_model_the_server_trains_one_first_and_says_so(tmp_path, caplog):
-    iris = write_dataset(tmp_path / "iris.csv")
+    iris = write_iris_like(tmp_path / "iris.csv")
     with caplog.at_level("INFO", logger="app"), serving(tmp_path / "models", iris) as url:
         health = wait_until_ready(url)
     assert health["version"] == 1
@@ -279,12 +234,8 @@ def test_without_a_model_the_server_trains_one_first_and_says_so(tmp_path, caplo
 
 def test_without_a_model_or_a_dataset_health_and_predict_answer_503(tmp_path):
     with serving(tmp_path / "models", tmp_path / "missing.csv") as url:
-        deadline = time.monotonic() + 60
-        while (health := call(f"{url}/health"))[1]["status"] != "failed":
-            assert time.monotonic() < deadline, health
-            time.sleep(0.1)
-        assert health[0] == 503
-        assert health[1]["error"].startswith(f"no dataset at {tmp_path / 'missing.csv'}")
+        health = wait_until_failed(url)
+        assert health["error"].startswith(f"no dataset at {tmp_path / 'missing.csv'}")
         status, body = predict(url, [[5.0, 3.4, 1.5, 0.2]])
         assert status == 503
         assert "not ready yet (failed)" in body["error"]
