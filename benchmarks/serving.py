@@ -1,4 +1,4 @@
-"""How fast the example application serves, through the real tasks and the built image: `python benchmarks/serving.py`.
+"""How fast the example application serves, through the real tasks and the built image: `python -m benchmarks.serving`.
 
 1. `invoke build` (seconds when nothing changed); in a temporary DATA_DIR holding only data/iris.csv, the
    time from `invoke run --detach` to the first 200 from /health, with no model yet (the server trains
@@ -28,12 +28,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_DIR))
+from devkit.engine import Engine
+from devkit.settings import load_settings
+from devkit.targets import resolve_target
 
-from devkit import engine  # noqa: E402 (after the project folder is on the path)
-from devkit.config import load_settings  # noqa: E402
-from devkit.targets import resolve_target  # noqa: E402
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 ROWS_PER_REQUEST = 8
 CLIENTS = (1, 8, 32)
@@ -179,7 +178,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3, help="seconds of load per point (default 3)")
     arguments = parser.parse_args()
     settings = load_settings(PROJECT_DIR, os.environ)
-    image = resolve_target(settings, gpu=False, platform_flag=None, host=engine.native_platform(settings.docker)).image
+    image = resolve_target(settings, gpu=False, platform_flag=None, host=Engine(settings.docker).native_platform()).image
     names = {server: f"serving-bench-{server.replace(' ', '-')}-{os.getpid()}" for server in SERVERS}
     with tempfile.TemporaryDirectory(prefix="serving-bench-") as work:
         Path(work).chmod(0o755)  # the servers' user reads the models

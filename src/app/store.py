@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ SIGNATURE = "serving_default"
 # The canonical spelling of a whole number, in ASCII digits: not "02" (TensorFlow Serving would read it
 # as 2, beside a "2"), not "²" (a digit to str.isdigit, and no number to int()).
 _VERSION_NAME = re.compile(r"0|[1-9][0-9]*")
+_INCOMPLETE = ".incomplete-"
+# When this process started (near enough: when it first imported this module). An unfinished version
+# older than that was left by a training that was killed: no living process writes it any more.
+_STARTED = time.time()
 
 
 class InvalidVersion(Exception):
@@ -145,10 +150,23 @@ def _highest_number(folder: Path) -> int:
     return max((number for entry in folder.iterdir() if (number := version_number(entry.name)) is not None), default=0)
 
 
+def remove_abandoned(folder: Path, started: float | None = None) -> list[str]:
+    """Remove the unfinished versions (`.incomplete-*`) that killed trainings left, those older than this
+    process; the names of those removed."""
+    started = _STARTED if started is None else started
+    if not folder.is_dir():
+        return []
+    abandoned = [entry for entry in folder.iterdir() if entry.name.startswith(_INCOMPLETE) and entry.lstat().st_mtime < started]
+    for entry in abandoned:
+        shutil.rmtree(entry, ignore_errors=True)
+    return sorted(entry.name for entry in abandoned)
+
+
 def publish(models_dir: Path, write: Callable[[Path], None], name: str = MODEL_NAME) -> tuple[int, Path]:
     """Let `write` fill a fresh folder, then make it the next version; returns that version and folder."""
     folder = models_dir / name
-    incomplete = folder / f".incomplete-{uuid.uuid4().hex}"
+    remove_abandoned(folder)
+    incomplete = folder / f"{_INCOMPLETE}{uuid.uuid4().hex}"
     incomplete.mkdir(parents=True)
     try:
         write(incomplete)

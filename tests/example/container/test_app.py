@@ -6,6 +6,7 @@ The server is the real one (uvicorn and Starlette on a free port), called over H
 
 import http.client
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,17 @@ def test_a_failed_write_publishes_nothing_and_leaves_nothing(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         store.publish(tmp_path, failing_write)
     assert list((tmp_path / store.MODEL_NAME).iterdir()) == []
+
+
+def test_unfinished_versions_of_killed_trainings_are_removed_and_a_running_ones_kept(tmp_path):
+    folder = tmp_path / store.MODEL_NAME
+    killed, running = folder / ".incomplete-killed", folder / ".incomplete-running"
+    for unfinished in (killed, running):
+        (unfinished / "variables").mkdir(parents=True)
+    os.utime(killed, (1, 1))  # written before this process started
+    version, published = store.publish(tmp_path, lambda new: (new / "metrics.json").write_text("{}"))
+    assert sorted(entry.name for entry in folder.iterdir()) == [".incomplete-running", "1"]
+    assert (version, published) == (1, folder / "1")
 
 
 # --- training --------------------------------------------------------------------------------
