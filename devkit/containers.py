@@ -407,7 +407,8 @@ def shell(engine: Engine, settings: Settings, target: Target, *, tty: bool) -> O
 
 
 def stop(engine: Engine, settings: Settings, target: Target) -> None:
-    """`invoke stop`: remove the container that `invoke run --detach` started; another project's is left alone."""
+    """`invoke stop`: stop (gracefully) and remove the container that `invoke run --detach` started;
+    another project's is left alone."""
     engine.require_running()
     found = _inspect_container(engine, settings, target.container)
     if found is None:
@@ -416,9 +417,12 @@ def stop(engine: Engine, settings: Settings, target: Target) -> None:
     if not found[1]:
         print(f"left alone: {_foreign(settings, target.container)}", file=sys.stderr)
         return
-    result = engine.run(remove_container_command(settings, target.container), hide=True)
-    if result.failed:
-        raise UserError(f"could not remove {target.container}: {result.stderr.strip()}")
+    # SIGTERM first: the app finishes what it is serving (docker's 10 s, then SIGKILL); --rm removes it.
+    engine.run([settings.docker, "stop", target.container], hide=True)
+    if engine.container_state(target.container) is not None:
+        result = engine.run(remove_container_command(settings, target.container), hide=True)
+        if result.failed and engine.container_state(target.container) is not None:
+            raise UserError(f"could not remove {target.container}: {result.stderr.strip()}")
     print(f"stopped and removed {target.container}", file=sys.stderr)
 
 

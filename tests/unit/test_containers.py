@@ -134,8 +134,16 @@ def test_stop_removes_the_projects_own_container(project, capsys):
     settings = settings_of(project)
     engine = RecordingEngine(answers={INSPECT: (0, f"running {project_id(settings)}\n", "")})
     containers.stop(engine, settings, target_of(settings, gpu=True))
-    assert engine.actions == ["docker rm --force tf-gpu"]
+    assert engine.actions == ["docker stop tf-gpu"], "SIGTERM, so the app finishes what it serves; --rm removes it"
     assert capsys.readouterr().err == "stopped and removed tf-gpu\n"
+
+
+def test_stop_removes_what_the_stop_left(project, capsys):
+    settings = settings_of(project)
+    left = {"container inspect --format {{.State.Status}} tf-gpu$": (0, "exited\n", "")}
+    engine = RecordingEngine(answers={INSPECT: (0, f"running {project_id(settings)}\n", ""), **left})
+    containers.stop(engine, settings, target_of(settings, gpu=True))
+    assert engine.actions == ["docker stop tf-gpu", "docker rm --force tf-gpu"]
 
 
 # --- one-off commands, detached runs, logs --------------------------------------------------------
