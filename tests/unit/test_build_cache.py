@@ -9,8 +9,8 @@ from devkit import building
 from devkit.building import build_command, cache_options, cache_ref
 from devkit.engine import Outcome
 from devkit.errors import UserError
-from devkit.settings import load_settings
-from devkit.targets import notebook_target, resolve_target
+from devkit.targets import notebook_target
+from helpers.command_lines import settings_of, target_of
 from helpers.recording_engine import RecordingEngine
 
 CACHE = "127.0.0.1:5000/acme/tf-cache"
@@ -23,14 +23,6 @@ def project(tmp_path) -> Path:
     for name in ("requirements.txt", "requirements-arm64.txt", "requirements-gpu.txt"):
         (folder / name).write_text("tensorflow-cpu==2.21.0 \\\n    --hash=sha256:abc\n")
     return folder
-
-
-def settings_of(project, **environ):
-    return load_settings(project, environ={"IMAGE_NAME": "tf", **environ})
-
-
-def target_of(settings, gpu=False, platform=None):
-    return resolve_target(settings, gpu=gpu, platform_flag=platform, host="linux/amd64")
 
 
 @pytest.mark.parametrize("value", ["ghcr.io/acme/tf-cache", "127.0.0.1:5000/tf-cache", "registry.example.com:443/a/b/c"])

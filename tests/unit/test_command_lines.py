@@ -21,7 +21,8 @@ from devkit.locking import lock_command
 from devkit.locks import pinned_tensorflow
 from devkit.publishing import manifest_commands, multi_arch_image, push_command, registry_image, tag_command, untag_command
 from devkit.settings import load_settings
-from devkit.targets import every_target, project_label, resolve_target
+from devkit.targets import every_target, project_label
+from helpers.command_lines import settings_of, target_of, value_after
 
 
 @pytest.fixture
@@ -31,22 +32,9 @@ def project(tmp_path):
     return folder
 
 
-def settings_of(project, **environ):
-    return load_settings(project, environ={"IMAGE_NAME": "tf", **environ})
-
-
-def target_of(settings, gpu=False, platform=None, host="linux/amd64"):
-    return resolve_target(settings, gpu=gpu, platform_flag=platform, host=host)
-
-
 def server_command(settings, target, **options):
     """`docker run` of the server, as `invoke run` without --cmd makes it."""
     return run_command(settings, target, name=target.container, ports=[(settings.host_port, settings.container_port)], **options)
-
-
-def value_after(argv, flag):
-    """The values that follow each occurrence of `flag`."""
-    return [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == flag]
 
 
 def test_build_classic_with_buildkit_env(project):

@@ -15,7 +15,9 @@ from devkit import containers
 from devkit.engine import Outcome
 from devkit.errors import UserError
 from devkit.settings import load_settings
-from devkit.targets import project_id, resolve_target
+from devkit.targets import project_id
+from helpers.command_lines import target_of
+from helpers.engine import free_port
 from helpers.recording_engine import RecordingEngine
 
 # The query that says whether a container exists, runs, and is this project's.
@@ -31,18 +33,8 @@ def project(tmp_path) -> Path:
     return folder
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def settings_of(project, **environ):
     return load_settings(project, environ={"IMAGE_NAME": "tf", "HOST_PORT": str(free_port()), **environ})
-
-
-def target_of(settings, gpu=False):
-    return resolve_target(settings, gpu=gpu, platform_flag=None, host="linux/amd64")
 
 
 def on_action(engine: RecordingEngine, pattern: str, act):

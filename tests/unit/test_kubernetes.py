@@ -10,6 +10,7 @@ from devkit import distributed as distributed_launcher
 from devkit import kubernetes
 from devkit.errors import UserError
 from devkit.settings import load_settings
+from helpers.manifests import env_of, the
 from helpers.project import PROJECT_DIR
 
 IMAGE = "registry.example.com/team/flowers:v2"
@@ -22,16 +23,6 @@ def base():
 
 def rendered(base, workers=3, gpu=False, port=8888):
     return kubernetes.render(base, name="flowers", image=IMAGE, workers=workers, gpu=gpu, container_port=port)
-
-
-def the(documents, kind, name=None):
-    found = [document for document in documents if document["kind"] == kind and name in (None, document["metadata"]["name"])]
-    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
-    return found[0]
-
-
-def env_of(container):
-    return {variable["name"]: variable["value"] for variable in container["env"]}
 
 
 def pods(documents):

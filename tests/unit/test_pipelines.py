@@ -12,8 +12,9 @@ import pytest
 from devkit import building, containers, locking, locks, publishing
 from devkit.engine import Outcome
 from devkit.errors import UserError
-from devkit.settings import load_settings
-from devkit.targets import every_target, project_id, resolve_target
+from devkit.targets import every_target, project_id
+from helpers.command_lines import settings_of, target_of
+from helpers.engine import free_port
 from helpers.recording_engine import RecordingEngine
 
 LOCK_TEXT = "tensorflow-cpu==2.21.0 \\\n    --hash=sha256:abc\n"
@@ -28,20 +29,6 @@ def project(tmp_path) -> Path:
     (folder / "requirements.txt").write_text(LOCK_TEXT)
     (folder / "requirements-arm64.txt").write_text(LOCK_TEXT.replace("-cpu", ""))
     return folder
-
-
-def settings_of(project, **environ):
-    return load_settings(project, environ={"IMAGE_NAME": "tf", **environ})
-
-
-def target_of(settings, gpu=False, platform=None, host="linux/amd64"):
-    return resolve_target(settings, gpu=gpu, platform_flag=platform, host=host)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # --- build ------------------------------------------------------------------------------------

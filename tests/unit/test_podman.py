@@ -15,7 +15,8 @@ from devkit.locking import lock_command
 from devkit.locks import CPU_AMD64
 from devkit.publishing import manifest_commands, push_command, tag_command, untag_command
 from devkit.settings import load_settings
-from devkit.targets import notebook_target, resolve_target, tensorboard_target
+from devkit.targets import notebook_target, tensorboard_target
+from helpers.command_lines import target_of, value_after
 from helpers.doctor_findings import findings
 from helpers.fake_cli import fake_cli
 from helpers.recording_engine import RecordingEngine
@@ -31,14 +32,6 @@ def project(tmp_path) -> Path:
 
 def settings_of(project, docker="podman", **environ):
     return load_settings(project, environ={"IMAGE_NAME": "tf", "DOCKER": docker, **environ})
-
-
-def target_of(settings, gpu=False, platform=None):
-    return resolve_target(settings, gpu=gpu, platform_flag=platform, host="linux/amd64")
-
-
-def value_after(argv, flag):
-    return [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == flag]
 
 
 @pytest.mark.parametrize(

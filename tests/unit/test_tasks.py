@@ -4,9 +4,10 @@ and prints the commands it would run; refusals are one line."""
 import shutil
 
 import pytest
-from invoke import Config, Exit, MockContext, Result
+from invoke import Exit
 
 import tasks
+from helpers.command_lines import commands_run, dry_context
 
 PROJECT_DIR = tasks.PROJECT_DIR
 
@@ -26,27 +27,19 @@ def project(tmp_path, monkeypatch):
     return folder
 
 
-def dry() -> MockContext:
-    return MockContext(config=Config(overrides={"run": {"dry": True}}), run=Result())
-
-
-def commands(context: MockContext) -> list[str]:
-    return [call.args[0] for call in context.run.call_args_list]
-
-
 def test_dry_build_prints_one_build(project):
-    context = dry()
+    context = dry_context()
     tasks.build(context, platform="linux/arm64")
-    (command,) = commands(context)
+    (command,) = commands_run(context)
     assert " build --platform linux/arm64 " in command
     assert "--tag proj:latest" in command
 
 
 def test_dry_run_and_shell_print_their_container_and_create_nothing(project):
-    context = dry()
+    context = dry_context()
     tasks.run(context, detach=True, cmd="python -m app.train")
     tasks.shell(context)
-    run, shell = commands(context)
+    run, shell = commands_run(context)
     assert " run --name proj-run-" in run, "a one-off has a name of its own, beside the server's"
     assert " --detach " in run
     assert " --publish " not in run
@@ -57,28 +50,28 @@ def test_dry_run_and_shell_print_their_container_and_create_nothing(project):
 
 
 def test_dry_container_test_installs_pytest_and_runs_the_tests(project):
-    context = dry()
+    context = dry_context()
     tasks.container_test(context)
-    install, test = commands(context)
+    install, test = commands_run(context)
     assert " -m pip install " in install
     assert " run --name proj-container-test " in test
     assert test.endswith("--rootdir /app/tests /app/tests/container")
 
 
 def test_dry_stop_clean_and_lock_need_no_engine(project):
-    context = dry()
+    context = dry_context()
     tasks.stop(context)
     tasks.clean(context)
     tasks.lock(context, dev=True)
-    assert commands(context) == [], "nothing runs, nothing is there to remove, the dev lock is current"
+    assert commands_run(context) == [], "nothing runs, nothing is there to remove, the dev lock is current"
     tasks.clean(context, all_=True)
-    assert [command.split(" ", 1)[1] for command in commands(context)] == ["builder prune --force"]
+    assert [command.split(" ", 1)[1] for command in commands_run(context)] == ["builder prune --force"]
 
 
 def test_lock_check_names_what_is_stale(project):
     (project / "requirements-dev.in").write_text("invoke\n")
     with pytest.raises(Exit, match=r"^error: out of date: requirements-dev.txt; run `invoke lock`"):
-        tasks.lock(dry(), dev=True, check=True)
+        tasks.lock(dry_context(), dev=True, check=True)
 
 
 @pytest.mark.parametrize(
@@ -101,7 +94,7 @@ def test_lock_check_names_what_is_stale(project):
 )
 def test_refusals_are_one_line(project, task, kwargs, message):
     with pytest.raises(Exit) as refused:
-        task(dry(), **kwargs)
+        task(dry_context(), **kwargs)
     assert str(refused.value.message).startswith(message)
     assert "\n" not in refused.value.message
 
@@ -120,7 +113,7 @@ def test_a_bad_setting_is_one_line_and_exit_1_even_under_dry(project, monkeypatc
     monkeypatch.setenv(key, value)
     for task in (tasks.build, tasks.run, tasks.lock):
         with pytest.raises(Exit) as refused:
-            task(dry())
+            task(dry_context())
         assert refused.value.code == 1
         assert str(refused.value.message).startswith(message)
         assert "\n" not in refused.value.message

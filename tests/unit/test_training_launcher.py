@@ -9,8 +9,8 @@ import pytest
 from devkit import distributed
 from devkit.engine import Engine
 from devkit.errors import UserError
-from devkit.settings import load_settings
-from devkit.targets import project_label, resolve_target
+from devkit.targets import project_label
+from helpers.command_lines import settings_of, target_of, value_after
 from helpers.recording_engine import RecordingEngine
 
 BUILT = {"image inspect": (0, "linux/amd64\n", ""), "info --format {{.MemTotal}}": (0, f"{8 * 2**30}\n", "")}
@@ -23,20 +23,8 @@ def project(tmp_path):
     return folder
 
 
-def settings_of(project, **environ):
-    return load_settings(project, environ={"IMAGE_NAME": "acme/flowers", **environ})
-
-
-def target_of(settings, gpu=False):
-    return resolve_target(settings, gpu=gpu, platform_flag=None, host="linux/amd64")
-
-
-def value_after(argv, flag):
-    return [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == flag]
-
-
 def test_each_worker_is_the_jobs_pod_of_its_index_as_a_container_of_invoke_run(project):
-    settings = settings_of(project)
+    settings = settings_of(project, "acme/flowers")
     target = target_of(settings)
     workers = distributed.workers_of(settings, target, 3)
     argv = distributed.worker_command(settings, target, workers[2], user="1234:1234", command=distributed.DEFAULT_COMMAND)
@@ -63,7 +51,7 @@ def test_each_worker_is_the_jobs_pod_of_its_index_as_a_container_of_invoke_run(p
 
 
 def test_the_gpu_images_workers_get_the_gpus_and_names_of_their_own(project):
-    settings = settings_of(project)
+    settings = settings_of(project, "acme/flowers")
     target = target_of(settings, gpu=True)
     [worker] = distributed.workers_of(settings, target, 1)
     argv = distributed.worker_command(settings, target, worker, user=None, command=["python", "train.py"])
@@ -75,7 +63,7 @@ def test_the_gpu_images_workers_get_the_gpus_and_names_of_their_own(project):
 @pytest.mark.parametrize("workers", ["0", "-1", "two", "1001"])
 def test_a_bad_worker_count_is_refused_before_anything_runs(project, workers):
     engine = RecordingEngine(answers=BUILT)
-    settings = settings_of(project)
+    settings = settings_of(project, "acme/flowers")
     with pytest.raises(UserError, match=f"^--workers {workers}: expected a whole number from 1 to 1000$"):
         distributed.train(engine, settings, target_of(settings), workers=workers)
     assert engine.log == []
@@ -83,7 +71,7 @@ def test_a_bad_worker_count_is_refused_before_anything_runs(project, workers):
 
 def test_more_workers_than_the_engines_memory_holds_are_refused_before_anything_runs(project):
     engine = RecordingEngine(answers={**BUILT, "info --format {{.MemTotal}}": (0, f"{2 * 2**30}\n", "")})
-    settings = settings_of(project)
+    settings = settings_of(project, "acme/flowers")
     with pytest.raises(UserError) as raised:
         distributed.train(engine, settings, target_of(settings), workers="5")
     assert str(raised.value) == (
@@ -95,7 +83,7 @@ def test_more_workers_than_the_engines_memory_holds_are_refused_before_anything_
 
 def test_a_training_that_runs_already_is_refused(project):
     engine = RecordingEngine(answers={**BUILT, "inspect --format {{.State.Status}} acme-flowers-train-1": (0, "running\n", "")})
-    settings = settings_of(project)
+    settings = settings_of(project, "acme/flowers")
     with pytest.raises(UserError, match="^a training already runs in acme-flowers-train-1; wait for it"):
         distributed.train(engine, settings, target_of(settings), workers="2")
     assert engine.actions == []
@@ -103,7 +91,7 @@ def test_a_training_that_runs_already_is_refused(project):
 
 def test_without_the_image_nothing_starts(project):
     engine = RecordingEngine()
-    settings = settings_of(project)
+    settings = settings_of(project, "acme/flowers")
     with pytest.raises(UserError, match=r"^there is no image acme/flowers:latest; `invoke build` makes it"):
         distributed.train(engine, settings, target_of(settings))
     assert engine.actions == []
@@ -111,7 +99,7 @@ def test_without_the_image_nothing_starts(project):
 
 def test_dry_prints_the_network_and_every_worker_and_starts_nothing(project, capsys):
     engine = RecordingEngine(dry=True)
-    settings = settings_of(project)
+    settings = settings_of(project, "acme/flowers")
     distributed.train(engine, settings, target_of(settings), workers="2", cmd="python -m app.train --epochs 5")
     printed = capsys.readouterr().out.splitlines()
     assert [line.split(" --")[0] for line in printed] == ["docker run", "docker run"]
@@ -135,7 +123,7 @@ class ScriptedWorkers(RecordingEngine):
 
 def run_scripted(project, scripts: dict[int, str]):
     engine = ScriptedWorkers(scripts)
-    settings = settings_of(project)
+    settings = settings_of(project, "acme/flowers")
     distributed.train(engine, settings, target_of(settings), workers=str(len(scripts)))
     return engine
 
@@ -189,7 +177,7 @@ def test_sigterm_stops_every_worker_and_says_so(project, capsys):
     # Worker 1 ends first, as a worker stopped by docker does; the chief still gets its time to clean up.
     scripts = {0: f"kill -TERM {os.getpid()}; sleep 1; echo cleaned up; exit 130", 1: "sleep 0.2; exit 143"}
     engine = ScriptedWorkers(scripts)
-    settings = settings_of(project)
+    settings = settings_of(project, "acme/flowers")
     with pytest.raises(UserError, match="^stopped on SIGTERM; every worker was stopped and removed$"):
         distributed.train(engine, settings, target_of(settings), workers="2")
     assert engine.ran("docker stop acme-flowers-train-0 acme-flowers-train-1")

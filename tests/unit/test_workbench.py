@@ -7,15 +7,16 @@ import socket
 from pathlib import Path
 
 import pytest
-from invoke import Config, Exit, MockContext, Result
+from invoke import Exit
 
 import tasks
 from devkit import containers, locks, workbench
 from devkit.engine import Outcome
 from devkit.errors import UserError
 from devkit.locks import pinned_versions
-from devkit.settings import load_settings
-from devkit.targets import PROJECT_LABEL, every_target, notebook_target, project_id, resolve_target, tensorboard_target
+from devkit.targets import PROJECT_LABEL, every_target, notebook_target, project_id, tensorboard_target
+from helpers.command_lines import commands_run, dry_context, settings_of, target_of, value_after
+from helpers.engine import free_port
 from helpers.recording_engine import RecordingEngine
 
 PROJECT_DIR = tasks.PROJECT_DIR
@@ -30,24 +31,6 @@ def project(tmp_path) -> Path:
         (folder / name).write_text(LOCK_TEXT)
     (folder / "src").mkdir()
     return folder
-
-
-def settings_of(project, **environ):
-    return load_settings(project, environ={"IMAGE_NAME": "tf", **environ})
-
-
-def target_of(settings, gpu=False):
-    return resolve_target(settings, gpu=gpu, platform_flag=None, host="linux/amd64")
-
-
-def value_after(argv, flag):
-    return [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == flag]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # --- settings and names -----------------------------------------------------------------------
@@ -325,19 +308,11 @@ def task_project(tmp_path, monkeypatch):
     return folder
 
 
-def dry() -> MockContext:
-    return MockContext(config=Config(overrides={"run": {"dry": True}}), run=Result())
-
-
-def commands(context: MockContext) -> list[str]:
-    return [call.args[0] for call in context.run.call_args_list]
-
-
 def test_dry_tensorboard_and_notebook_print_their_containers(task_project, capsys):
-    context = dry()
+    context = dry_context()
     tasks.tensorboard(context, detach=True)
     tasks.notebook(context, gpu=True)
-    board, build, lab = commands(context)
+    board, build, lab = commands_run(context)
     assert " run --name proj-tensorboard --detach " in board
     assert board.endswith("proj:latest tensorboard --logdir /app/data/logs --host 0.0.0.0 --port 6006")
     assert " build --platform linux/amd64 " in build
@@ -348,11 +323,11 @@ def test_dry_tensorboard_and_notebook_print_their_containers(task_project, capsy
 
 
 def test_stop_takes_the_tools_by_flag(task_project, capsys):
-    context = dry()
+    context = dry_context()
     tasks.stop(context, tensorboard=True, notebook=True)
     tasks.stop(context, notebook=True, gpu=True)
     tasks.stop(context)
-    assert commands(context) == [], "under --dry without an engine, nothing is running"
+    assert commands_run(context) == [], "under --dry without an engine, nothing is running"
     assert capsys.readouterr().err.splitlines() == [
         "proj-tensorboard is not running",
         "proj-notebook is not running",
@@ -367,5 +342,5 @@ def test_a_refused_tool_is_one_line(task_project):
     (task_project / "requirements-notebook-arm64.txt").unlink()
     (task_project / "requirements-notebook.txt").unlink()
     with pytest.raises(Exit) as refused:
-        tasks.notebook(dry())
+        tasks.notebook(dry_context())
     assert str(refused.value.message).startswith("error: requirements-notebook.txt is missing")

@@ -5,8 +5,8 @@ import pytest
 
 from app import distributed as app_distributed
 from devkit import distributed, kubernetes
-from devkit.settings import load_settings
-from devkit.targets import resolve_target
+from helpers.command_lines import settings_of, target_of
+from helpers.manifests import env_of, the
 from helpers.project import PROJECT_DIR
 
 IMAGE = "registry.example.com/team/flowers:v2"
@@ -24,26 +24,8 @@ def project(tmp_path):
     return folder
 
 
-def settings_of(project, **environ):
-    return load_settings(project, environ={"IMAGE_NAME": "acme/flowers", **environ})
-
-
-def target_of(settings, gpu=False):
-    return resolve_target(settings, gpu=gpu, platform_flag=None, host="linux/amd64")
-
-
 def rendered(base, workers=3, gpu=False, port=8888):
     return kubernetes.render(base, name="flowers", image=IMAGE, workers=workers, gpu=gpu, container_port=port)
-
-
-def the(documents, kind, name=None):
-    found = [document for document in documents if document["kind"] == kind and name in (None, document["metadata"]["name"])]
-    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
-    return found[0]
-
-
-def env_of(container):
-    return {variable["name"]: variable["value"] for variable in container["env"]}
 
 
 @pytest.mark.parametrize("index", [0, 2])
@@ -60,7 +42,7 @@ def test_a_pod_of_the_job_derives_the_tf_config_of_its_hostname_and_port(base, i
 
 @pytest.mark.parametrize("index", [0, 1])
 def test_a_worker_has_the_environment_of_the_pod_invoke_k8s_renders_and_derives_the_same_tf_config(project, index):
-    settings = settings_of(project)
+    settings = settings_of(project, "acme/flowers")
     worker = distributed.workers_of(settings, target_of(settings), 2)[index]
     base = kubernetes.load(PROJECT_DIR / kubernetes.MANIFESTS_DIR)
     name = distributed.kubernetes_name(settings)

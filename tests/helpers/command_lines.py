@@ -1,0 +1,34 @@
+"""What the engine-free tests of the tasks share: settings of a throwaway project, its targets, the
+values of a command line's flags, and invoke's context under `--dry`."""
+
+from pathlib import Path
+
+from invoke import Config, MockContext, Result
+
+from devkit.settings import Settings, load_settings
+from devkit.targets import Target, resolve_target
+
+
+def settings_of(project: Path, image_name: str = "tf", **environ: str) -> Settings:
+    """The settings of `project`, as these keys in the environment (and nothing of this machine's) make them."""
+    return load_settings(project, environ={"IMAGE_NAME": image_name, **environ})
+
+
+def target_of(settings: Settings, gpu: bool = False, platform: str | None = None, host: str = "linux/amd64") -> Target:
+    """The image a task is about, on an x86-64 host unless told otherwise."""
+    return resolve_target(settings, gpu=gpu, platform_flag=platform, host=host)
+
+
+def value_after(argv: list[str], flag: str) -> list[str]:
+    """The values that follow each occurrence of `flag`."""
+    return [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == flag]
+
+
+def dry_context() -> MockContext:
+    """invoke's context as `invoke --dry` makes it: every action is only recorded."""
+    return MockContext(config=Config(overrides={"run": {"dry": True}}), run=Result())
+
+
+def commands_run(context: MockContext) -> list[str]:
+    """The command lines a dry context was given, in order."""
+    return [call.args[0] for call in context.run.call_args_list]
