@@ -14,7 +14,9 @@ import time
 
 import pytest
 
-from helpers.engine import docker
+from example.iris import SETOSA
+from helpers.engine import docker, free_port
+from helpers.http_client import predict, wait_for_json
 from helpers.project import PROJECT_DIR, project_copy
 
 # Seconds a worker waits for the others in one exchange: the killed worker's peer gives up within it.
@@ -73,6 +75,17 @@ def test_two_workers_train_one_model_as_well_as_one_and_leave_nothing(invoke, cp
     assert (one["workers"], one["replicas"], two["workers"], two["replicas"]) == (1, 1, 2, 2)
     assert abs(two["accuracy"] - one["accuracy"]) <= 0.1, (one, two)
     assert leftovers(invoke) == ("", "")
+    # The version the two workers made serves as any other: the newest, loaded by `invoke run`.
+    port = str(free_port())
+    served = invoke("run", "--detach", env={"DATA_DIR": str(data), "HOST_PORT": port})
+    assert served.returncode == 0, served.stderr
+    try:
+        assert wait_for_json(f"http://127.0.0.1:{port}/health")["version"] == 2
+        status, body = predict(f"http://127.0.0.1:{port}", [SETOSA])
+        assert status == 200, body
+        assert max(range(3), key=body["predictions"][0].__getitem__) == 0, "a setosa"
+    finally:
+        invoke("stop", env={"DATA_DIR": str(data), "HOST_PORT": port})
 
 
 def training_under_way(invoke, data, **options):
