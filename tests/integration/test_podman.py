@@ -59,7 +59,7 @@ def test_build_with_podman_keeps_the_healthcheck(podman_image):
     assert config["ManifestType"] == "application/vnd.docker.distribution.manifest.v2+json", "--format docker"
     healthcheck = config.get("Healthcheck")
     assert healthcheck, f"no HEALTHCHECK in {podman_image}: built in the OCI format?"
-    assert healthcheck["Test"] == ["CMD", "python", "-m", "app.healthcheck"]
+    assert healthcheck["Test"] == ["CMD", "python", "-I", "/opt/healthcheck.py"]
     assert config["Config"]["User"] == "1000:1000"
     assert config["Labels"]["org.tensorflow.version"]
 
