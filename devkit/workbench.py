@@ -99,13 +99,16 @@ def _require_not_running(engine: Engine, settings: Settings, target: Target, sto
 
 def _serve(engine: Engine, settings: Settings, target: Target, argv: list[str], *, detach: bool, stop_hint: str) -> None:
     """Run a tool's container: a foreground one removed when it ends (Ctrl-C, SIGTERM included), a detached one left running."""
-    with StopOnSignal(engine, settings, [target.container], tty=sys.stdin.isatty()):
+    with StopOnSignal(engine, settings, [target.container], tty=sys.stdin.isatty()) as stopped:
         try:
             result = engine.run(argv)
         finally:
             if not detach:
                 remove_container(engine, settings, target.container)
-    if result.failed:
+    if stopped.received is not None:
+        # Ctrl-C without a terminal, or SIGTERM: the container was stopped, as asked.
+        print(f"stopped and removed {target.container} on {stopped.received.name}", file=sys.stderr)
+    elif result.failed:
         if detach:
             remove_container(engine, settings, target.container)
         # 130: ended on Ctrl-C, as a foreground tool is meant to stop.

@@ -268,7 +268,10 @@ def test_malformed_dotenv_line_is_named(invoke, tmp_path):
     copy = project_copy(tmp_path, "HOST_PORT=9000\nthis line is not a setting\n")
     # DATA_DIR empty counts as unset: the copy's default ./data is the one that must not appear.
     result = invoke("run", cwd=copy, env={"DATA_DIR": ""})
-    assert one_error_line(result) == "error: .env line 2: cannot parse a line without KEY= (not shown: it may hold a secret); expected KEY=value, any quotes closed"
+    assert (
+        one_error_line(result)
+        == "error: .env line 2: cannot parse a line without KEY= (not shown: it may hold a secret); expected KEY=value, any quotes closed"
+    )
     assert not (copy / "data").exists(), "a refused run creates no DATA_DIR"
 
 
