@@ -244,5 +244,4 @@ def push_inline_cache(engine: Engine, settings: Settings, target: Target) -> Non
     if result.failed:
         login = f"`docker login {ref.split('/', 1)[0]}` if it needs credentials"
         raise UserError(f"pushing the layer cache to {ref} failed: {first_line(result.stderr)}", login)
-    if not engine.dry:
-        print(f"layer cache pushed to {ref}", file=sys.stderr)
+    engine.report(f"layer cache pushed to {ref}")

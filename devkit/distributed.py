@@ -146,7 +146,8 @@ def train(engine: Engine, settings: Settings, target: Target, *, workers: str = 
             processes = [
                 engine.start(worker_command(settings, target, worker, user=user, command=command, env_file=env_file)) for worker in crew
             ]
-            failure = None if engine.dry else _watch(crew, processes, stopping=lambda: stopped.received is not None)
+            # Nothing to watch where nothing started (`--dry` prints the commands instead).
+            failure = _watch(crew, processes, stopping=lambda: stopped.received is not None) if all(processes) else None
         finally:
             _remove(engine, settings, target, crew)
     if stopped.received is not None:

@@ -177,6 +177,11 @@ class Engine:
         if not self.dry:
             check(*args)
 
+    def report(self, message: str) -> None:
+        """What the actions did, for the user: said, except under `--dry`, where they did nothing."""
+        if not self.dry:
+            print(message, file=sys.stderr)
+
     def change(self, what: str, apply: Callable[[], T]) -> T | None:
         """A change on this host (a file written, a folder made): done, or under `--dry` only said."""
         if self.dry:

@@ -150,20 +150,21 @@ def lock(engine: Engine, settings: Settings, chosen: tuple[Lock, ...], *, upgrad
         print(f"locking {entry.describe()}{slow}", file=sys.stderr)
         with Ticker(f"locking {entry.output}"):
             body = compile_lock(engine, settings, entry, staged, upgrade=upgrade, packages=packages, python=python)
-        if not engine.dry:
-            missing = missing_requirements(project_dir, entry, body)
-            if missing:
-                raise UserError(
-                    f"pip-compile left no pinned, hashed entry in {entry.output} for {', '.join(missing)}; every lock is unchanged"
-                )
+        engine.require(require_complete, project_dir, entry, body)
         staged[entry.output] = with_footer(project_dir, entry, body, staged)
     if not staged:
         return
     old = {name: _text(project_dir / name) for name in staged}
     engine.change(f"replace {', '.join(staged)}", lambda: replace_together({project_dir / name: text for name, text in staged.items()}))
-    if not engine.dry:
-        for name, text in staged.items():
-            print(f"{name}: {changes(old[name], text)}", file=sys.stderr)
+    for name, text in staged.items():
+        engine.report(f"{name}: {changes(old[name], text)}")
+
+
+def require_complete(project_dir: Path, entry: Lock, body: str) -> None:
+    """A compiled lock pins, with hashes, every requirement of its .in files: checked before any lock moves."""
+    missing = missing_requirements(project_dir, entry, body)
+    if missing:
+        raise UserError(f"pip-compile left no pinned, hashed entry in {entry.output} for {', '.join(missing)}; every lock is unchanged")
 
 
 def _text(path: Path) -> str:

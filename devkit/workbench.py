@@ -172,5 +172,5 @@ def notebook(engine: Engine, settings: Settings, target: Target, *, detach: bool
         env_file.write_text(f"JUPYTER_TOKEN={token}\n", encoding="utf-8")
         argv = notebook_command(settings, lab, user=user, detach=detach, env_file=env_file, app_env=app_env)
         # Never under --dry, whose output is the commands: the token is for the one who starts JupyterLab.
-        print(f"JupyterLab on {url}" if engine.dry else f"JupyterLab on {url}?token={token}", file=sys.stderr)
+        engine.report(f"JupyterLab on {url}?token={token}")
         _serve(engine, settings, lab, argv, detach=detach, stop_hint=stop_hint)
