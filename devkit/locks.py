@@ -231,7 +231,7 @@ def is_current(project_dir: Path, lock: Lock, staged: Mapping[str, str] | None =
 
 def tool_requirements(dev_lock_text: str, root: str = "pip-tools") -> str:
     """The blocks of the host-tool lock for `root` and, by their `# via` notes, its dependencies: so a
-    container installs the same pip-tools (for `invoke lock`) or pytest (for the smoke test), hash-checked."""
+    container installs the same pip-tools (for `invoke lock`) or pytest (for the container test), hash-checked."""
     blocks = {}
     for block in re.split(r"\n(?=[A-Za-z0-9])", dev_lock_text):
         match = re.match(r"([A-Za-z0-9._-]+)==", block)

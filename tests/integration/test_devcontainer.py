@@ -29,7 +29,7 @@ from helpers.project import PROJECT_DIR, project_copy
 # The platform of the CPU image that `invoke build` makes here.
 HOST_PLATFORM = host_platform()
 
-# The in-container tests, as `invoke smoke-test` runs them in the image.
+# The in-container tests, as `invoke container-test` runs them in the image.
 CONTAINER_TESTS = "tests/container"
 # The CLI's own requirement (package.json "engines").
 NODE_MAJOR = 20
