@@ -419,9 +419,10 @@ def stop(engine: Engine, settings: Settings, target: Target) -> None:
         return
     # SIGTERM first: the app finishes what it is serving (docker's 10 s, then SIGKILL); --rm removes it.
     engine.run([settings.docker, "stop", target.container], hide=True)
-    if engine.container_state(target.container) is not None:
+    gone = (None, "removing")  # --rm removes what stopped, and may still be at it
+    if engine.container_state(target.container) not in gone:
         result = engine.run(remove_container_command(settings, target.container), hide=True)
-        if result.failed and engine.container_state(target.container) is not None:
+        if result.failed and engine.container_state(target.container) not in gone:
             raise UserError(f"could not remove {target.container}: {result.stderr.strip()}")
     print(f"stopped and removed {target.container}", file=sys.stderr)
 

@@ -130,6 +130,15 @@ def test_stop_removes_the_projects_own_container(project, capsys):
     assert capsys.readouterr().err == "stopped and removed tf-gpu\n"
 
 
+def test_stop_leaves_a_removal_under_way_to_the_engine(project, capsys):
+    settings = settings_of(project)
+    removing = {"container inspect --format {{.State.Status}} tf-gpu$": (0, "removing\n", "")}
+    engine = RecordingEngine(answers={INSPECT: (0, f"running {project_id(settings)}\n", ""), **removing})
+    containers.stop(engine, settings, target_of(settings, gpu=True))
+    assert engine.actions == ["docker stop tf-gpu"], "--rm is removing it already: a `docker rm` would fail"
+    assert capsys.readouterr().err == "stopped and removed tf-gpu\n"
+
+
 def test_stop_removes_what_the_stop_left(project, capsys):
     settings = settings_of(project)
     left = {"container inspect --format {{.State.Status}} tf-gpu$": (0, "exited\n", "")}
