@@ -1,13 +1,13 @@
 """`invoke doctor`'s findings against a stand-in CLI, for the tests of its checks."""
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 
 from devkit import doctor
 from devkit.doctor import Finding, Machine
+from helpers.engine import free_port
 
 HEALTHY_ENGINE = "\n".join(
     [
@@ -33,9 +33,3 @@ def findings(project: Path, cli: str, gpu: bool = False, docker_root: str | None
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DOCKER_ROOT", docker_root or str(project))
         return {finding.subject: finding for finding in doctor.examine(machine(project, **environ), gpu=gpu)}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
