@@ -18,7 +18,12 @@ DEV_LOCK = "requirements-dev.txt"
 DOCKERFILES = ("Dockerfile", "Dockerfile.gpu")
 # What GitHub Actions and the Dev Containers clients read, where the spec puts them.
 WORKFLOWS = sorted(str(path) for path in Path(".github/workflows").glob("*.y*ml"))
-DEVCONTAINERS = sorted([*Path(".devcontainer").glob("devcontainer.json"), *Path(".devcontainer").glob("*/devcontainer.json")])
+DEVCONTAINERS = sorted(
+    [
+        *Path(".devcontainer").glob("devcontainer.json"),
+        *Path(".devcontainer").glob("*/devcontainer.json"),
+    ]
+)
 # A string (kept) or a comment (dropped) of JSON with comments, as devcontainer.json is written.
 _JSONC_TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
 
@@ -57,7 +62,12 @@ def lint(session: nox.Session) -> None:
         # GitHub's workflow schema, and a timeout on every job (both bundled with check-jsonschema), then
         # actionlint: expressions and their contexts, the actions' inputs, the jobs' needs.
         session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *WORKFLOWS)
-        session.run("check-jsonschema", "--builtin-schema", "custom.github-workflows-require-timeout", *WORKFLOWS)
+        session.run(
+            "check-jsonschema",
+            "--builtin-schema",
+            "custom.github-workflows-require-timeout",
+            *WORKFLOWS,
+        )
         session.run("actionlint", *WORKFLOWS)
     for path in DEVCONTAINERS:
         _check_devcontainer(session, path)
@@ -65,7 +75,9 @@ def lint(session: nox.Session) -> None:
 
 def _check_devcontainer(session: nox.Session, path: Path) -> None:
     """check-jsonschema bundles no schema for devcontainer.json: it must parse, and build a stage that exists."""
-    text = _JSONC_TOKEN.sub(lambda token: token[0] if token[0].startswith('"') else "", path.read_text(encoding="utf-8"))
+    text = _JSONC_TOKEN.sub(
+        lambda token: token[0] if token[0].startswith('"') else "", path.read_text(encoding="utf-8")
+    )
     try:
         build = json.loads(text).get("build", {})
     except json.JSONDecodeError as error:
@@ -74,7 +86,11 @@ def _check_devcontainer(session: nox.Session, path: Path) -> None:
     if not dockerfile.is_file():
         session.error(f"{path}: its build.dockerfile {dockerfile} is missing")
     target = build.get("target")
-    if target and not re.search(rf"^FROM\s.+\sAS\s+{re.escape(target)}\s*$", dockerfile.read_text(encoding="utf-8"), re.I | re.M):
+    if target and not re.search(
+        rf"^FROM\s.+\sAS\s+{re.escape(target)}\s*$",
+        dockerfile.read_text(encoding="utf-8"),
+        re.I | re.M,
+    ):
         session.error(f"{path}: {dockerfile} has no stage {target!r} (build.target)")
     session.log(f"{path}: parses; builds the {target or 'last'} stage of {dockerfile}")
 
@@ -110,6 +126,8 @@ def bench(session: nox.Session) -> None:
     if Path("src/app/server.py").is_file():
         session.run("python", "-m", "benchmarks.serving")
     else:
-        session.log("benchmarks.serving skipped: it measures the example's server, and src/app/server.py is gone")
+        session.log(
+            "benchmarks.serving skipped: it measures the example's server, and src/app/server.py is gone"
+        )
     # On x86-64: what building and testing the arm64 image under emulation costs against native.
     session.run("python", "-m", "benchmarks.emulation")

@@ -23,7 +23,9 @@ from devkit.targets import every_target, notebook_target, open_target, tensorboa
 
 PROJECT_DIR = Path(__file__).resolve().parent
 
-_HELP_GPU = "the GPU image (Dockerfile.gpu, tag <IMAGE_TAG>-gpu, linux/amd64) instead of the CPU image"
+_HELP_GPU = (
+    "the GPU image (Dockerfile.gpu, tag <IMAGE_TAG>-gpu, linux/amd64) instead of the CPU image"
+)
 _HELP_PLATFORM = "linux/amd64 or linux/arm64; default: PLATFORM from .env, else this host's own"
 
 
@@ -46,7 +48,14 @@ def build(c, gpu=False, platform=None, no_cache=False, build_arg=None, export_ca
     instead of being rebuilt.
     """
     engine, settings, target = open_target(c, PROJECT_DIR, gpu=gpu, platform=platform)
-    building.build(engine, settings, target, no_cache=no_cache, build_args=build_arg or [], export_cache=export_cache)
+    building.build(
+        engine,
+        settings,
+        target,
+        no_cache=no_cache,
+        build_args=build_arg or [],
+        export_cache=export_cache,
+    )
 
 
 @task(
@@ -71,7 +80,16 @@ def run(c, gpu=False, platform=None, detach=False, cmd=None, publish=None, read_
     """
     engine, settings, target = open_target(c, PROJECT_DIR, gpu=gpu, platform=platform)
     tty = sys.stdin.isatty() and not detach
-    containers.run(engine, settings, target, detach=detach, tty=tty, read_only=read_only, cmd=cmd, publish=tuple(publish or ()))
+    containers.run(
+        engine,
+        settings,
+        target,
+        detach=detach,
+        tty=tty,
+        read_only=read_only,
+        cmd=cmd,
+        publish=tuple(publish or ()),
+    )
 
 
 @task(
@@ -86,7 +104,9 @@ def run(c, gpu=False, platform=None, detach=False, cmd=None, publish=None, read_
 def stop(c, gpu=False, platform=None, tensorboard=False, notebook=False):
     """Stop and remove the container that `invoke run --detach` started (or TensorBoard's, or JupyterLab's)."""
     if tensorboard and gpu:
-        raise UserError("--tensorboard with --gpu: TensorBoard runs from the CPU image; stop it alone with `invoke stop --tensorboard`")
+        raise UserError(
+            "--tensorboard with --gpu: TensorBoard runs from the CPU image; stop it alone with `invoke stop --tensorboard`"
+        )
     engine, settings, target = open_target(c, PROJECT_DIR, gpu=gpu, platform=platform)
     chosen = [tensorboard_target(target)] if tensorboard else []
     chosen += [notebook_target(target)] if notebook else []
@@ -122,7 +142,13 @@ def notebook(c, detach=False, gpu=False):
     workbench.notebook(*open_target(c, PROJECT_DIR, gpu=gpu), detach=detach)
 
 
-@task(help={"gpu": "the GPU image's container", "platform": _HELP_PLATFORM, "follow": "keep showing new output until Ctrl-C"})
+@task(
+    help={
+        "gpu": "the GPU image's container",
+        "platform": _HELP_PLATFORM,
+        "follow": "keep showing new output until Ctrl-C",
+    }
+)
 @one_line_errors
 def logs(c, gpu=False, platform=None, follow=False):
     """Show the output of the container that `invoke run --detach` started."""
@@ -137,14 +163,18 @@ def container_test(c, gpu=False, platform=None):
     `nox -s container_test` builds first. pytest is mounted into the container for the run, never
     installed in the image.
     """
-    containers.container_test(*open_target(c, PROJECT_DIR, gpu=gpu, platform=platform), python=sys.executable)
+    containers.container_test(
+        *open_target(c, PROJECT_DIR, gpu=gpu, platform=platform), python=sys.executable
+    )
 
 
 @task(help={"gpu": _HELP_GPU, "platform": _HELP_PLATFORM})
 @one_line_errors
 def shell(c, gpu=False, platform=None):
     """Open a bash shell in the image, with DATA_DIR at /app/data and the app's .env keys."""
-    result = containers.shell(*open_target(c, PROJECT_DIR, gpu=gpu, platform=platform), tty=sys.stdin.isatty())
+    result = containers.shell(
+        *open_target(c, PROJECT_DIR, gpu=gpu, platform=platform), tty=sys.stdin.isatty()
+    )
     if result.failed:
         # The shell's own exit status (or docker's, when it could not start), for scripts that pipe into it.
         raise Exit(code=result.exited)
@@ -187,20 +217,34 @@ def clean(c, all_=False):
     engine = Engine(settings.docker, c)
     targets = every_target(settings, host=engine.native_platform())
     targets = [*targets, *workbench.tool_targets(targets)]
-    containers.clean(engine, settings, targets, cache_volume=locking.cache_volume(settings), everything=all_)
+    containers.clean(
+        engine, settings, targets, cache_volume=locking.cache_volume(settings), everything=all_
+    )
 
 
-@task(help={"gpu": "also require what the GPU image needs to run: the NVIDIA runtime, an x86-64 host, more disk"})
+@task(
+    help={
+        "gpu": "also require what the GPU image needs to run: the NVIDIA runtime, an x86-64 host, more disk"
+    }
+)
 @one_line_errors
 def doctor(c, gpu=False):
     """Check this machine for `invoke build` and `invoke run`: one line per check, with a fix for what is wrong.
 
     Exits 1 when something they need is broken; warnings (no NVIDIA runtime for a CPU project) do not count.
     """
-    machine = checks.Machine(project_dir=PROJECT_DIR, environ=os.environ, host=host_platform(), container_ids=container_ids)
+    machine = checks.Machine(
+        project_dir=PROJECT_DIR,
+        environ=os.environ,
+        host=host_platform(),
+        container_ids=container_ids,
+    )
     broken = checks.report(machine, gpu=gpu)
     if broken:
-        raise UserError(f"{broken} check{'s' * (broken > 1)} failed", "fix what the lines marked FAIL say, then run `invoke doctor` again")
+        raise UserError(
+            f"{broken} check{'s' * (broken > 1)} failed",
+            "fix what the lines marked FAIL say, then run `invoke doctor` again",
+        )
 
 
 @task(
@@ -222,13 +266,22 @@ def lock(c, gpu=False, platform=None, dev=False, upgrade=False, upgrade_package=
     Every chosen lock is compiled, and checked to pin every requirement with a hash, before any is
     replaced: a failed compile or Ctrl-C leaves every lock as it was. Ends with what changed in each.
     """
-    chosen = select_locks(gpu=gpu, platform=normalize_platform(platform) if platform else None, dev=dev)
+    chosen = select_locks(
+        gpu=gpu, platform=normalize_platform(platform) if platform else None, dev=dev
+    )
     if check:
         locking.check(PROJECT_DIR, chosen)
         return
     settings = load_settings(PROJECT_DIR)
     engine = Engine(settings.docker, c)
-    locking.lock(engine, settings, chosen, upgrade=upgrade, packages=tuple(upgrade_package or ()), python=sys.executable)
+    locking.lock(
+        engine,
+        settings,
+        chosen,
+        upgrade=upgrade,
+        packages=tuple(upgrade_package or ()),
+        python=sys.executable,
+    )
 
 
 @task(
@@ -247,7 +300,9 @@ def k8s(c, workers="1", gpu=False, kserve=False):
     """
     from devkit import kubernetes  # PyYAML: imported for this task only
 
-    sys.stdout.write(kubernetes.manifests(load_settings(PROJECT_DIR), workers=workers, gpu=gpu, kserve=kserve))
+    sys.stdout.write(
+        kubernetes.manifests(load_settings(PROJECT_DIR), workers=workers, gpu=gpu, kserve=kserve)
+    )
 
 
 @task(
@@ -265,4 +320,6 @@ def train(c, workers="1", gpu=False, platform=None, cmd=None):
     Worker 0, the chief, publishes the model version; each worker's output shows under its name. A
     worker that fails stops the others; Ctrl-C stops them all. Nothing is left: no container, no network.
     """
-    distributed.train(*open_target(c, PROJECT_DIR, gpu=gpu, platform=platform), workers=workers, cmd=cmd)
+    distributed.train(
+        *open_target(c, PROJECT_DIR, gpu=gpu, platform=platform), workers=workers, cmd=cmd
+    )

@@ -31,7 +31,14 @@ IMPORT_PROBE = "import time; started = time.perf_counter(); import tensorflow; p
 def timed_invoke(*args: str, env: dict[str, str]) -> float:
     """Seconds that `invoke ARGS` takes in the project folder; a failure ends the benchmark with its reason."""
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         sys.exit(f"invoke {' '.join(args)} failed:\n{result.stderr.strip()}")
     return time.perf_counter() - started
@@ -45,17 +52,30 @@ def import_seconds(docker: str, image: str, platform: str) -> float:
 def main() -> int:
     docker = load_settings(PROJECT_DIR, os.environ).docker
     if Engine(docker).native_platform() != AMD64:
-        print("emulation benchmark: this host is not x86-64, so arm64 is native here; nothing to compare", file=sys.stderr)
+        print(
+            "emulation benchmark: this host is not x86-64, so arm64 is native here; nothing to compare",
+            file=sys.stderr,
+        )
         return 0
     env = {**os.environ, "IMAGE_NAME": IMAGE_NAME}
     images = {AMD64: f"{IMAGE_NAME}:latest", ARM64: f"{IMAGE_NAME}:latest-arm64"}
-    figures: dict[str, dict[str, float]] = {"build, no layer cache": {}, "container_test": {}, "import tensorflow": {}}
+    figures: dict[str, dict[str, float]] = {
+        "build, no layer cache": {},
+        "container_test": {},
+        "import tensorflow": {},
+    }
     try:
         for platform in (AMD64, ARM64):
             print(f"measuring {platform} ...", file=sys.stderr, flush=True)
-            figures["build, no layer cache"][platform] = timed_invoke("build", "--no-cache", "--platform", platform, env=env)
-            figures["container_test"][platform] = timed_invoke("container-test", "--platform", platform, env=env)
-            figures["import tensorflow"][platform] = import_seconds(docker, images[platform], platform)
+            figures["build, no layer cache"][platform] = timed_invoke(
+                "build", "--no-cache", "--platform", platform, env=env
+            )
+            figures["container_test"][platform] = timed_invoke(
+                "container-test", "--platform", platform, env=env
+            )
+            figures["import tensorflow"][platform] = import_seconds(
+                docker, images[platform], platform
+            )
     finally:
         subprocess.run([docker, "image", "rm", *images.values()], capture_output=True, check=False)
     print(f"{'figure':<38}{'amd64 (native)':>16}{'arm64 (emulated)':>18}{'arm64/amd64':>13}")

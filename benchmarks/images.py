@@ -68,7 +68,13 @@ class Bench:
 
     def prepare(self) -> None:
         """Two copies of the project with the same 1 GB data file (hard-linked, written once)."""
-        tracked = subprocess.run(["git", "ls-files", "-z"], cwd=PROJECT_DIR, capture_output=True, check=True).stdout.decode().split("\0")
+        tracked = (
+            subprocess.run(
+                ["git", "ls-files", "-z"], cwd=PROJECT_DIR, capture_output=True, check=True
+            )
+            .stdout.decode()
+            .split("\0")
+        )
         for copy in (self.ours_dir, self.plain_dir):
             for name in filter(None, tracked):
                 if (PROJECT_DIR / name).is_file():
@@ -81,8 +87,13 @@ class Bench:
                 file.write(os.urandom(2**24))
         os.link(big, self.plain_dir / "data" / big.name)
         (self.plain_dir / ".dockerignore").unlink()
-        shutil.copy(PROJECT_DIR / "benchmarks" / "plain" / "Dockerfile", self.plain_dir / "Dockerfile")
-        shutil.copy(PROJECT_DIR / "benchmarks" / "plain" / "requirements.txt", self.plain_dir / "requirements.txt")
+        shutil.copy(
+            PROJECT_DIR / "benchmarks" / "plain" / "Dockerfile", self.plain_dir / "Dockerfile"
+        )
+        shutil.copy(
+            PROJECT_DIR / "benchmarks" / "plain" / "requirements.txt",
+            self.plain_dir / "requirements.txt",
+        )
 
     def empty_caches(self) -> None:
         for image in (OURS, PLAIN):
@@ -97,26 +108,47 @@ class Bench:
         return self._timed_build(argv, self.ours_dir, env, f"{OURS}:latest")
 
     def build_plain(self, no_cache: bool = False) -> tuple[float, int]:
-        argv = [self.docker, "build", "--platform", self.platform, "--progress", "plain", "--tag", f"{PLAIN}:latest"]
+        argv = [
+            self.docker,
+            "build",
+            "--platform",
+            self.platform,
+            "--progress",
+            "plain",
+            "--tag",
+            f"{PLAIN}:latest",
+        ]
         argv += ["--build-arg", f"BASE_IMAGE={self.settings.base_image}"]
         if self.settings.build_ca_bundle is not None:
             argv += ["--secret", f"id=ca_bundle,src={self.settings.build_ca_bundle}"]
         argv += [*(["--no-cache"] if no_cache else []), str(self.plain_dir)]
-        return self._timed_build(argv, self.plain_dir, {**os.environ, "DOCKER_BUILDKIT": "1"}, f"{PLAIN}:latest")
+        return self._timed_build(
+            argv, self.plain_dir, {**os.environ, "DOCKER_BUILDKIT": "1"}, f"{PLAIN}:latest"
+        )
 
-    def _timed_build(self, argv: list[str], cwd: Path, env: dict[str, str], image: str) -> tuple[float, int]:
+    def _timed_build(
+        self, argv: list[str], cwd: Path, env: dict[str, str], image: str
+    ) -> tuple[float, int]:
         """Seconds, and the bytes of build context the engine received (from BuildKit's progress).
 
         The image that the build replaces under the same tag is removed: a benchmark of a dozen
         builds would otherwise leave a dozen untagged gigabyte images behind.
         """
-        replaced = self.docker_cli("image", "inspect", "--format", "{{.Id}}", image, check=False).stdout.strip()
+        replaced = self.docker_cli(
+            "image", "inspect", "--format", "{{.Id}}", image, check=False
+        ).stdout.strip()
         started = time.perf_counter()
         result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - started
         if result.returncode != 0:
-            raise UserError(f"{' '.join(argv[:4])} ... failed in {cwd}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
-        if replaced and replaced != self.docker_cli("image", "inspect", "--format", "{{.Id}}", image).stdout.strip():
+            raise UserError(
+                f"{' '.join(argv[:4])} ... failed in {cwd}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+            )
+        if (
+            replaced
+            and replaced
+            != self.docker_cli("image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
+        ):
             self.docker_cli("image", "rm", replaced, check=False)
         return seconds, context_bytes(result.stdout + result.stderr)
 
@@ -127,15 +159,23 @@ class Bench:
 
     def import_seconds(self, image: str) -> float:
         times = []
-        for _ in range(self.runs + 1):  # the first run warms the page cache, as any second start would
-            probe = self.docker_cli("run", "--rm", "--platform", self.platform, image, "python", "-c", IMPORT_PROBE)
+        for _ in range(
+            self.runs + 1
+        ):  # the first run warms the page cache, as any second start would
+            probe = self.docker_cli(
+                "run", "--rm", "--platform", self.platform, image, "python", "-c", IMPORT_PROBE
+            )
             times.append(float(probe.stdout.strip().splitlines()[-1]))
         return statistics.median(times[1:])
 
     def installed_bytes(self, image: str) -> int:
         """What pip says it installed into the image's environment: the sizes in the packages' RECORDs."""
         probe = "import importlib.metadata as m; print(sum(f.size or 0 for d in m.distributions() for f in d.files or []))"
-        return int(self.docker_cli("run", "--rm", "--platform", self.platform, image, "python", "-c", probe).stdout.strip())
+        return int(
+            self.docker_cli(
+                "run", "--rm", "--platform", self.platform, image, "python", "-c", probe
+            ).stdout.strip()
+        )
 
     def edit_source(self, run: int) -> None:
         for copy in (self.ours_dir, self.plain_dir):
@@ -145,12 +185,27 @@ class Bench:
     def add_package(self, name: str) -> None:
         """Pin `name` in our lock with its wheel's hash (as `invoke lock` would), and list it in the plain requirements."""
         download = self.work / "wheels" / name
-        self._run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest", str(download), name])
+        self._run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--dest",
+                str(download),
+                name,
+            ]
+        )
         wheel = next(download.glob("*.whl"))
         version = wheel.name.split("-")[1]
         digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
         with (self.ours_dir / "requirements.txt").open("a") as lock:
-            lock.write(f"{name}=={version} \\\n    --hash=sha256:{digest}\n    # benchmark {self.nonce}\n")
+            lock.write(
+                f"{name}=={version} \\\n    --hash=sha256:{digest}\n    # benchmark {self.nonce}\n"
+            )
         with (self.plain_dir / "requirements.txt").open("a") as requirements:
             requirements.write(f"{name}=={version}  # benchmark {self.nonce}\n")
 
@@ -170,9 +225,14 @@ UNITS = {"B": 1, "kB": 1000, "KB": 1000, "MB": 1000**2, "GB": 1000**3}
 
 def context_bytes(build_output: str) -> int:
     """The largest `transferring context: 1.07GB` that BuildKit printed."""
-    sizes = [float(number) * UNITS[unit] for number, unit in re.findall(r"transferring context: ([\d.]+)([kKMG]?B)", build_output)]
+    sizes = [
+        float(number) * UNITS[unit]
+        for number, unit in re.findall(r"transferring context: ([\d.]+)([kKMG]?B)", build_output)
+    ]
     if not sizes:
-        raise UserError("BuildKit printed no `transferring context` line: is DOCKER_BUILDKIT=1 set?")
+        raise UserError(
+            "BuildKit printed no `transferring context` line: is DOCKER_BUILDKIT=1 set?"
+        )
     return int(max(sizes))
 
 
@@ -193,9 +253,15 @@ def measure(bench: Bench) -> tuple[list[Figure], dict]:
     log("first builds, no cache ...")
     ours_first, ours_context = bench.build_ours(no_cache=True)
     plain_first, plain_context = bench.build_plain(no_cache=True)
-    ours_size, plain_size = bench.image_bytes(f"{OURS}:latest"), bench.image_bytes(f"{PLAIN}:latest")
+    ours_size, plain_size = (
+        bench.image_bytes(f"{OURS}:latest"),
+        bench.image_bytes(f"{PLAIN}:latest"),
+    )
     log("import times ...")
-    ours_import, plain_import = bench.import_seconds(f"{OURS}:latest"), bench.import_seconds(f"{PLAIN}:latest")
+    ours_import, plain_import = (
+        bench.import_seconds(f"{OURS}:latest"),
+        bench.import_seconds(f"{PLAIN}:latest"),
+    )
     log("rebuilds after an edit in src/ ...")
     edits = {"ours": [], "plain": []}
     for run in range(bench.runs):
@@ -214,7 +280,13 @@ def measure(bench: Bench) -> tuple[list[Figure], dict]:
     figures = [
         Figure("CPU image size", ours_size, plain_size, "bytes", 0.55),
         Figure("build context sent to the engine", ours_context, plain_context, "bytes", 0.01),
-        Figure("rebuild after editing one file in src/", statistics.median(edits["ours"]), statistics.median(edits["plain"]), "s", 0.25),
+        Figure(
+            "rebuild after editing one file in src/",
+            statistics.median(edits["ours"]),
+            statistics.median(edits["plain"]),
+            "s",
+            0.25,
+        ),
         Figure(
             "rebuild after adding one small package",
             statistics.median(additions["ours"]),
@@ -260,8 +332,15 @@ def report(figures: list[Figure], extra: dict, runs: int) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3, help="runs per timed figure (default 3, at most 3 for the new-package figure)")
-    parser.add_argument("--keep", action="store_true", help="keep the two benchmark images (removed by default)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=3,
+        help="runs per timed figure (default 3, at most 3 for the new-package figure)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the two benchmark images (removed by default)"
+    )
     arguments = parser.parse_args()
     try:
         with tempfile.TemporaryDirectory(prefix="image-bench-") as work:

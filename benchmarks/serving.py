@@ -42,7 +42,14 @@ SERVERS = {"batching": {}, "no batching": {"BATCH_MAX_ROWS": "0"}}  # the app ke
 
 
 def invoke(*args: str, env: dict[str, str]) -> None:
-    result = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         sys.exit(f"invoke {' '.join(args)} failed:\n{result.stderr.strip()}")
 
@@ -86,7 +93,11 @@ def _read_response(connection: socket.socket, buffer: bytes) -> tuple[bytes, byt
     while b"\r\n\r\n" not in buffer:
         buffer += _received(connection)
     head, _, rest = buffer.partition(b"\r\n\r\n")
-    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
     while len(rest) < length:
         rest += _received(connection)
     return head.split(b"\r\n", 1)[0], rest[length:]
@@ -153,7 +164,18 @@ def load(port: int, clients: int, seconds: float) -> Point:
 def start_server(docker: str, image: str, name: str, data: Path, app_keys: dict[str, str]) -> str:
     """A server container on one CPU, the models mounted read-only; its URL."""
     port = free_port()
-    argv = [docker, "run", "--detach", "--rm", "--name", name, "--cpus", "1", "--publish", f"127.0.0.1:{port}:8888"]
+    argv = [
+        docker,
+        "run",
+        "--detach",
+        "--rm",
+        "--name",
+        name,
+        "--cpus",
+        "1",
+        "--publish",
+        f"127.0.0.1:{port}:8888",
+    ]
     argv += ["--mount", f"type=bind,source={data},target=/app/data,readonly"]
     for key, value in app_keys.items():
         argv += ["--env", f"{key}={value}"]
@@ -175,11 +197,17 @@ def goals(figures: dict[str, dict[int, Point]]) -> list[tuple[str, str, bool]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=3, help="seconds of load per point (default 3)")
+    parser.add_argument(
+        "--seconds", type=float, default=3, help="seconds of load per point (default 3)"
+    )
     arguments = parser.parse_args()
     settings = load_settings(PROJECT_DIR, os.environ)
-    image = resolve_target(settings, gpu=False, platform_flag=None, host=Engine(settings.docker).native_platform()).image
-    names = {server: f"serving-bench-{server.replace(' ', '-')}-{os.getpid()}" for server in SERVERS}
+    image = resolve_target(
+        settings, gpu=False, platform_flag=None, host=Engine(settings.docker).native_platform()
+    ).image
+    names = {
+        server: f"serving-bench-{server.replace(' ', '-')}-{os.getpid()}" for server in SERVERS
+    }
     with tempfile.TemporaryDirectory(prefix="serving-bench-") as work:
         Path(work).chmod(0o755)  # the servers' user reads the models
         data = Path(work) / "data"
@@ -194,20 +222,39 @@ def main() -> int:
             invoke("stop", env=env)
             trained = seconds_to_first_health(url, env)
             invoke("stop", env=env)
-            urls = {server: start_server(settings.docker, image, names[server], data, keys) for server, keys in SERVERS.items()}
+            urls = {
+                server: start_server(settings.docker, image, names[server], data, keys)
+                for server, keys in SERVERS.items()
+            }
             for server_url in urls.values():
                 wait_for_health(server_url, time.perf_counter())
             figures: dict[str, dict[int, Point]] = {server: {} for server in SERVERS}
-            for clients in CLIENTS:  # the servers in turn, so that both see what else this machine does
+            for (
+                clients
+            ) in CLIENTS:  # the servers in turn, so that both see what else this machine does
                 for server, server_url in urls.items():
                     print(f"{server}, {clients} clients ...", file=sys.stderr, flush=True)
-                    figures[server][clients] = load(int(server_url.rsplit(":", 1)[1]), clients, arguments.seconds)
+                    figures[server][clients] = load(
+                        int(server_url.rsplit(":", 1)[1]), clients, arguments.seconds
+                    )
         finally:
-            subprocess.run([sys.executable, "-m", "invoke", "stop"], cwd=PROJECT_DIR, env=env, capture_output=True, check=False)
-            subprocess.run([settings.docker, "rm", "--force", *names.values()], capture_output=True, check=False)
+            subprocess.run(
+                [sys.executable, "-m", "invoke", "stop"],
+                cwd=PROJECT_DIR,
+                env=env,
+                capture_output=True,
+                check=False,
+            )
+            subprocess.run(
+                [settings.docker, "rm", "--force", *names.values()],
+                capture_output=True,
+                check=False,
+            )
     print(f"{'invoke run --detach to first /health 200, no model yet':<58} {untrained:.1f} s")
     print(f"{'invoke run --detach to first /health 200, model trained':<58} {trained:.1f} s")
-    print(f"\nPOST /predict, {ROWS_PER_REQUEST} rows per request, server on one CPU (--cpus 1), {os.cpu_count()} cores here")
+    print(
+        f"\nPOST /predict, {ROWS_PER_REQUEST} rows per request, server on one CPU (--cpus 1), {os.cpu_count()} cores here"
+    )
     print(f"{'clients':>7}  {'':>10}{'batching':^30}{'no batching':^30}")
     print(f"{'':>7}  {'':>10}" + f"{'requests/s':>12}{'p50':>9}{'p99':>9}" * 2)
     for clients in CLIENTS:

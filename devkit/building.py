@@ -41,7 +41,9 @@ def parse_build_args(values: Iterable[str]) -> dict[str, str]:
         if not equals or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise UserError(f"--build-arg {value!r}: expected NAME=VALUE, e.g. KEEP_TF_HEADERS=1")
         if name in TEMPLATE_BUILD_ARGS:
-            raise UserError(f"--build-arg {name}: `invoke build` sets it itself, from {TEMPLATE_BUILD_ARGS[name]}")
+            raise UserError(
+                f"--build-arg {name}: `invoke build` sets it itself, from {TEMPLATE_BUILD_ARGS[name]}"
+            )
         pairs[name] = content
     return pairs
 
@@ -60,7 +62,10 @@ def public_source_url(remote: str) -> str:
     if any(character.isspace() or not character.isprintable() for character in remote):
         return ""
     # scp-like: [user@]host:path, a host of two characters at least (`C:` is a Windows drive).
-    scp = re.fullmatch(r"(?:[^@/:]+@)?([A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9]):([A-Za-z0-9._~%+-][A-Za-z0-9._~%+/-]*)", remote)
+    scp = re.fullmatch(
+        r"(?:[^@/:]+@)?([A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9]):([A-Za-z0-9._~%+-][A-Za-z0-9._~%+/-]*)",
+        remote,
+    )
     if scp is not None:
         return f"https://{scp.group(1)}/{scp.group(2)}"
     try:
@@ -77,7 +82,9 @@ def public_source_url(remote: str) -> str:
 def pip_config(package_index: dict[str, str]) -> str:
     """A pip.conf that sets PIP_INDEX_URL and PIP_EXTRA_INDEX_URL (pip reads it raw: no interpolation)."""
     options = {"PIP_INDEX_URL": "index-url", "PIP_EXTRA_INDEX_URL": "extra-index-url"}
-    return "[global]\n" + "".join(f"{options[key]} = {value}\n" for key, value in package_index.items())
+    return "[global]\n" + "".join(
+        f"{options[key]} = {value}\n" for key, value in package_index.items()
+    )
 
 
 def cache_ref(settings: Settings, target: Target) -> str:
@@ -167,9 +174,15 @@ def source_date(engine: Engine, project_dir: Path) -> str:
     # ASCII digits, and at most 10 of them (the year 2286): `int()` also takes `²`, and a larger
     # number is past what every platform's clock functions take.
     if given and not re.fullmatch(r"[0-9]{1,10}", given):
-        raise UserError(f"SOURCE_DATE_EPOCH={given!r} (from environment): not a time in seconds since 1970")
+        raise UserError(
+            f"SOURCE_DATE_EPOCH={given!r} (from environment): not a time in seconds since 1970"
+        )
     epoch = given or engine.git(project_dir, "log", "-1", "--format=%ct")
-    moment = datetime.datetime.fromtimestamp(int(epoch), datetime.UTC) if epoch else datetime.datetime.now(datetime.UTC)
+    moment = (
+        datetime.datetime.fromtimestamp(int(epoch), datetime.UTC)
+        if epoch
+        else datetime.datetime.now(datetime.UTC)
+    )
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -177,8 +190,12 @@ def image_labels(engine: Engine, settings: Settings, target: Target) -> dict[str
     """Build arguments behind the image's OCI labels: source, revision, creation time, TensorFlow."""
     project_dir = settings.project_dir
     return {
-        "TENSORFLOW_VERSION": pinned_tensorflow((project_dir / target.lock.output).read_text(encoding="utf-8")),
-        "SOURCE_URL": public_source_url(engine.git(project_dir, "config", "--get", "remote.origin.url")),
+        "TENSORFLOW_VERSION": pinned_tensorflow(
+            (project_dir / target.lock.output).read_text(encoding="utf-8")
+        ),
+        "SOURCE_URL": public_source_url(
+            engine.git(project_dir, "config", "--get", "remote.origin.url")
+        ),
         "REVISION": engine.git(project_dir, "rev-parse", "HEAD"),
         "CREATED": source_date(engine, project_dir),
     }
@@ -203,12 +220,17 @@ def build(
     buildx = engine.uses_buildx()
     mode = cache_mode(engine, buildx=buildx) if settings.build_cache else ""
     if not (settings.project_dir / target.lock.output).exists():
-        raise UserError(f"{target.lock.output} is missing: {target.image} installs it; run `invoke lock`")
+        raise UserError(
+            f"{target.lock.output} is missing: {target.image} installs it; run `invoke lock`"
+        )
     # Here rather than in the middle of the build's output: a misspelt or unreachable BASE_IMAGE is one line.
     engine.pull_base_image(settings.base_image, target.platform)
     if not target.native:
         engine.require_platform_support(settings.base_image, target.platform)
-        print(f"building {target.image} for {target.platform}: not this host's platform, so it runs under emulation", file=sys.stderr)
+        print(
+            f"building {target.image} for {target.platform}: not this host's platform, so it runs under emulation",
+            file=sys.stderr,
+        )
     with tempfile.TemporaryDirectory(prefix="invoke-build-") as secrets:
         pip_config_file = None
         if settings.package_index:
@@ -228,7 +250,9 @@ def build(
         )
         result = engine.run(argv, env={"DOCKER_BUILDKIT": "1"})
     if result.failed:
-        raise UserError(f"building {target.image} failed (exit {result.exited}); the build's output above says why")
+        raise UserError(
+            f"building {target.image} failed (exit {result.exited}); the build's output above says why"
+        )
     if export_cache and mode == "inline":
         push_inline_cache(engine, settings, target)
 
@@ -243,5 +267,7 @@ def push_inline_cache(engine: Engine, settings: Settings, target: Target) -> Non
         engine.run([settings.docker, "image", "rm", ref], hide=True)
     if result.failed:
         login = f"`docker login {ref.split('/', 1)[0]}` if it needs credentials"
-        raise UserError(f"pushing the layer cache to {ref} failed: {first_line(result.stderr)}", login)
+        raise UserError(
+            f"pushing the layer cache to {ref} failed: {first_line(result.stderr)}", login
+        )
     engine.report(f"layer cache pushed to {ref}")

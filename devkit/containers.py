@@ -42,7 +42,10 @@ def parse_command(value: str) -> list[str]:
     try:
         words = shlex.split(value)
     except ValueError as error:
-        raise UserError(f"--cmd {value!r}: {error}", "quote it as a shell would, e.g. --cmd \"python -c 'print(1)'\"") from None
+        raise UserError(
+            f"--cmd {value!r}: {error}",
+            "quote it as a shell would, e.g. --cmd \"python -c 'print(1)'\"",
+        ) from None
     if not words:
         raise UserError("--cmd is empty", 'give a command, e.g. --cmd "python -m app.train"')
     return words
@@ -51,7 +54,9 @@ def parse_command(value: str) -> list[str]:
 def mount_spec(source: Path, target: str, *, readonly: bool = False) -> str:
     """A `--mount` bind of `source` at `target`: CSV, so a path with a comma or a quote is quoted."""
     buffer = io.StringIO()
-    fields = ["type=bind", f"source={source}", f"target={target}"] + (["readonly"] if readonly else [])
+    fields = ["type=bind", f"source={source}", f"target={target}"] + (
+        ["readonly"] if readonly else []
+    )
     csv.writer(buffer, lineterminator="").writerow(fields)
     return buffer.getvalue()
 
@@ -63,7 +68,10 @@ def parse_publish(values: list[str], container_port: int) -> list[tuple[int, int
         match = re.fullmatch(r"([0-9]{1,5})(?::([0-9]{1,5}))?", value)
         host, inner = (int(match[1]), int(match[2] or container_port)) if match else (0, 0)
         if not (1 <= host <= 65535 and 1 <= inner <= 65535):
-            raise UserError(f"--publish {value!r}: expected HOST_PORT or HOST_PORT:CONTAINER_PORT, each 1-65535", "e.g. --publish 9000")
+            raise UserError(
+                f"--publish {value!r}: expected HOST_PORT or HOST_PORT:CONTAINER_PORT, each 1-65535",
+                "e.g. --publish 9000",
+            )
         ports.append((host, inner))
     return ports
 
@@ -73,7 +81,9 @@ def one_off_name(target: Target, kind: str = "run") -> str:
     return f"{target.container}-{kind}-{secrets.token_hex(3)}"
 
 
-def container_options(settings: Settings, target: Target, user: str | None, env_file: Path | None) -> list[str]:
+def container_options(
+    settings: Settings, target: Target, user: str | None, env_file: Path | None
+) -> list[str]:
     """What every container of the project gets: label, platform, data mount, user, app keys, GPUs."""
     argv = ["--rm", "--init", "--label", project_label(settings), "--platform", target.platform]
     # Least privilege: the app needs no Linux capability, and nothing in it may gain privileges
@@ -123,7 +133,15 @@ def run_command(
     return argv + (command or [])
 
 
-def shell_command(settings: Settings, target: Target, *, name: str, user: str | None, tty: bool, env_file: Path | None = None) -> list[str]:
+def shell_command(
+    settings: Settings,
+    target: Target,
+    *,
+    name: str,
+    user: str | None,
+    tty: bool,
+    env_file: Path | None = None,
+) -> list[str]:
     """An interactive shell in the image, with the mounts and environment of `invoke run`."""
     argv = [settings.docker, "run", "--name", name, "--interactive"]
     if tty:
@@ -152,7 +170,11 @@ def container_test_command(
     argv += ["--env", f"EXPECTED_PLATFORM={target.platform}"]
     if target.gpu:
         argv += ["--env", "EXPECT_GPU=1"]
-    folders = [f"{CONTAINER_TESTS_DIR}/{folder}" for folder in CONTAINER_TEST_FOLDERS if (tests_dir / folder).is_dir()]
+    folders = [
+        f"{CONTAINER_TESTS_DIR}/{folder}"
+        for folder in CONTAINER_TEST_FOLDERS
+        if (tests_dir / folder).is_dir()
+    ]
     # -p no:cacheprovider: the tests folder is read-only; -rA: a line per test in the report.
     # --import-mode=importlib: as pyproject.toml sets it on the host (the container has no pyproject).
     pytest = [
@@ -202,10 +224,15 @@ def app_env_file(settings: Settings) -> Iterator[Path | None]:
         return
     for key, value in settings.app_env.items():
         if "\n" in value or "\r" in value:
-            raise UserError(f"the app key {key} has a value of several lines, which docker's --env-file cannot pass", "put it on one line")
+            raise UserError(
+                f"the app key {key} has a value of several lines, which docker's --env-file cannot pass",
+                "put it on one line",
+            )
     with tempfile.TemporaryDirectory(prefix="invoke-app-env-") as folder:
         path = Path(folder) / "app.env"
-        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as stream:
+        with os.fdopen(
+            os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8"
+        ) as stream:
             stream.writelines(f"{key}={value}\n" for key, value in settings.app_env.items())
         yield path
 
@@ -221,7 +248,9 @@ class StopOnSignal:
     too. One object for all the containers of a task (`invoke train` starts several).
     """
 
-    def __init__(self, engine: Engine, settings: Settings, names: list[str], *, tty: bool = False) -> None:
+    def __init__(
+        self, engine: Engine, settings: Settings, names: list[str], *, tty: bool = False
+    ) -> None:
         self._engine = engine
         self._argv = [settings.docker, "stop", *names]
         hangup = (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()
@@ -272,7 +301,9 @@ def prepare_data_dir(engine: Engine, settings: Settings, user: str | None) -> No
     """DATA_DIR exists, and the container's user can write it: a folder made here is made theirs."""
     data_dir = settings.data_dir
     if not data_dir.exists():
-        engine.change(f"create {data_dir} for uid {user_ids(user)[0]}", lambda: _make_data_dir(data_dir, user))
+        engine.change(
+            f"create {data_dir} for uid {user_ids(user)[0]}", lambda: _make_data_dir(data_dir, user)
+        )
     if host_system() == "Linux" and data_dir.exists():
         engine.require(require_writable_by, data_dir, *user_ids(user))
 
@@ -289,7 +320,10 @@ def require_image(engine: Engine, target: Target) -> None:
     if found is None:
         raise UserError(f"there is no image {target.image}", f"{target.build_hint()} makes it")
     if found != target.platform:
-        raise UserError(f"{target.image} is a {found} image, not {target.platform}", f"{target.build_hint()} rebuilds it")
+        raise UserError(
+            f"{target.image} is a {found} image, not {target.platform}",
+            f"{target.build_hint()} rebuilds it",
+        )
 
 
 def remove_container(engine: Engine, settings: Settings, container: str) -> None:
@@ -301,7 +335,16 @@ def remove_container(engine: Engine, settings: Settings, container: str) -> None
 def _inspect_container(engine: Engine, settings: Settings, name: str) -> tuple[str, bool] | None:
     """The state of the container `name` and whether it is this project's (carries its label); None if there is none."""
     labels = f'{{{{index .Config.Labels "{PROJECT_LABEL}"}}}}'
-    result = engine.query([settings.docker, "container", "inspect", "--format", f"{{{{.State.Status}}}} {labels}", name])
+    result = engine.query(
+        [
+            settings.docker,
+            "container",
+            "inspect",
+            "--format",
+            f"{{{{.State.Status}}}} {labels}",
+            name,
+        ]
+    )
     if result.returncode != 0 or not result.stdout.strip():
         return None
     state, _, owner = result.stdout.strip().partition(" ")
@@ -310,13 +353,26 @@ def _inspect_container(engine: Engine, settings: Settings, name: str) -> tuple[s
 
 def _image_is_ours(engine: Engine, settings: Settings, image: str) -> bool | None:
     """Whether the local `image` carries this project's label; None where there is no such image."""
-    result = engine.query([settings.docker, "image", "inspect", "--format", f'{{{{index .Config.Labels "{PROJECT_LABEL}"}}}}', image])
+    result = engine.query(
+        [
+            settings.docker,
+            "image",
+            "inspect",
+            "--format",
+            f'{{{{index .Config.Labels "{PROJECT_LABEL}"}}}}',
+            image,
+        ]
+    )
     return result.stdout.strip() == project_id(settings) if result.returncode == 0 else None
 
 
 def _foreign(settings: Settings, name: str, *, image: bool = False) -> str:
     """Why a container or image of the project's name, but without its label, is left alone; how to remove it."""
-    remove = command_line([settings.docker, "image", "rm", name] if image else [settings.docker, "rm", "--force", name])
+    remove = command_line(
+        [settings.docker, "image", "rm", name]
+        if image
+        else [settings.docker, "rm", "--force", name]
+    )
     what = "an image" if image else "a container"
     return f"{name} is {what} of the same name that is not this project's (no {PROJECT_LABEL} label of this folder); `{remove}` removes it"
 
@@ -328,9 +384,13 @@ def _require_free_name(engine: Engine, settings: Settings, target: Target) -> bo
         return False
     state, ours = found
     if not ours:
-        raise UserError(_foreign(settings, target.container), "or set IMAGE_NAME in .env to another name")
+        raise UserError(
+            _foreign(settings, target.container), "or set IMAGE_NAME in .env to another name"
+        )
     if state == "running":
-        raise UserError(f"{target.container} is already running; `invoke stop{target.selection}` stops it")
+        raise UserError(
+            f"{target.container} is already running; `invoke stop{target.selection}` stops it"
+        )
     return True
 
 
@@ -351,8 +411,15 @@ def run(
     """
     command = parse_command(cmd) if cmd is not None else None
     if command is None and publish:
-        raise UserError("--publish goes with --cmd; the server publishes HOST_PORT", "set HOST_PORT in .env to move it")
-    ports = [(settings.host_port, settings.container_port)] if command is None else parse_publish(list(publish), settings.container_port)
+        raise UserError(
+            "--publish goes with --cmd; the server publishes HOST_PORT",
+            "set HOST_PORT in .env to move it",
+        )
+    ports = (
+        [(settings.host_port, settings.container_port)]
+        if command is None
+        else parse_publish(list(publish), settings.container_port)
+    )
     name = target.container if command is None else one_off_name(target)
     user = container_user(settings)
     require_engine_for(engine, target)
@@ -365,13 +432,24 @@ def run(
         remove_container(engine, settings, target.container)
     urls = ", ".join(f"http://{settings.host_address}:{host_port}" for host_port, _ in ports)
     if command is None:
-        print(f"serving {target.image} as {name} on {urls} (DATA_DIR {settings.data_dir})", file=sys.stderr)
+        print(
+            f"serving {target.image} as {name} on {urls} (DATA_DIR {settings.data_dir})",
+            file=sys.stderr,
+        )
     else:
         published = urls or "no port published"
-        print(f"running `{shlex.join(command)}` in {name} ({target.image}; {published}; DATA_DIR {settings.data_dir})", file=sys.stderr)
-    with StopOnSignal(engine, settings, [name], tty=tty) as stopped, app_env_file(settings) as env_file:
+        print(
+            f"running `{shlex.join(command)}` in {name} ({target.image}; {published}; DATA_DIR {settings.data_dir})",
+            file=sys.stderr,
+        )
+    with (
+        StopOnSignal(engine, settings, [name], tty=tty) as stopped,
+        app_env_file(settings) as env_file,
+    ):
         options = {"detach": detach, "tty": tty, "read_only": read_only, "command": command}
-        argv = run_command(settings, target, name=name, user=user, ports=ports, env_file=env_file, **options)
+        argv = run_command(
+            settings, target, name=name, user=user, ports=ports, env_file=env_file, **options
+        )
         try:
             result = engine.run(argv, tty=tty, hide=detach)
         finally:
@@ -390,9 +468,15 @@ def run(
     elif detach:
         print(f"{name} runs in the background{f' on {urls}' if urls else ''}", file=sys.stderr)
         if command is None:
-            follow, stop_it = f"invoke logs --follow{target.selection}", f"invoke stop{target.selection}"
+            follow, stop_it = (
+                f"invoke logs --follow{target.selection}",
+                f"invoke stop{target.selection}",
+            )
         else:
-            follow, stop_it = command_line(logs_command(settings, name, follow=True)), command_line([settings.docker, "stop", name])
+            follow, stop_it = (
+                command_line(logs_command(settings, name, follow=True)),
+                command_line([settings.docker, "stop", name]),
+            )
         print(f"`{follow}` shows its output; `{stop_it}` stops it", file=sys.stderr)
 
 
@@ -403,7 +487,11 @@ def shell(engine: Engine, settings: Settings, target: Target, *, tty: bool) -> O
     require_engine_for(engine, target)
     prepare_data_dir(engine, settings, user)
     with StopOnSignal(engine, settings, [name], tty=tty), app_env_file(settings) as env_file:
-        return engine.run(shell_command(settings, target, name=name, user=user, tty=tty, env_file=env_file), stdin=True, tty=tty)
+        return engine.run(
+            shell_command(settings, target, name=name, user=user, tty=tty, env_file=env_file),
+            stdin=True,
+            tty=tty,
+        )
 
 
 def stop(engine: Engine, settings: Settings, target: Target) -> None:
@@ -432,7 +520,10 @@ def logs(engine: Engine, settings: Settings, target: Target, *, follow: bool = F
     engine.require_running()
     found = _inspect_container(engine, settings, target.container)
     if found is None:
-        raise UserError(f"there is no container {target.container}", f"`invoke run --detach{target.selection}` starts it")
+        raise UserError(
+            f"there is no container {target.container}",
+            f"`invoke run --detach{target.selection}` starts it",
+        )
     if not found[1]:
         raise UserError(_foreign(settings, target.container))
     result = engine.run(logs_command(settings, target.container, follow=follow))
@@ -450,33 +541,63 @@ def container_test(engine: Engine, settings: Settings, target: Target, *, python
     project_dir = settings.project_dir
     name = target.container_test_container
     expected = pinned_tensorflow((project_dir / target.lock.output).read_text(encoding="utf-8"))
-    with StopOnSignal(engine, settings, [name]) as stopped, tempfile.TemporaryDirectory(prefix="invoke-container-test-") as work:
+    with (
+        StopOnSignal(engine, settings, [name]) as stopped,
+        tempfile.TemporaryDirectory(prefix="invoke-container-test-") as work,
+    ):
         work_dir = Path(work)
         work_dir.chmod(0o755)  # the container's user reads the tools
         tools_dir = work_dir / "site-packages"
         pytest_lock = work_dir / "pytest.txt"
-        pytest_lock.write_text(tool_requirements((project_dir / "requirements-dev.txt").read_text(encoding="utf-8"), root="pytest"))
-        install = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--require-hashes", "--no-deps"]
+        pytest_lock.write_text(
+            tool_requirements(
+                (project_dir / "requirements-dev.txt").read_text(encoding="utf-8"), root="pytest"
+            )
+        )
+        install = [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--require-hashes",
+            "--no-deps",
+        ]
         install += ["--only-binary=:all:", "--target", str(tools_dir), "-r", str(pytest_lock)]
         installed = engine.run(install, env=settings.package_index, hide=True)
         if installed.failed:
-            raise UserError(f"cannot install pytest for the container: {first_line(installed.stderr)}")
+            raise UserError(
+                f"cannot install pytest for the container: {first_line(installed.stderr)}"
+            )
         require_engine_for(engine, target)
         engine.require(require_image, engine, target)
         if not settings.data_dir.exists():
-            engine.change(f"create {settings.data_dir}", lambda: settings.data_dir.mkdir(parents=True, exist_ok=True))
+            engine.change(
+                f"create {settings.data_dir}",
+                lambda: settings.data_dir.mkdir(parents=True, exist_ok=True),
+            )
         with app_env_file(settings) as env_file:
             argv = container_test_command(
-                settings, target, user=container_user(settings), tools_dir=tools_dir, tensorflow_version=expected, env_file=env_file
+                settings,
+                target,
+                user=container_user(settings),
+                tools_dir=tools_dir,
+                tensorflow_version=expected,
+                env_file=env_file,
             )
             try:
                 result = engine.run(argv)
             finally:
                 remove_container(engine, settings, name)
     if stopped.received is not None:
-        raise UserError(f"the container test was stopped on {stopped.received.name}; {name} is removed")
+        raise UserError(
+            f"the container test was stopped on {stopped.received.name}; {name} is removed"
+        )
     if result.failed:
-        raise UserError(f"the container test failed in {target.image} (exit {result.exited}); its report above says which test and why")
+        raise UserError(
+            f"the container test failed in {target.image} (exit {result.exited}); its report above says which test and why"
+        )
 
 
 def disk_usage(engine: Engine, settings: Settings) -> int | None:
@@ -500,15 +621,26 @@ def _human(size: int) -> str:
     raise AssertionError("unreachable")
 
 
-def clean(engine: Engine, settings: Settings, targets: list[Target], *, cache_volume: str, everything: bool = False) -> None:
+def clean(
+    engine: Engine,
+    settings: Settings,
+    targets: list[Target],
+    *,
+    cache_volume: str,
+    everything: bool = False,
+) -> None:
     """`invoke clean`: this project's containers, its images under IMAGE_TAG and its untagged images; with
     `everything`, `cache_volume` (pip's downloads for `invoke lock`) and the engine's unused build cache too.
     Never DATA_DIR, the locks, or anything that lacks the project's label."""
     engine.require_running()
     before = disk_usage(engine, settings)
     mine = ["--filter", f"label={project_label(settings)}"]
-    containers = engine.query([settings.docker, "container", "ls", "--all", *mine, "--format", "{{.Names}}"]).stdout.split()
-    for name in dict.fromkeys(name for target in targets for name in (target.container, target.container_test_container)):
+    containers = engine.query(
+        [settings.docker, "container", "ls", "--all", *mine, "--format", "{{.Names}}"]
+    ).stdout.split()
+    for name in dict.fromkeys(
+        name for target in targets for name in (target.container, target.container_test_container)
+    ):
         found = _inspect_container(engine, settings, name)
         if found is not None and not found[1]:
             print(f"left alone: {_foreign(settings, name)}", file=sys.stderr)
@@ -519,9 +651,25 @@ def clean(engine: Engine, settings: Settings, targets: list[Target], *, cache_vo
             print(f"left alone: {_foreign(settings, image, image=True)}", file=sys.stderr)
         elif ours:
             images.append(image)
-    untagged = engine.query([settings.docker, "image", "ls", "--quiet", "--no-trunc", "--filter", "dangling=true", *mine]).stdout.split()
+    untagged = engine.query(
+        [
+            settings.docker,
+            "image",
+            "ls",
+            "--quiet",
+            "--no-trunc",
+            "--filter",
+            "dangling=true",
+            *mine,
+        ]
+    ).stdout.split()
     untagged = list(dict.fromkeys(untagged))
-    volumes = [cache_volume] if everything and engine.query([settings.docker, "volume", "inspect", cache_volume]).returncode == 0 else []
+    volumes = (
+        [cache_volume]
+        if everything
+        and engine.query([settings.docker, "volume", "inspect", cache_volume]).returncode == 0
+        else []
+    )
     commands = [remove_containers_command(settings, containers)] if containers else []
     commands += [remove_images_command(settings, images + untagged)] if images or untagged else []
     commands += [[settings.docker, "volume", "rm", *volumes]] if volumes else []
@@ -530,13 +678,21 @@ def clean(engine: Engine, settings: Settings, targets: list[Target], *, cache_vo
         result = engine.run(argv, hide=True)
         if result.failed:
             raise UserError(f"could not remove everything: {first_line(result.stderr)}")
-    removed = [f"container{'s' * (len(containers) > 1)} {', '.join(containers)}"] if containers else []
+    removed = (
+        [f"container{'s' * (len(containers) > 1)} {', '.join(containers)}"] if containers else []
+    )
     removed += [f"image{'s' * (len(images) > 1)} {', '.join(images)}"] if images else []
     removed += [f"{len(untagged)} untagged image{'s' * (len(untagged) > 1)}"] if untagged else []
-    removed += [f"the lock cache volume {name}" for name in volumes] + (["the engine's unused build cache"] if everything else [])
+    removed += [f"the lock cache volume {name}" for name in volumes] + (
+        ["the engine's unused build cache"] if everything else []
+    )
     print(f"removed {'; '.join(removed)}" if removed else "nothing to remove", file=sys.stderr)
     after = disk_usage(engine, settings) if before is not None else None
-    freed = f"freed {_human(max(before - after, 0))}; " if before is not None and after is not None else ""
+    freed = (
+        f"freed {_human(max(before - after, 0))}; "
+        if before is not None and after is not None
+        else ""
+    )
     kept = f"kept: what you pushed to a registry, DATA_DIR ({settings.data_dir}), the locks"
     if not everything:
         kept += f", the lock cache volume {cache_volume} and the build cache (`invoke clean --all` removes those)"

@@ -45,7 +45,10 @@ WORKER_MEMORY = 512 * 2**20
 GRACE_SECONDS = 60
 # The Job's pods are <name>-train-<index>: a hostname label has at most 63 characters.
 MAX_NAME_LENGTH = 40
-_SIGNAL_REASONS = {137: "killed (SIGKILL: `docker kill`, or out of memory)", 143: "stopped (SIGTERM)"}
+_SIGNAL_REASONS = {
+    137: "killed (SIGKILL: `docker kill`, or out of memory)",
+    143: "stopped (SIGTERM)",
+}
 
 
 def parse_workers(value: str) -> int:
@@ -108,23 +111,48 @@ def network_name(target: Target) -> str:
 def workers_of(settings: Settings, target: Target, count: int) -> list[Worker]:
     """The workers of a training: containers named after the image's, hostnames after the Job's pods."""
     name = kubernetes_name(settings)
-    return [Worker(index, count, f"{target.container}-train-{index}", f"{name}-train", f"{name}-workers") for index in range(count)]
+    return [
+        Worker(
+            index, count, f"{target.container}-train-{index}", f"{name}-train", f"{name}-workers"
+        )
+        for index in range(count)
+    ]
 
 
 def worker_command(
-    settings: Settings, target: Target, worker: Worker, *, user: str | None, command: list[str], env_file: Path | None = None
+    settings: Settings,
+    target: Target,
+    worker: Worker,
+    *,
+    user: str | None,
+    command: list[str],
+    env_file: Path | None = None,
 ) -> list[str]:
     """`docker run` of one worker: attached, so that its output can be shown under its name."""
     argv = [settings.docker, "run", "--name", worker.container]
     argv += container_options(settings, target, user, env_file)
     argv += ["--read-only", "--tmpfs", "/tmp"]  # noqa: S108 (the pod's emptyDir)
-    argv += ["--network", network_name(target), "--hostname", worker.hostname, "--network-alias", worker.address]
+    argv += [
+        "--network",
+        network_name(target),
+        "--hostname",
+        worker.hostname,
+        "--network-alias",
+        worker.address,
+    ]
     for key, value in worker.environment().items():
         argv += ["--env", f"{key}={value}"]
     return [*argv, target.image, *command]
 
 
-def train(engine: Engine, settings: Settings, target: Target, *, workers: str = "1", cmd: str | None = None) -> None:
+def train(
+    engine: Engine,
+    settings: Settings,
+    target: Target,
+    *,
+    workers: str = "1",
+    cmd: str | None = None,
+) -> None:
     """`invoke train`: everything checked before the first container starts; nothing left when it ends."""
     count = parse_workers(workers)
     command = parse_command(cmd) if cmd is not None else DEFAULT_COMMAND
@@ -136,22 +164,39 @@ def train(engine: Engine, settings: Settings, target: Target, *, workers: str = 
     _require_not_running(engine, settings, target, crew)
     prepare_data_dir(engine, settings, user)
     network = network_name(target)
-    created = engine.run([settings.docker, "network", "create", "--label", project_label(settings), network], hide=True)
+    created = engine.run(
+        [settings.docker, "network", "create", "--label", project_label(settings), network],
+        hide=True,
+    )
     if created.failed:
         raise UserError(f"cannot create the network {network}: {first_line(created.stderr)}")
-    print(f"training with {count} worker{'s' * (count > 1)} of {target.image} on the network {network}", file=sys.stderr)
+    print(
+        f"training with {count} worker{'s' * (count > 1)} of {target.image} on the network {network}",
+        file=sys.stderr,
+    )
     names = [worker.container for worker in crew]
     with StopOnSignal(engine, settings, names) as stopped, app_env_file(settings) as env_file:
         try:
             processes = [
-                engine.start(worker_command(settings, target, worker, user=user, command=command, env_file=env_file)) for worker in crew
+                engine.start(
+                    worker_command(
+                        settings, target, worker, user=user, command=command, env_file=env_file
+                    )
+                )
+                for worker in crew
             ]
             # Nothing to watch where nothing started (`--dry` prints the commands instead).
-            failure = _watch(crew, processes, stopping=lambda: stopped.received is not None) if all(processes) else None
+            failure = (
+                _watch(crew, processes, stopping=lambda: stopped.received is not None)
+                if all(processes)
+                else None
+            )
         finally:
             _remove(engine, settings, target, crew)
     if stopped.received is not None:
-        raise UserError(f"stopped on {stopped.received.name}", "every worker was stopped and removed")
+        raise UserError(
+            f"stopped on {stopped.received.name}", "every worker was stopped and removed"
+        )
     if failure is not None:
         raise failure
 
@@ -168,17 +213,26 @@ def _require_memory_for(engine: Engine, count: int) -> None:
         )
 
 
-def _require_not_running(engine: Engine, settings: Settings, target: Target, crew: list[Worker]) -> None:
+def _require_not_running(
+    engine: Engine, settings: Settings, target: Target, crew: list[Worker]
+) -> None:
     """No training of this image runs; what a crash left (stopped containers, the network) is removed."""
-    running = [worker.container for worker in crew if engine.container_state(worker.container) == "running"]
+    running = [
+        worker.container for worker in crew if engine.container_state(worker.container) == "running"
+    ]
     if running:
-        raise UserError(f"a training already runs in {', '.join(running)}", "wait for it, or stop it (Ctrl-C where it runs)")
+        raise UserError(
+            f"a training already runs in {', '.join(running)}",
+            "wait for it, or stop it (Ctrl-C where it runs)",
+        )
     _remove(engine, settings, target, crew)
 
 
 def _remove(engine: Engine, settings: Settings, target: Target, crew: list[Worker]) -> None:
     """The workers' containers and their network, where they exist."""
-    leftovers = [worker.container for worker in crew if engine.container_state(worker.container) is not None]
+    leftovers = [
+        worker.container for worker in crew if engine.container_state(worker.container) is not None
+    ]
     if leftovers:
         engine.run([settings.docker, "container", "rm", "--force", *leftovers], hide=True)
     network = network_name(target)
@@ -186,7 +240,9 @@ def _remove(engine: Engine, settings: Settings, target: Target, crew: list[Worke
         engine.run([settings.docker, "network", "rm", network], hide=True)
 
 
-def _watch(crew: list[Worker], processes: list, *, stopping: Callable[[], bool]) -> UserError | None:
+def _watch(
+    crew: list[Worker], processes: list, *, stopping: Callable[[], bool]
+) -> UserError | None:
     """Show each worker's output under its name until the chief has ended; None, or why the training failed.
 
     A worker that fails (the chief included) ends the training at once; once a signal has asked every
@@ -207,7 +263,10 @@ def _watch(crew: list[Worker], processes: list, *, stopping: Callable[[], bool])
         wait = 0.5 if deadline is None else deadline - time.monotonic()
         if wait <= 0:
             names = ", ".join(crew[index].container for index in sorted(pending))
-            print(f"the chief has ended, and {names} still ran {GRACE_SECONDS} s later: stopped", file=sys.stderr)
+            print(
+                f"the chief has ended, and {names} still ran {GRACE_SECONDS} s later: stopped",
+                file=sys.stderr,
+            )
             return None
         try:
             index, status = ended.get(timeout=wait)

@@ -28,7 +28,11 @@ CPU_BUILD_BYTES = 5 * 1000**3
 GPU_BUILD_BYTES = 20 * 1000**3
 
 # Where Podman packages put catatonit, the init that `podman run --init` starts (`invoke run` asks for one).
-CATATONIT_PATHS = ("/usr/libexec/podman/catatonit", "/usr/local/libexec/podman/catatonit", "/usr/lib/podman/catatonit")
+CATATONIT_PATHS = (
+    "/usr/libexec/podman/catatonit",
+    "/usr/local/libexec/podman/catatonit",
+    "/usr/lib/podman/catatonit",
+)
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,9 @@ class Machine:
     project_dir: Path
     environ: Mapping[str, str]
     host: str  # the platform Python sees, e.g. linux/amd64
-    container_ids: Callable[[Settings], tuple[int, int] | None]  # uid, gid of `invoke run`; None: mapped by Docker Desktop
+    container_ids: Callable[
+        [Settings], tuple[int, int] | None
+    ]  # uid, gid of `invoke run`; None: mapped by Docker Desktop
 
 
 def examine(machine: Machine, *, gpu: bool) -> Iterator[Finding]:
@@ -61,7 +67,9 @@ def examine(machine: Machine, *, gpu: bool) -> Iterator[Finding]:
 
     cli = check_cli(engine)
     yield cli
-    engine_finding = check_engine(engine) if cli.verdict == OK else skipped("engine", "needs the CLI")
+    engine_finding = (
+        check_engine(engine) if cli.verdict == OK else skipped("engine", "needs the CLI")
+    )
     yield engine_finding
     engine_up = engine_finding.verdict == OK
     yield check_buildkit(engine) if engine_up else skipped("BuildKit", "needs the engine")
@@ -75,12 +83,18 @@ def examine(machine: Machine, *, gpu: bool) -> Iterator[Finding]:
             yield skipped(subject, "needs a valid .env")
         return
     # The CPU image as `invoke run` would start it: its platform and its container's name.
-    cpu = resolve_target(settings, gpu=False, platform_flag=None, host=engine_platform or machine.host)
+    cpu = resolve_target(
+        settings, gpu=False, platform_flag=None, host=engine_platform or machine.host
+    )
     yield check_port(settings, cpu.container, engine if engine_up else None)
     yield check_data_dir(settings, machine.container_ids(settings))
     yield check_disk(engine, gpu=gpu) if engine_up else skipped("disk", "needs the engine")
     platform = AMD64 if gpu else cpu.platform
-    yield check_base_image(engine, settings.base_image, platform) if engine_up else skipped("base image", "needs the engine")
+    yield (
+        check_base_image(engine, settings.base_image, platform)
+        if engine_up
+        else skipped("base image", "needs the engine")
+    )
 
 
 def report(machine: Machine, *, gpu: bool) -> int:
@@ -100,16 +114,24 @@ def failed(subject: str, error: UserError) -> Finding:
     return Finding(FAIL, subject, error.problem, error.fix)
 
 
-def check_settings(project_dir: Path, environ: Mapping[str, str]) -> tuple[Finding, Settings | None]:
+def check_settings(
+    project_dir: Path, environ: Mapping[str, str]
+) -> tuple[Finding, Settings | None]:
     dotenv = project_dir / ".env"
     try:
         settings = load_settings(project_dir, environ)
     except UserError as error:
-        return Finding(FAIL, ".env", str(error), "correct it; .env.example explains every key"), None
+        return Finding(
+            FAIL, ".env", str(error), "correct it; .env.example explains every key"
+        ), None
     if not dotenv.exists():
-        return Finding(OK, ".env", "none: the defaults apply (copy .env.example to .env to change them)"), settings
+        return Finding(
+            OK, ".env", "none: the defaults apply (copy .env.example to .env to change them)"
+        ), settings
     keys = len(settings.app_env)
-    return Finding(OK, ".env", f"read; every setting valid; {keys} key{'s' * (keys != 1)} for the app"), settings
+    return Finding(
+        OK, ".env", f"read; every setting valid; {keys} key{'s' * (keys != 1)} for the app"
+    ), settings
 
 
 def check_cli(engine: Engine) -> Finding:
@@ -134,20 +156,40 @@ def check_buildkit(engine: Engine) -> Finding:
     except UserError as error:
         return failed("BuildKit", error)
     if engine.podman:
-        return Finding(OK, "BuildKit", "Podman builds with Buildah (RUN --mount and build secrets), in the docker image format")
+        return Finding(
+            OK,
+            "BuildKit",
+            "Podman builds with Buildah (RUN --mount and build secrets), in the docker image format",
+        )
     if buildx:
         return Finding(OK, "BuildKit", "the buildx plugin builds with BuildKit")
-    return Finding(OK, "BuildKit", "`docker build` with DOCKER_BUILDKIT=1, which `invoke build` sets")
+    return Finding(
+        OK, "BuildKit", "`docker build` with DOCKER_BUILDKIT=1, which `invoke build` sets"
+    )
 
 
 def check_init(engine: Engine) -> Finding:
     """Podman's `--init` needs catatonit, which not every Podman package brings."""
-    if engine.query([engine.docker, "info", "--format", "{{.Host.ServiceIsRemote}}"]).stdout.strip() == "true":
-        return Finding(OK, "init", "a remote Podman (podman machine): its VM brings catatonit for --init")
-    found = next((path for path in CATATONIT_PATHS if Path(path).is_file()), None) or shutil.which("catatonit")
+    if (
+        engine.query(
+            [engine.docker, "info", "--format", "{{.Host.ServiceIsRemote}}"]
+        ).stdout.strip()
+        == "true"
+    ):
+        return Finding(
+            OK, "init", "a remote Podman (podman machine): its VM brings catatonit for --init"
+        )
+    found = next((path for path in CATATONIT_PATHS if Path(path).is_file()), None) or shutil.which(
+        "catatonit"
+    )
     if found is None:
         fix = "install catatonit (Debian, Ubuntu: `sudo apt install catatonit`; Fedora: `sudo dnf install catatonit`)"
-        return Finding(FAIL, "init", "no catatonit: `podman run --init`, which every task's container uses, cannot start", fix)
+        return Finding(
+            FAIL,
+            "init",
+            "no catatonit: `podman run --init`, which every task's container uses, cannot start",
+            fix,
+        )
     return Finding(OK, "init", f"{found}: the init of `podman run --init`")
 
 
@@ -156,7 +198,11 @@ def check_nvidia(engine: Engine, *, gpu: bool) -> Finding:
         return check_cdi(gpu=gpu)
     found = engine.runtimes()
     if "nvidia" not in found:
-        needed = "the GPU image cannot run here" if gpu else "only the GPU image needs it (`invoke doctor --gpu` to require it)"
+        needed = (
+            "the GPU image cannot run here"
+            if gpu
+            else "only the GPU image needs it (`invoke doctor --gpu` to require it)"
+        )
         detail = f"no NVIDIA runtime (runtimes: {', '.join(found) or 'none'}): {needed}"
         return Finding(FAIL if gpu else WARN, "NVIDIA", detail, NVIDIA_FIX)
     return Finding(OK, "NVIDIA", "the NVIDIA runtime is set up: the GPU image can run here")
@@ -166,10 +212,18 @@ def check_cdi(*, gpu: bool, spec_dirs: tuple[Path, ...] = CDI_SPEC_DIRS) -> Find
     """Podman takes GPUs as CDI devices (`--device nvidia.com/gpu=all`): it needs the toolkit's CDI spec."""
     spec = cdi_nvidia_spec(spec_dirs)
     if spec is None:
-        needed = "the GPU image cannot run here" if gpu else "only the GPU image needs it (`invoke doctor --gpu` to require it)"
+        needed = (
+            "the GPU image cannot run here"
+            if gpu
+            else "only the GPU image needs it (`invoke doctor --gpu` to require it)"
+        )
         detail = f"no CDI spec of NVIDIA GPUs in {' or '.join(str(folder) for folder in spec_dirs)}: {needed}"
         return Finding(FAIL if gpu else WARN, "NVIDIA", detail, PODMAN_NVIDIA_FIX)
-    return Finding(OK, "NVIDIA", f"{spec} names the NVIDIA GPUs: the GPU image can run here (--device nvidia.com/gpu=all)")
+    return Finding(
+        OK,
+        "NVIDIA",
+        f"{spec} names the NVIDIA GPUs: the GPU image can run here (--device nvidia.com/gpu=all)",
+    )
 
 
 def check_architecture(host: str, engine_platform: str | None, *, gpu: bool) -> Finding:
@@ -185,10 +239,17 @@ def check_architecture(host: str, engine_platform: str | None, *, gpu: bool) -> 
         detail = f"{native}: the CPU image (tensorflow) runs natively; the GPU image is {AMD64} only and cannot run here"
         if gpu:
             return Finding(
-                FAIL, "architecture", detail, "build the GPU image here if you like, and run it on a Linux x86-64 host with an NVIDIA GPU"
+                FAIL,
+                "architecture",
+                detail,
+                "build the GPU image here if you like, and run it on a Linux x86-64 host with an NVIDIA GPU",
             )
         return Finding(OK, "architecture", detail)
-    return Finding(OK, "architecture", f"{native}: the CPU image (tensorflow-cpu) and the GPU image both run natively")
+    return Finding(
+        OK,
+        "architecture",
+        f"{native}: the CPU image (tensorflow-cpu) and the GPU image both run natively",
+    )
 
 
 def check_port(settings: Settings, container: str, engine: Engine | None) -> Finding:
@@ -197,7 +258,9 @@ def check_port(settings: Settings, container: str, engine: Engine | None) -> Fin
         warning = host.probe_port(settings.host_address, settings.host_port)
     except UserError as error:
         if engine is not None and engine.container_state(container) == "running":
-            return Finding(OK, "port", f"{where}: served by this project's running container {container}")
+            return Finding(
+                OK, "port", f"{where}: served by this project's running container {container}"
+            )
         return failed("port", error)
     if warning is not None:
         return Finding(WARN, "port", warning)
@@ -230,7 +293,12 @@ def check_disk(engine: Engine, *, gpu: bool) -> Finding:
     needed = GPU_BUILD_BYTES if gpu else CPU_BUILD_BYTES
     detail = f"{free / 1000**3:.1f} GB free in {root}; a {'GPU' if gpu else 'CPU'} build needs about {needed / 1000**3:.0f} GB"
     if free < needed:
-        return Finding(FAIL, "disk", detail, "free space: `docker image prune` and `docker builder prune` remove what no image needs")
+        return Finding(
+            FAIL,
+            "disk",
+            detail,
+            "free space: `docker image prune` and `docker builder prune` remove what no image needs",
+        )
     return Finding(OK, "disk", detail)
 
 
@@ -246,6 +314,15 @@ def check_base_image(engine: Engine, base_image: str, platform: str) -> Finding:
     except UserError as error:
         return Finding(FAIL, "base image", f"BASE_IMAGE {error.problem}", fix)
     if platforms and platform not in platforms:
-        return Finding(FAIL, "base image", f"BASE_IMAGE {base_image} has no {platform} variant (only {', '.join(platforms)})", fix)
+        return Finding(
+            FAIL,
+            "base image",
+            f"BASE_IMAGE {base_image} has no {platform} variant (only {', '.join(platforms)})",
+            fix,
+        )
     here = f" (the engine has its {local} variant)" if local else ""
-    return Finding(WARN, "base image", f"{base_image} for {platform}: not pulled yet{here}; `invoke build` pulls it")
+    return Finding(
+        WARN,
+        "base image",
+        f"{base_image} for {platform}: not pulled yet{here}; `invoke build` pulls it",
+    )

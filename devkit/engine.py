@@ -35,7 +35,8 @@ NVIDIA_FIX = (
 )
 # Podman reaches GPUs through CDI: a device spec that the NVIDIA Container Toolkit writes.
 PODMAN_NVIDIA_FIX = (
-    "install the NVIDIA driver and the NVIDIA Container Toolkit, then `sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`"
+    "install the NVIDIA driver and the NVIDIA Container Toolkit, "
+    "then `sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`"
 )
 # Where Podman looks for CDI specs (the toolkit writes to either).
 CDI_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
@@ -63,7 +64,9 @@ def cmd_exe_line(argv: list[str]) -> str:
     for word in argv:
         quoted = subprocess.list2cmdline([word])
         # Only such words: the plain quotes around a word with a space must stay quotes to cmd.exe.
-        line.append(_CMD_EXE_SPECIAL.sub(r"^\1", quoted) if _CMD_EXE_SPECIAL.search(word) else quoted)
+        line.append(
+            _CMD_EXE_SPECIAL.sub(r"^\1", quoted) if _CMD_EXE_SPECIAL.search(word) else quoted
+        )
     return " ".join(line)
 
 
@@ -99,7 +102,9 @@ def cdi_nvidia_spec(spec_dirs: tuple[Path, ...] = CDI_SPEC_DIRS) -> Path | None:
     for folder in spec_dirs:
         for spec in sorted(folder.glob("*.*")) if folder.is_dir() else ():
             try:
-                if spec.suffix in (".yaml", ".yml", ".json") and "nvidia.com/gpu" in spec.read_text(encoding="utf-8"):
+                if spec.suffix in (".yaml", ".yml", ".json") and "nvidia.com/gpu" in spec.read_text(
+                    encoding="utf-8"
+                ):
                     return spec
             except (OSError, UnicodeDecodeError):
                 continue
@@ -107,7 +112,10 @@ def cdi_nvidia_spec(spec_dirs: tuple[Path, ...] = CDI_SPEC_DIRS) -> Path | None:
 
 
 def _no_cli(docker: str) -> UserError:
-    return UserError(f"DOCKER={docker!r}: no such command", "install Docker, or set DOCKER to the path of a docker CLI")
+    return UserError(
+        f"DOCKER={docker!r}: no such command",
+        "install Docker, or set DOCKER to the path of a docker CLI",
+    )
 
 
 class Engine:
@@ -140,10 +148,18 @@ class Engine:
                 # `--dry` shows the commands even where no CLI is installed yet: nothing exists there.
                 return subprocess.CompletedProcess(argv, 127, "", "")
             raise _no_cli(argv[0]) from None
-        except OSError as error:  # a folder, a file that is not executable, a binary for another machine
-            raise UserError(f"DOCKER={argv[0]!r}: cannot run it ({error.strerror})", "set DOCKER to the docker CLI itself") from None
+        except (
+            OSError
+        ) as error:  # a folder, a file that is not executable, a binary for another machine
+            raise UserError(
+                f"DOCKER={argv[0]!r}: cannot run it ({error.strerror})",
+                "set DOCKER to the docker CLI itself",
+            ) from None
         except subprocess.TimeoutExpired:
-            raise UserError(f"`{' '.join(argv[:3])}` did not answer in {timeout:.0f} s", "restart the engine if it hangs") from None
+            raise UserError(
+                f"`{' '.join(argv[:3])}` did not answer in {timeout:.0f} s",
+                "restart the engine if it hangs",
+            ) from None
 
     def run(
         self,
@@ -162,7 +178,9 @@ class Engine:
         even where our own stdin is closed (CI, nohup, an IDE). tty: a pseudo-terminal, as
         `docker run --tty` needs.
         """
-        return self._action_process(argv, {"env": env or {}, "hide": hide, "tty": tty, "stdin": stdin, "cwd": cwd})
+        return self._action_process(
+            argv, {"env": env or {}, "hide": hide, "tty": tty, "stdin": stdin, "cwd": cwd}
+        )
 
     def start(self, argv: list[str]) -> subprocess.Popen[str] | None:
         """Start an action in the background, its output and errors in one pipe that the caller reads line
@@ -202,12 +220,20 @@ class Engine:
 
     def _start_process(self, argv: list[str]) -> subprocess.Popen[str]:
         # stdin closed; in our process group, so that a terminal's Ctrl-C reaches it as it reaches us.
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
     def _action_process(self, argv: list[str], options: dict) -> Outcome:
         context = self._context
         if context is None:
-            raise RuntimeError("this Engine only answers queries: it was made without invoke's context")
+            raise RuntimeError(
+                "this Engine only answers queries: it was made without invoke's context"
+            )
         run = dict(env=options["env"], pty=options["tty"], hide=options["hide"], warn=True)
         run["in_stream"] = None if options["stdin"] or options["tty"] else False
         if options["cwd"] is None:
@@ -220,7 +246,9 @@ class Engine:
     # --- queries -------------------------------------------------------------------------------
 
     def client_version(self) -> str:
-        return self.query([self.docker, "version", "--format", "{{.Client.Version}}"]).stdout.strip()
+        return self.query(
+            [self.docker, "version", "--format", "{{.Client.Version}}"]
+        ).stdout.strip()
 
     def server_platform(self) -> str | None:
         """The platform the engine runs natively, e.g. linux/arm64 for Docker Desktop on Apple Silicon
@@ -261,7 +289,9 @@ class Engine:
 
     def _uses_buildx(self) -> bool:
         if self.podman:
-            return False  # `podman build` is Buildah, which has RUN --mount and build secrets itself
+            return (
+                False  # `podman build` is Buildah, which has RUN --mount and build secrets itself
+            )
         if self.query([self.docker, "buildx", "version"]).returncode == 0:
             return True
         version = self.client_version()
@@ -277,13 +307,22 @@ class Engine:
         """The driver of buildx's current builder: `docker` (the engine's own BuildKit, which exports
         no registry cache) or `docker-container`, `kubernetes`, `remote` (which do)."""
         answer = self.query([self.docker, "buildx", "inspect"]).stdout
-        return next((line.split(":", 1)[1].strip() for line in answer.splitlines() if line.startswith("Driver:")), "docker")
+        return next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in answer.splitlines()
+                if line.startswith("Driver:")
+            ),
+            "docker",
+        )
 
     def runtimes(self) -> list[str]:
         """The container runtimes the engine offers (`runc`; `nvidia` once the NVIDIA toolkit is set up)."""
         if self.podman:
             # Podman runs one OCI runtime (crun or runc); GPUs come through CDI, not a runtime.
-            answer = self.query([self.docker, "info", "--format", "{{.Host.OCIRuntime.Name}}"]).stdout.strip()
+            answer = self.query(
+                [self.docker, "info", "--format", "{{.Host.OCIRuntime.Name}}"]
+            ).stdout.strip()
             return [answer] if answer else []
         result = self.query([self.docker, "info", "--format", "{{json .Runtimes}}"])
         try:
@@ -298,12 +337,16 @@ class Engine:
 
     def container_state(self, name: str) -> str | None:
         """`running`, `exited`, ... for the container called `name`, or None when there is none."""
-        result = self.query([self.docker, "container", "inspect", "--format", "{{.State.Status}}", name])
+        result = self.query(
+            [self.docker, "container", "inspect", "--format", "{{.State.Status}}", name]
+        )
         return result.stdout.strip() or None if result.returncode == 0 else None
 
     def image_platform(self, image: str) -> str | None:
         """`linux/arm64`, ... for a local image; None when there is no such image."""
-        result = self.query([self.docker, "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", image])
+        result = self.query(
+            [self.docker, "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", image]
+        )
         return result.stdout.strip() if result.returncode == 0 else None
 
     def image_exists(self, image: str) -> bool:
@@ -328,17 +371,25 @@ class Engine:
         [] for an image of one platform, whose manifest does not say which. A UserError where the
         registry has no such image or cannot be reached."""
         registry = image.split("/", 1)[0] if "/" in image else ""
-        is_registry = "." in registry or ":" in registry or registry == "localhost"  # else a Docker Hub namespace
+        is_registry = (
+            "." in registry or ":" in registry or registry == "localhost"
+        )  # else a Docker Hub namespace
         insecure = ["--insecure"] if is_registry and self.registry_is_insecure(registry) else []
         result = self.query([self.docker, "manifest", "inspect", *insecure, image], timeout=60)
         if result.returncode != 0:
-            raise UserError(f"{image} is neither on this engine nor in its registry ({first_line(result.stderr)})")
+            raise UserError(
+                f"{image} is neither on this engine nor in its registry ({first_line(result.stderr)})"
+            )
         try:
             manifests = json.loads(result.stdout).get("manifests") or []
         except (json.JSONDecodeError, AttributeError):
             return []
         # An index may list attestations too, as platform unknown/unknown.
-        found = [f"{entry['platform'].get('os')}/{entry['platform'].get('architecture')}" for entry in manifests if entry.get("platform")]
+        found = [
+            f"{entry['platform'].get('os')}/{entry['platform'].get('architecture')}"
+            for entry in manifests
+            if entry.get("platform")
+        ]
         return [name for name in found if name != "unknown/unknown"]
 
     # --- preconditions: one line each, not checked under --dry ----------------------------------
@@ -374,18 +425,27 @@ class Engine:
         if self.podman:
             if cdi_nvidia_spec() is None:
                 folders = " or ".join(str(folder) for folder in CDI_SPEC_DIRS)
-                raise UserError(f"--gpu: Podman finds no CDI spec of NVIDIA GPUs (nvidia.com/gpu) in {folders}", PODMAN_NVIDIA_FIX)
+                raise UserError(
+                    f"--gpu: Podman finds no CDI spec of NVIDIA GPUs (nvidia.com/gpu) in {folders}",
+                    PODMAN_NVIDIA_FIX,
+                )
             return
         found = self.runtimes()
         if "nvidia" not in found:
-            raise UserError(f"--gpu: this engine has no NVIDIA runtime (runtimes: {', '.join(found) or 'none'})", NVIDIA_FIX)
+            raise UserError(
+                f"--gpu: this engine has no NVIDIA runtime (runtimes: {', '.join(found) or 'none'})",
+                NVIDIA_FIX,
+            )
 
     def require_platform_support(self, image: str, platform: str) -> None:
         """The engine runs `platform` programs, natively or emulated (QEMU registered with binfmt_misc),
         as building or running an image for another architecture needs; `image` is one for `platform`."""
         if self.dry:
             return
-        probe = self.query([self.docker, "run", "--rm", "--platform", platform, "--entrypoint", "true", image], timeout=120)
+        probe = self.query(
+            [self.docker, "run", "--rm", "--platform", platform, "--entrypoint", "true", image],
+            timeout=120,
+        )
         if probe.returncode != 0 and "exec format error" in probe.stderr:
             raise UserError(
                 f"this engine cannot run {platform} programs, so it can neither build nor run a {platform} image",
@@ -400,7 +460,9 @@ class Engine:
         """
         if self.dry:
             return
-        pulled = self.query([self.docker, "pull", "--quiet", "--platform", platform, image], timeout=600)
+        pulled = self.query(
+            [self.docker, "pull", "--quiet", "--platform", platform, image], timeout=600
+        )
         if pulled.returncode == 0:
             return
         if self.image_platform(image) != platform:
@@ -415,7 +477,9 @@ def insecure_by_config(host: str, registry_config: dict) -> bool:
     index = (registry_config.get("IndexConfigs") or {}).get(host)
     if index is not None:
         return not index.get("Secure", True)
-    name = host.partition(":")[0]  # REGISTRY's form (settings.py): a name or IPv4 address, and a port
+    name = host.partition(":")[
+        0
+    ]  # REGISTRY's form (settings.py): a name or IPv4 address, and a port
     if name == "localhost":
         return True
     try:
@@ -423,4 +487,6 @@ def insecure_by_config(host: str, registry_config: dict) -> bool:
     except ValueError:
         return False
     cidrs = registry_config.get("InsecureRegistryCIDRs") or []
-    return address.is_loopback or any(address in ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+    return address.is_loopback or any(
+        address in ipaddress.ip_network(cidr, strict=False) for cidr in cidrs
+    )

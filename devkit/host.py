@@ -20,7 +20,16 @@ IMAGE_USER = (1000, 1000)
 
 # Docker's predefined build arguments for proxies: passed by name, so the value comes from the
 # environment, and kept out of the image history unless a Dockerfile declares them.
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy")
+PROXY_VARIABLES = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+)
 
 
 def proxies() -> tuple[str, ...]:
@@ -101,7 +110,10 @@ def probe_port(address: str, port: int, key: str = "HOST_PORT") -> str | None:
             probe.bind((address, port))
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
-                raise UserError(f"{key} {port} on {address} is already in use", f"stop what uses it, or set {key} in .env") from None
+                raise UserError(
+                    f"{key} {port} on {address} is already in use",
+                    f"stop what uses it, or set {key} in .env",
+                ) from None
             if error.errno == errno.EACCES:
                 return (
                     f"{key} {port} on {address}: cannot check whether it is free (only root may bind a port so low); "
@@ -129,7 +141,9 @@ def require_writable_by(path: Path, uid: int, gid: int, name: str = "DATA_DIR") 
     else:
         needed = stat.S_IWOTH | stat.S_IXOTH
     if info.st_mode & needed != needed:
-        alternative = ", or set DATA_DIR to a folder that user can write" if name == "DATA_DIR" else ""
+        alternative = (
+            ", or set DATA_DIR to a folder that user can write" if name == "DATA_DIR" else ""
+        )
         raise UserError(
             f"{name} {path} belongs to uid {info.st_uid}, and the container's user (uid {uid}) cannot write it",
             f"`sudo chown -R {uid}:{gid} {shlex.quote(str(path))}`{alternative}",

@@ -28,19 +28,37 @@ _POD_OWNERS = ("Job", "Deployment")
 def load(folder: Path) -> list[dict]:
     """The documents of the resources a kustomization.yaml lists, in its order."""
     kustomization = _read(folder / "kustomization.yaml")
-    resources = kustomization[0].get("resources") if kustomization and isinstance(kustomization[0], dict) else None
-    if not isinstance(resources, list) or not all(isinstance(resource, str) for resource in resources):
-        raise UserError(f"{folder / 'kustomization.yaml'} lists no `resources`: the files invoke k8s renders")
+    resources = (
+        kustomization[0].get("resources")
+        if kustomization and isinstance(kustomization[0], dict)
+        else None
+    )
+    if not isinstance(resources, list) or not all(
+        isinstance(resource, str) for resource in resources
+    ):
+        raise UserError(
+            f"{folder / 'kustomization.yaml'} lists no `resources`: the files invoke k8s renders"
+        )
     documents = [document for resource in resources for document in _read(folder / resource)]
     for document in documents:
-        if not isinstance(document, dict) or not isinstance(document.get("kind"), str) or not isinstance(document.get("spec"), dict):
-            raise UserError(f"{folder}: every document must be a Kubernetes object with a kind and a spec")
+        if (
+            not isinstance(document, dict)
+            or not isinstance(document.get("kind"), str)
+            or not isinstance(document.get("spec"), dict)
+        ):
+            raise UserError(
+                f"{folder}: every document must be a Kubernetes object with a kind and a spec"
+            )
     return documents
 
 
 def _read(path: Path) -> list:
     try:
-        return [document for document in yaml.safe_load_all(path.read_text(encoding="utf-8")) if document is not None]
+        return [
+            document
+            for document in yaml.safe_load_all(path.read_text(encoding="utf-8"))
+            if document is not None
+        ]
     except OSError as error:
         raise UserError(f"cannot read {path}: {error.strerror}") from None
     except yaml.YAMLError as error:
@@ -50,11 +68,16 @@ def _read(path: Path) -> list:
 def pushed_image(settings: Settings, *, gpu: bool) -> str:
     """The image `invoke push` publishes: REGISTRY/IMAGE_NAME:IMAGE_TAG, or its -gpu tag."""
     if settings.registry is None:
-        raise UserError("REGISTRY is not set, so there is no image a cluster could pull", "set it in .env to where `invoke push` publishes")
+        raise UserError(
+            "REGISTRY is not set, so there is no image a cluster could pull",
+            "set it in .env to where `invoke push` publishes",
+        )
     return f"{settings.registry}/{settings.image_name}:{settings.image_tag}{'-gpu' if gpu else ''}"
 
 
-def render(documents: list[dict], *, name: str, image: str, workers: int, gpu: bool, container_port: int) -> list[dict]:
+def render(
+    documents: list[dict], *, name: str, image: str, workers: int, gpu: bool, container_port: int
+) -> list[dict]:
     """The documents for this project: its name and image, `workers` training pods, a GPU per pod with `gpu`."""
     rendered = [_renamed(copy.deepcopy(document), name) for document in documents]
     for document in rendered:
@@ -65,7 +88,9 @@ def render(documents: list[dict], *, name: str, image: str, workers: int, gpu: b
             document["spec"]["completions"] = document["spec"]["parallelism"] = workers
             _set_env(containers[0], "TRAIN_WORKERS", str(workers))
         else:
-            _set_entry(containers[0].setdefault("ports", []), "http", "containerPort", container_port)
+            _set_entry(
+                containers[0].setdefault("ports", []), "http", "containerPort", container_port
+            )
             _set_env(containers[0], "PORT", str(container_port))
         for container in containers:
             container["image"] = image
@@ -73,7 +98,9 @@ def render(documents: list[dict], *, name: str, image: str, workers: int, gpu: b
                 container.setdefault("resources", {}).setdefault("limits", {})[GPU_RESOURCE] = 1
         if gpu:
             # GPU nodes are commonly tainted so that only pods asking for a GPU land there.
-            _pod(document)["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+            _pod(document)["tolerations"] = [
+                {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+            ]
     return rendered
 
 
@@ -117,4 +144,13 @@ def manifests(settings: Settings, *, workers: str, gpu: bool, kserve: bool = Fal
     if kserve:
         documents += load(settings.project_dir / KSERVE_DIR)
     name = kubernetes_name(settings)
-    return to_yaml(render(documents, name=name, image=image, workers=count, gpu=gpu, container_port=settings.container_port))
+    return to_yaml(
+        render(
+            documents,
+            name=name,
+            image=image,
+            workers=count,
+            gpu=gpu,
+            container_port=settings.container_port,
+        )
+    )

@@ -21,7 +21,15 @@ from devkit.containers import mount_spec
 from devkit.engine import Engine, Outcome
 from devkit.errors import UserError
 from devkit.host import container_user, proxies
-from devkit.locks import PIP_COMPILE_OPTIONS, Lock, changes, is_current, missing_requirements, tool_requirements, with_footer
+from devkit.locks import (
+    PIP_COMPILE_OPTIONS,
+    Lock,
+    changes,
+    is_current,
+    missing_requirements,
+    tool_requirements,
+    with_footer,
+)
 from devkit.settings import Settings
 
 # Inside the lock container: the project (read-only), and a folder with what this run brings.
@@ -77,20 +85,45 @@ def lock_command(
     )
     # --init: Ctrl-C reaches pip-compile and ends the container. The init (tini) passes signals to
     # the shell's whole process group: to the shell alone, they would wait for pip-compile to finish.
-    argv = [settings.docker, "run", "--rm", "--init", "--env", "TINI_KILL_PROCESS_GROUP=1", "--platform", str(lock.platform)]
+    argv = [
+        settings.docker,
+        "run",
+        "--rm",
+        "--init",
+        "--env",
+        "TINI_KILL_PROCESS_GROUP=1",
+        "--platform",
+        str(lock.platform),
+    ]
     argv += ["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
     if user is not None:
         # A uid without an entry in the image's /etc/passwd has no home; give it a writable one.
         argv += ["--user", user, "--env", "HOME=/tmp"]
-    argv += ["--mount", mount_spec(settings.project_dir, LOCK_SOURCE_DIR, readonly=True), "--workdir", LOCK_SOURCE_DIR]
+    argv += [
+        "--mount",
+        mount_spec(settings.project_dir, LOCK_SOURCE_DIR, readonly=True),
+        "--workdir",
+        LOCK_SOURCE_DIR,
+    ]
     for name in staged:
-        argv += ["--mount", mount_spec(work_dir / "staged" / name, f"{LOCK_SOURCE_DIR}/{name}", readonly=True)]
+        argv += [
+            "--mount",
+            mount_spec(work_dir / "staged" / name, f"{LOCK_SOURCE_DIR}/{name}", readonly=True),
+        ]
     argv += ["--mount", mount_spec(work_dir, LOCK_WORK_DIR, readonly=True)]
     # pip's cache in a named volume: a repeated lock downloads nothing it has seen.
-    argv += ["--mount", f"type=volume,source={cache_volume},target={LOCK_CACHE_DIR}", "--env", f"XDG_CACHE_HOME={LOCK_CACHE_DIR}"]
+    argv += [
+        "--mount",
+        f"type=volume,source={cache_volume},target={LOCK_CACHE_DIR}",
+        "--env",
+        f"XDG_CACHE_HOME={LOCK_CACHE_DIR}",
+    ]
     argv += ["--env", "CUSTOM_COMPILE_COMMAND=invoke lock"]
     if settings.build_ca_bundle is not None:
-        argv += ["--mount", mount_spec(settings.build_ca_bundle, "/run/secrets/ca_bundle", readonly=True)]
+        argv += [
+            "--mount",
+            mount_spec(settings.build_ca_bundle, "/run/secrets/ca_bundle", readonly=True),
+        ]
         argv += ["--env", "PIP_CERT=/run/secrets/ca_bundle"]
     # By name: docker reads the values (index URLs may hold credentials) from the task's environment.
     for name in (*proxies, *settings.package_index):
@@ -98,7 +131,9 @@ def lock_command(
     return [*argv, settings.base_image, "sh", "-c", script]
 
 
-def host_lock_command(python: str, lock: Lock, output: Path, *, upgrade: bool, packages: tuple[str, ...]) -> list[str]:
+def host_lock_command(
+    python: str, lock: Lock, output: Path, *, upgrade: bool, packages: tuple[str, ...]
+) -> list[str]:
     """pip-compile on this machine, for the host tools, which run here."""
     argv = [python, "-m", "piptools", "compile", *PIP_COMPILE_OPTIONS]
     argv += ["--upgrade"] if upgrade else []
@@ -109,13 +144,19 @@ def host_lock_command(python: str, lock: Lock, output: Path, *, upgrade: bool, p
 def pip_compile_reason(stderr: str) -> str:
     """The line or two of pip-compile's error output that say why, without its traceback."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("ERROR:") and not line.startswith("ERROR: Ignored")]
+    errors = [
+        line
+        for line in lines
+        if line.startswith("ERROR:") and not line.startswith("ERROR: Ignored")
+    ]
     reasons = []
     if errors:
         reasons.append(_shorten(errors[-1]))
     if lines:
         # The last line of a traceback: `pip._internal.exceptions.DistributionNotFound: No matching ...`.
-        last = re.sub(r"^[\w.]+(?:Error|Exception|NotFound|Impossible|Conflict\w*): ", "", lines[-1])
+        last = re.sub(
+            r"^[\w.]+(?:Error|Exception|NotFound|Impossible|Conflict\w*): ", "", lines[-1]
+        )
         if last not in reasons and not last.startswith("ERROR:"):
             reasons.append(_shorten(last))
     return "\n".join(reasons) or "no message"
@@ -130,7 +171,15 @@ def cache_volume(settings: Settings) -> str:
     return f"{settings.image_name.replace('/', '-')}-lock-cache"
 
 
-def lock(engine: Engine, settings: Settings, chosen: tuple[Lock, ...], *, upgrade: bool, packages: tuple[str, ...], python: str) -> None:
+def lock(
+    engine: Engine,
+    settings: Settings,
+    chosen: tuple[Lock, ...],
+    *,
+    upgrade: bool,
+    packages: tuple[str, ...],
+    python: str,
+) -> None:
     """Compile every chosen lock whose inputs changed (or all, to upgrade), check each, then replace them
     together and say what changed in each.
 
@@ -146,16 +195,25 @@ def lock(engine: Engine, settings: Settings, chosen: tuple[Lock, ...], *, upgrad
             print(f"{entry.output} is up to date", file=sys.stderr)
             continue
         emulated = entry.platform is not None and entry.platform != native
-        slow = f" under emulation: this engine runs {native}, so every step of Python goes through QEMU; expect minutes" if emulated else ""
+        slow = (
+            f" under emulation: this engine runs {native}, so every step of Python goes through QEMU; expect minutes"
+            if emulated
+            else ""
+        )
         print(f"locking {entry.describe()}{slow}", file=sys.stderr)
         with Ticker(f"locking {entry.output}"):
-            body = compile_lock(engine, settings, entry, staged, upgrade=upgrade, packages=packages, python=python)
+            body = compile_lock(
+                engine, settings, entry, staged, upgrade=upgrade, packages=packages, python=python
+            )
         engine.require(require_complete, project_dir, entry, body)
         staged[entry.output] = with_footer(project_dir, entry, body, staged)
     if not staged:
         return
     old = {name: _text(project_dir / name) for name in staged}
-    engine.change(f"replace {', '.join(staged)}", lambda: replace_together({project_dir / name: text for name, text in staged.items()}))
+    engine.change(
+        f"replace {', '.join(staged)}",
+        lambda: replace_together({project_dir / name: text for name, text in staged.items()}),
+    )
     for name, text in staged.items():
         engine.report(f"{name}: {changes(old[name], text)}")
 
@@ -164,7 +222,9 @@ def require_complete(project_dir: Path, entry: Lock, body: str) -> None:
     """A compiled lock pins, with hashes, every requirement of its .in files: checked before any lock moves."""
     missing = missing_requirements(project_dir, entry, body)
     if missing:
-        raise UserError(f"pip-compile left no pinned, hashed entry in {entry.output} for {', '.join(missing)}; every lock is unchanged")
+        raise UserError(
+            f"pip-compile left no pinned, hashed entry in {entry.output} for {', '.join(missing)}; every lock is unchanged"
+        )
 
 
 def _text(path: Path) -> str:
@@ -237,9 +297,13 @@ def compile_lock(
         if current.exists():
             _write_readable(work_dir / "current.txt", current.read_text(encoding="utf-8"))
         if entry.platform is None:
-            result, text = _compile_on_host(engine, settings, entry, work_dir / "current.txt", upgrade, packages, python)
+            result, text = _compile_on_host(
+                engine, settings, entry, work_dir / "current.txt", upgrade, packages, python
+            )
         else:
-            result = _compile_in_base_image(engine, settings, entry, work_dir, staged, upgrade, packages)
+            result = _compile_in_base_image(
+                engine, settings, entry, work_dir, staged, upgrade, packages
+            )
             text = result.stdout
     if result.failed:
         reason = pip_compile_reason(result.stderr).replace("\n", "; ")
@@ -247,14 +311,23 @@ def compile_lock(
     return text
 
 
-def _compile_on_host(engine: Engine, settings: Settings, entry: Lock, output: Path, upgrade, packages, python) -> tuple[Outcome, str]:
+def _compile_on_host(
+    engine: Engine, settings: Settings, entry: Lock, output: Path, upgrade, packages, python
+) -> tuple[Outcome, str]:
     """The host tools fit the host: pip-compile runs here, on a copy of the lock."""
     argv = host_lock_command(python, entry, output, upgrade=upgrade, packages=packages)
-    result = engine.run(argv, env={"CUSTOM_COMPILE_COMMAND": "invoke lock"}, hide=True, cwd=str(settings.project_dir))
+    result = engine.run(
+        argv,
+        env={"CUSTOM_COMPILE_COMMAND": "invoke lock"},
+        hide=True,
+        cwd=str(settings.project_dir),
+    )
     return result, output.read_text(encoding="utf-8") if result.ok and output.exists() else ""
 
 
-def _compile_in_base_image(engine: Engine, settings: Settings, entry: Lock, work_dir: Path, staged, upgrade, packages) -> Outcome:
+def _compile_in_base_image(
+    engine: Engine, settings: Settings, entry: Lock, work_dir: Path, staged, upgrade, packages
+) -> Outcome:
     """pip-compile in BASE_IMAGE for the lock's platform; the lock comes back on stdout."""
     dev_lock = (settings.project_dir / "requirements-dev.txt").read_text(encoding="utf-8")
     _write_readable(work_dir / "tools.txt", tool_requirements(dev_lock))
@@ -304,10 +377,14 @@ def replace_together(files: dict[Path, str]) -> None:
                             done.write_bytes(old[done])
                         else:
                             done.unlink()
-                    raise UserError(f"cannot replace {path}: {error.strerror}; every lock is as it was") from None
+                    raise UserError(
+                        f"cannot replace {path}: {error.strerror}; every lock is as it was"
+                    ) from None
                 replaced.append(path)
     except OSError as error:
-        raise UserError(f"cannot write {error.filename}: {error.strerror}; every lock is as it was") from None
+        raise UserError(
+            f"cannot write {error.filename}: {error.strerror}; every lock is as it was"
+        ) from None
     finally:
         for partial in partials.values():
             Path(partial).unlink(missing_ok=True)
@@ -315,7 +392,9 @@ def replace_together(files: dict[Path, str]) -> None:
 
 def _partial(path: Path, text: str) -> str:
     """`text` in a new file beside `path`, flushed to disk, with `path`'s permissions."""
-    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    descriptor, partial = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".partial", dir=path.parent
+    )
     with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as stream:
         stream.write(text)
         stream.flush()

@@ -58,8 +58,15 @@ CPU_ARM64 = Lock("requirements-cpu.in", "requirements-arm64.txt", ARM64)
 GPU = Lock("requirements-gpu.in", "requirements-gpu.txt", AMD64, gpu=True)
 # JupyterLab for `invoke notebook`, installed only by the Dockerfiles' `notebook` stage: one lock per
 # CPU lock, compiled against it, so the notebook image runs the packages of the image it extends.
-NOTEBOOK_AMD64 = Lock("requirements-notebook.in", "requirements-notebook.txt", AMD64, constraint=CPU_AMD64.output)
-NOTEBOOK_ARM64 = Lock("requirements-notebook.in", "requirements-notebook-arm64.txt", ARM64, constraint=CPU_ARM64.output)
+NOTEBOOK_AMD64 = Lock(
+    "requirements-notebook.in", "requirements-notebook.txt", AMD64, constraint=CPU_AMD64.output
+)
+NOTEBOOK_ARM64 = Lock(
+    "requirements-notebook.in",
+    "requirements-notebook-arm64.txt",
+    ARM64,
+    constraint=CPU_ARM64.output,
+)
 DEV = Lock("requirements-dev.in", "requirements-dev.txt", None)
 ALL = (CPU_AMD64, CPU_ARM64, GPU, NOTEBOOK_AMD64, NOTEBOOK_ARM64, DEV)
 IMAGE_LOCKS = (CPU_AMD64, CPU_ARM64, GPU)
@@ -70,8 +77,18 @@ _REQUIREMENT_FILE = re.compile(r"^\s*(?:-r|--requirement)[\s=]+(\S+)", re.MULTIL
 
 # What environment markers see in the container of each platform (`platform_machine == "x86_64"`).
 _MARKER_ENVIRONMENT = {
-    AMD64: {"platform_machine": "x86_64", "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix"},
-    ARM64: {"platform_machine": "aarch64", "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix"},
+    AMD64: {
+        "platform_machine": "x86_64",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+    },
+    ARM64: {
+        "platform_machine": "aarch64",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+    },
 }
 
 
@@ -83,7 +100,9 @@ def select_locks(*, gpu: bool, platform: str | None, dev: bool) -> tuple[Lock, .
         return (DEV,)
     if gpu:
         if platform not in (None, AMD64):
-            raise UserError(f"the GPU lock is {AMD64} only (TensorFlow's CUDA wheels are x86-64 only); --platform asks for {platform}")
+            raise UserError(
+                f"the GPU lock is {AMD64} only (TensorFlow's CUDA wheels are x86-64 only); --platform asks for {platform}"
+            )
         return (GPU,)
     if platform is not None:
         return tuple(lock for lock in ALL if lock.platform == platform and not lock.gpu)
@@ -105,7 +124,9 @@ def _read(project_dir: Path, name: str, staged: Mapping[str, str]) -> str:
     return staged[name] if name in staged else (project_dir / name).read_text(encoding="utf-8")
 
 
-def input_files(project_dir: Path, source: str, staged: Mapping[str, str] | None = None) -> list[str]:
+def input_files(
+    project_dir: Path, source: str, staged: Mapping[str, str] | None = None
+) -> list[str]:
     """`source` and, recursively, every file it includes or is constrained by, relative to the project."""
     staged = staged or {}
     found: list[str] = []
@@ -166,13 +187,21 @@ def changes(old_text: str, new_text: str) -> str:
     parts = []
     added = [f"{name} {new[name]}" for name in new if name not in old]
     removed = [f"{name} {old[name]}" for name in old if name not in new]
-    moved = [f"{name} {old[name]} -> {new[name]}" for name in new if name in old and old[name] != new[name]]
+    moved = [
+        f"{name} {old[name]} -> {new[name]}"
+        for name in new
+        if name in old and old[name] != new[name]
+    ]
     for label, entries in (("added", added), ("removed", removed), ("moved", moved)):
         if entries:
             parts.append(f"{label} {', '.join(entries)}")
     if parts:
         return "; ".join(parts)
-    return "unchanged" if lock_body(old_text) == lock_body(new_text) else "the same versions (hashes or notes changed)"
+    return (
+        "unchanged"
+        if lock_body(old_text) == lock_body(new_text)
+        else "the same versions (hashes or notes changed)"
+    )
 
 
 def pinned_versions(lock_text: str) -> dict[str, str]:
@@ -188,18 +217,26 @@ def pinned_tensorflow(lock_text: str) -> str:
 
 def lock_body(text: str) -> str:
     """A lock's text without its footer."""
-    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith(FOOTER_PREFIX))
+    return "".join(
+        line for line in text.splitlines(keepends=True) if not line.startswith(FOOTER_PREFIX)
+    )
 
 
-def lock_inputs(project_dir: Path, lock: Lock, staged: Mapping[str, str] | None = None) -> list[str]:
+def lock_inputs(
+    project_dir: Path, lock: Lock, staged: Mapping[str, str] | None = None
+) -> list[str]:
     """Every file a lock is made from: its `.in` chain, then the lock it is constrained by, where one is."""
     found = input_files(project_dir, lock.source, staged)
     if lock.constraint is not None:
-        found += [name for name in input_files(project_dir, lock.constraint, staged) if name not in found]
+        found += [
+            name for name in input_files(project_dir, lock.constraint, staged) if name not in found
+        ]
     return found
 
 
-def digest(project_dir: Path, lock: Lock, body: str, staged: Mapping[str, str] | None = None) -> str:
+def digest(
+    project_dir: Path, lock: Lock, body: str, staged: Mapping[str, str] | None = None
+) -> str:
     """The digest recorded in the footer: the inputs' names and texts, then the lock body.
 
     staged: the new texts of locks compiled in the same run, which a later lock is constrained by.
@@ -213,7 +250,9 @@ def digest(project_dir: Path, lock: Lock, body: str, staged: Mapping[str, str] |
     return sha.hexdigest()
 
 
-def with_footer(project_dir: Path, lock: Lock, body: str, staged: Mapping[str, str] | None = None) -> str:
+def with_footer(
+    project_dir: Path, lock: Lock, body: str, staged: Mapping[str, str] | None = None
+) -> str:
     """The lock text to write: pip-compile's output and the footer that dates it."""
     body = lock_body(body)
     return f"{body}{FOOTER_PREFIX}{digest(project_dir, lock, body, staged)}\n"
@@ -225,7 +264,14 @@ def is_current(project_dir: Path, lock: Lock, staged: Mapping[str, str] | None =
     if not path.is_file():
         return False
     text = path.read_text(encoding="utf-8")
-    recorded = next((line[len(FOOTER_PREFIX) :].strip() for line in text.splitlines() if line.startswith(FOOTER_PREFIX)), None)
+    recorded = next(
+        (
+            line[len(FOOTER_PREFIX) :].strip()
+            for line in text.splitlines()
+            if line.startswith(FOOTER_PREFIX)
+        ),
+        None,
+    )
     return recorded == digest(project_dir, lock, lock_body(text), staged)
 
 
@@ -248,5 +294,7 @@ def tool_requirements(dev_lock_text: str, root: str = "pip-tools") -> str:
                 grew = True
     missing = needed - blocks.keys()
     if missing:
-        raise UserError(f"requirements-dev.txt does not pin {', '.join(sorted(missing))}; run `invoke lock --dev`")
+        raise UserError(
+            f"requirements-dev.txt does not pin {', '.join(sorted(missing))}; run `invoke lock --dev`"
+        )
     return "".join(blocks[name] for name in sorted(needed))

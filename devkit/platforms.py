@@ -45,7 +45,9 @@ def platform_of_machine(machine: str) -> str:
     try:
         return _MACHINES[machine.strip().lower()]
     except KeyError:
-        raise UserError(f"unsupported host architecture {machine!r}: TensorFlow images exist for x86-64 and arm64") from None
+        raise UserError(
+            f"unsupported host architecture {machine!r}: TensorFlow images exist for x86-64 and arm64"
+        ) from None
 
 
 def host_platform(engine_platform: str | None = None) -> str:

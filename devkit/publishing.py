@@ -15,7 +15,10 @@ from devkit.targets import Target, resolve_target
 def multi_arch_image(settings: Settings) -> str:
     """`<REGISTRY>/<IMAGE_NAME>:<IMAGE_TAG>`: the one name that Macs and Linux servers pull alike."""
     if settings.registry is None:
-        raise UserError("REGISTRY is not set, so there is nowhere to push", "set it in .env, e.g. REGISTRY=ghcr.io/acme")
+        raise UserError(
+            "REGISTRY is not set, so there is nowhere to push",
+            "set it in .env, e.g. REGISTRY=ghcr.io/acme",
+        )
     return f"{settings.registry}/{settings.image_name}:{settings.image_tag}"
 
 
@@ -39,7 +42,9 @@ def untag_command(settings: Settings, name: str) -> list[str]:
     return [settings.docker, "image", "rm", name]
 
 
-def manifest_commands(settings: Settings, name: str, images: list[str], *, insecure: bool) -> list[list[str]]:
+def manifest_commands(
+    settings: Settings, name: str, images: list[str], *, insecure: bool
+) -> list[list[str]]:
     """Publish `name` as a manifest list of the pushed `images`, one per architecture.
 
     `docker manifest` (in every docker CLI since 20.10, no buildx needed) keeps a local draft of the
@@ -51,7 +56,13 @@ def manifest_commands(settings: Settings, name: str, images: list[str], *, insec
     if is_podman(settings.docker):
         return [
             [settings.docker, "manifest", "rm", name],
-            [settings.docker, "manifest", "create", name, *(f"docker://{image}" for image in images)],
+            [
+                settings.docker,
+                "manifest",
+                "create",
+                name,
+                *(f"docker://{image}" for image in images),
+            ],
             [settings.docker, "manifest", "push", "--rm", name, f"docker://{name}"],
         ]
     insecure_flag = ["--insecure"] if insecure else []
@@ -69,7 +80,10 @@ def push(engine: Engine, settings: Settings, *, gpu: bool, platforms: list[str |
     """
     published = multi_arch_image(settings)
     host = engine.native_platform()
-    requested = [resolve_target(settings, gpu=gpu, platform_flag=name, host=host) for name in platforms or [None]]
+    requested = [
+        resolve_target(settings, gpu=gpu, platform_flag=name, host=host)
+        for name in platforms or [None]
+    ]
     targets = list({target.image: target for target in requested}.values())
     engine.require_running()
     for target in targets:
@@ -77,7 +91,9 @@ def push(engine: Engine, settings: Settings, *, gpu: bool, platforms: list[str |
     pushed = [_push_image(engine, settings, target) for target in targets]
     if not gpu:
         _publish_manifest_list(engine, settings, published, pushed)
-    what = pushed[0] if gpu else f"{published} for {', '.join(target.platform for target in targets)}"
+    what = (
+        pushed[0] if gpu else f"{published} for {', '.join(target.platform for target in targets)}"
+    )
     print(f"pushed {what}", file=sys.stderr)
 
 
@@ -96,7 +112,9 @@ def _push_image(engine: Engine, settings: Settings, target: Target) -> str:
     return name
 
 
-def _publish_manifest_list(engine: Engine, settings: Settings, published: str, images: list[str]) -> None:
+def _publish_manifest_list(
+    engine: Engine, settings: Settings, published: str, images: list[str]
+) -> None:
     """`published` becomes a manifest list of the pushed per-architecture `images`."""
     insecure = engine.registry_is_insecure(settings.registry)
     drop_draft, create, publish = manifest_commands(settings, published, images, insecure=insecure)

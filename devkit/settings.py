@@ -60,7 +60,9 @@ _IMAGE_NAME = re.compile(_REPOSITORY)
 _IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,117}")
 _REGISTRY = re.compile(rf"{_DOMAIN}(?:/{_PATH_COMPONENT})*")
 # [registry/]repository[:tag][@digest], e.g. python:3.11-slim or mirror.example:5000/python@sha256:...
-_REFERENCE = re.compile(rf"(?P<name>(?:{_DOMAIN}/)?{_REPOSITORY})(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(?:@{_DIGEST})?")
+_REFERENCE = re.compile(
+    rf"(?P<name>(?:{_DOMAIN}/)?{_REPOSITORY})(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(?:@{_DIGEST})?"
+)
 # Docker's limit for a whole image name, registry included; the container is named after the image,
 # and a container name has two characters at least.
 SHORTEST_NAME, LONGEST_NAME = 2, 255
@@ -142,11 +144,15 @@ def _check_binding(path: Path, binding) -> None:
     if binding.error:
         key = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=", binding.original.string)
         subject = f"the line of {key.group(1)}" if key else "a line without KEY="
-        raise UserError(f"{where}: cannot parse {subject} (not shown: it may hold a secret); expected KEY=value, any quotes closed")
+        raise UserError(
+            f"{where}: cannot parse {subject} (not shown: it may hold a secret); expected KEY=value, any quotes closed"
+        )
     if binding.key is not None and "\0" in binding.key:
         raise UserError(f"{where}: the key {binding.key!r} holds a NUL byte; remove it")
     if binding.value is not None and "\0" in binding.value:
-        raise UserError(f"{where}: the value of {binding.key} holds a NUL byte (not shown); remove it")
+        raise UserError(
+            f"{where}: the value of {binding.key} holds a NUL byte (not shown); remove it"
+        )
 
 
 def load_settings(project_dir: Path, environ: Mapping[str, str] | None = None) -> Settings:
@@ -171,8 +177,16 @@ def load_settings(project_dir: Path, environ: Mapping[str, str] | None = None) -
         f"{SHORTEST_NAME} to {LONGEST_NAME} characters (an image name at most {LONGEST_NAME}; its container's, at least {SHORTEST_NAME})",
     )
     image_tag = _choose(source, "IMAGE_TAG", "latest")
-    _require(source, "IMAGE_TAG", image_tag, _IMAGE_TAG.fullmatch, "not a valid tag (letters, digits, _ . -; at most 118 characters)")
-    base_image = _image_reference(source, "BASE_IMAGE", _choose(source, "BASE_IMAGE", DEFAULT_BASE_IMAGE))
+    _require(
+        source,
+        "IMAGE_TAG",
+        image_tag,
+        _IMAGE_TAG.fullmatch,
+        "not a valid tag (letters, digits, _ . -; at most 118 characters)",
+    )
+    base_image = _image_reference(
+        source, "BASE_IMAGE", _choose(source, "BASE_IMAGE", DEFAULT_BASE_IMAGE)
+    )
     registry = (source.get("REGISTRY")[0] or "").rstrip("/") or None
     build_cache = source.get("BUILD_CACHE")[0]
     if build_cache is not None:
@@ -226,7 +240,11 @@ def load_settings(project_dir: Path, environ: Mapping[str, str] | None = None) -
         registry=registry,
         build_ca_bundle=_ca_bundle(source, project_dir),
         package_index=_package_index(source),
-        app_env={key: environ.get(key) or value for key, value in dotenv.items() if key not in SETTING_KEYS},
+        app_env={
+            key: environ.get(key) or value
+            for key, value in dotenv.items()
+            if key not in SETTING_KEYS
+        },
     )
 
 
@@ -254,7 +272,13 @@ def _port(source: _Source, key: str, default: str = "8888") -> int:
 
 
 def _not_an_option(source: _Source, key: str, value: str) -> None:
-    _require(source, key, value, lambda text: not text.startswith("-"), "may not start with '-', which a command reads as an option")
+    _require(
+        source,
+        key,
+        value,
+        lambda text: not text.startswith("-"),
+        "may not start with '-', which a command reads as an option",
+    )
 
 
 def _image_reference(source: _Source, key: str, value: str) -> str:
@@ -262,7 +286,12 @@ def _image_reference(source: _Source, key: str, value: str) -> str:
     _not_an_option(source, key, value)
     reference = _REFERENCE.fullmatch(value)
     if reference is None:
-        raise _fail(source, key, value, "not an image reference, e.g. python:3.11-slim or mirror.example.com/python:3.11-slim")
+        raise _fail(
+            source,
+            key,
+            value,
+            "not an image reference, e.g. python:3.11-slim or mirror.example.com/python:3.11-slim",
+        )
     if len(reference["name"]) > LONGEST_NAME:
         raise _fail(source, key, value, f"an image name has at most {LONGEST_NAME} characters")
     return value
@@ -273,7 +302,12 @@ def _address(source: _Source, key: str, default: str) -> str:
     try:
         ipaddress.ip_address(value)
     except ValueError:
-        raise _fail(source, key, value, "not an IP address (127.0.0.1 for this machine only, 0.0.0.0 for every network)") from None
+        raise _fail(
+            source,
+            key,
+            value,
+            "not an IP address (127.0.0.1 for this machine only, 0.0.0.0 for every network)",
+        ) from None
     return value
 
 
@@ -283,7 +317,12 @@ def _project_path(source: _Source, key: str, project_dir: Path, value: str) -> P
         path = Path(value).expanduser()
         return (path if path.is_absolute() else project_dir / path).resolve()
     except RuntimeError as error:  # `~nosuchuser`, or (before Python 3.13) a symlink loop
-        raise _fail(source, key, value, "a symlink loop" if "loop" in str(error) else "no such user's home folder") from None
+        raise _fail(
+            source,
+            key,
+            value,
+            "a symlink loop" if "loop" in str(error) else "no such user's home folder",
+        ) from None
     except OSError as error:
         raise _fail(source, key, value, f"cannot follow it: {error.strerror}") from None
 
@@ -311,7 +350,9 @@ def _data_dir(source: _Source, project_dir: Path) -> Path:
     # Not there yet: `invoke run` makes it, so its nearest existing parent must let us.
     parent = next(parent for parent in path.parents if _exists(source, "DATA_DIR", value, parent))
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise _fail(source, "DATA_DIR", value, f"{path} does not exist and cannot be created in {parent}")
+        raise _fail(
+            source, "DATA_DIR", value, f"{path} does not exist and cannot be created in {parent}"
+        )
     return path
 
 
@@ -327,7 +368,12 @@ def _docker(source: _Source) -> str:
     path = Path(value)
     if _exists(source, "DOCKER", value, path):
         if path.is_dir():
-            raise _fail(source, "DOCKER", value, "a folder, not a program; set DOCKER to the docker CLI itself")
+            raise _fail(
+                source,
+                "DOCKER",
+                value,
+                "a folder, not a program; set DOCKER to the docker CLI itself",
+            )
         if not os.access(path, os.X_OK):
             raise _fail(source, "DOCKER", value, "not an executable file")
     return value
@@ -338,8 +384,17 @@ def _ca_bundle(source: _Source, project_dir: Path) -> Path | None:
     if value is None:
         return None
     path = _project_path(source, "BUILD_CA_BUNDLE", project_dir, value)
-    if not _exists(source, "BUILD_CA_BUNDLE", value, path) or not path.is_file() or not os.access(path, os.R_OK):
-        raise _fail(source, "BUILD_CA_BUNDLE", value, f"{path} is not a readable file (a PEM bundle of CA certificates)")
+    if (
+        not _exists(source, "BUILD_CA_BUNDLE", value, path)
+        or not path.is_file()
+        or not os.access(path, os.R_OK)
+    ):
+        raise _fail(
+            source,
+            "BUILD_CA_BUNDLE",
+            value,
+            f"{path} is not a readable file (a PEM bundle of CA certificates)",
+        )
     return path
 
 
@@ -353,7 +408,11 @@ def _package_index(source: _Source) -> dict[str, str]:
         for url in value.split():
             if not re.match(r"(https?|file)://[^\s]+$", url):
                 # Never the value itself in the message: it may hold a password.
-                raise _fail_quietly(source, key, "expected http(s)://host/path, e.g. https://user:token@pypi.example.com/simple")
+                raise _fail_quietly(
+                    source,
+                    key,
+                    "expected http(s)://host/path, e.g. https://user:token@pypi.example.com/simple",
+                )
         found[key] = value
     return found
 
@@ -379,7 +438,12 @@ def check_app_keys(keys: Iterable[str]) -> None:
                 "set it in your shell to choose the engine, or rename it for the app",
             )
         if key in CONTAINER_KEYS:
-            raise UserError(f".env key {key}: the template sets it in the container", CONTAINER_KEYS[key])
+            raise UserError(
+                f".env key {key}: the template sets it in the container", CONTAINER_KEYS[key]
+            )
         resembles = difflib.get_close_matches(key.upper(), SETTING_KEYS, n=1, cutoff=0.85)
         if resembles:
-            print(f"warning: .env key {key} is not a setting, so it goes to the app; did you mean {resembles[0]}?", file=sys.stderr)
+            print(
+                f"warning: .env key {key} is not a setting, so it goes to the app; did you mean {resembles[0]}?",
+                file=sys.stderr,
+            )

@@ -53,7 +53,9 @@ class Target:
     @property
     def selection(self) -> str:
         """The flags that choose this image in a task: ` --gpu`, ` --platform linux/arm64`, or none."""
-        return f"{' --gpu' if self.gpu else ''}{'' if self.native else f' --platform {self.platform}'}"
+        return (
+            f"{' --gpu' if self.gpu else ''}{'' if self.native else f' --platform {self.platform}'}"
+        )
 
     def build_hint(self) -> str:
         """The `invoke build` that makes this image."""
@@ -64,7 +66,9 @@ class Target:
         return image_lock(gpu=self.gpu, platform=self.platform)
 
 
-def resolve_target(settings: Settings, *, gpu: bool, platform_flag: str | None, host: str) -> Target:
+def resolve_target(
+    settings: Settings, *, gpu: bool, platform_flag: str | None, host: str
+) -> Target:
     """The image asked for: `--platform` beats PLATFORM; the CPU image defaults to the host's platform.
 
     A CPU image for another architecture than the host's gets a tag suffix (`latest-arm64`), so that
@@ -77,7 +81,9 @@ def resolve_target(settings: Settings, *, gpu: bool, platform_flag: str | None, 
 
     if gpu:
         if requested not in (None, AMD64):
-            raise UserError(f"the GPU image is {AMD64} only (TensorFlow's CUDA wheels are x86-64 only); {origin} asks for {requested}")
+            raise UserError(
+                f"the GPU image is {AMD64} only (TensorFlow's CUDA wheels are x86-64 only); {origin} asks for {requested}"
+            )
         platform_name = AMD64
         suffix = "-gpu"
     else:
@@ -96,7 +102,12 @@ def resolve_target(settings: Settings, *, gpu: bool, platform_flag: str | None, 
 def notebook_target(target: Target) -> Target:
     """The JupyterLab image of `invoke notebook`: the `notebook` stage of the target's Dockerfile,
     tagged `<IMAGE_TAG>-notebook` (`-gpu-notebook`), and its container."""
-    return replace(target, image=f"{target.image}-notebook", container=f"{target.container}-notebook", stage="notebook")
+    return replace(
+        target,
+        image=f"{target.image}-notebook",
+        container=f"{target.container}-notebook",
+        stage="notebook",
+    )
 
 
 def tensorboard_target(target: Target) -> Target:
@@ -110,8 +121,14 @@ def every_target(settings: Settings, *, host: str) -> list[Target]:
     return [*cpu, resolve_target(settings, gpu=True, platform_flag=None, host=host)]
 
 
-def open_target(context, project_dir: Path, *, gpu: bool = False, platform: str | None = None) -> tuple[Engine, Settings, Target]:
+def open_target(
+    context, project_dir: Path, *, gpu: bool = False, platform: str | None = None
+) -> tuple[Engine, Settings, Target]:
     """What a task works with: the engine (through invoke's context), the settings, and the image asked for."""
     settings = load_settings(project_dir)
     engine = Engine(settings.docker, context)
-    return engine, settings, resolve_target(settings, gpu=gpu, platform_flag=platform, host=engine.native_platform())
+    return (
+        engine,
+        settings,
+        resolve_target(settings, gpu=gpu, platform_flag=platform, host=engine.native_platform()),
+    )

@@ -31,8 +31,18 @@ def _exit_cleanly(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=os.environ.get("PORT", "8888"), help="port to listen on (default: $PORT, else 8888)")
-    parser.add_argument("--models", type=Path, default=train.DEFAULT_MODELS, help=f"models folder (default {train.DEFAULT_MODELS})")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=os.environ.get("PORT", "8888"),
+        help="port to listen on (default: $PORT, else 8888)",
+    )
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=train.DEFAULT_MODELS,
+        help=f"models folder (default {train.DEFAULT_MODELS})",
+    )
     parser.add_argument(
         "--data",
         type=Path,
@@ -56,8 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_cleanly)
     # 0.0.0.0: inside the container, so that the published port reaches it; which host addresses
     # may connect is decided by `invoke run`'s port publishing (HOST_ADDRESS).
-    app = create_app(arguments.models, arguments.data, train_epochs=arguments.epochs, options=options)
-    server = uvicorn.Server(uvicorn_config(app, host="0.0.0.0", port=arguments.port, log_config=_log_config()))  # noqa: S104
+    app = create_app(
+        arguments.models, arguments.data, train_epochs=arguments.epochs, options=options
+    )
+    server = uvicorn.Server(
+        uvicorn_config(app, host="0.0.0.0", port=arguments.port, log_config=_log_config())  # noqa: S104
+    )
     server.run()
     return 0 if server.started else 1  # not started: uvicorn logged why (the port is taken, say)
 

@@ -82,7 +82,11 @@ class Batcher:
         # Requests already scheduled to run (their bytes were read in this turn of the event loop) submit first.
         await asyncio.sleep(0)
         loop = asyncio.get_running_loop()
-        while self._arriving and self._pending_rows < self._max_rows and (remaining := deadline - loop.time()) > 0:
+        while (
+            self._arriving
+            and self._pending_rows < self._max_rows
+            and (remaining := deadline - loop.time()) > 0
+        ):
             await self._next_event(remaining)
 
     def _take(self) -> list[tuple[np.ndarray, asyncio.Future]]:
@@ -95,10 +99,14 @@ class Batcher:
         self._pending_rows -= rows
         return batch
 
-    async def _compute(self, executor: ThreadPoolExecutor, batch: list[tuple[np.ndarray, asyncio.Future]]) -> None:
+    async def _compute(
+        self, executor: ThreadPoolExecutor, batch: list[tuple[np.ndarray, asyncio.Future]]
+    ) -> None:
         loop = asyncio.get_running_loop()
         try:
-            outputs = await loop.run_in_executor(executor, self._model, np.concatenate([rows for rows, _ in batch]))
+            outputs = await loop.run_in_executor(
+                executor, self._model, np.concatenate([rows for rows, _ in batch])
+            )
         except Exception as error:  # noqa: BLE001 (it goes to the request that caused it)
             if len(batch) == 1:
                 _settle(batch[0][1], error=error)

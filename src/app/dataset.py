@@ -42,19 +42,27 @@ def load(path: Path) -> Dataset:
         if not row:
             continue
         if len(row) != len(expected_header):
-            raise DatasetError(f"{path}, line {number}: {len(row)} values, expected {len(expected_header)}")
+            raise DatasetError(
+                f"{path}, line {number}: {len(row)} values, expected {len(expected_header)}"
+            )
         try:
             values = [float(cell) for cell in row[: len(FEATURES)]]
         except ValueError:
-            raise DatasetError(f"{path}, line {number}: the measurements must be numbers: {','.join(row)}") from None
+            raise DatasetError(
+                f"{path}, line {number}: the measurements must be numbers: {','.join(row)}"
+            ) from None
         if not all(math.isfinite(value) for value in values):
-            raise DatasetError(f"{path}, line {number}: the measurements must be finite numbers: {','.join(row)}")
+            raise DatasetError(
+                f"{path}, line {number}: the measurements must be finite numbers: {','.join(row)}"
+            )
         features.append(values)
         species.append(row[-1].strip())
     classes = tuple(sorted(set(species)))
     if len(classes) < 2:
         raise DatasetError(f"{path}: a classifier needs at least two species, found {len(classes)}")
-    return Dataset(features=features, labels=[classes.index(name) for name in species], classes=classes)
+    return Dataset(
+        features=features, labels=[classes.index(name) for name in species], classes=classes
+    )
 
 
 def split(dataset: Dataset, test_fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -89,7 +89,9 @@ def from_environment(environ: Mapping[str, str]) -> Cluster:
         return Cluster(collective_timeout=timeout)
     missing = [key for key in POD_KEYS if not environ.get(key, "").strip()]
     if missing:
-        raise ClusterError(f"TRAIN_WORKERS is set, so a worker of a training Job needs {', '.join(missing)} too")
+        raise ClusterError(
+            f"TRAIN_WORKERS is set, so a worker of a training Job needs {', '.join(missing)} too"
+        )
     workers = _whole_number(environ, "TRAIN_WORKERS", minimum=1)
     index = _whole_number(environ, "JOB_COMPLETION_INDEX", minimum=0)
     if index >= workers:
@@ -100,11 +102,19 @@ def from_environment(environ: Mapping[str, str]) -> Cluster:
     job, service = environ["TRAIN_JOB"].strip(), environ["TRAIN_SERVICE"].strip()
     for key, name in (("TRAIN_JOB", f"{job}-{workers - 1}"), ("TRAIN_SERVICE", service)):
         if not _LABEL.fullmatch(name):
-            raise ClusterError(f"{key}={environ[key]!r} does not make a hostname {name!r}: lower case letters, digits and -, at most 63")
+            raise ClusterError(
+                f"{key}={environ[key]!r} does not make a hostname {name!r}: lower case letters, digits and -, at most 63"
+            )
     if workers == 1:
         return Cluster(collective_timeout=timeout)
     config = pod_tf_config(index=index, workers=workers, job=job, service=service, port=port)
-    return Cluster(workers=workers, index=index, spec=config["cluster"], task=config["task"], collective_timeout=timeout)
+    return Cluster(
+        workers=workers,
+        index=index,
+        spec=config["cluster"],
+        task=config["task"],
+        collective_timeout=timeout,
+    )
 
 
 def _whole_number(environ: Mapping[str, str], key: str, *, minimum: int) -> int:
@@ -128,23 +138,42 @@ def _from_tf_config(text: str, timeout: int) -> Cluster:
     spec = config.get("cluster") if isinstance(config, dict) else None
     task = config.get("task") if isinstance(config, dict) else None
     if not isinstance(spec, dict) or not isinstance(task, dict):
-        raise ClusterError('TF_CONFIG must be an object with "cluster" and "task", as Vertex AI and Ray set it')
+        raise ClusterError(
+            'TF_CONFIG must be an object with "cluster" and "task", as Vertex AI and Ray set it'
+        )
     for role, addresses in spec.items():
         if role not in _ROLES:
-            raise ClusterError(f"TF_CONFIG has {role!r} tasks; MultiWorkerMirroredStrategy runs only chief and worker tasks")
-        if not isinstance(addresses, list) or not all(isinstance(address, str) and ":" in address for address in addresses):
+            raise ClusterError(
+                f"TF_CONFIG has {role!r} tasks; MultiWorkerMirroredStrategy runs only chief and worker tasks"
+            )
+        if not isinstance(addresses, list) or not all(
+            isinstance(address, str) and ":" in address for address in addresses
+        ):
             raise ClusterError(f'TF_CONFIG "cluster"."{role}" must be a list of "host:port"')
     if len(spec.get("chief", [])) > 1 or not spec.get("chief") and not spec.get("worker"):
         raise ClusterError("TF_CONFIG must name at most one chief, and a chief or a worker")
     role, number = task.get("type"), task.get("index", 0)
-    if role not in spec or isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < len(spec[role]):
-        raise ClusterError(f'TF_CONFIG "task" {json.dumps(task)} is not one of the tasks in its "cluster"')
+    if (
+        role not in spec
+        or isinstance(number, bool)
+        or not isinstance(number, int)
+        or not 0 <= number < len(spec[role])
+    ):
+        raise ClusterError(
+            f'TF_CONFIG "task" {json.dumps(task)} is not one of the tasks in its "cluster"'
+        )
     chiefs = len(spec.get("chief", []))
     workers = chiefs + len(spec.get("worker", []))
     if workers == 1:
         return Cluster(collective_timeout=timeout)
     index = number if role == "chief" else chiefs + number
-    return Cluster(workers=workers, index=index, spec=spec, task={"type": role, "index": number}, collective_timeout=timeout)
+    return Cluster(
+        workers=workers,
+        index=index,
+        spec=spec,
+        task={"type": role, "index": number},
+        collective_timeout=timeout,
+    )
 
 
 def strategy_name(cluster: Cluster, gpus: int) -> str:
@@ -163,11 +192,18 @@ def create_strategy(cluster: Cluster):
     name = strategy_name(cluster, len(tf.config.list_physical_devices("GPU")))
     if name == "MultiWorkerMirroredStrategy":
         resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
-            tf.train.ClusterSpec(cluster.spec), task_type=cluster.task["type"], task_id=cluster.task["index"], rpc_layer="grpc"
+            tf.train.ClusterSpec(cluster.spec),
+            task_type=cluster.task["type"],
+            task_id=cluster.task["index"],
+            rpc_layer="grpc",
         )
-        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=cluster.collective_timeout)
+        options = tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=cluster.collective_timeout
+        )
         sigterm = signal.getsignal(signal.SIGTERM)
-        strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=resolver, communication_options=options
+        )
         # TensorFlow's coordination service takes SIGTERM over, to note a preemption, and carries on:
         # given back, `docker stop` and a deleted pod end a worker again.
         if sigterm is not None:

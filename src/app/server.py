@@ -37,7 +37,9 @@ from app import batching, dataset, store, train
 
 MAX_BODY_BYTES = 1_000_000
 MAX_REQUEST_ROWS = 1_000
-FLOAT32_MAX = float(np.finfo(np.float32).max)  # about 3.4e38: beyond it, a value becomes inf in the model
+FLOAT32_MAX = float(
+    np.finfo(np.float32).max
+)  # about 3.4e38: beyond it, a value becomes inf in the model
 # Limits on what a client may hold: see `Options` and `uvicorn_config`.
 MAX_REQUESTS_IN_PROGRESS = 256
 BODY_TIMEOUT_S = 10.0
@@ -57,10 +59,16 @@ log = logging.getLogger("app")
 class Options:
     """How the server serves: the app keys of .env set the first three (`from_environment`)."""
 
-    batch_max_rows: int = 256  # BATCH_MAX_ROWS: the most rows in one call of the model; 0 turns batching off
-    batch_timeout_ms: float = 2.0  # BATCH_TIMEOUT_MS: the longest a request waits for others to share its call
+    batch_max_rows: int = (
+        256  # BATCH_MAX_ROWS: the most rows in one call of the model; 0 turns batching off
+    )
+    batch_timeout_ms: float = (
+        2.0  # BATCH_TIMEOUT_MS: the longest a request waits for others to share its call
+    )
     model_version: int | None = None  # MODEL_VERSION: serve this version, not the newest valid one
-    max_requests: int = MAX_REQUESTS_IN_PROGRESS  # predictions in progress at once; more get a 503 at once
+    max_requests: int = (
+        MAX_REQUESTS_IN_PROGRESS  # predictions in progress at once; more get a 503 at once
+    )
     body_timeout: float = BODY_TIMEOUT_S  # seconds to send a request's body, from its head
 
     @classmethod
@@ -69,7 +77,9 @@ class Options:
         options = {}
         if value := environ.get("BATCH_MAX_ROWS", "").strip():
             if not value.isascii() or not value.isdigit():
-                raise ValueError(f"BATCH_MAX_ROWS={value!r}: a whole number of rows, or 0 to turn batching off")
+                raise ValueError(
+                    f"BATCH_MAX_ROWS={value!r}: a whole number of rows, or 0 to turn batching off"
+                )
             options["batch_max_rows"] = int(value)
         if value := environ.get("BATCH_TIMEOUT_MS", "").strip():
             try:
@@ -77,11 +87,15 @@ class Options:
             except ValueError:
                 milliseconds = math.nan
             if not 0 <= milliseconds <= 1000:
-                raise ValueError(f"BATCH_TIMEOUT_MS={value!r}: milliseconds from 0 to 1000, e.g. 2 or 0.5")
+                raise ValueError(
+                    f"BATCH_TIMEOUT_MS={value!r}: milliseconds from 0 to 1000, e.g. 2 or 0.5"
+                )
             options["batch_timeout_ms"] = milliseconds
         if value := environ.get("MODEL_VERSION", "").strip():
             if store.version_number(value) is None:
-                raise ValueError(f"MODEL_VERSION={value!r}: a version number as in the folder's name (1, 2, 3...), or unset for the newest")
+                raise ValueError(
+                    f"MODEL_VERSION={value!r}: a version number as in the folder's name (1, 2, 3...), or unset for the newest"
+                )
             options["model_version"] = int(value)
         return cls(**options)
 
@@ -122,7 +136,9 @@ def parse_instances(body: bytes, feature_count: int) -> list[list[float]]:
     except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise BadRequest(400, f"the body is not valid JSON: {error}") from None
     except RecursionError:
-        raise BadRequest(400, 'the body nests JSON too deep; a request is {"instances": [[...], ...]}') from None
+        raise BadRequest(
+            400, 'the body nests JSON too deep; a request is {"instances": [[...], ...]}'
+        ) from None
     if not isinstance(document, dict) or "instances" not in document:
         raise BadRequest(400, 'the body must be a JSON object {"instances": [[...], ...]}')
     instances = document["instances"]
@@ -131,15 +147,22 @@ def parse_instances(body: bytes, feature_count: int) -> list[list[float]]:
     if not instances:
         raise BadRequest(400, '"instances" is empty: send at least one row')
     if len(instances) > MAX_REQUEST_ROWS:
-        raise BadRequest(413, f"{len(instances)} instances in one request; send at most {MAX_REQUEST_ROWS} per request")
+        raise BadRequest(
+            413,
+            f"{len(instances)} instances in one request; send at most {MAX_REQUEST_ROWS} per request",
+        )
     rows = []
     for index, instance in enumerate(instances):
         if not isinstance(instance, list) or len(instance) != feature_count:
-            raise BadRequest(400, f"instance {index} must be a list of {feature_count} numbers, got {_preview(instance)}")
+            raise BadRequest(
+                400,
+                f"instance {index} must be a list of {feature_count} numbers, got {_preview(instance)}",
+            )
         row = [_number(value) for value in instance]
         if None in row:
             raise BadRequest(
-                400, f"instance {index} holds a value that is not a finite number within float32's range (±3.4e38): {_preview(instance)}"
+                400,
+                f"instance {index} holds a value that is not a finite number within float32's range (±3.4e38): {_preview(instance)}",
             )
         rows.append(row)
     return rows
@@ -190,7 +213,9 @@ class ModelSlot:
         folder = self.models_dir / store.MODEL_NAME / str(self.pinned)
         if self.pinned not in dict(candidates):
             there = ", ".join(str(version) for version, _ in reversed(candidates)) or "none"
-            self._fail(f"MODEL_VERSION={self.pinned}: there is no version folder {folder} (versions there: {there})")
+            self._fail(
+                f"MODEL_VERSION={self.pinned}: there is no version folder {folder} (versions there: {there})"
+            )
             return
         try:
             self._load(self.pinned, folder)
@@ -206,7 +231,11 @@ class ModelSlot:
             self.train_epochs,
         )
         trained = train.train(self.data_path, self.models_dir, epochs=self.train_epochs)
-        log.info("trained version %d: accuracy %.3f on the held-out rows", trained.version, trained.metrics["accuracy"])
+        log.info(
+            "trained version %d: accuracy %.3f on the held-out rows",
+            trained.version,
+            trained.metrics["accuracy"],
+        )
         self._load(trained.version, trained.folder)
 
     def _fail(self, reason: str) -> None:
@@ -219,11 +248,21 @@ class ModelSlot:
         self.status = "loading"
         metrics = store.read_metrics(folder)
         signature = store.load_signature(folder)
-        self._signature, self.metrics, self.feature_count = signature, metrics, signature.feature_count
+        self._signature, self.metrics, self.feature_count = (
+            signature,
+            metrics,
+            signature.feature_count,
+        )
         self.version, self.tensorflow_version = version, tf.__version__
         self.status = "ready"
         accuracy = metrics.get("accuracy", "unknown")
-        log.info("serving %s version %d from %s (held-out accuracy %s)", store.MODEL_NAME, version, folder, accuracy)
+        log.info(
+            "serving %s version %d from %s (held-out accuracy %s)",
+            store.MODEL_NAME,
+            version,
+            folder,
+            accuracy,
+        )
 
     def predict(self, rows):
         return self._signature.call(rows)
@@ -232,7 +271,10 @@ class ModelSlot:
 async def _body(request: Request, timeout: float) -> bytes:
     """The request body, refused (413) past MAX_BODY_BYTES before it is all read, and (408) when it takes
     longer than `timeout`; Starlette's own max_body_size would answer in plain text."""
-    too_large = BadRequest(413, f"the body is larger than {MAX_BODY_BYTES} bytes; send at most {MAX_REQUEST_ROWS} rows per request")
+    too_large = BadRequest(
+        413,
+        f"the body is larger than {MAX_BODY_BYTES} bytes; send at most {MAX_REQUEST_ROWS} rows per request",
+    )
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise too_large
@@ -244,19 +286,31 @@ async def _body(request: Request, timeout: float) -> bytes:
                 if len(body) > MAX_BODY_BYTES:
                     raise too_large
     except TimeoutError:
-        raise BadRequest(408, f"the body did not arrive within {timeout:g} s", {"Connection": "close"}) from None
+        raise BadRequest(
+            408, f"the body did not arrive within {timeout:g} s", {"Connection": "close"}
+        ) from None
     return bytes(body)
 
 
-def _error(status_code: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+def _error(
+    status_code: int, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status_code, headers=headers)
 
 
-def create_app(models_dir: Path, data_path: Path, *, train_epochs: int = train.DEFAULT_EPOCHS, options: Options = Options()) -> Starlette:
+def create_app(
+    models_dir: Path,
+    data_path: Path,
+    *,
+    train_epochs: int = train.DEFAULT_EPOCHS,
+    options: Options = Options(),
+) -> Starlette:
     """The application; the model is loaded or trained in a thread once the server starts."""
     slot = ModelSlot(models_dir, data_path, train_epochs, options.model_version)
     if options.batch_max_rows:
-        batcher = batching.Batcher(slot.predict, max_rows=options.batch_max_rows, timeout=options.batch_timeout_ms / 1000)
+        batcher = batching.Batcher(
+            slot.predict, max_rows=options.batch_max_rows, timeout=options.batch_timeout_ms / 1000
+        )
     else:
         batcher = batching.Unbatched(slot.predict)
     in_progress = 0
@@ -267,7 +321,12 @@ def create_app(models_dir: Path, data_path: Path, *, train_epochs: int = train.D
             if slot.error:
                 body["error"] = slot.error
             return JSONResponse(body, status_code=503)
-        body = {"status": "ok", "model": store.MODEL_NAME, "version": slot.version, "tensorflow": slot.tensorflow_version}
+        body = {
+            "status": "ok",
+            "model": store.MODEL_NAME,
+            "version": slot.version,
+            "tensorflow": slot.tensorflow_version,
+        }
         body["accuracy"] = slot.metrics.get("accuracy")
         return JSONResponse(body)
 
@@ -278,16 +337,24 @@ def create_app(models_dir: Path, data_path: Path, *, train_epochs: int = train.D
         nonlocal in_progress
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type != "application/json":
-            return _error(415, f"send the body as JSON with the header Content-Type: application/json, not {media_type or 'no type'}")
+            return _error(
+                415,
+                f"send the body as JSON with the header Content-Type: application/json, not {media_type or 'no type'}",
+            )
         if not slot.ready:
-            return _error(503, f"the model is not ready yet ({slot.status}); GET /health says when it is")
+            return _error(
+                503, f"the model is not ready yet ({slot.status}); GET /health says when it is"
+            )
         if in_progress >= options.max_requests:
             message = f"the server has {options.max_requests} predictions in progress, its limit; retry shortly"
             return _error(503, message, {"Retry-After": "1"})
         in_progress += 1
         try:
             with batcher.arriving():
-                rows = np.asarray(parse_instances(await _body(request, options.body_timeout), slot.feature_count), dtype="float32")
+                rows = np.asarray(
+                    parse_instances(await _body(request, options.body_timeout), slot.feature_count),
+                    dtype="float32",
+                )
             probabilities = await batcher.predict(rows)
         except BadRequest as error:
             return _error(error.status_code, str(error), error.headers)
@@ -296,7 +363,10 @@ def create_app(models_dir: Path, data_path: Path, *, train_epochs: int = train.D
         finite = np.isfinite(probabilities).all(axis=1)
         if not finite.all():
             index = int(np.argmin(finite))
-            return _error(400, f"instance {index} is so far from the measurements the model knows that its output is not a finite number")
+            return _error(
+                400,
+                f"instance {index} is so far from the measurements the model knows that its output is not a finite number",
+            )
         return JSONResponse({"predictions": probabilities.tolist()})
 
     async def index(request: Request) -> JSONResponse:
@@ -355,7 +425,9 @@ class _HTTPProtocol(H11Protocol):
             self.transport.close()
 
 
-def uvicorn_config(app: Starlette, *, host: str, port: int, keep_alive: float = KEEP_ALIVE_S, **settings) -> uvicorn.Config:
+def uvicorn_config(
+    app: Starlette, *, host: str, port: int, keep_alive: float = KEEP_ALIVE_S, **settings
+) -> uvicorn.Config:
     """uvicorn's settings for the app: the head and keep-alive deadline, and the graceful shutdown: on
     SIGTERM it stops accepting, finishes the requests in progress (for up to SHUTDOWN_GRACE_S), then exits."""
     return uvicorn.Config(

@@ -89,7 +89,9 @@ class Signature:
 
     feature_count: int
     call: Callable  # float32 array [rows, features] -> float32 array [rows, classes]
-    saved_model: object  # what tf.saved_model.load returned: it owns the variables that the function reads
+    saved_model: (
+        object  # what tf.saved_model.load returned: it owns the variables that the function reads
+    )
 
 
 def load_signature(folder: Path) -> Signature:
@@ -100,14 +102,24 @@ def load_signature(folder: Path) -> Signature:
     try:
         saved_model = tf.saved_model.load(str(folder))
     except Exception as error:  # noqa: BLE001 (TensorFlow raises many types for a damaged SavedModel: all mean "cannot serve it")
-        raise InvalidVersion(f"the SavedModel does not load: {type(error).__name__}: {str(error).strip().splitlines()[0][:300]}") from None
+        raise InvalidVersion(
+            f"the SavedModel does not load: {type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
+        ) from None
     function = saved_model.signatures.get(SIGNATURE)
     if function is None:
         raise InvalidVersion(f"the SavedModel has no {SIGNATURE} signature")
     inputs, outputs = function.structured_input_signature[1], function.structured_outputs
     specs = list(inputs.values())
-    if len(specs) != 1 or len(outputs) != 1 or specs[0].dtype != tf.float32 or specs[0].shape.rank != 2 or specs[0].shape[1] is None:
-        raise InvalidVersion(f"{SIGNATURE} must take one float32 [None, features] input and give one output, not {inputs} -> {outputs}")
+    if (
+        len(specs) != 1
+        or len(outputs) != 1
+        or specs[0].dtype != tf.float32
+        or specs[0].shape.rank != 2
+        or specs[0].shape[1] is None
+    ):
+        raise InvalidVersion(
+            f"{SIGNATURE} must take one float32 [None, features] input and give one output, not {inputs} -> {outputs}"
+        )
     (input_name,), (output_name,) = inputs, outputs
 
     def call(rows):
@@ -117,9 +129,13 @@ def load_signature(folder: Path) -> Signature:
     try:  # the first call also sets TensorFlow up: done here, not in the first request
         shape = call(np.zeros((1, feature_count), dtype="float32")).shape
     except Exception as error:  # noqa: BLE001 (as above)
-        raise InvalidVersion(f"{SIGNATURE} fails on a row of zeros: {type(error).__name__}: {str(error).strip()[:300]}") from None
+        raise InvalidVersion(
+            f"{SIGNATURE} fails on a row of zeros: {type(error).__name__}: {str(error).strip()[:300]}"
+        ) from None
     if len(shape) != 2 or shape[0] != 1:
-        raise InvalidVersion(f"{SIGNATURE} must give one row of outputs per input row, not {shape} for one row")
+        raise InvalidVersion(
+            f"{SIGNATURE} must give one row of outputs per input row, not {shape} for one row"
+        )
     return Signature(feature_count=feature_count, call=call, saved_model=saved_model)
 
 
@@ -147,7 +163,14 @@ def _flush(folder: Path) -> None:
 
 def _highest_number(folder: Path) -> int:
     """The highest number any entry is named by, folder or not: a new version must take none of them."""
-    return max((number for entry in folder.iterdir() if (number := version_number(entry.name)) is not None), default=0)
+    return max(
+        (
+            number
+            for entry in folder.iterdir()
+            if (number := version_number(entry.name)) is not None
+        ),
+        default=0,
+    )
 
 
 def remove_abandoned(folder: Path, started: float | None = None) -> list[str]:
@@ -156,13 +179,19 @@ def remove_abandoned(folder: Path, started: float | None = None) -> list[str]:
     started = _STARTED if started is None else started
     if not folder.is_dir():
         return []
-    abandoned = [entry for entry in folder.iterdir() if entry.name.startswith(_INCOMPLETE) and entry.lstat().st_mtime < started]
+    abandoned = [
+        entry
+        for entry in folder.iterdir()
+        if entry.name.startswith(_INCOMPLETE) and entry.lstat().st_mtime < started
+    ]
     for entry in abandoned:
         shutil.rmtree(entry, ignore_errors=True)
     return sorted(entry.name for entry in abandoned)
 
 
-def publish(models_dir: Path, write: Callable[[Path], None], name: str = MODEL_NAME) -> tuple[int, Path]:
+def publish(
+    models_dir: Path, write: Callable[[Path], None], name: str = MODEL_NAME
+) -> tuple[int, Path]:
     """Let `write` fill a fresh folder, then make it the next version; returns that version and folder."""
     folder = models_dir / name
     remove_abandoned(folder)

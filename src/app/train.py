@@ -85,7 +85,9 @@ def train(
     logs_dir: where TensorBoard logs go (default: `logs` beside models_dir). cluster: default, from the environment.
     """
     cluster = distributed.from_environment(os.environ) if cluster is None else cluster
-    data = dataset.load(data_path)  # first: a missing dataset fails before TensorFlow takes seconds to import
+    data = dataset.load(
+        data_path
+    )  # first: a missing dataset fails before TensorFlow takes seconds to import
 
     import keras
     import numpy as np
@@ -99,7 +101,9 @@ def train(
     name, strategy = distributed.create_strategy(cluster)
     replicas = strategy.num_replicas_in_sync
     global_batch = BATCH_PER_REPLICA * replicas
-    steps_per_epoch = math.ceil(len(train_rows) / global_batch)  # the same on every worker, or the exchanges would not pair up
+    steps_per_epoch = math.ceil(
+        len(train_rows) / global_batch
+    )  # the same on every worker, or the exchanges would not pair up
     across = f" over {cluster.workers} workers" if cluster.workers > 1 else ""
     print(
         f"{cluster.describe()}: {name}{across}, {replicas} replica{'s' * (replicas > 1)} in sync, global batch {global_batch}",
@@ -111,7 +115,11 @@ def train(
         """This worker's share of the training rows, reshuffled every pass, in batches of one replica's size."""
         rows = tf.data.Dataset.from_tensor_slices((features[train_rows], labels[train_rows]))
         rows = rows.shard(context.num_input_pipelines, context.input_pipeline_id)
-        return rows.shuffle(len(train_rows), seed=seed).repeat().batch(context.get_per_replica_batch_size(global_batch))
+        return (
+            rows.shuffle(len(train_rows), seed=seed)
+            .repeat()
+            .batch(context.get_per_replica_batch_size(global_batch))
+        )
 
     with strategy.scope():
         model = build_model(features[train_rows], len(data.classes))
@@ -123,9 +131,22 @@ def train(
         with tf.GradientTape() as tape:
             probabilities = model(batch_features, training=True)
             per_row = keras.losses.sparse_categorical_crossentropy(batch_labels, probabilities)
-            loss = tf.nn.compute_average_loss(per_row)  # divided by the global batch: the replicas' sum is its mean
-        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables, strict=True))
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probabilities, axis=-1, output_type=tf.int32), batch_labels), tf.float32))
+            loss = tf.nn.compute_average_loss(
+                per_row
+            )  # divided by the global batch: the replicas' sum is its mean
+        optimizer.apply_gradients(
+            zip(
+                tape.gradient(loss, model.trainable_variables),
+                model.trainable_variables,
+                strict=True,
+            )
+        )
+        correct = tf.reduce_sum(
+            tf.cast(
+                tf.equal(tf.argmax(probabilities, axis=-1, output_type=tf.int32), batch_labels),
+                tf.float32,
+            )
+        )
         return loss, correct, tf.cast(tf.size(batch_labels), tf.float32)
 
     @tf.function
@@ -137,7 +158,9 @@ def train(
         """Loss and accuracy on the held-out rows (every worker has them all: no exchange)."""
         probabilities = model(features[test_rows], training=False)
         loss = keras.losses.sparse_categorical_crossentropy(labels[test_rows], probabilities)
-        return float(np.mean(loss)), float(np.mean(np.argmax(probabilities, axis=-1) == labels[test_rows]))
+        return float(np.mean(loss)), float(
+            np.mean(np.argmax(probabilities, axis=-1) == labels[test_rows])
+        )
 
     logs = _Logs(logs_dir or models_dir.parent / "logs", enabled=cluster.chief)
     try:
@@ -150,7 +173,11 @@ def train(
                     raise KeyboardInterrupt
                 if epoch == step == 0:
                     logs.export_graph("train_step")
-                loss_sum, correct, seen = loss_sum + step_loss, correct + step_correct, seen + step_seen
+                loss_sum, correct, seen = (
+                    loss_sum + step_loss,
+                    correct + step_correct,
+                    seen + step_seen,
+                )
             train_loss, train_accuracy = loss_sum / steps_per_epoch, correct / seen
             if cluster.chief:
                 test_loss, test_accuracy = held_out()
@@ -167,7 +194,9 @@ def train(
         if isinstance(error, tf.errors.OpError) and STOP.is_set():
             raise KeyboardInterrupt from None  # stopped too, while waiting for another worker that had stopped
         if isinstance(error, tf.errors.OpError):
-            raise TrainingError(f"training stopped on {cluster.describe()}: {reason(error)}") from None
+            raise TrainingError(
+                f"training stopped on {cluster.describe()}: {reason(error)}"
+            ) from None
         raise
 
     test_loss, test_accuracy = held_out()
@@ -190,7 +219,9 @@ def train(
     def write(folder: Path) -> None:
         model.save(folder / store.MODEL_FILE)
         store.export(model, folder)
-        (folder / store.METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        (folder / store.METRICS_FILE).write_text(
+            json.dumps(metrics, indent=2) + "\n", encoding="utf-8"
+        )
 
     if not cluster.chief:
         # Every worker saves, as TensorFlow's multi-worker saving expects; only the chief's copy is kept.
@@ -210,7 +241,15 @@ def train(
 def reason(error) -> str:
     """What a TensorFlow error says, in one line: its cause, without the graph's trace, and which peer failed."""
     lines = [line.strip() for line in error.message.splitlines() if line.strip()]
-    noise = ("Graph execution error", "Detected at node", "File ", "[[", "Additional GRPC", ":UNKNOWN:", "The error could be")
+    noise = (
+        "Graph execution error",
+        "Detected at node",
+        "File ",
+        "[[",
+        "Additional GRPC",
+        ":UNKNOWN:",
+        "The error could be",
+    )
     cause = next((line for line in lines if not line.startswith(noise)), type(error).__name__)
     peer = re.search(r"remote target /job:(\w+)/replica:\d+/task:(\d+)", error.message)
     return f"{cause} (from {peer[1]} {peer[2]})" if peer else cause
@@ -227,7 +266,9 @@ class _Logs:
         self.root = logs_dir / store.MODEL_NAME
         self.folder = self.root / f".incomplete-{uuid.uuid4().hex}"
         if enabled:
-            self.folder.mkdir(parents=True)  # here, so that a folder it may not write is an OSError naming it
+            self.folder.mkdir(
+                parents=True
+            )  # here, so that a folder it may not write is an OSError naming it
             self.train = tf.summary.create_file_writer(str(self.folder / "train"))
             self.validation = tf.summary.create_file_writer(str(self.folder / "validation"))
 
@@ -241,7 +282,14 @@ class _Logs:
             with self.train.as_default():
                 self.tf.summary.trace_export(name=name, step=0)
 
-    def epoch(self, epoch: int, train_loss: float, train_accuracy: float, test_loss: float, test_accuracy: float) -> None:
+    def epoch(
+        self,
+        epoch: int,
+        train_loss: float,
+        train_accuracy: float,
+        test_loss: float,
+        test_accuracy: float,
+    ) -> None:
         """Keras' TensorBoard tags, so the dashboards look as they do for model.fit.
 
         tf.summary.scalar needs the tensorboard package, which TensorFlow 2.21 no longer installs; this
@@ -250,12 +298,18 @@ class _Logs:
         from tensorflow.core.framework import summary_pb2
 
         scalar = summary_pb2.SummaryMetadata(
-            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"), data_class=summary_pb2.DATA_CLASS_SCALAR
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+            data_class=summary_pb2.DATA_CLASS_SCALAR,
         )
-        for writer, loss, accuracy in ((self.train, train_loss, train_accuracy), (self.validation, test_loss, test_accuracy)):
+        for writer, loss, accuracy in (
+            (self.train, train_loss, train_accuracy),
+            (self.validation, test_loss, test_accuracy),
+        ):
             with writer.as_default(step=epoch):
                 for tag, value in (("epoch_loss", loss), ("epoch_accuracy", accuracy)):
-                    self.tf.summary.write(tag, self.tf.constant(value, dtype=self.tf.float32), metadata=scalar)
+                    self.tf.summary.write(
+                        tag, self.tf.constant(value, dtype=self.tf.float32), metadata=scalar
+                    )
 
     def _close(self) -> None:
         self.train.close()
@@ -280,7 +334,11 @@ def superseded(models_dir: Path, version: int) -> tuple[int, dict | None] | None
     if not older:
         return None
     try:
-        metrics = json.loads((models_dir / store.MODEL_NAME / str(older[-1]) / store.METRICS_FILE).read_text(encoding="utf-8"))
+        metrics = json.loads(
+            (models_dir / store.MODEL_NAME / str(older[-1]) / store.METRICS_FILE).read_text(
+                encoding="utf-8"
+            )
+        )
     except (OSError, ValueError):
         metrics = None
     return older[-1], metrics if isinstance(metrics, dict) else None
@@ -294,7 +352,9 @@ def comparison(version: int, metrics: dict, previous: tuple[int, dict | None]) -
     figures = []
     for key, label, digits in (("accuracy", "held-out accuracy", 3), ("loss", "held-out loss", 4)):
         if isinstance(old.get(key), int | float):
-            figures.append(f"{label} {metrics[key]:.{digits}f} (version {number}: {old[key]:.{digits}f})")
+            figures.append(
+                f"{label} {metrics[key]:.{digits}f} (version {number}: {old[key]:.{digits}f})"
+            )
     if not figures:
         return f"version {number}, which it supersedes, records no accuracy or loss to compare with"
     return f"against version {number}, which it supersedes: {', '.join(figures)}"
@@ -325,9 +385,14 @@ def _ask_to_stop(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m app.train", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument(
-        "--epochs", type=positive_whole_number, default=DEFAULT_EPOCHS, help=f"passes over the training rows (default {DEFAULT_EPOCHS})"
+        "--epochs",
+        type=positive_whole_number,
+        default=DEFAULT_EPOCHS,
+        help=f"passes over the training rows (default {DEFAULT_EPOCHS})",
     )
     parser.add_argument(
         "--output",
@@ -340,9 +405,17 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help=f"TensorBoard logs folder; a run per version in <logs>/{store.MODEL_NAME}/<version>/ (default: beside --output)",
     )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATASET, help=f"the dataset CSV (default {DEFAULT_DATASET})")
     parser.add_argument(
-        "--seed", type=int, default=DEFAULT_SEED, help=f"random seed of the split, the weights and the shuffling (default {DEFAULT_SEED})"
+        "--data",
+        type=Path,
+        default=DEFAULT_DATASET,
+        help=f"the dataset CSV (default {DEFAULT_DATASET})",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help=f"random seed of the split, the weights and the shuffling (default {DEFAULT_SEED})",
     )
     arguments = parser.parse_args(argv)
     # SIGTERM (`docker stop`, a pod deleted) ends the training as Ctrl-C does: what was half written is removed.
@@ -351,7 +424,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cluster = distributed.from_environment(os.environ)
         trained = train(
-            arguments.data, arguments.output, epochs=arguments.epochs, seed=arguments.seed, logs_dir=arguments.logs, cluster=cluster
+            arguments.data,
+            arguments.output,
+            epochs=arguments.epochs,
+            seed=arguments.seed,
+            logs_dir=arguments.logs,
+            cluster=cluster,
         )
     except (distributed.ClusterError, TrainingError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -360,7 +438,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {explain(error, arguments.data)}", file=sys.stderr)
         return 1
     except OSError as error:
-        print(f"error: cannot write {error.filename or arguments.output}: {error.strerror or error}", file=sys.stderr)
+        print(
+            f"error: cannot write {error.filename or arguments.output}: {error.strerror or error}",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("error: interrupted; no model version was published", file=sys.stderr)

@@ -35,8 +35,13 @@ def pytest_terminal_summary(terminalreporter):
     try:
         import tensorflow as tf
 
-        devices = ", ".join(f"{device.device_type}:{device.name.rsplit(':', 1)[-1]}" for device in tf.config.list_physical_devices())
-        terminalreporter.write_line(f"TensorFlow {tf.__version__} (CUDA build: {tf.test.is_built_with_cuda()}); devices: {devices}")
+        devices = ", ".join(
+            f"{device.device_type}:{device.name.rsplit(':', 1)[-1]}"
+            for device in tf.config.list_physical_devices()
+        )
+        terminalreporter.write_line(
+            f"TensorFlow {tf.__version__} (CUDA build: {tf.test.is_built_with_cuda()}); devices: {devices}"
+        )
     except Exception as error:  # noqa: BLE001 (a broken TensorFlow is what the tests above report; the report must not crash)
         terminalreporter.write_line(f"TensorFlow does not import: {type(error).__name__}: {error}")
     terminalreporter.write_line(f"{platform.machine()}, uid {os.getuid()}")

@@ -17,18 +17,26 @@ MACHINES = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 
 def test_the_container_runs_the_platform_the_image_was_built_for():
     expected = os.environ["EXPECTED_PLATFORM"]
-    assert platform.machine() == MACHINES[expected], f"asked for {expected}, the container runs on {platform.machine()}"
+    assert platform.machine() == MACHINES[expected], (
+        f"asked for {expected}, the container runs on {platform.machine()}"
+    )
 
 
 def test_tensorflow_is_the_version_in_the_lock(tf):
     expected = os.environ["EXPECTED_TENSORFLOW_VERSION"]
-    assert tf.__version__ == expected, f"the image runs TensorFlow {tf.__version__}, the lock pins {expected}: rebuild with `invoke build`"
+    assert tf.__version__ == expected, (
+        f"the image runs TensorFlow {tf.__version__}, the lock pins {expected}: rebuild with `invoke build`"
+    )
 
 
 def _model(tf):
     tf.keras.utils.set_random_seed(7)
     model = tf.keras.Sequential(
-        [tf.keras.Input(shape=(4,)), tf.keras.layers.Dense(16, activation="relu"), tf.keras.layers.Dense(3, activation="softmax")]
+        [
+            tf.keras.Input(shape=(4,)),
+            tf.keras.layers.Dense(16, activation="relu"),
+            tf.keras.layers.Dense(3, activation="softmax"),
+        ]
     )
     model.compile(optimizer=tf.keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
     return model
@@ -37,7 +45,9 @@ def _model(tf):
 def _data():
     rng = np.random.default_rng(7)
     features = rng.normal(size=(256, 4)).astype("float32")
-    labels = (features[:, 0] + features[:, 1] > 0).astype("int64") + (features[:, 2] > 1).astype("int64")
+    labels = (features[:, 0] + features[:, 1] > 0).astype("int64") + (features[:, 2] > 1).astype(
+        "int64"
+    )
     return features, labels
 
 
@@ -55,12 +65,19 @@ def test_a_saved_model_reloads_and_predicts_the_same(tf, tmp_path):
     path = tmp_path / "model.keras"
     model.save(path)
     reloaded = tf.keras.models.load_model(path)
-    np.testing.assert_allclose(reloaded.predict(features, verbose=0), model.predict(features, verbose=0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        reloaded.predict(features, verbose=0),
+        model.predict(features, verbose=0),
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
 
 def test_the_data_mount_is_readable_and_writable_as_the_container_user():
     mounts = Path("/proc/self/mounts").read_text().split()
-    assert str(DATA_DIR) in mounts, f"{DATA_DIR} is not a mount: DATA_DIR did not reach the container"
+    assert str(DATA_DIR) in mounts, (
+        f"{DATA_DIR} is not a mount: DATA_DIR did not reach the container"
+    )
     probe = DATA_DIR / f".container-test-{uuid.uuid4().hex}"
     try:
         probe.write_text("written in the container")

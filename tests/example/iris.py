@@ -11,7 +11,11 @@ SETOSA, VERSICOLOR, VIRGINICA = [5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3
 
 # A small Iris-like dataset for the tests inside the image, so DATA_DIR is never touched.
 HEADER = ",".join([*dataset.FEATURES, dataset.LABEL])
-CENTRES = {"setosa": (5.0, 3.4, 1.5, 0.2), "versicolor": (5.9, 2.8, 4.3, 1.3), "virginica": (6.6, 3.0, 5.6, 2.0)}
+CENTRES = {
+    "setosa": (5.0, 3.4, 1.5, 0.2),
+    "versicolor": (5.9, 2.8, 4.3, 1.3),
+    "virginica": (6.6, 3.0, 5.6, 2.0),
+}
 
 
 def write_iris_like(path: Path, rows_per_class: int = 20) -> Path:
@@ -19,6 +23,9 @@ def write_iris_like(path: Path, rows_per_class: int = 20) -> Path:
     generator = random.Random(0)  # noqa: S311 (test data)
     lines = [HEADER]
     for species, centre in CENTRES.items():
-        lines += [",".join(f"{value + generator.gauss(0, 0.1):.2f}" for value in centre) + f",{species}" for _ in range(rows_per_class)]
+        lines += [
+            ",".join(f"{value + generator.gauss(0, 0.1):.2f}" for value in centre) + f",{species}"
+            for _ in range(rows_per_class)
+        ]
     path.write_text("\n".join(lines) + "\n")
     return path

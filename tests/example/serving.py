@@ -11,14 +11,18 @@ import uvicorn
 from app.server import Options, create_app, uvicorn_config
 from helpers.http_client import call
 
-EPOCHS = 15  # enough for separated clusters; arm64 runs these tests under emulation, about 20x slower
+EPOCHS = (
+    15  # enough for separated clusters; arm64 runs these tests under emulation, about 20x slower
+)
 
 
 @contextlib.contextmanager
 def serving(models: Path, data_path: Path, options: Options | None = None, **settings):
     """The real server in a thread on a free port; yields its base URL. `settings` go to uvicorn_config."""
     app = create_app(models, data_path, train_epochs=EPOCHS, options=options or Options())
-    http_server = uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=0, log_config=None, **settings))
+    http_server = uvicorn.Server(
+        uvicorn_config(app, host="127.0.0.1", port=0, log_config=None, **settings)
+    )
     thread = threading.Thread(target=http_server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

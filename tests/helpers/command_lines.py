@@ -14,7 +14,9 @@ def settings_of(project: Path, image_name: str = "tf", **environ: str) -> Settin
     return load_settings(project, environ={"IMAGE_NAME": image_name, **environ})
 
 
-def target_of(settings: Settings, gpu: bool = False, platform: str | None = None, host: str = "linux/amd64") -> Target:
+def target_of(
+    settings: Settings, gpu: bool = False, platform: str | None = None, host: str = "linux/amd64"
+) -> Target:
     """The image a task is about, on an x86-64 host unless told otherwise."""
     return resolve_target(settings, gpu=gpu, platform_flag=platform, host=host)
 

@@ -24,12 +24,22 @@ HEALTHY_ENGINE = "\n".join(
 
 
 def machine(project: Path, **environ: str) -> Machine:
-    return Machine(project_dir=project, environ=environ, host="linux/amd64", container_ids=lambda settings: (os.getuid(), os.getgid()))
+    return Machine(
+        project_dir=project,
+        environ=environ,
+        host="linux/amd64",
+        container_ids=lambda settings: (os.getuid(), os.getgid()),
+    )
 
 
-def findings(project: Path, cli: str, gpu: bool = False, docker_root: str | None = None, **environ: str) -> dict[str, Finding]:
+def findings(
+    project: Path, cli: str, gpu: bool = False, docker_root: str | None = None, **environ: str
+) -> dict[str, Finding]:
     """Every finding by subject; the stand-in CLI says the engine keeps its data in `docker_root` (default: the project)."""
     environ = {"DOCKER": cli, "HOST_PORT": str(free_port()), **environ}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DOCKER_ROOT", docker_root or str(project))
-        return {finding.subject: finding for finding in doctor.examine(machine(project, **environ), gpu=gpu)}
+        return {
+            finding.subject: finding
+            for finding in doctor.examine(machine(project, **environ), gpu=gpu)
+        }

@@ -26,7 +26,9 @@ def engine_problem() -> str | None:
     if shutil.which(DOCKER) is None:
         return f"no container CLI {DOCKER!r} on this machine"
     result = docker("version", "--format", "{{.Server.Version}}", check=False)
-    return None if result.returncode == 0 else f"no engine answers {DOCKER}: {result.stderr.strip()}"
+    return (
+        None if result.returncode == 0 else f"no engine answers {DOCKER}: {result.stderr.strip()}"
+    )
 
 
 @functools.cache
@@ -51,7 +53,9 @@ def image_config(image: str) -> dict:
 
 
 def containers_named(name: str) -> list[str]:
-    return docker("ps", "--all", "--filter", f"name=^/{name}$", "--format", "{{.Names}} {{.Status}}").stdout.splitlines()
+    return docker(
+        "ps", "--all", "--filter", f"name=^/{name}$", "--format", "{{.Names}} {{.Status}}"
+    ).stdout.splitlines()
 
 
 def health_status(container: str) -> str:
@@ -63,13 +67,32 @@ def remove_everything_named(prefix: str) -> None:
     """Remove every container, image tag, volume and network named `prefix`, `prefix:TAG` or `prefix-...`."""
 
     def named(listing: str) -> list[str]:
-        ours = [name for name in listing.split() if name == prefix or name.startswith((f"{prefix}-", f"{prefix}:"))]
+        ours = [
+            name
+            for name in listing.split()
+            if name == prefix or name.startswith((f"{prefix}-", f"{prefix}:"))
+        ]
         return [name for name in ours if not name.endswith(":<none>")]
 
-    containers = named(docker("ps", "--all", "--filter", f"name={prefix}", "--format", "{{.Names}}").stdout)
-    images = named(docker("image", "ls", "--filter", f"reference={prefix}*", "--format", "{{.Repository}}:{{.Tag}}").stdout)
-    volumes = named(docker("volume", "ls", "--filter", f"name={prefix}", "--format", "{{.Name}}").stdout)
-    networks = named(docker("network", "ls", "--filter", f"name={prefix}", "--format", "{{.Name}}").stdout)
+    containers = named(
+        docker("ps", "--all", "--filter", f"name={prefix}", "--format", "{{.Names}}").stdout
+    )
+    images = named(
+        docker(
+            "image",
+            "ls",
+            "--filter",
+            f"reference={prefix}*",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+        ).stdout
+    )
+    volumes = named(
+        docker("volume", "ls", "--filter", f"name={prefix}", "--format", "{{.Name}}").stdout
+    )
+    networks = named(
+        docker("network", "ls", "--filter", f"name={prefix}", "--format", "{{.Name}}").stdout
+    )
     if containers:
         docker("rm", "--force", *containers, check=False)
     if images:

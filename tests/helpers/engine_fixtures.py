@@ -75,7 +75,9 @@ def invoke(data_dir) -> Iterator[Invoke]:
 
 def ensure_built(invoke: Invoke, *args: str) -> None:
     result = invoke("build", *args)
-    assert result.returncode == 0, f"invoke build {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"invoke build {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -88,14 +90,22 @@ def cpu_image(invoke) -> str:
 def arm64_image(invoke) -> str:
     """The linux/arm64 CPU image: built under emulation on an x86-64 host (minutes), natively on an ARM one."""
     ensure_built(invoke, "--platform", ARM64)
-    return f"{invoke.image_name}:latest" if host_platform() == ARM64 else f"{invoke.image_name}:latest-arm64"
+    return (
+        f"{invoke.image_name}:latest"
+        if host_platform() == ARM64
+        else f"{invoke.image_name}:latest-arm64"
+    )
 
 
 @pytest.fixture(scope="session")
 def amd64_image(invoke) -> str:
     """The linux/amd64 CPU image: the native one on an x86-64 host, built under emulation on an ARM one."""
     ensure_built(invoke, "--platform", "linux/amd64")
-    return f"{invoke.image_name}:latest-amd64" if host_platform() == ARM64 else f"{invoke.image_name}:latest"
+    return (
+        f"{invoke.image_name}:latest-amd64"
+        if host_platform() == ARM64
+        else f"{invoke.image_name}:latest"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -125,7 +135,9 @@ def registry() -> Iterator[str]:
         "--env", "REGISTRY_STORAGE_DELETE_ENABLED=true", "registry:2", check=False,
     )  # fmt: skip
     if started.returncode != 0:
-        pytest.fail(f"no registry on 127.0.0.1:5000, and none could be started: {started.stderr.strip()}")
+        pytest.fail(
+            f"no registry on 127.0.0.1:5000, and none could be started: {started.stderr.strip()}"
+        )
     try:
         deadline = time.monotonic() + 60
         while not _registry_answers(address):
@@ -159,11 +171,18 @@ def _user_exists(name: str) -> bool:
 
 
 def _group_exists(name: str) -> bool:
-    return subprocess.run(["getent", "group", name], capture_output=True, check=False).returncode == 0
+    return (
+        subprocess.run(["getent", "group", name], capture_output=True, check=False).returncode == 0
+    )
 
 
 def _runs_as(user: str, python: str) -> bool:
-    return subprocess.run(["runuser", "-u", user, "--", python, "-c", "pass"], capture_output=True, check=False).returncode == 0
+    return (
+        subprocess.run(
+            ["runuser", "-u", user, "--", python, "-c", "pass"], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
 
 
 @pytest.fixture(scope="session")
@@ -176,7 +195,18 @@ def system_user() -> Iterator[pwd.struct_passwd]:
     if made:
         uid = next(uid for uid in range(2000, 60000) if not _uid_taken(uid))
         groups = ["--groups", "docker"] if _group_exists("docker") else []
-        subprocess.run(["useradd", "--no-create-home", "--uid", str(uid), "--user-group", *groups, CALLER_NAME], check=True)
+        subprocess.run(
+            [
+                "useradd",
+                "--no-create-home",
+                "--uid",
+                str(uid),
+                "--user-group",
+                *groups,
+                CALLER_NAME,
+            ],
+            check=True,
+        )
     try:
         yield pwd.getpwnam(CALLER_NAME)
     finally:
@@ -200,7 +230,9 @@ def non_root_caller(request, tmp_path_factory) -> Iterator[Caller]:
         yield Caller([sys.executable, "-m", "invoke"], PROJECT_DIR, {}, os.getuid(), data)
         return
     user = request.getfixturevalue("system_user")
-    python = next((py for py in (sys.executable, "/usr/bin/python3") if _runs_as(user.pw_name, py)), None)
+    python = next(
+        (py for py in (sys.executable, "/usr/bin/python3") if _runs_as(user.pw_name, py)), None
+    )
     if python is None:
         pytest.fail(f"no Python interpreter that user {user.pw_name} may run")
 
@@ -220,11 +252,15 @@ def non_root_caller(request, tmp_path_factory) -> Iterator[Caller]:
             *site.glob("invoke-*.dist-info"),
         ]
         for folder in copies:
-            shutil.copytree(folder, project / folder.name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                folder, project / folder.name, ignore=shutil.ignore_patterns("__pycache__")
+            )
         data = shared / "owned data"
         data.mkdir()
         os.chown(data, user.pw_uid, user.pw_gid)
         command = ["runuser", "-u", user.pw_name, "--", python, "-m", "invoke"]
-        yield Caller(command, project, {"PYTHONPATH": str(project), "HOME": "/tmp"}, user.pw_uid, data)
+        yield Caller(
+            command, project, {"PYTHONPATH": str(project), "HOME": "/tmp"}, user.pw_uid, data
+        )
     finally:
         shutil.rmtree(shared, ignore_errors=True)

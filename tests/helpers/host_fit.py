@@ -34,8 +34,14 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "platform(*platforms): builds or runs images of these platforms; emulated ones only where asked")
-    config.addinivalue_line("markers", "gpu_run: starts a container on a GPU; only where the engine has the NVIDIA runtime")
+    config.addinivalue_line(
+        "markers",
+        "platform(*platforms): builds or runs images of these platforms; emulated ones only where asked",
+    )
+    config.addinivalue_line(
+        "markers",
+        "gpu_run: starts a container on a GPU; only where the engine has the NVIDIA runtime",
+    )
 
 
 @cache
@@ -53,16 +59,18 @@ def emulation_wanted(config) -> bool:
 
 def _platforms(item) -> set[str]:
     found = {platform for marker in item.iter_markers("platform") for platform in marker.args}
-    return found | {platform for name, platform in FIXTURE_PLATFORMS.items() if name in getattr(item, "fixturenames", ())}
+    return found | {
+        platform
+        for name, platform in FIXTURE_PLATFORMS.items()
+        if name in getattr(item, "fixturenames", ())
+    }
 
 
 def skip_reason(item, *, host: str, emulated: bool, nvidia: bool) -> str | None:
     """Why this host does not run the test, or None where it does."""
     foreign = sorted(_platforms(item) - {host})
     if foreign and not emulated:
-        return (
-            f"needs {', '.join(foreign)} under emulation on this {host} host: pass --emulated (nox -s integration -- --emulated) or set CI"
-        )
+        return f"needs {', '.join(foreign)} under emulation on this {host} host: pass --emulated (nox -s integration -- --emulated) or set CI"
     if item.get_closest_marker("gpu_run") and not nvidia:
         return "needs a GPU: this engine has no NVIDIA runtime"
     return None
@@ -73,7 +81,10 @@ def pytest_collection_modifyitems(config, items):
     if not marked:
         return
     host = host_platform()
-    nvidia = any(item.get_closest_marker("gpu_run") for item in marked) and "nvidia" in _engine().runtimes()
+    nvidia = (
+        any(item.get_closest_marker("gpu_run") for item in marked)
+        and "nvidia" in _engine().runtimes()
+    )
     for item in marked:
         reason = skip_reason(item, host=host, emulated=emulation_wanted(config), nvidia=nvidia)
         if reason:

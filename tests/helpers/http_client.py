@@ -14,7 +14,9 @@ import urllib.request
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def call(url: str, body: bytes | None = None, content_type: str | None = "application/json") -> tuple[int, dict]:
+def call(
+    url: str, body: bytes | None = None, content_type: str | None = "application/json"
+) -> tuple[int, dict]:
     """GET `url`, or POST `body` to it; the status and the JSON body, for 4xx and 5xx answers too."""
     request = urllib.request.Request(url, data=body, method="GET" if body is None else "POST")  # noqa: S310 (a local test URL)
     if content_type:
@@ -70,7 +72,9 @@ def wait_for_json(url: str, timeout: float = 120) -> dict:
 
 def status_of(url: str, token: str | None = None, timeout: float = 120) -> int:
     """The HTTP status of GET `url` (with the token in the Authorization header), once the server answers."""
-    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"} if token else {})  # noqa: S310
+    request = urllib.request.Request(  # noqa: S310
+        url, headers={"Authorization": f"token {token}"} if token else {}
+    )
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -80,5 +84,7 @@ def status_of(url: str, token: str | None = None, timeout: float = 120) -> int:
             return error.code
         except OSError as error:
             if time.monotonic() > deadline:
-                raise AssertionError(f"{url} did not answer within {timeout:.0f} s: {error}") from None
+                raise AssertionError(
+                    f"{url} did not answer within {timeout:.0f} s: {error}"
+                ) from None
             time.sleep(1)

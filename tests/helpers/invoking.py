@@ -18,7 +18,12 @@ class Invoke:
     env: dict[str, str]
 
     def __call__(
-        self, *args: str, env: dict[str, str] | None = None, cwd: Path = PROJECT_DIR, timeout: float = 1800, **kwargs
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        cwd: Path = PROJECT_DIR,
+        timeout: float = 1800,
+        **kwargs,
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "invoke", *args],
@@ -31,7 +36,9 @@ class Invoke:
             **kwargs,
         )
 
-    def popen(self, *args: str, cwd: Path = PROJECT_DIR, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen[str]:
+    def popen(
+        self, *args: str, cwd: Path = PROJECT_DIR, env: dict[str, str] | None = None, **kwargs
+    ) -> subprocess.Popen[str]:
         options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kwargs}
         return subprocess.Popen(
             [sys.executable, "-m", "invoke", *args],
@@ -65,7 +72,17 @@ class Caller:
         return folder
 
 
-def run_as(invoke: Invoke, caller: Caller, *args: str, data: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_as(
+    invoke: Invoke, caller: Caller, *args: str, data: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """invoke, run by `caller` with the suite's settings and the caller's own DATA_DIR (or `data`)."""
     env = {**invoke.env, **caller.env, "DATA_DIR": str(data or caller.data)}
-    return subprocess.run([*caller.command, *args], cwd=caller.cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [*caller.command, *args],
+        cwd=caller.cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )

@@ -17,5 +17,7 @@ def lock_entry(lock: Path, name: str) -> str:
     """A package's entry in a pip-compile lock: its line and the indented hashes and comments below."""
     lines = lock.read_text().splitlines(keepends=True)
     start = next(i for i, line in enumerate(lines) if line.startswith(f"{name}=="))
-    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith(" ")), len(lines))
+    end = next(
+        (i for i in range(start + 1, len(lines)) if not lines[i].startswith(" ")), len(lines)
+    )
     return "".join(lines[start:end])

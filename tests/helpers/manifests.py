@@ -3,7 +3,11 @@
 
 def the(documents: list[dict], kind: str, name: str | None = None) -> dict:
     """The one document of this kind (and name); a test fails where there is none or more."""
-    found = [document for document in documents if document["kind"] == kind and name in (None, document["metadata"]["name"])]
+    found = [
+        document
+        for document in documents
+        if document["kind"] == kind and name in (None, document["metadata"]["name"])
+    ]
     assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
     return found[0]
 

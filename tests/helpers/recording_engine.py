@@ -8,7 +8,10 @@ import subprocess
 from devkit.engine import Engine, Outcome
 
 # Unless a test scripts otherwise: the engine runs, and a base image pulls.
-_RUNNING_ENGINE = {"version --format {{.Server.Version}}": (0, "20.10.24\n", ""), " pull ": (0, "", "")}
+_RUNNING_ENGINE = {
+    "version --format {{.Server.Version}}": (0, "20.10.24\n", ""),
+    " pull ": (0, "", ""),
+}
 
 
 class RecordingEngine(Engine):
@@ -20,7 +23,9 @@ class RecordingEngine(Engine):
     as ("query" or "action", its command line).
     """
 
-    def __init__(self, *, dry: bool = False, answers=None, outcomes=None, docker: str = "docker") -> None:
+    def __init__(
+        self, *, dry: bool = False, answers=None, outcomes=None, docker: str = "docker"
+    ) -> None:
         super().__init__(docker)
         self._dry = dry
         self.answers = dict(answers or {})
@@ -45,7 +50,9 @@ class RecordingEngine(Engine):
         line = " ".join(argv)
         self.log.append(("query", line))
         scripted = {**self.answers, **_RUNNING_ENGINE}.items()
-        status, stdout, stderr = next((answer for pattern, answer in scripted if _matches(pattern, line)), (1, "", ""))
+        status, stdout, stderr = next(
+            (answer for pattern, answer in scripted if _matches(pattern, line)), (1, "", "")
+        )
         return subprocess.CompletedProcess(argv, status, stdout, stderr)
 
     def _action_process(self, argv: list[str], options: dict) -> Outcome:
@@ -53,7 +60,10 @@ class RecordingEngine(Engine):
         self.log.append(("action", line))
         if self.dry:
             return Outcome(0)
-        return next((outcome for pattern, outcome in self.outcomes.items() if _matches(pattern, line)), Outcome(0))
+        return next(
+            (outcome for pattern, outcome in self.outcomes.items() if _matches(pattern, line)),
+            Outcome(0),
+        )
 
 
 def _matches(pattern: str, line: str) -> bool:

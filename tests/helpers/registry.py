@@ -9,7 +9,10 @@ from dataclasses import dataclass
 
 MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-IMAGE_MANIFESTS = ("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json")
+IMAGE_MANIFESTS = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+)
 
 
 @dataclass
@@ -21,7 +24,9 @@ class Repository:
     path: str  # the repository's path in the registry
 
     def get(self, path: str, accept: tuple[str, ...] = ()) -> tuple[dict, str]:
-        request = urllib.request.Request(f"http://{self.registry}/v2/{self.path}/{path}", headers={"Accept": ", ".join(accept)})  # noqa: S310
+        request = urllib.request.Request(
+            f"http://{self.registry}/v2/{self.path}/{path}", headers={"Accept": ", ".join(accept)}
+        )  # noqa: S310
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (a local registry)
             return json.load(response), response.headers.get("Docker-Content-Digest", "")
 
@@ -40,7 +45,9 @@ class Repository:
     def delete_all(self) -> None:
         for tag in self.tags():
             digest = self.manifest(tag)[1]
-            request = urllib.request.Request(f"http://{self.registry}/v2/{self.path}/manifests/{digest}", method="DELETE")  # noqa: S310
+            request = urllib.request.Request(
+                f"http://{self.registry}/v2/{self.path}/manifests/{digest}", method="DELETE"
+            )  # noqa: S310
             # A registry without deletes keeps it; the namespace is this test's own.
             with contextlib.suppress(OSError):
                 urllib.request.urlopen(request, timeout=30).close()  # noqa: S310

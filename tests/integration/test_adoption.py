@@ -54,10 +54,14 @@ HEALTHY_WITHIN = 90
 @pytest.fixture
 def adopted(tmp_path) -> Path:
     """A fresh clone of the template with the example replaced by the team's own app."""
-    project = project_copy(tmp_path, name="our-service", dotenv=f"http_proxy={DEAD_PROXY}\nHTTP_PROXY={DEAD_PROXY}\n")
+    project = project_copy(
+        tmp_path, name="our-service", dotenv=f"http_proxy={DEAD_PROXY}\nHTTP_PROXY={DEAD_PROXY}\n"
+    )
     copy_shipped_data(project / "data")
     for path in EXAMPLE:
-        assert (project / path).exists(), f"the README says to delete {path}, and the template has no such path"
+        assert (project / path).exists(), (
+            f"the README says to delete {path}, and the template has no such path"
+        )
         if (project / path).is_dir():
             shutil.rmtree(project / path)
         else:
@@ -69,16 +73,32 @@ def adopted(tmp_path) -> Path:
 
 
 def run(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", *args], cwd=project, env=env, capture_output=True, text=True, timeout=1800, check=False)
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    result = subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert result.returncode == 0, (
+        f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return result
 
 
-def test_the_example_replaced_by_an_app_of_ones_own_builds_tests_serves_and_is_healthy(invoke: Invoke, adopted):
+def test_the_example_replaced_by_an_app_of_ones_own_builds_tests_serves_and_is_healthy(
+    invoke: Invoke, adopted
+):
     name, port = f"{invoke.image_name}-adopted", free_port()
     # The team's settings: the project's own ./data as DATA_DIR (no DATA_DIR set), and the host tools on PATH.
     env = {key: value for key, value in invoke.env.items() if key != "DATA_DIR"}
-    env.update(IMAGE_NAME=name, HOST_PORT=str(port), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env.update(
+        IMAGE_NAME=name,
+        HOST_PORT=str(port),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    )
     try:
         run(adopted, env, "invoke", "build")
 
@@ -88,7 +108,10 @@ def test_the_example_replaced_by_an_app_of_ones_own_builds_tests_serves_and_is_h
         container = run(adopted, env, "nox", "-s", "container_test")
         output = container.stdout + container.stderr
         assert "Session container_test was successful" in output
-        assert "PASSED tests/container/test_smoke.py::test_tensorflow_is_the_version_in_the_lock" in output
+        assert (
+            "PASSED tests/container/test_smoke.py::test_tensorflow_is_the_version_in_the_lock"
+            in output
+        )
         assert "tests/example" not in output
 
         run(adopted, env, "invoke", "run", "--detach")
@@ -98,7 +121,9 @@ def test_the_example_replaced_by_an_app_of_ones_own_builds_tests_serves_and_is_h
             assert status == "starting", (
                 f"the engine reports {name} {status}: {docker('inspect', '--format', '{{json .State.Health}}', name).stdout}"
             )
-            assert time.monotonic() < deadline, f"{name} was not reported healthy within {HEALTHY_WITHIN} s"
+            assert time.monotonic() < deadline, (
+                f"{name} was not reported healthy within {HEALTHY_WITHIN} s"
+            )
             time.sleep(2)
 
         stopped = run(adopted, env, "invoke", "stop")

@@ -10,7 +10,14 @@ import sys
 
 from devkit.locks import pinned_tensorflow
 from devkit.platforms import ARM64
-from helpers.engine import containers_named, docker, free_port, host_platform, image_config, platform_of
+from helpers.engine import (
+    containers_named,
+    docker,
+    free_port,
+    host_platform,
+    image_config,
+    platform_of,
+)
 from helpers.http_client import wait_until_healthy
 from helpers.project import PROJECT_DIR, copy_shipped_data
 
@@ -19,11 +26,24 @@ HOST_PLATFORM = host_platform()
 INSTALLED = "import importlib.metadata as m, sys; print(*(m.version(name) if name in {d.metadata['Name'] for d in m.distributions()} else '-' for name in sys.argv[1:]))"
 
 
-def test_the_arm64_image_installs_tensorflow_from_the_arm64_lock_beside_the_native_image(cpu_image, arm64_image):
+def test_the_arm64_image_installs_tensorflow_from_the_arm64_lock_beside_the_native_image(
+    cpu_image, arm64_image
+):
     assert platform_of(arm64_image) == ARM64
     expected = pinned_tensorflow((PROJECT_DIR / "requirements-arm64.txt").read_text())
     # PyPI has no tensorflow-cpu wheel for arm64: the arm64 lock pins tensorflow itself.
-    versions = docker("run", "--rm", "--platform", ARM64, arm64_image, "python", "-c", INSTALLED, "tensorflow", "tensorflow-cpu").stdout
+    versions = docker(
+        "run",
+        "--rm",
+        "--platform",
+        ARM64,
+        arm64_image,
+        "python",
+        "-c",
+        INSTALLED,
+        "tensorflow",
+        "tensorflow-cpu",
+    ).stdout
     assert versions.split() == [expected, "-"]
     assert image_config(arm64_image)["Labels"]["org.tensorflow.version"] == expected
     # Built for another platform, the native image under the plain tag is still the native one.
@@ -44,7 +64,10 @@ def test_container_test_passes_for_arm64(invoke, arm64_image):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "Session container_test was successful" in output
-    assert "PASSED tests/container/test_smoke.py::test_the_container_runs_the_platform_the_image_was_built_for" in output
+    assert (
+        "PASSED tests/container/test_smoke.py::test_the_container_runs_the_platform_the_image_was_built_for"
+        in output
+    )
     assert "aarch64, uid " in output, "the container report names the machine it ran on"
     assert platform_of(arm64_image) == ARM64
 

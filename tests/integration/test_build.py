@@ -28,7 +28,12 @@ def dry(invoke, *args):
     [
         ((), "Dockerfile", HOST_PLATFORM, "latest"),
         (("--gpu",), "Dockerfile.gpu", "linux/amd64", "latest-gpu"),
-        (("--platform", "linux/arm64"), "Dockerfile", "linux/arm64", "latest" if HOST_PLATFORM == "linux/arm64" else "latest-arm64"),
+        (
+            ("--platform", "linux/arm64"),
+            "Dockerfile",
+            "linux/arm64",
+            "latest" if HOST_PLATFORM == "linux/arm64" else "latest-arm64",
+        ),
     ],
 )
 def test_dry_build_prints_dockerfile_platform_and_tag(invoke, args, dockerfile, platform, tag):
@@ -50,13 +55,19 @@ def test_gpu_build_refuses_arm64_in_one_line(invoke):
 def base_layers() -> list[str]:
     base = os.environ.get("BASE_IMAGE", "python:3.11-slim")
     docker("pull", "--quiet", "--platform", HOST_PLATFORM, base)
-    return json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", base).stdout)
+    return json.loads(
+        docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", base).stdout
+    )
 
 
-@pytest.mark.parametrize("variant", ["cpu", pytest.param("gpu", marks=pytest.mark.platform("linux/amd64"))])
+@pytest.mark.parametrize(
+    "variant", ["cpu", pytest.param("gpu", marks=pytest.mark.platform("linux/amd64"))]
+)
 def test_image_builds_on_base_image_with_labels(request, variant):
     image = request.getfixturevalue(f"{variant}_image")
-    layers = json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", image).stdout)
+    layers = json.loads(
+        docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", image).stdout
+    )
     base = base_layers()
     assert layers[: len(base)] == base, f"{image} is not built on BASE_IMAGE"
 
@@ -64,7 +75,9 @@ def test_image_builds_on_base_image_with_labels(request, variant):
     lock = "requirements-gpu.txt" if variant == "gpu" else "requirements.txt"
     labels = config["Labels"]
     assert labels["org.tensorflow.version"] == pinned_tensorflow((PROJECT_DIR / lock).read_text())
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", labels["org.opencontainers.image.created"])
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", labels["org.opencontainers.image.created"]
+    )
     assert "org.opencontainers.image.revision" in labels
     assert config["User"] == "1000:1000"
     assert config["WorkingDir"] == "/app"
@@ -79,7 +92,18 @@ def test_ca_bundle_is_in_no_layer_or_history(cpu_image):
     history = docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", cpu_image).stdout
     assert "ca_bundle" not in history.replace("--mount=type=secret,id=ca_bundle", "")
     assert "PIP_CERT=/run/secrets" not in image_config(cpu_image)["Env"]
-    listing = docker("run", "--rm", "--platform", HOST_PLATFORM, "--entrypoint", "ls", cpu_image, "-A", "/run/secrets", check=False)
+    listing = docker(
+        "run",
+        "--rm",
+        "--platform",
+        HOST_PLATFORM,
+        "--entrypoint",
+        "ls",
+        cpu_image,
+        "-A",
+        "/run/secrets",
+        check=False,
+    )
     assert listing.stdout.strip() == "", "the CA bundle secret must not stay in the image"
 
 
@@ -122,12 +146,26 @@ def test_build_context_holds_only_sources_and_locks(tmp_path):
         (context / path).write_text("x")
     shutil.copy(PROJECT_DIR / ".dockerignore", context)
     dockerfile = tmp_path / "Dockerfile.list"
-    dockerfile.write_text(f"FROM {os.environ.get('BASE_IMAGE', 'python:3.11-slim')}\nCOPY . /context/\n")
+    dockerfile.write_text(
+        f"FROM {os.environ.get('BASE_IMAGE', 'python:3.11-slim')}\nCOPY . /context/\n"
+    )
     tag = "tft-it-context:latest"
-    build = docker("build", "--platform", HOST_PLATFORM, "--file", str(dockerfile), "--tag", tag, str(context), check=False)
+    build = docker(
+        "build",
+        "--platform",
+        HOST_PLATFORM,
+        "--file",
+        str(dockerfile),
+        "--tag",
+        tag,
+        str(context),
+        check=False,
+    )
     assert build.returncode == 0, build.stderr
     try:
-        listing = docker("run", "--rm", "--platform", HOST_PLATFORM, tag, "find", "/context", "-type", "f").stdout.split()
+        listing = docker(
+            "run", "--rm", "--platform", HOST_PLATFORM, tag, "find", "/context", "-type", "f"
+        ).stdout.split()
     finally:
         docker("image", "rm", tag, check=False)
     assert sorted(listing) == [
@@ -143,7 +181,9 @@ def test_rebuilding_unchanged_sources_gives_the_same_image_and_no_orphans(invoke
         return docker("image", "inspect", "--format", "{{.Id}}", cpu_image).stdout.strip()
 
     def dangling():
-        return set(docker("images", "--quiet", "--no-trunc", "--filter", "dangling=true").stdout.split())
+        return set(
+            docker("images", "--quiet", "--no-trunc", "--filter", "dangling=true").stdout.split()
+        )
 
     before, orphans = image_id(), dangling()
     result = invoke("build")
@@ -164,7 +204,9 @@ print(os.path.isdir(os.path.join(folder, "include")), os.path.getsize(os.path.jo
 
 
 def slimming_of(image: str) -> tuple[str, str]:
-    has_headers, stripped = docker("run", "--rm", "--platform", platform_of(image), image, "python", "-c", SLIMMING_PROBE).stdout.split()
+    has_headers, stripped = docker(
+        "run", "--rm", "--platform", platform_of(image), image, "python", "-c", SLIMMING_PROBE
+    ).stdout.split()
     return has_headers, stripped
 
 
@@ -198,16 +240,23 @@ def steps_from_cache(build_output: str) -> dict[str, bool]:
     ("variant", "build_args", "locks"),
     [
         ("cpu", (), ("requirements.txt", "requirements-arm64.txt")),
-        pytest.param("gpu", ("--gpu",), ("requirements-gpu.txt",), marks=pytest.mark.platform("linux/amd64")),
+        pytest.param(
+            "gpu", ("--gpu",), ("requirements-gpu.txt",), marks=pytest.mark.platform("linux/amd64")
+        ),
     ],
 )
-def test_adding_a_package_to_the_lock_keeps_the_tensorflow_layer(request, invoke, tmp_path, variant, build_args, locks):
+def test_adding_a_package_to_the_lock_keeps_the_tensorflow_layer(
+    request, invoke, tmp_path, variant, build_args, locks
+):
     """Only the other packages are reinstalled; TensorFlow's layer (1 GB, 6 GB with CUDA) is the cached one."""
     request.getfixturevalue(f"{variant}_image")  # built from the unchanged lock
     project = project_copy(tmp_path)
     # A small pure-Python package from the host tools' lock, with its hashes, and a line that no
     # earlier run of this test wrote, so that BuildKit cannot have cached this lock.
-    added = lock_entry(PROJECT_DIR / "requirements-dev.txt", "iniconfig") + f"    # test {uuid.uuid4().hex}\n"
+    added = (
+        lock_entry(PROJECT_DIR / "requirements-dev.txt", "iniconfig")
+        + f"    # test {uuid.uuid4().hex}\n"
+    )
     for lock in locks:
         with (project / lock).open("a") as file:
             file.write(added)
@@ -217,8 +266,23 @@ def test_adding_a_package_to_the_lock_keeps_the_tensorflow_layer(request, invoke
     try:
         assert result.returncode == 0, result.stderr[-3000:]
         steps = steps_from_cache(result.stdout + result.stderr)
-        assert [cached for title, cached in steps.items() if "COPY --from=tensorflow" in title] == [True]
-        assert [cached for title, cached in steps.items() if title.startswith("[packages") and "pip install" in title] == [False]
-        docker("run", "--rm", "--platform", platform_of(image), image, "python", "-c", "import iniconfig, tensorflow")
+        assert [cached for title, cached in steps.items() if "COPY --from=tensorflow" in title] == [
+            True
+        ]
+        assert [
+            cached
+            for title, cached in steps.items()
+            if title.startswith("[packages") and "pip install" in title
+        ] == [False]
+        docker(
+            "run",
+            "--rm",
+            "--platform",
+            platform_of(image),
+            image,
+            "python",
+            "-c",
+            "import iniconfig, tensorflow",
+        )
     finally:
         docker("image", "rm", "--force", image, check=False)

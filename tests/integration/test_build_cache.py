@@ -31,7 +31,9 @@ HOST_PLATFORM = host_platform()
 
 def build_cache_records() -> dict[str, dict]:
     """The engine's build cache records by id (`docker system df --verbose`), each with its parent's id."""
-    listing = json.loads(docker("system", "df", "--verbose", "--format", "{{json .BuildCache}}").stdout or "[]")
+    listing = json.loads(
+        docker("system", "df", "--verbose", "--format", "{{json .BuildCache}}").stdout or "[]"
+    )
     return {record["ID"].rstrip("*"): record for record in listing}
 
 
@@ -46,7 +48,11 @@ def own_records(before: set[str]) -> list[str]:
     and that hold a build of the project (its environment stage's step). Records of anyone else's
     builds are in none of those trees: their layers descend from other bases."""
     records = build_cache_records()
-    new = {key: record for key, record in records.items() if key not in before and record["CacheType"] == "regular"}
+    new = {
+        key: record
+        for key, record in records.items()
+        if key not in before and record["CacheType"] == "regular"
+    }
     roots = [
         key
         for key, record in new.items()
@@ -98,9 +104,21 @@ def own_base(registry, tmp_path):
     context = tmp_path / "base"
     context.mkdir()
     (context / "nonce").write_text(nonce)
-    (context / "Dockerfile").write_text(f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nCOPY nonce {NONCE_FILE}\n")
+    (context / "Dockerfile").write_text(
+        f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nCOPY nonce {NONCE_FILE}\n"
+    )
     upstream = os.environ.get("BASE_IMAGE", "python:3.11-slim")
-    docker("build", "--quiet", "--platform", HOST_PLATFORM, "--build-arg", f"BASE_IMAGE={upstream}", "--tag", base, str(context))
+    docker(
+        "build",
+        "--quiet",
+        "--platform",
+        HOST_PLATFORM,
+        "--build-arg",
+        f"BASE_IMAGE={upstream}",
+        "--tag",
+        base,
+        str(context),
+    )
     docker("push", "--quiet", base)
     docker("image", "rm", base)
     repositories = [Repository(registry, "", f"{namespace}/{name}") for name in ("python", "cache")]
@@ -126,7 +144,9 @@ def test_a_rebuild_takes_its_layers_from_the_registry_cache(invoke, own_base, tm
         assert cold.returncode == 0, cold.stderr[-3000:]
         assert f"layer cache pushed to {cache}:{arch(HOST_PLATFORM)}" in cold.stderr
         cold_steps = steps_of(cold.stdout + cold.stderr)
-        assert not any(cached for title, cached in cold_steps.items() if "pip install" in title), "the cold build used a cache"
+        assert not any(cached for title, cached in cold_steps.items() if "pip install" in title), (
+            "the cold build used a cache"
+        )
         layers = docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", image).stdout
 
         # As on a fresh CI machine: neither the image nor any of its build cache is left here.
@@ -140,10 +160,19 @@ def test_a_rebuild_takes_its_layers_from_the_registry_cache(invoke, own_base, tm
         output = warm.stdout + warm.stderr
         assert f"importing cache manifest from {cache}:{arch(HOST_PLATFORM)}" in output
         steps = steps_of(output)
-        final = {title: cached for title, cached in steps.items() if title.startswith(("[runtime", "[environment"))}
+        final = {
+            title: cached
+            for title, cached in steps.items()
+            if title.startswith(("[runtime", "[environment"))
+        }
         assert len(final) >= 5, f"the image's steps are not in the output:\n{output[-3000:]}"
-        assert all(final.values()), f"a step of the image was rebuilt instead of taken from {cache}: {final}"
-        assert docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", image).stdout == layers
+        assert all(final.values()), (
+            f"a step of the image was rebuilt instead of taken from {cache}: {final}"
+        )
+        assert (
+            docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", image).stdout
+            == layers
+        )
         with capsys.disabled():
             print(
                 f"\nbuild cache: cold build {cold_seconds:.0f} s; after removing the image and its build cache, {warm_seconds:.0f} s from {cache}"

@@ -12,7 +12,9 @@ from helpers.project import PROJECT_DIR, project_copy
 
 
 def label_of(image: str) -> str:
-    return docker("image", "inspect", "--format", f'{{{{index .Config.Labels "{PROJECT_LABEL}"}}}}', image).stdout.strip()
+    return docker(
+        "image", "inspect", "--format", f'{{{{index .Config.Labels "{PROJECT_LABEL}"}}}}', image
+    ).stdout.strip()
 
 
 def image_exists(reference: str) -> bool:
@@ -23,7 +25,9 @@ def test_the_built_image_carries_its_projects_label(cpu_image):
     assert label_of(cpu_image) == project_id(load_settings(PROJECT_DIR, environ={}))
 
 
-def test_clean_removes_only_the_projects_own_and_leaves_another_projects_of_the_same_name(invoke, cpu_image, tmp_path):
+def test_clean_removes_only_the_projects_own_and_leaves_another_projects_of_the_same_name(
+    invoke, cpu_image, tmp_path
+):
     # A copy is a project of its own (another folder); the suite's image is another project's to it.
     project = project_copy(tmp_path)
     name = f"{invoke.image_name}-clean"
@@ -36,11 +40,15 @@ def test_clean_removes_only_the_projects_own_and_leaves_another_projects_of_the_
     try:
         # Two builds, a change between them: the first image is left untagged, as after any rebuild.
         assert invoke("build", cwd=project, env=env).returncode == 0
-        untagged = docker("image", "inspect", "--format", "{{.Id}}", f"{name}:latest").stdout.strip()
+        untagged = docker(
+            "image", "inspect", "--format", "{{.Id}}", f"{name}:latest"
+        ).stdout.strip()
         with (project / "src" / "app" / "__init__.py").open("a") as source:
             source.write("# changed\n")
         assert invoke("build", cwd=project, env=env).returncode == 0
-        assert docker("image", "inspect", "--format", "{{.RepoTags}}", untagged).stdout.strip() == "[]"
+        assert (
+            docker("image", "inspect", "--format", "{{.RepoTags}}", untagged).stdout.strip() == "[]"
+        )
         # Another project's container and image, under the names this project's would have.
         docker("create", "--name", name, cpu_image)
         docker("tag", cpu_image, f"{name}:latest-gpu")
@@ -50,7 +58,9 @@ def test_clean_removes_only_the_projects_own_and_leaves_another_projects_of_the_
 
         refused = invoke("run", "--detach", cwd=project, env=env)
         assert refused.returncode == 1
-        assert refused.stderr.strip().startswith(f"error: {name} is a container of the same name that is not this project's")
+        assert refused.stderr.strip().startswith(
+            f"error: {name} is a container of the same name that is not this project's"
+        )
         stopped = invoke("stop", cwd=project, env=env)
         assert (stopped.returncode, stopped.stderr.strip()) == (
             0,
@@ -61,8 +71,12 @@ def test_clean_removes_only_the_projects_own_and_leaves_another_projects_of_the_
         result = invoke("clean", cwd=project, env=env)
         assert result.returncode == 0, result.stderr
         foreign_container, foreign_image, removed, summary = result.stderr.strip().splitlines()
-        assert foreign_container.startswith(f"left alone: {name} is a container of the same name that is not this project's")
-        assert foreign_image.startswith(f"left alone: {name}:latest-gpu is an image of the same name that is not this project's")
+        assert foreign_container.startswith(
+            f"left alone: {name} is a container of the same name that is not this project's"
+        )
+        assert foreign_image.startswith(
+            f"left alone: {name}:latest-gpu is an image of the same name that is not this project's"
+        )
         assert removed == f"removed container {one_off}; image {name}:latest; 1 untagged image"
         assert re.fullmatch(
             rf"freed [0-9.]+ (B|kB|MB|GB|TB); kept: what you pushed to a registry, DATA_DIR \({data}\), the locks, "
@@ -101,9 +115,16 @@ def test_clean_all_also_removes_the_pip_cache_volume_and_prunes_the_build_cache(
     try:
         result = invoke("clean", "--all", cwd=project_copy(tmp_path), env=env)
         assert result.returncode == 0, result.stderr
-        assert result.stderr.strip().splitlines()[-2] == f"removed the lock cache volume {volume}; the engine's unused build cache"
-        assert result.stderr.strip().splitlines()[-1].endswith(", the locks"), "nothing of the caches is kept"
+        assert (
+            result.stderr.strip().splitlines()[-2]
+            == f"removed the lock cache volume {volume}; the engine's unused build cache"
+        )
+        assert result.stderr.strip().splitlines()[-1].endswith(", the locks"), (
+            "nothing of the caches is kept"
+        )
         assert docker("volume", "inspect", volume, check=False).returncode != 0
-        assert log.read_text() == "builder prune --force\n", "only the unused cache, never `--all` of it"
+        assert log.read_text() == "builder prune --force\n", (
+            "only the unused cache, never `--all` of it"
+        )
     finally:
         docker("volume", "rm", volume, check=False)

@@ -14,7 +14,9 @@ USER 1000:1000
 """
 
 
-def test_container_test_fails_on_an_image_whose_tensorflow_does_not_import(invoke, cpu_image, tmp_path):
+def test_container_test_fails_on_an_image_whose_tensorflow_does_not_import(
+    invoke, cpu_image, tmp_path
+):
     copy = project_copy(tmp_path)
     with (copy / "Dockerfile").open("a") as dockerfile:
         dockerfile.write(BREAK_TENSORFLOW)
@@ -35,7 +37,9 @@ def test_container_test_fails_on_an_image_whose_tensorflow_does_not_import(invok
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
     assert "Session container_test failed" in output
-    assert "ERROR tests/container/test_smoke.py::test_tensorflow_is_the_version_in_the_lock" in output, output[-3000:]
+    assert (
+        "ERROR tests/container/test_smoke.py::test_tensorflow_is_the_version_in_the_lock" in output
+    ), output[-3000:]
     assert "ImportError: broken on purpose" in output
     assert "TensorFlow does not import: ImportError: broken on purpose" in output
     assert f"error: the container test failed in {broken}:latest" in output

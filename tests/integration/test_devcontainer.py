@@ -39,7 +39,9 @@ def _node_problem() -> str | None:
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         return "node and npm are missing (the Dev Containers CLI is an npm package)"
-    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    version = subprocess.run(
+        [node, "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     if int(version.lstrip("v").split(".")[0] or 0) < NODE_MAJOR:
         return f"node is {version}; the Dev Containers CLI needs {NODE_MAJOR} or newer"
     return None
@@ -61,7 +63,15 @@ def cli(node: None, non_root_caller: Caller) -> Path:
     folder = non_root_caller.folder("devcontainer-cli")
     for name in ("package.json", "package-lock.json"):
         shutil.copy(PROJECT_DIR / ".devcontainer" / name, folder)
-    npm = [shutil.which("npm"), "ci", "--prefix", str(folder), "--ignore-scripts", "--no-audit", "--no-fund"]
+    npm = [
+        shutil.which("npm"),
+        "ci",
+        "--prefix",
+        str(folder),
+        "--ignore-scripts",
+        "--no-audit",
+        "--no-fund",
+    ]
     installed = subprocess.run(npm, capture_output=True, text=True, timeout=300, check=False)
     assert installed.returncode == 0, f"npm ci failed:\n{installed.stderr[-2000:]}"
     return folder / "node_modules" / "@devcontainers" / "cli" / "devcontainer.js"
@@ -79,45 +89,79 @@ class DevContainerCLI:
         self, command: str, *args: str, env: dict[str, str] | None = None, timeout: float = 900
     ) -> subprocess.CompletedProcess[str]:
         # The options before the arguments: what follows them in `exec` is the command to run inside.
-        argv = [*self.user, shutil.which("node"), str(self.script), command, "--workspace-folder", str(self.workspace)]
+        argv = [
+            *self.user,
+            shutil.which("node"),
+            str(self.script),
+            command,
+            "--workspace-folder",
+            str(self.workspace),
+        ]
         argv += ["--docker-path", shutil.which(DOCKER) or DOCKER, *args]
         if env is None:
             env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
-        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
 
 
 @pytest.fixture(scope="module")
 def devcontainer(cli: Path, non_root_caller: Caller) -> Iterator[DevContainerCLI]:
     """`devcontainer up` on a copy of the project that belongs to the caller; removes the container and images it made."""
     # The CLI names its images vsc-<folder>-<hash>: a folder name of this run's own finds them all.
-    workspace = project_copy(non_root_caller.folder("devcontainer-workspace"), name=f"project-{os.getpid()}")
+    workspace = project_copy(
+        non_root_caller.folder("devcontainer-workspace"), name=f"project-{os.getpid()}"
+    )
     (workspace / "data").mkdir()
     user = ["env", f"TMPDIR={non_root_caller.folder('devcontainer-tmp')}"]
     if os.getuid() == 0:
         # The checkout and HOME are the caller's own, as a developer's are.
         account = pwd.getpwuid(non_root_caller.uid)
-        subprocess.run(["chown", "-R", f"{account.pw_uid}:{account.pw_gid}", str(workspace)], check=True)
-        user = ["runuser", "-u", account.pw_name, "--", *user, f"HOME={non_root_caller.folder('home')}"]
+        subprocess.run(
+            ["chown", "-R", f"{account.pw_uid}:{account.pw_gid}", str(workspace)], check=True
+        )
+        user = [
+            "runuser",
+            "-u",
+            account.pw_name,
+            "--",
+            *user,
+            f"HOME={non_root_caller.folder('home')}",
+        ]
     run = DevContainerCLI(cli, workspace, user)
     try:
         up = run("up", timeout=1800)
         lines = up.stdout.strip().splitlines()
         outcome = json.loads(lines[-1]) if lines else {}
-        assert outcome.get("outcome") == "success", f"devcontainer up failed:\n{up.stdout[-2000:]}\n{up.stderr[-4000:]}"
+        assert outcome.get("outcome") == "success", (
+            f"devcontainer up failed:\n{up.stdout[-2000:]}\n{up.stderr[-4000:]}"
+        )
         yield run
     finally:
-        containers = docker("ps", "--all", "--quiet", "--filter", f"label=devcontainer.local_folder={workspace}").stdout.split()
+        containers = docker(
+            "ps", "--all", "--quiet", "--filter", f"label=devcontainer.local_folder={workspace}"
+        ).stdout.split()
         if containers:
             docker("rm", "--force", *containers)
-        listing = docker("images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference=vsc-{workspace.name}-*")
+        listing = docker(
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            "--filter",
+            f"reference=vsc-{workspace.name}-*",
+        )
         # Reversed, the image with the caller's uid (-uid) goes before the dev stage's image it was made from.
         images = sorted(listing.stdout.split(), reverse=True)
         if images:
             docker("image", "rm", *images)
 
 
-def test_the_in_container_tests_pass_in_the_dev_container_as_the_caller(devcontainer, non_root_caller):
-    expected = pinned_tensorflow((PROJECT_DIR / image_lock(gpu=False, platform=HOST_PLATFORM).output).read_text())
+def test_the_in_container_tests_pass_in_the_dev_container_as_the_caller(
+    devcontainer, non_root_caller
+):
+    expected = pinned_tensorflow(
+        (PROJECT_DIR / image_lock(gpu=False, platform=HOST_PLATFORM).output).read_text()
+    )
     result = devcontainer(
         "exec",
         "--remote-env",
@@ -146,16 +190,29 @@ def test_the_host_tools_run_in_the_dev_container(devcontainer):
     assert "container_test" in sessions.stdout
 
 
-def test_what_the_dev_container_writes_into_the_project_belongs_to_the_caller(devcontainer, non_root_caller):
-    result = devcontainer("exec", "python", "-c", "import pathlib; pathlib.Path('data/written-in-the-dev-container').write_text('x')")
+def test_what_the_dev_container_writes_into_the_project_belongs_to_the_caller(
+    devcontainer, non_root_caller
+):
+    result = devcontainer(
+        "exec",
+        "python",
+        "-c",
+        "import pathlib; pathlib.Path('data/written-in-the-dev-container').write_text('x')",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert (devcontainer.workspace / "data" / "written-in-the-dev-container").stat().st_uid == non_root_caller.uid
+    assert (
+        devcontainer.workspace / "data" / "written-in-the-dev-container"
+    ).stat().st_uid == non_root_caller.uid
 
 
 def test_the_dev_image_builds_without_build_ca_bundle(devcontainer):
     """Unset, the secret's default must leave the build valid (a plain `src=` would fail before any step)."""
     image = f"tft-it-devcontainer-without-ca-{os.getpid()}:latest"
-    env = {key: value for key, value in os.environ.items() if key != "BUILD_CA_BUNDLE" and not key.startswith("PYTEST_")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key != "BUILD_CA_BUNDLE" and not key.startswith("PYTEST_")
+    }
     try:
         result = devcontainer("build", "--image-name", image, env=env)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]

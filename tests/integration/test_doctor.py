@@ -39,7 +39,18 @@ def test_a_healthy_machine(invoke):
     result = invoke("doctor")
     lines = report(result)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert list(lines) == [".env", "CLI", "engine", "BuildKit", "NVIDIA", "architecture", "port", "DATA_DIR", "disk", "base image"]
+    assert list(lines) == [
+        ".env",
+        "CLI",
+        "engine",
+        "BuildKit",
+        "NVIDIA",
+        "architecture",
+        "port",
+        "DATA_DIR",
+        "disk",
+        "base image",
+    ]
     assert all(line.split()[0] in ("ok", "warn") for line in lines.values()), result.stdout
     assert lines["engine"].startswith("ok    engine        running, version ")
 
@@ -47,10 +58,30 @@ def test_a_healthy_machine(invoke):
 @pytest.mark.parametrize(
     ("env", "dotenv", "subject", "says"),
     [
-        ({"DOCKER": "/nonexistent/docker"}, None, "CLI", "DOCKER='/nonexistent/docker': no such command; fix: install Docker"),
-        ({"DOCKER_HOST": "unix:///nonexistent.sock"}, None, "engine", "the container engine is not running or not reachable ("),
-        ({"DOCKER": "without buildx"}, None, "BuildKit", "(CLI 28.2.2) needs the buildx plugin to build with BuildKit, and has none"),
-        ({}, "HOST_PORT=8888\nnot a setting\n", ".env", ".env line 2: cannot parse a line without KEY= (not shown"),
+        (
+            {"DOCKER": "/nonexistent/docker"},
+            None,
+            "CLI",
+            "DOCKER='/nonexistent/docker': no such command; fix: install Docker",
+        ),
+        (
+            {"DOCKER_HOST": "unix:///nonexistent.sock"},
+            None,
+            "engine",
+            "the container engine is not running or not reachable (",
+        ),
+        (
+            {"DOCKER": "without buildx"},
+            None,
+            "BuildKit",
+            "(CLI 28.2.2) needs the buildx plugin to build with BuildKit, and has none",
+        ),
+        (
+            {},
+            "HOST_PORT=8888\nnot a setting\n",
+            ".env",
+            ".env line 2: cannot parse a line without KEY= (not shown",
+        ),
         # An unclosed quote: the token is in the statement that does not parse, and never shown.
         (
             {},
@@ -95,7 +126,9 @@ def test_a_base_image_not_pulled_yet_is_a_warning_and_stays_unpulled(invoke, reg
         line = report(result)["base image"]
         assert line.startswith(f"warn  base image    {unpulled} for "), result.stdout
         assert line.endswith(": not pulled yet; `invoke build` pulls it")
-        assert docker("image", "inspect", unpulled, check=False).returncode != 0, "the doctor pulled it"
+        assert docker("image", "inspect", unpulled, check=False).returncode != 0, (
+            "the doctor pulled it"
+        )
     finally:
         _delete_tag(registry, repository)
 
@@ -104,13 +137,17 @@ def _delete_tag(registry: str, repository: str) -> None:
     """Remove what the test pushed, where the registry allows deletes (a registry without them keeps it)."""
     request = urllib.request.Request(
         f"http://{registry}/v2/{repository}/manifests/doctor",
-        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"},
+        headers={
+            "Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
+        },
         method="HEAD",
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (a local registry)
             digest = response.headers["Docker-Content-Digest"]
-        delete = urllib.request.Request(f"http://{registry}/v2/{repository}/manifests/{digest}", method="DELETE")
+        delete = urllib.request.Request(
+            f"http://{registry}/v2/{repository}/manifests/{digest}", method="DELETE"
+        )
         urllib.request.urlopen(delete, timeout=30).close()  # noqa: S310
     except OSError:
         pass
@@ -124,5 +161,7 @@ def test_a_port_in_use_and_gpu_use_without_nvidia(invoke):
         result = invoke("doctor", "--gpu")
     lines = report(result)
     assert result.returncode == 1
-    assert lines["port"].startswith(f"FAIL  port          HOST_PORT {invoke.env['HOST_PORT']} on 127.0.0.1 is already in use; fix:")
+    assert lines["port"].startswith(
+        f"FAIL  port          HOST_PORT {invoke.env['HOST_PORT']} on 127.0.0.1 is already in use; fix:"
+    )
     assert lines["NVIDIA"].startswith("FAIL  NVIDIA        no NVIDIA runtime")

@@ -49,7 +49,9 @@ def test_ctrl_c_during_build_keeps_the_previous_image(invoke, cpu_image):
     time.sleep(3)
     output = interrupt(process)
     assert process.returncode != 0, output[-2000:]
-    assert image_id(cpu_image) == before, "an interrupted build must leave the tag on the previous image"
+    assert image_id(cpu_image) == before, (
+        "an interrupted build must leave the tag on the previous image"
+    )
 
 
 def test_ctrl_c_during_lock_keeps_every_lock_and_leaves_no_container(invoke, tmp_path):
@@ -61,19 +63,36 @@ def test_ctrl_c_during_lock_keeps_every_lock_and_leaves_no_container(invoke, tmp
         return docker("ps", "--all", "--quiet", "--filter", f"volume={cache_volume}").stdout.split()
 
     assert lock_containers() == []
-    process = invoke.popen("lock", "--upgrade", "--platform", HOST_PLATFORM, cwd=project, start_new_session=True, stderr=subprocess.STDOUT)
+    process = invoke.popen(
+        "lock",
+        "--upgrade",
+        "--platform",
+        HOST_PLATFORM,
+        cwd=project,
+        start_new_session=True,
+        stderr=subprocess.STDOUT,
+    )
 
     def compiling() -> bool:
-        return any("pip-compile" in docker("top", container, check=False).stdout for container in lock_containers())
+        return any(
+            "pip-compile" in docker("top", container, check=False).stdout
+            for container in lock_containers()
+        )
 
     deadline = time.monotonic() + 180
     while not compiling():
-        assert process.poll() is None, f"invoke lock ended before pip-compile started:\n{process.stdout.read()}"
+        assert process.poll() is None, (
+            f"invoke lock ended before pip-compile started:\n{process.stdout.read()}"
+        )
         assert time.monotonic() < deadline, "pip-compile did not start within 3 minutes"
         time.sleep(0.5)
     output = interrupt(process)
     assert process.returncode != 0, output
-    assert output.strip().splitlines()[-1].startswith("error: pip-compile failed for requirements.txt; every lock is unchanged")
+    assert (
+        output.strip()
+        .splitlines()[-1]
+        .startswith("error: pip-compile failed for requirements.txt; every lock is unchanged")
+    )
     assert "Traceback" not in output
     assert snapshot(project) == before, "an interrupted lock must leave every lock as it was"
     deadline = time.monotonic() + 30

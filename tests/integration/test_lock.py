@@ -41,9 +41,13 @@ def test_a_misspelt_requirement_changes_no_lock(invoke, project):
     result = invoke("lock", cwd=project)
     assert result.returncode == 1
     # Without the progress lines of a long compile, which may come between.
-    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("still locking ")]
+    lines = [
+        line for line in result.stderr.strip().splitlines() if not line.startswith("still locking ")
+    ]
     assert lines[0].startswith("locking requirements.txt (linux/amd64)")
-    assert lines[1].startswith("error: pip-compile failed for requirements.txt; every lock is unchanged: ")
+    assert lines[1].startswith(
+        "error: pip-compile failed for requirements.txt; every lock is unchanged: "
+    )
     assert "tensorflw-addons-typo" in lines[1]
     assert len(lines) == 2, result.stderr
     assert snapshot(project) == before
@@ -57,17 +61,30 @@ def test_a_new_package_reaches_every_lock_with_hashes_and_other_pins_stay(invoke
 
     check = invoke("lock", "--check", cwd=project)
     assert check.returncode == 1
-    assert check.stderr.strip() == f"error: out of date: {', '.join(IMAGE_LOCKS)}; run `invoke lock` to compile them"
+    assert (
+        check.stderr.strip()
+        == f"error: out of date: {', '.join(IMAGE_LOCKS)}; run `invoke lock` to compile them"
+    )
 
     locked = invoke("lock", cwd=project)
     assert locked.returncode == 0, locked.stderr
     # The lock for the other architecture says why it is slow, and that it is alive while it runs.
     other = "requirements-arm64.txt" if HOST_PLATFORM == "linux/amd64" else "requirements.txt"
     report = locked.stderr.splitlines()
-    assert any(line.startswith(f"locking {other} (") and line.endswith("expect minutes") and "under emulation" in line for line in report)
-    assert any(line.startswith(f"still locking {other}: ") and line.endswith(" so far") for line in report), locked.stderr
+    assert any(
+        line.startswith(f"locking {other} (")
+        and line.endswith("expect minutes")
+        and "under emulation" in line
+        for line in report
+    )
+    assert any(
+        line.startswith(f"still locking {other}: ") and line.endswith(" so far") for line in report
+    ), locked.stderr
     # It ends with what changed in each lock.
-    added = [f"{name}: added tabulate {pinned_versions((project / name).read_text())['tabulate']}" for name in IMAGE_LOCKS]
+    added = [
+        f"{name}: added tabulate {pinned_versions((project / name).read_text())['tabulate']}"
+        for name in IMAGE_LOCKS
+    ]
     # JupyterLab's locks are compiled again too, against the new CPU locks; they need no tabulate.
     assert report[-5:] == [*added, *(f"{name}: unchanged" for name in NOTEBOOK_LOCKS)]
     for name in IMAGE_LOCKS:
@@ -76,17 +93,24 @@ def test_a_new_package_reaches_every_lock_with_hashes_and_other_pins_stay(invoke
         assert "tabulate" in after, f"{name} lacks the new package"
         block = text[text.index("tabulate==") :].split("\n    # via", 1)[0]
         assert "--hash=sha256:" in block, f"{name}: tabulate has no hash"
-        assert {key: value for key, value in after.items() if key != "tabulate"} == before[name], f"{name}: other pins moved"
+        assert {key: value for key, value in after.items() if key != "tabulate"} == before[name], (
+            f"{name}: other pins moved"
+        )
         assert (project / name).stat().st_uid == os.getuid(), f"{name} is not owned by the caller"
     assert invoke("lock", "--check", cwd=project).returncode == 0
 
     # Deterministic: compiling again (forced by --upgrade-package) gives the same bytes.
     first = (project / "requirements.txt").read_bytes()
-    again = invoke("lock", "--platform", "linux/amd64", "--upgrade-package", "tabulate", cwd=project)
+    again = invoke(
+        "lock", "--platform", "linux/amd64", "--upgrade-package", "tabulate", cwd=project
+    )
     assert again.returncode == 0, again.stderr
     assert (project / "requirements.txt").read_bytes() == first
     # --platform linux/amd64 takes that platform's locks: the CPU lock, and JupyterLab's compiled against it.
-    assert again.stderr.splitlines()[-2:] == ["requirements.txt: unchanged", "requirements-notebook.txt: unchanged"]
+    assert again.stderr.splitlines()[-2:] == [
+        "requirements.txt: unchanged",
+        "requirements-notebook.txt: unchanged",
+    ]
 
 
 def test_the_lock_container_runs_as_the_caller_and_fills_its_cache(invoke, project):
@@ -110,6 +134,8 @@ def test_the_lock_container_runs_as_the_caller_and_fills_its_cache(invoke, proje
             "run", "--rm", "--mount", f"type=volume,source={volume},target=/cache", base_image,
             "stat", "--format", "%u %a %n", "/cache", "/cache/pip-tools",
         ).stdout  # fmt: skip
-        assert found == f"0 1777 /cache\n{caller} 755 /cache/pip-tools\n", "a cache volume that every uid may write in, and the caller did"
+        assert found == f"0 1777 /cache\n{caller} 755 /cache/pip-tools\n", (
+            "a cache volume that every uid may write in, and the caller did"
+        )
     finally:
         docker("volume", "rm", "--force", volume, check=False)

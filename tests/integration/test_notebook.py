@@ -38,14 +38,20 @@ def lab(invoke, tmp_path):
     docker("rm", "--force", f"{invoke.image_name}-notebook", check=False)
 
 
-def test_jupyterlab_answers_only_with_its_token_and_runs_the_example_notebook(invoke, lab, cpu_image):
+def test_jupyterlab_answers_only_with_its_token_and_runs_the_example_notebook(
+    invoke, lab, cpu_image
+):
     project, env = lab
     container = f"{invoke.image_name}-notebook"
     started = invoke("notebook", "--detach", cwd=project, env=env)
     assert started.returncode == 0, started.stderr[-3000:]
     url = f"http://127.0.0.1:{env['NOTEBOOK_PORT']}"
-    (token,) = re.findall(rf"^JupyterLab on {re.escape(url)}/lab\?token=(\S+)$", started.stderr, re.MULTILINE)
-    assert f"{container} runs in the background; `invoke stop --notebook` stops it" in started.stderr
+    (token,) = re.findall(
+        rf"^JupyterLab on {re.escape(url)}/lab\?token=(\S+)$", started.stderr, re.MULTILINE
+    )
+    assert (
+        f"{container} runs in the background; `invoke stop --notebook` stops it" in started.stderr
+    )
 
     assert status_of(f"{url}/api/status", token) == 200
     assert status_of(f"{url}/api/status") == 403
@@ -60,19 +66,41 @@ def test_jupyterlab_answers_only_with_its_token_and_runs_the_example_notebook(in
     expected_user = f"{OWNER}:{OWNER}" if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}"
     assert info["Config"]["User"] == expected_user
     assert info["HostConfig"]["CapDrop"] == ["ALL"]
-    assert info["HostConfig"]["PortBindings"] == {"8888/tcp": [{"HostIp": "127.0.0.1", "HostPort": env["NOTEBOOK_PORT"]}]}
+    assert info["HostConfig"]["PortBindings"] == {
+        "8888/tcp": [{"HostIp": "127.0.0.1", "HostPort": env["NOTEBOOK_PORT"]}]
+    }
 
     # src/ is importable (mounted, so an edit on the host is seen without a rebuild) and read-only.
-    probe = docker("exec", container, "python", "-c", "import notebook_probe; print(notebook_probe.ANSWER)", check=False)
+    probe = docker(
+        "exec",
+        container,
+        "python",
+        "-c",
+        "import notebook_probe; print(notebook_probe.ANSWER)",
+        check=False,
+    )
     assert probe.stdout.strip() == "42", probe.stderr
     assert docker("exec", container, "touch", "/app/src/x", check=False).returncode != 0
 
     # The example notebook, headless, in this image, as this user: it imports TensorFlow and trains a step.
     executed = docker(
-        "exec", container, "jupyter", "nbconvert", "--to", "notebook", "--execute", "--stdout", "/app/notebooks/example.ipynb", check=False
+        "exec",
+        container,
+        "jupyter",
+        "nbconvert",
+        "--to",
+        "notebook",
+        "--execute",
+        "--stdout",
+        "/app/notebooks/example.ipynb",
+        check=False,
     )
     assert executed.returncode == 0, executed.stderr[-3000:]
-    outputs = [output for cell in json.loads(executed.stdout)["cells"] for output in cell.get("outputs", [])]
+    outputs = [
+        output
+        for cell in json.loads(executed.stdout)["cells"]
+        for output in cell.get("outputs", [])
+    ]
     text = "".join("".join(output.get("text", "")) for output in outputs)
     assert re.search(r"loss after one step: \d+\.\d+", text), text
     assert not [output for output in outputs if output["output_type"] == "error"]
@@ -80,7 +108,12 @@ def test_jupyterlab_answers_only_with_its_token_and_runs_the_example_notebook(in
     # JupyterLab is in the notebook image only, never in the runtime image that ships.
     probe = "import importlib.util as u; print(u.find_spec('jupyterlab') is not None)"
     for image, has_jupyterlab in ((cpu_image, "False"), (info["Config"]["Image"], "True")):
-        assert docker("run", "--rm", "--platform", HOST_PLATFORM, image, "python", "-c", probe).stdout.strip() == has_jupyterlab
+        assert (
+            docker(
+                "run", "--rm", "--platform", HOST_PLATFORM, image, "python", "-c", probe
+            ).stdout.strip()
+            == has_jupyterlab
+        )
 
     stopped = invoke("stop", "--notebook", cwd=project, env=env)
     assert stopped.returncode == 0, stopped.stderr
@@ -88,7 +121,11 @@ def test_jupyterlab_answers_only_with_its_token_and_runs_the_example_notebook(in
 
 
 def test_dry_notebook_shows_no_token(invoke, tmp_path):
-    result = invoke("--dry", "notebook", env={"NOTEBOOK_PORT": str(free_port()), "DATA_DIR": str(tmp_path / "d")})
+    result = invoke(
+        "--dry",
+        "notebook",
+        env={"NOTEBOOK_PORT": str(free_port()), "DATA_DIR": str(tmp_path / "d")},
+    )
     assert result.returncode == 0, result.stderr
     assert "--env-file" in result.stdout
     assert "token" not in (result.stdout + result.stderr).replace("--env-file", "")

@@ -51,7 +51,10 @@ def test_a_detached_server_says_its_name_url_and_how_to_read_its_output(invoke, 
     finally:
         following.kill()
     assert following.returncode == 0, "--follow ends when the container does"
-    assert invoke("logs").stderr.strip() == f"error: there is no container {name}; `invoke run --detach` starts it"
+    assert (
+        invoke("logs").stderr.strip()
+        == f"error: there is no container {name}; `invoke run --detach` starts it"
+    )
 
 
 def test_a_one_off_runs_while_the_server_serves(invoke, server, data_dir):
@@ -61,11 +64,16 @@ def test_a_one_off_runs_while_the_server_serves(invoke, server, data_dir):
     ran = invoke("run", "--cmd", command)
     assert ran.returncode == 0, ran.stderr[-3000:]
     said = line_starting(ran.stderr, "running ")
-    assert re.fullmatch(rf"running `{re.escape(command)}` in {name}-run-[0-9a-f]{{6}} \({name}:latest; no port published; .*", said)
+    assert re.fullmatch(
+        rf"running `{re.escape(command)}` in {name}-run-[0-9a-f]{{6}} \({name}:latest; no port published; .*",
+        said,
+    )
     assert written.read_text() == "done\n"
     wait_until_healthy(f"http://127.0.0.1:{port}/health")  # the server ran on, untouched
     assert [line.split()[0] for line in containers_named(name)] == [name]
-    assert docker("ps", "--all", "--quiet", "--filter", f"name=^/{name}-run-").stdout == "", "the one-off is gone"
+    assert docker("ps", "--all", "--quiet", "--filter", f"name=^/{name}-run-").stdout == "", (
+        "the one-off is gone"
+    )
     written.unlink()
 
 
@@ -79,7 +87,10 @@ def test_a_one_off_publishes_only_what_it_asks_for(invoke, server):
     try:
         assert re.fullmatch(rf"{name}-run-[0-9a-f]{{6}}", one_off)
         assert said == f"{one_off} runs in the background on http://127.0.0.1:{port}"
-        assert follow == f"`{DOCKER} logs --follow {one_off}` shows its output; `{DOCKER} stop {one_off}` stops it"
+        assert (
+            follow
+            == f"`{DOCKER} logs --follow {one_off}` shows its output; `{DOCKER} stop {one_off}` stops it"
+        )
         wait_until_healthy(f"http://127.0.0.1:{port}/health")
         assert docker("port", one_off).stdout.split() == ["8888/tcp", "->", f"127.0.0.1:{port}"]
         stop_it = shlex.split(follow.split("; ")[1].split("`")[1])

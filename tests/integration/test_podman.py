@@ -25,7 +25,9 @@ pytestmark = pytest.mark.skipif(shutil.which("podman") is None, reason="no podma
 
 
 def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check, timeout=600)
+    return subprocess.run(
+        ["podman", *args], capture_output=True, text=True, check=check, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,9 @@ def test_doctor_passes_with_podman(with_podman):
 def test_build_with_podman_keeps_the_healthcheck(podman_image):
     (config,) = json.loads(podman("image", "inspect", podman_image).stdout)
     assert config["Os"] + "/" + config["Architecture"] == HOST_PLATFORM
-    assert config["ManifestType"] == "application/vnd.docker.distribution.manifest.v2+json", "--format docker"
+    assert config["ManifestType"] == "application/vnd.docker.distribution.manifest.v2+json", (
+        "--format docker"
+    )
     healthcheck = config.get("Healthcheck")
     assert healthcheck, f"no HEALTHCHECK in {podman_image}: built in the OCI format?"
     assert healthcheck["Test"] == ["CMD", "python", "-I", "/opt/healthcheck.py"]
@@ -67,11 +71,15 @@ def test_build_with_podman_keeps_the_healthcheck(podman_image):
 @pytest.fixture(scope="module")
 def podman_runs(podman_image) -> None:
     """Skips what needs a running container where this Podman cannot start one, with its reason."""
-    probe = podman("run", "--rm", "--init", "--platform", HOST_PLATFORM, podman_image, "true", check=False)
+    probe = podman(
+        "run", "--rm", "--init", "--platform", HOST_PLATFORM, podman_image, "true", check=False
+    )
     if probe.returncode != 0:
         # Podman logs noise (healthcheck timers without systemd) before the error that says why.
         errors = [line for line in probe.stderr.splitlines() if line.startswith("Error:")]
-        pytest.skip(f"this Podman cannot start containers here: {errors[-1] if errors else first_line(probe.stderr)}")
+        pytest.skip(
+            f"this Podman cannot start containers here: {errors[-1] if errors else first_line(probe.stderr)}"
+        )
 
 
 def test_the_container_test_passes_under_podman(with_podman, podman_image, podman_runs):
@@ -84,7 +92,9 @@ def test_tensorboard_serves_under_podman(with_podman, podman_image, podman_runs,
     data.mkdir()
     data.chmod(0o777)
     port = free_port()
-    started = with_podman("tensorboard", "--detach", env={"DATA_DIR": str(data), "TENSORBOARD_PORT": str(port)})
+    started = with_podman(
+        "tensorboard", "--detach", env={"DATA_DIR": str(data), "TENSORBOARD_PORT": str(port)}
+    )
     try:
         assert started.returncode == 0, started.stderr
         assert status_of(f"http://127.0.0.1:{port}/") == 200

@@ -20,37 +20,66 @@ from helpers.registry import IMAGE_MANIFESTS, MANIFEST_LIST, OCI_INDEX, Reposito
 @pytest.fixture
 def repository(invoke, registry) -> Iterator[Repository]:
     namespace = f"{registry}/tft-it-{uuid.uuid4().hex[:8]}"
-    repository = Repository(registry, namespace, f"{namespace.split('/', 1)[1]}/{invoke.image_name}")
+    repository = Repository(
+        registry, namespace, f"{namespace.split('/', 1)[1]}/{invoke.image_name}"
+    )
     yield repository
     repository.delete_all()
 
 
 def diff_ids(image: str) -> list[str]:
     """The image's layers by content, the same in the engine's store and the registry's config blob."""
-    return json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", image).stdout)
+    return json.loads(
+        docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", image).stdout
+    )
 
 
 def local_names_under(namespace: str) -> list[str]:
-    return docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference={namespace}/*").stdout.split()
+    return docker(
+        "image",
+        "ls",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        "--filter",
+        f"reference={namespace}/*",
+    ).stdout.split()
 
 
-def test_both_cpu_architectures_go_out_as_one_multi_architecture_tag(invoke, amd64_image, arm64_image, repository):
+def test_both_cpu_architectures_go_out_as_one_multi_architecture_tag(
+    invoke, amd64_image, arm64_image, repository
+):
     published = f"{repository.namespace}/{invoke.image_name}:latest"
-    result = invoke("push", "--platform", "linux/amd64", "--platform", "linux/arm64", env={"REGISTRY": repository.namespace})
+    result = invoke(
+        "push",
+        "--platform",
+        "linux/amd64",
+        "--platform",
+        "linux/arm64",
+        env={"REGISTRY": repository.namespace},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stderr.strip().splitlines()[-1] == f"pushed {published} for linux/amd64, linux/arm64"
+    assert (
+        result.stderr.strip().splitlines()[-1] == f"pushed {published} for linux/amd64, linux/arm64"
+    )
     assert repository.tags() == ["latest", "latest-amd64", "latest-arm64"]
 
     index, _ = repository.manifest("latest")
     assert index["mediaType"] in (MANIFEST_LIST, OCI_INDEX)
-    listed = {f"{entry['platform']['os']}/{entry['platform']['architecture']}": entry["digest"] for entry in index["manifests"]}
+    listed = {
+        f"{entry['platform']['os']}/{entry['platform']['architecture']}": entry["digest"]
+        for entry in index["manifests"]
+    }
     assert sorted(listed) == ["linux/amd64", "linux/arm64"]
     for platform, image in (("linux/amd64", amd64_image), ("linux/arm64", arm64_image)):
         manifest, digest = repository.manifest(f"latest-{arch(platform)}")
-        assert listed[platform] == digest, f"the list's {platform} entry is the image pushed as latest-{arch(platform)}"
+        assert listed[platform] == digest, (
+            f"the list's {platform} entry is the image pushed as latest-{arch(platform)}"
+        )
         config = repository.config(manifest)
         assert f"{config['os']}/{config['architecture']}" == platform
-        assert config["rootfs"]["diff_ids"] == diff_ids(image), f"the registry's {platform} image is {image}, layer for layer"
+        assert config["rootfs"]["diff_ids"] == diff_ids(image), (
+            f"the registry's {platform} image is {image}, layer for layer"
+        )
     # The registry's names were only lent to the images for the push.
     assert local_names_under(repository.namespace) == []
 
@@ -61,15 +90,29 @@ def test_both_cpu_architectures_go_out_as_one_multi_architecture_tag(invoke, amd
             assert platform_of(published) == platform
         finally:
             # The tag, and the digest reference a pull leaves on an image that has other names.
-            digests = docker("image", "ls", "--digests", "--format", "{{.Repository}}@{{.Digest}}", "--filter", f"reference={published}")
+            digests = docker(
+                "image",
+                "ls",
+                "--digests",
+                "--format",
+                "{{.Repository}}@{{.Digest}}",
+                "--filter",
+                f"reference={published}",
+            )
             docker("image", "rm", published, *digests.stdout.split(), check=False)
-    assert docker("image", "ls", "--quiet", "--filter", f"reference={repository.namespace}/*").stdout == ""
+    assert (
+        docker("image", "ls", "--quiet", "--filter", f"reference={repository.namespace}/*").stdout
+        == ""
+    )
 
 
 def test_the_gpu_image_goes_out_under_its_gpu_tag(invoke, gpu_image, repository):
     result = invoke("push", "--gpu", env={"REGISTRY": repository.namespace})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stderr.strip().splitlines()[-1] == f"pushed {repository.namespace}/{invoke.image_name}:latest-gpu"
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == f"pushed {repository.namespace}/{invoke.image_name}:latest-gpu"
+    )
     assert repository.tags() == ["latest-gpu"]
     manifest, _ = repository.manifest("latest-gpu")
     assert manifest["mediaType"] in IMAGE_MANIFESTS
@@ -81,11 +124,21 @@ def test_the_gpu_image_goes_out_under_its_gpu_tag(invoke, gpu_image, repository)
 
 def test_push_refuses_in_one_line_and_pushes_nothing(invoke, cpu_image, amd64_image, repository):
     wrong = f"{invoke.image_name}-wrong"
-    docker("tag", amd64_image, f"{wrong}:latest-arm64")  # an amd64 image under the arm64 image's tag
+    docker(
+        "tag", amd64_image, f"{wrong}:latest-arm64"
+    )  # an amd64 image under the arm64 image's tag
     unreachable = f"127.0.0.1:{free_port()}/acme"
     cases = [
-        ((), {"REGISTRY": ""}, "error: REGISTRY is not set, so there is nowhere to push; set it in .env, e.g. REGISTRY=ghcr.io/acme"),
-        ((), {"REGISTRY": "not a registry"}, "error: REGISTRY='not a registry' (from environment): expected a registry"),
+        (
+            (),
+            {"REGISTRY": ""},
+            "error: REGISTRY is not set, so there is nowhere to push; set it in .env, e.g. REGISTRY=ghcr.io/acme",
+        ),
+        (
+            (),
+            {"REGISTRY": "not a registry"},
+            "error: REGISTRY='not a registry' (from environment): expected a registry",
+        ),
         (
             ("--platform", "linux/amd64"),
             {"REGISTRY": repository.namespace, "IMAGE_TAG": "never-built"},
@@ -96,9 +149,21 @@ def test_push_refuses_in_one_line_and_pushes_nothing(invoke, cpu_image, amd64_im
             {"REGISTRY": repository.namespace, "IMAGE_NAME": wrong},
             f"error: {wrong}:latest-arm64 is a linux/amd64 image, not linux/arm64; `invoke build --platform linux/arm64` rebuilds it",
         ),
-        (("--gpu", "--platform", "linux/arm64"), {"REGISTRY": repository.namespace}, "error: the GPU image is linux/amd64 only"),
-        (("--platform", "linux/s390x"), {"REGISTRY": repository.namespace}, "error: unknown platform 'linux/s390x'"),
-        ((), {"REGISTRY": unreachable}, f"error: pushing {unreachable}/{invoke.image_name}:latest-"),
+        (
+            ("--gpu", "--platform", "linux/arm64"),
+            {"REGISTRY": repository.namespace},
+            "error: the GPU image is linux/amd64 only",
+        ),
+        (
+            ("--platform", "linux/s390x"),
+            {"REGISTRY": repository.namespace},
+            "error: unknown platform 'linux/s390x'",
+        ),
+        (
+            (),
+            {"REGISTRY": unreachable},
+            f"error: pushing {unreachable}/{invoke.image_name}:latest-",
+        ),
     ]
     try:
         for args, env, message in cases:
@@ -108,8 +173,12 @@ def test_push_refuses_in_one_line_and_pushes_nothing(invoke, cpu_image, amd64_im
             assert "Traceback" not in result.stderr
             assert lines[-1].startswith(message), (args, env, lines[-1])
             if env["REGISTRY"] == unreachable:
-                assert lines[-1].endswith(f"; `docker login {unreachable.split('/')[0]}` if it needs credentials")
-                assert local_names_under(unreachable) == [], "a failed push leaves no registry name behind"
+                assert lines[-1].endswith(
+                    f"; `docker login {unreachable.split('/')[0]}` if it needs credentials"
+                )
+                assert local_names_under(unreachable) == [], (
+                    "a failed push leaves no registry name behind"
+                )
             else:
                 assert len(lines) == 1, lines
     finally:

@@ -27,7 +27,9 @@ DATA_OWNER = 2345
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode != 0, f"expected a failure, got success:\n{result.stdout}\n{result.stderr}"
+    assert result.returncode != 0, (
+        f"expected a failure, got success:\n{result.stdout}\n{result.stderr}"
+    )
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, f"expected one line on stderr, got:\n{result.stderr}"
     assert "Traceback" not in result.stderr
@@ -54,7 +56,10 @@ def test_tensorflow_imports_as_a_non_root_user(invoke, cpu_image, container, non
 
 def test_the_image_itself_runs_as_a_non_root_user(cpu_image):
     # `docker run` without invoke, as a cluster or another tool would start it.
-    assert docker("run", "--rm", "--platform", HOST_PLATFORM, cpu_image, "id", "-u").stdout.strip() == "1000"
+    assert (
+        docker("run", "--rm", "--platform", HOST_PLATFORM, cpu_image, "id", "-u").stdout.strip()
+        == "1000"
+    )
 
 
 def test_detached_run_answers_on_host_port_and_stop_removes_it(invoke, cpu_image, container):
@@ -78,7 +83,9 @@ def test_ctrl_c_stops_and_removes_a_foreground_run(invoke, cpu_image, container)
             wait_until_healthy(f"http://127.0.0.1:{invoke.env['HOST_PORT']}/health")
         except AssertionError as error:
             if process.poll() is not None:
-                pytest.fail(f"invoke run ended before it served: {error}\n{process.communicate()[1]}")
+                pytest.fail(
+                    f"invoke run ended before it served: {error}\n{process.communicate()[1]}"
+                )
             raise
         os.killpg(process.pid, signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
@@ -99,7 +106,10 @@ def test_a_port_in_use_is_one_line_and_leaves_no_container(invoke, cpu_image, co
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
         result = invoke("run", "--detach", env={"DATA_DIR": str(not_yet)})
-    assert one_error_line(result) == f"error: HOST_PORT {port} on 127.0.0.1 is already in use; stop what uses it, or set HOST_PORT in .env"
+    assert (
+        one_error_line(result)
+        == f"error: HOST_PORT {port} on 127.0.0.1 is already in use; stop what uses it, or set HOST_PORT in .env"
+    )
     assert containers_named(container) == []
     assert not not_yet.exists(), "a refused run creates no DATA_DIR"
 
@@ -125,8 +135,14 @@ def test_dry_gpu_run_asks_for_all_gpus(invoke):
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"DOCKER": "/nonexistent/docker"}, "error: DOCKER='/nonexistent/docker': no such command; install Docker"),
-        ({"DOCKER_HOST": "unix:///nonexistent/docker.sock"}, "error: the container engine is not running or not reachable ("),
+        (
+            {"DOCKER": "/nonexistent/docker"},
+            "error: DOCKER='/nonexistent/docker': no such command; install Docker",
+        ),
+        (
+            {"DOCKER_HOST": "unix:///nonexistent/docker.sock"},
+            "error: the container engine is not running or not reachable (",
+        ),
     ],
 )
 @pytest.mark.parametrize("task", ["build", "run", "stop"])
@@ -138,10 +154,16 @@ def test_missing_cli_or_engine_is_one_line(invoke, env, message, task):
 # --- ownership: what the container writes into DATA_DIR belongs to the caller ---------------------
 
 
-def test_files_written_to_data_dir_belong_to_the_caller(invoke, cpu_image, container, non_root_caller):
+def test_files_written_to_data_dir_belong_to_the_caller(
+    invoke, cpu_image, container, non_root_caller
+):
     caller = non_root_caller
-    assert caller.uid not in (0, IMAGE_UID), "the caller must differ from root and the image's own user to prove anything"
-    result = run_as(invoke, caller, "run", "--cmd", "sh -c 'id -u > /app/data/written-by-container.txt'")
+    assert caller.uid not in (0, IMAGE_UID), (
+        "the caller must differ from root and the image's own user to prove anything"
+    )
+    result = run_as(
+        invoke, caller, "run", "--cmd", "sh -c 'id -u > /app/data/written-by-container.txt'"
+    )
     assert result.returncode == 0, result.stderr
     written = caller.data / "written-by-container.txt"
     assert written.stat().st_uid == caller.uid
@@ -157,10 +179,22 @@ def test_bad_settings_are_one_line_and_change_nothing(invoke, data_dir, tmp_path
     a_file = tmp_path / "not-a-folder"
     a_file.write_text("x")
     cases = [
-        ({"HOST_PORT": "abc"}, "error: HOST_PORT='abc' (from environment): not a port number (1-65535)"),
-        ({"HOST_PORT": "70000"}, "error: HOST_PORT='70000' (from environment): not a port number (1-65535)"),
-        ({"CONTAINER_PORT": "-1"}, "error: CONTAINER_PORT='-1' (from environment): not a port number (1-65535)"),
-        ({"DATA_DIR": str(a_file)}, f"error: DATA_DIR='{a_file}' (from environment): {a_file} is a file, not a folder"),
+        (
+            {"HOST_PORT": "abc"},
+            "error: HOST_PORT='abc' (from environment): not a port number (1-65535)",
+        ),
+        (
+            {"HOST_PORT": "70000"},
+            "error: HOST_PORT='70000' (from environment): not a port number (1-65535)",
+        ),
+        (
+            {"CONTAINER_PORT": "-1"},
+            "error: CONTAINER_PORT='-1' (from environment): not a port number (1-65535)",
+        ),
+        (
+            {"DATA_DIR": str(a_file)},
+            f"error: DATA_DIR='{a_file}' (from environment): {a_file} is a file, not a folder",
+        ),
         (
             {"DATA_DIR": str(a_file / "data")},
             f"error: DATA_DIR='{a_file / 'data'}' (from environment): {a_file / 'data'} does not exist and cannot be created",
@@ -169,33 +203,62 @@ def test_bad_settings_are_one_line_and_change_nothing(invoke, data_dir, tmp_path
             {"PLATFORM": "linux/s390x"},
             "error: PLATFORM (from environment): unknown platform 'linux/s390x': choose linux/amd64 or linux/arm64",
         ),
-        ({"IMAGE_NAME": "Bad Name"}, "error: IMAGE_NAME='Bad Name' (from environment): not a valid image name"),
-        ({"BUILD_CA_BUNDLE": str(tmp_path / "missing.pem")}, f"error: BUILD_CA_BUNDLE='{tmp_path / 'missing.pem'}' (from environment)"),
+        (
+            {"IMAGE_NAME": "Bad Name"},
+            "error: IMAGE_NAME='Bad Name' (from environment): not a valid image name",
+        ),
+        (
+            {"BUILD_CA_BUNDLE": str(tmp_path / "missing.pem")},
+            f"error: BUILD_CA_BUNDLE='{tmp_path / 'missing.pem'}' (from environment)",
+        ),
     ]
     a_folder = tmp_path / "a folder"
     a_folder.mkdir()
     cases += [
-        ({"BUILD_CA_BUNDLE": str(a_folder)}, f"error: BUILD_CA_BUNDLE='{a_folder}' (from environment): {a_folder} is not a readable file")
+        (
+            {"BUILD_CA_BUNDLE": str(a_folder)},
+            f"error: BUILD_CA_BUNDLE='{a_folder}' (from environment): {a_folder} is not a readable file",
+        )
     ]
     # Bad option values, each with the task it belongs to.
     refused = [
-        (("build", "--platform", "linux/s390x"), {}, "error: unknown platform 'linux/s390x': choose linux/amd64 or linux/arm64"),
-        (("run", "--platform", "windows"), {}, "error: unknown platform 'windows': choose linux/amd64 or linux/arm64"),
-        (("build", "--gpu", "--platform", "linux/arm64"), {}, "error: the GPU image is linux/amd64 only"),
+        (
+            ("build", "--platform", "linux/s390x"),
+            {},
+            "error: unknown platform 'linux/s390x': choose linux/amd64 or linux/arm64",
+        ),
+        (
+            ("run", "--platform", "windows"),
+            {},
+            "error: unknown platform 'windows': choose linux/amd64 or linux/arm64",
+        ),
+        (
+            ("build", "--gpu", "--platform", "linux/arm64"),
+            {},
+            "error: the GPU image is linux/amd64 only",
+        ),
         (("run", "--gpu", "--platform", "arm64"), {}, "error: the GPU image is linux/amd64 only"),
         (
             ("run", "--cmd", "python -c 'unclosed"),
             {},
             'error: --cmd "python -c \'unclosed": No closing quotation; quote it as a shell would',
         ),
-        (("build", "--build-arg", "NO_VALUE"), {}, "error: --build-arg 'NO_VALUE': expected NAME=VALUE"),
+        (
+            ("build", "--build-arg", "NO_VALUE"),
+            {},
+            "error: --build-arg 'NO_VALUE': expected NAME=VALUE",
+        ),
         (("lock", "--platform", "linux/ppc64le"), {}, "error: unknown platform 'linux/ppc64le'"),
         (
             ("build",),
             {"BASE_IMAGE": "127.0.0.1:5000/no-such-python:3.11"},
             f"error: BASE_IMAGE 127.0.0.1:5000/no-such-python:3.11 cannot be pulled for {HOST_PLATFORM} (",
         ),
-        (("build",), {"PIP_INDEX_URL": "corp-index"}, "error: PIP_INDEX_URL (from environment): expected http(s)://host/path"),
+        (
+            ("build",),
+            {"PIP_INDEX_URL": "corp-index"},
+            "error: PIP_INDEX_URL (from environment): expected http(s)://host/path",
+        ),
     ]
     engine_before, data_before = engine_state(), sorted(data_dir.rglob("*"))
     for env, message in cases:
@@ -220,7 +283,9 @@ def engine_state() -> dict[str, set[str]]:
     }
 
 
-def test_a_data_dir_the_container_user_cannot_write_is_one_line_and_starts_nothing(invoke, container, tmp_path):
+def test_a_data_dir_the_container_user_cannot_write_is_one_line_and_starts_nothing(
+    invoke, container, tmp_path
+):
     data = tmp_path / "read-only data"
     data.mkdir()
     if os.getuid() == 0:
@@ -236,7 +301,9 @@ def test_a_data_dir_the_container_user_cannot_write_is_one_line_and_starts_nothi
     assert list(data.iterdir()) == []
 
 
-def test_app_keys_from_dotenv_reach_the_container_and_nothing_else(invoke, cpu_image, container, tmp_path):
+def test_app_keys_from_dotenv_reach_the_container_and_nothing_else(
+    invoke, cpu_image, container, tmp_path
+):
     copy = project_copy(tmp_path, "HOST_PORT=9000\nGREETING=hello from .env\n")
     shown = invoke("--dry", "run", cwd=copy)
     assert " --env-file " in shown.stdout
@@ -246,21 +313,39 @@ def test_app_keys_from_dotenv_reach_the_container_and_nothing_else(invoke, cpu_i
     notes = tmp_path / "notes"
     notes.mkdir()
     stand_in = tmp_path / "docker"
-    stand_in.write_text(f'#!/bin/sh\nenv > "{notes}/env-$$"\necho "$@" > "{notes}/args-$$"\nexec {DOCKER} "$@"\n')
+    stand_in.write_text(
+        f'#!/bin/sh\nenv > "{notes}/env-$$"\necho "$@" > "{notes}/args-$$"\nexec {DOCKER} "$@"\n'
+    )
     stand_in.chmod(0o755)
     # GREETING is the app's own; HOST_PORT is a template setting, which the container does not get.
-    result = invoke("run", "--cmd", """sh -c 'echo "$GREETING|${HOST_PORT:-unset}"'""", cwd=copy, env={"DOCKER": str(stand_in)})
+    result = invoke(
+        "run",
+        "--cmd",
+        """sh -c 'echo "$GREETING|${HOST_PORT:-unset}"'""",
+        cwd=copy,
+        env={"DOCKER": str(stand_in)},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "hello from .env|unset"
-    assert not any("hello from .env" in note.read_text() for note in notes.glob("env-*")), "never the docker CLI's environment"
-    (run,) = [note.read_text().split() for note in notes.glob("args-*") if note.read_text().startswith("run ")]
-    assert not Path(run[run.index("--env-file") + 1]).exists(), "the file of app keys is removed after the run"
+    assert not any("hello from .env" in note.read_text() for note in notes.glob("env-*")), (
+        "never the docker CLI's environment"
+    )
+    (run,) = [
+        note.read_text().split()
+        for note in notes.glob("args-*")
+        if note.read_text().startswith("run ")
+    ]
+    assert not Path(run[run.index("--env-file") + 1]).exists(), (
+        "the file of app keys is removed after the run"
+    )
 
 
 def test_docker_settings_in_dotenv_are_refused_not_passed_to_the_app(invoke, tmp_path):
     copy = project_copy(tmp_path, "GREETING=hi\nDOCKER_HOST=unix:///elsewhere.sock\n")
     result = invoke("run", cwd=copy, env={"DATA_DIR": ""})
-    assert one_error_line(result).startswith("error: .env key DOCKER_HOST: DOCKER_* variables steer the docker CLI")
+    assert one_error_line(result).startswith(
+        "error: .env key DOCKER_HOST: DOCKER_* variables steer the docker CLI"
+    )
     assert not (copy / "data").exists()
 
 
@@ -287,7 +372,9 @@ def test_stop_when_nothing_runs_says_so(invoke, container):
     assert result.stderr.strip() == f"{container} is not running"
 
 
-def test_shell_runs_piped_commands_with_the_data_mount_and_returns_their_status(invoke, cpu_image, data_dir):
+def test_shell_runs_piped_commands_with_the_data_mount_and_returns_their_status(
+    invoke, cpu_image, data_dir
+):
     (data_dir / "seen-by-shell.txt").write_text("hello\n")
     result = invoke("shell", input="cat /app/data/seen-by-shell.txt && pwd && exit 3\n")
     assert result.returncode == 3, result.stderr
@@ -297,7 +384,9 @@ def test_shell_runs_piped_commands_with_the_data_mount_and_returns_their_status(
 # --- least privilege and concurrency --------------------------------------------------------------
 
 
-def test_read_only_run_without_capabilities_serves_and_writes_only_data_dir(invoke, cpu_image, container, tmp_path):
+def test_read_only_run_without_capabilities_serves_and_writes_only_data_dir(
+    invoke, cpu_image, container, tmp_path
+):
     data = tmp_path / "data"
     data.mkdir()
     copy_shipped_data(data)
@@ -313,12 +402,21 @@ def test_read_only_run_without_capabilities_serves_and_writes_only_data_dir(invo
     assert host["SecurityOpt"] == ["no-new-privileges"]
     # The app gets ready on the read-only root filesystem (the example trains its first model into DATA_DIR).
     wait_until_healthy(f"http://127.0.0.1:{invoke.env['HOST_PORT']}/health", timeout=300)
-    status = docker("exec", container, "sh", "-c", "id -u; grep CapEff /proc/1/status; touch /app/data/written; touch /app/x", check=False)
+    status = docker(
+        "exec",
+        container,
+        "sh",
+        "-c",
+        "id -u; grep CapEff /proc/1/status; touch /app/data/written; touch /app/x",
+        check=False,
+    )
     uid = DATA_OWNER if os.getuid() == 0 else os.getuid()
     assert status.stdout.split()[0] == str(uid)
     assert status.stdout.split()[1:] == ["CapEff:", "0000000000000000"]
     assert "Read-only file system" in status.stderr
-    assert (data / "written").stat().st_uid == uid, "DATA_DIR stays writable, by the container's user"
+    assert (data / "written").stat().st_uid == uid, (
+        "DATA_DIR stays writable, by the container's user"
+    )
     assert invoke("stop").returncode == 0
 
 
@@ -338,7 +436,9 @@ def test_two_projects_side_by_side_run_at_once(invoke, cpu_image, tmp_path, data
         assert containers_named("churn-model") != []
         assert containers_named("vision-model") != []
         again = invoke("run", "--detach", cwd=projects[0], env=settings[0])
-        assert one_error_line(again) == "error: churn-model is already running; `invoke stop` stops it"
+        assert (
+            one_error_line(again) == "error: churn-model is already running; `invoke stop` stops it"
+        )
         assert invoke("stop", cwd=projects[0], env=settings[0]).returncode == 0
         assert containers_named("churn-model") == []
         # Stopping one project left the other alone.

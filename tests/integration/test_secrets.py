@@ -65,12 +65,20 @@ def test_no_secret_reaches_a_layer_or_the_history(invoke, tmp_path, canaries, va
     )
     if variant == "gpu":
         with (project / "requirements-gpu.txt").open("a") as lock:
-            lock.write(lock_entry(PROJECT_DIR / "requirements-dev.txt", "iniconfig") + f"    # {uuid.uuid4().hex}\n")
-    with_git_remote(project, f"https://gitlab-ci-token:{canaries['remote']}@gitlab.example.com/team/app.git?t={canaries['remote']}")
+            lock.write(
+                lock_entry(PROJECT_DIR / "requirements-dev.txt", "iniconfig")
+                + f"    # {uuid.uuid4().hex}\n"
+            )
+    with_git_remote(
+        project,
+        f"https://gitlab-ci-token:{canaries['remote']}@gitlab.example.com/team/app.git?t={canaries['remote']}",
+    )
     # A bundle pip still trusts: the machine's CAs, and text outside the PEM blocks, which TLS ignores.
     # A comma in its path: BuildKit reads `--secret` as CSV, so it must be quoted to arrive whole.
     ca_bundle = tmp_path / "corporate,ca.pem"
-    machine_cas = Path(os.environ.get("BUILD_CA_BUNDLE") or "/etc/ssl/certs/ca-certificates.crt").read_text()
+    machine_cas = Path(
+        os.environ.get("BUILD_CA_BUNDLE") or "/etc/ssl/certs/ca-certificates.crt"
+    ).read_text()
     ca_bundle.write_text(f"# {canaries['ca_bundle']}\n{machine_cas}")
     environment = {
         "IMAGE_NAME": f"{invoke.image_name}-secrets",
@@ -88,14 +96,25 @@ def test_no_secret_reaches_a_layer_or_the_history(invoke, tmp_path, canaries, va
     try:
         assert result.returncode == 0, result.stderr[-3000:]
         # pip used the index from .env, and printed it without its password.
-        assert "Looking in indexes: https://canary-user:****@pypi.org/simple" in result.stdout + result.stderr
+        assert (
+            "Looking in indexes: https://canary-user:****@pypi.org/simple"
+            in result.stdout + result.stderr
+        )
         # Two strings that are in the image, so that the scan is seen to find what is there: a line
         # of the app's source (in a layer) and a label (in the config).
         present = ["MAX_BODY_BYTES = ", "org.tensorflow.version"]
         assert found_in_image(image, [*canaries.values(), *present]) == set(present)
-        history = docker("history", "--no-trunc", image).stdout + docker("image", "inspect", image).stdout
+        history = (
+            docker("history", "--no-trunc", image).stdout + docker("image", "inspect", image).stdout
+        )
         assert [name for name, canary in canaries.items() if canary in history] == []
-        source = docker("image", "inspect", "--format", '{{index .Config.Labels "org.opencontainers.image.source"}}', image).stdout
+        source = docker(
+            "image",
+            "inspect",
+            "--format",
+            '{{index .Config.Labels "org.opencontainers.image.source"}}',
+            image,
+        ).stdout
         assert source.strip() == "https://gitlab.example.com/team/app.git"
     finally:
         docker("image", "rm", "--force", image, check=False)

@@ -22,7 +22,9 @@ def end_of(process: subprocess.Popen[str], timeout: float = 90) -> str:
         return process.communicate(timeout=timeout)[1]
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        pytest.fail(f"invoke did not end within {timeout:.0f} s of the signal:\n{process.communicate()[1]}")
+        pytest.fail(
+            f"invoke did not end within {timeout:.0f} s of the signal:\n{process.communicate()[1]}"
+        )
 
 
 @pytest.fixture
@@ -34,7 +36,9 @@ def leftovers():
 
 
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_to_invoke_alone_stops_and_removes_a_foreground_run(invoke, cpu_image, number, leftovers):
+def test_a_signal_to_invoke_alone_stops_and_removes_a_foreground_run(
+    invoke, cpu_image, number, leftovers
+):
     name = invoke.image_name
     leftovers.append(name)
     process = invoke.popen("run", start_new_session=True)
@@ -47,7 +51,10 @@ def test_a_signal_to_invoke_alone_stops_and_removes_a_foreground_run(invoke, cpu
     stderr = end_of(process)
     assert containers_named(name) == []
     assert process.returncode == 0, stderr
-    assert stderr.strip().splitlines()[-1] == f"stopped and removed {name} on {signal.Signals(number).name}"
+    assert (
+        stderr.strip().splitlines()[-1]
+        == f"stopped and removed {name} on {signal.Signals(number).name}"
+    )
 
 
 def test_sigterm_to_invoke_stops_and_removes_the_container_test(invoke, cpu_image, leftovers):
@@ -55,7 +62,12 @@ def test_sigterm_to_invoke_stops_and_removes_the_container_test(invoke, cpu_imag
     leftovers.append(name)
     process = invoke.popen("container-test", start_new_session=True)
     deadline = time.monotonic() + 180
-    while "running" not in docker("container", "inspect", "--format", "{{.State.Status}}", name, check=False).stdout:
+    while (
+        "running"
+        not in docker(
+            "container", "inspect", "--format", "{{.State.Status}}", name, check=False
+        ).stdout
+    ):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             pytest.fail(f"the container test did not start:\n{process.communicate()[1]}")
@@ -64,4 +76,7 @@ def test_sigterm_to_invoke_stops_and_removes_the_container_test(invoke, cpu_imag
     stderr = end_of(process)
     assert containers_named(name) == []
     assert process.returncode == 1, stderr
-    assert stderr.strip().splitlines()[-1] == f"error: the container test was stopped on SIGTERM; {name} is removed"
+    assert (
+        stderr.strip().splitlines()[-1]
+        == f"error: the container test was stopped on SIGTERM; {name} is removed"
+    )

@@ -39,7 +39,9 @@ def get(url: str, timeout: float = 120) -> tuple[int, bytes]:
                 return response.status, response.read()
         except OSError as error:
             if time.monotonic() > deadline:
-                raise AssertionError(f"{url} did not answer within {timeout:.0f} s: {error}") from None
+                raise AssertionError(
+                    f"{url} did not answer within {timeout:.0f} s: {error}"
+                ) from None
             time.sleep(1)
 
 
@@ -54,10 +56,14 @@ def write_logs(board: Invoke, caller) -> None:
     written = run_as(board, caller, "run", "--cmd", shlex.join(["python", "-c", WRITE_LOGS]))
     assert written.returncode == 0, written.stderr[-2000:]
     for run in RUNS:
-        assert any((caller.data / "logs" / run).glob("events.out.tfevents.*")), f"no event file in logs/{run}"
+        assert any((caller.data / "logs" / run).glob("events.out.tfevents.*")), (
+            f"no event file in logs/{run}"
+        )
 
 
-def test_tensorboard_serves_the_runs_as_the_caller_and_stop_removes_it(board, cpu_image, non_root_caller):
+def test_tensorboard_serves_the_runs_as_the_caller_and_stop_removes_it(
+    board, cpu_image, non_root_caller
+):
     write_logs(board, non_root_caller)
     port = board.env["TENSORBOARD_PORT"]
     container = f"{board.image_name}-tensorboard"
@@ -65,7 +71,10 @@ def test_tensorboard_serves_the_runs_as_the_caller_and_stop_removes_it(board, cp
     started = run_as(board, non_root_caller, "tensorboard", "--detach")
     assert started.returncode == 0, started.stderr
     assert f"TensorBoard on http://127.0.0.1:{port}" in started.stderr
-    assert f"{container} runs in the background; `invoke stop --tensorboard` stops it" in started.stderr
+    assert (
+        f"{container} runs in the background; `invoke stop --tensorboard` stops it"
+        in started.stderr
+    )
 
     status, page = get(f"http://127.0.0.1:{port}/")
     assert status == 200
@@ -79,12 +88,17 @@ def test_tensorboard_serves_the_runs_as_the_caller_and_stop_removes_it(board, cp
     assert info["HostConfig"]["CapDrop"] == ["ALL"]
     assert "no-new-privileges" in info["HostConfig"]["SecurityOpt"]
     assert info["HostConfig"]["ReadonlyRootfs"] is True
-    assert info["HostConfig"]["PortBindings"] == {"6006/tcp": [{"HostIp": "127.0.0.1", "HostPort": port}]}
+    assert info["HostConfig"]["PortBindings"] == {
+        "6006/tcp": [{"HostIp": "127.0.0.1", "HostPort": port}]
+    }
     assert info["HostConfig"]["Init"] is True
 
     again = run_as(board, non_root_caller, "tensorboard", "--detach")
     assert again.returncode == 1
-    assert again.stderr.strip() == f"error: {container} is already running; `invoke stop --tensorboard` stops it"
+    assert (
+        again.stderr.strip()
+        == f"error: {container} is already running; `invoke stop --tensorboard` stops it"
+    )
 
     stopped = run_as(board, non_root_caller, "stop", "--tensorboard")
     assert stopped.returncode == 0, stopped.stderr
@@ -104,7 +118,9 @@ def test_ctrl_c_stops_and_removes_a_foreground_tensorboard(board, cpu_image, tmp
             status, _ = get(f"http://127.0.0.1:{port}/")
         except AssertionError as error:
             if process.poll() is not None:
-                pytest.fail(f"invoke tensorboard ended before it served: {error}\n{process.communicate()[1]}")
+                pytest.fail(
+                    f"invoke tensorboard ended before it served: {error}\n{process.communicate()[1]}"
+                )
             raise
         assert status == 200
         os.killpg(process.pid, signal.SIGINT)

@@ -30,7 +30,9 @@ def _minors() -> list[str]:
     newest = major_minor(latest_version())
     major, minor = (int(part) for part in newest.split("."))
     older = f"{major}.{minor - 3}"
-    assert older in {major_minor(version) for version in all_versions()}, f"kubernetes-validate has no schemas for {older}"
+    assert older in {major_minor(version) for version in all_versions()}, (
+        f"kubernetes-validate has no schemas for {older}"
+    )
     return [newest, older]
 
 
@@ -55,13 +57,21 @@ def rendering(request) -> tuple[str, list[dict]]:
 @pytest.mark.parametrize("minor", MINORS)
 def test_every_kubernetes_object_is_valid_for_the_newest_minor_and_three_before(rendering, minor):
     name, documents = rendering
-    core = [document for document in documents if not document["apiVersion"].startswith("serving.kserve.io/")]
-    assert len(core) == 7, f"{name}: the data volume, the Job and its Service, the Deployment, its Service, autoscaler, budget"
+    core = [
+        document
+        for document in documents
+        if not document["apiVersion"].startswith("serving.kserve.io/")
+    ]
+    assert len(core) == 7, (
+        f"{name}: the data volume, the Job and its Service, the Deployment, its Service, autoscaler, budget"
+    )
     for document in core:
         try:
             validated = kubernetes_validate.validate(document, minor, strict=True)
         except kubernetes_validate.ValidationError as error:
-            pytest.fail(f"{name}: {document['kind']} {document['metadata']['name']} at {'.'.join(map(str, error.path))}: {error.message}")
+            pytest.fail(
+                f"{name}: {document['kind']} {document['metadata']['name']} at {'.'.join(map(str, error.path))}: {error.message}"
+            )
         except kubernetes_validate.SchemaNotFoundError as error:
             pytest.fail(f"{name}: {error.message}")
         assert validated == minor
@@ -71,5 +81,9 @@ def test_the_kserve_object_parses_and_names_the_savedmodels_storage_uri(renderin
     name, documents = rendering
     [service] = [document for document in documents if document["kind"] == "InferenceService"]
     assert service["apiVersion"] == "serving.kserve.io/v1beta1"
-    claim = next(document["metadata"]["name"] for document in documents if document["kind"] == "PersistentVolumeClaim")
+    claim = next(
+        document["metadata"]["name"]
+        for document in documents
+        if document["kind"] == "PersistentVolumeClaim"
+    )
     assert service["spec"]["predictor"]["model"]["storageUri"] == f"pvc://{claim}/models/iris", name

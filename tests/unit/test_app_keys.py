@@ -18,10 +18,19 @@ def project(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("DOCKER_HOST=tcp://elsewhere:2375", r"^\.env key DOCKER_HOST: DOCKER_\* variables steer the docker CLI, .*; set it in your shell"),
-        ("DOCKER_CONFIG=/tmp/x", r"^\.env key DOCKER_CONFIG: DOCKER_\* variables steer the docker CLI"),
+        (
+            "DOCKER_HOST=tcp://elsewhere:2375",
+            r"^\.env key DOCKER_HOST: DOCKER_\* variables steer the docker CLI, .*; set it in your shell",
+        ),
+        (
+            "DOCKER_CONFIG=/tmp/x",
+            r"^\.env key DOCKER_CONFIG: DOCKER_\* variables steer the docker CLI",
+        ),
         ("docker_context=other", r"^\.env key docker_context: DOCKER_\* variables"),
-        ("PORT=9000", r"^\.env key PORT: the template sets it in the container; set CONTAINER_PORT instead$"),
+        (
+            "PORT=9000",
+            r"^\.env key PORT: the template sets it in the container; set CONTAINER_PORT instead$",
+        ),
         ("HOME=/root", r"^\.env key HOME: the template sets it in the container"),
     ],
 )
@@ -38,15 +47,23 @@ def test_docker_settings_in_the_environment_are_not_app_keys(project):
     assert settings.app_env == {"API_TOKEN": "x"}
 
 
-@pytest.mark.parametrize(("key", "setting"), [("HOST_PROT", "HOST_PORT"), ("DATADIR", "DATA_DIR"), ("host_port", "HOST_PORT")])
+@pytest.mark.parametrize(
+    ("key", "setting"),
+    [("HOST_PROT", "HOST_PORT"), ("DATADIR", "DATA_DIR"), ("host_port", "HOST_PORT")],
+)
 def test_a_misspelt_setting_is_named_with_the_one_it_resembles(project, capsys, key, setting):
     (project / ".env").write_text(f"{key}=9000\n")
     settings = load_settings(project, environ={})
     assert settings.app_env == {key: "9000"}, "still the app's: it may be meant"
-    assert capsys.readouterr().err == f"warning: .env key {key} is not a setting, so it goes to the app; did you mean {setting}?\n"
+    assert (
+        capsys.readouterr().err
+        == f"warning: .env key {key} is not a setting, so it goes to the app; did you mean {setting}?\n"
+    )
 
 
 def test_the_apps_own_keys_draw_no_warning(project, capsys):
-    (project / ".env").write_text("MODEL_NAME=iris\nNOTEBOOK_DIR=x\nAPI_TOKEN=t\nREGISTRY_USER=me\n")
+    (project / ".env").write_text(
+        "MODEL_NAME=iris\nNOTEBOOK_DIR=x\nAPI_TOKEN=t\nREGISTRY_USER=me\n"
+    )
     load_settings(project, environ={})
     assert capsys.readouterr().err == ""

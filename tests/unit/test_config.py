@@ -28,7 +28,11 @@ def test_defaults_without_env_file(project):
     assert settings.image_tag == "latest"
     assert settings.base_image == "python:3.11-slim"
     assert settings.platform is None
-    assert (settings.host_address, settings.host_port, settings.container_port) == ("127.0.0.1", 8888, 8888)
+    assert (settings.host_address, settings.host_port, settings.container_port) == (
+        "127.0.0.1",
+        8888,
+        8888,
+    )
     assert settings.data_dir == project / "data"
     assert settings.docker == "docker"
     assert settings.registry is None
@@ -77,14 +81,26 @@ def test_app_keys_are_everything_else_with_environment_values_first(project):
         ("IMAGE_TAG", "x" * 119, "not a valid tag"),
         ("BASE_IMAGE", "python 3.11", "not an image reference"),
         # Would be read as a docker option in `docker run ... BASE_IMAGE` (the lock) and `docker pull`.
-        ("BASE_IMAGE", "--privileged", "BASE_IMAGE='--privileged' (from environment): may not start with '-'"),
+        (
+            "BASE_IMAGE",
+            "--privileged",
+            "BASE_IMAGE='--privileged' (from environment): may not start with '-'",
+        ),
         ("BASE_IMAGE", "Python:3.11", "not an image reference"),
         ("BASE_IMAGE", "python:3.11@sha256:abc", "not an image reference"),
         ("BASE_IMAGE", "python:" + "x" * 129, "not an image reference"),
         ("BASE_IMAGE", "a" * 256 + ":1", "an image name has at most 255 characters"),
-        ("REGISTRY", "-ghcr.io/acme", "REGISTRY='-ghcr.io/acme' (from environment): may not start with '-'"),
+        (
+            "REGISTRY",
+            "-ghcr.io/acme",
+            "REGISTRY='-ghcr.io/acme' (from environment): may not start with '-'",
+        ),
         ("REGISTRY", ".ghcr.io", "expected a registry"),
-        ("PLATFORM", "linux/riscv64", "PLATFORM (from environment): unknown platform 'linux/riscv64'"),
+        (
+            "PLATFORM",
+            "linux/riscv64",
+            "PLATFORM (from environment): unknown platform 'linux/riscv64'",
+        ),
         ("PLATFORM", "windows/amd64", "unknown platform"),
         ("REGISTRY", "https://ghcr.io", "expected a registry"),
         ("BUILD_CA_BUNDLE", "/no/such/bundle.pem", "is not a readable file"),
@@ -107,10 +123,19 @@ def test_bad_value_in_dotenv_names_dotenv(project):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("HOST_PORT=9000\nthis is not a setting\n", ".env line 2: cannot parse a line without KEY= (not shown: it may hold a secret)"),
+        (
+            "HOST_PORT=9000\nthis is not a setting\n",
+            ".env line 2: cannot parse a line without KEY= (not shown: it may hold a secret)",
+        ),
         # An unclosed quote: the token after it is in the statement python-dotenv could not parse.
-        ('PIP_INDEX_URL="https://ci:canary-token@pypi.example.com/simple\n', ".env line 1: cannot parse the line of PIP_INDEX_URL"),
-        ("export API_TOKEN='canary-token\nHOST_PORT=9000\n", ".env line 1: cannot parse the line of API_TOKEN"),
+        (
+            'PIP_INDEX_URL="https://ci:canary-token@pypi.example.com/simple\n',
+            ".env line 1: cannot parse the line of PIP_INDEX_URL",
+        ),
+        (
+            "export API_TOKEN='canary-token\nHOST_PORT=9000\n",
+            ".env line 1: cannot parse the line of API_TOKEN",
+        ),
     ],
 )
 def test_a_malformed_dotenv_line_is_named_never_shown(project, text, message):
@@ -125,7 +150,10 @@ def test_a_malformed_dotenv_line_is_named_never_shown(project, text, message):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("HOST_PORT=9000\nAPI_TOKEN=canary\0token\n", ".env line 2: the value of API_TOKEN holds a NUL byte (not shown); remove it"),
+        (
+            "HOST_PORT=9000\nAPI_TOKEN=canary\0token\n",
+            ".env line 2: the value of API_TOKEN holds a NUL byte (not shown); remove it",
+        ),
         ("API\0TOKEN=1\n", ".env line 1: the key 'API\\x00TOKEN' holds a NUL byte; remove it"),
     ],
 )
@@ -137,9 +165,14 @@ def test_a_nul_byte_in_dotenv_is_one_line(project, text, message):
 
 
 def test_credentials_are_taken_as_written_and_other_values_interpolate(project):
-    write_env(project, "PIP_INDEX_URL=https://ci:pa${ss}word@pypi.example.com/simple\nREGION=eu\nBUCKET=data-${REGION}\n")
+    write_env(
+        project,
+        "PIP_INDEX_URL=https://ci:pa${ss}word@pypi.example.com/simple\nREGION=eu\nBUCKET=data-${REGION}\n",
+    )
     settings = load_settings(project, environ={})
-    assert settings.package_index == {"PIP_INDEX_URL": "https://ci:pa${ss}word@pypi.example.com/simple"}
+    assert settings.package_index == {
+        "PIP_INDEX_URL": "https://ci:pa${ss}word@pypi.example.com/simple"
+    }
     assert settings.app_env["BUCKET"] == "data-eu"
 
 
@@ -158,7 +191,10 @@ def test_data_dir_that_is_a_file_is_refused(project):
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("~no-such-user-here/x", "DATA_DIR='~no-such-user-here/x' (from environment): no such user's home folder"),
+        (
+            "~no-such-user-here/x",
+            "DATA_DIR='~no-such-user-here/x' (from environment): no such user's home folder",
+        ),
         ("loop/data", "a symlink loop"),
         ("x" * 300, "File name too long"),
     ],
@@ -184,17 +220,25 @@ def test_a_data_dir_under_a_folder_the_caller_may_not_enter_is_one_line(project,
     monkeypatch.setattr(pathlib.Path, "stat", stat)
     with pytest.raises(UserError) as error:
         load_settings(project, environ={"DATA_DIR": "locked/data"})
-    assert str(error.value) == f"DATA_DIR='locked/data' (from environment): cannot look at {locked / 'data'}: Permission denied"
+    assert (
+        str(error.value)
+        == f"DATA_DIR='locked/data' (from environment): cannot look at {locked / 'data'}: Permission denied"
+    )
 
 
 def test_docker_must_be_a_program_where_it_is_a_path(project):
     (project / "docker").write_text("#!/bin/sh\n")
-    for value, reason in ((str(project), "a folder, not a program"), (str(project / "docker"), "not an executable file")):
+    for value, reason in (
+        (str(project), "a folder, not a program"),
+        (str(project / "docker"), "not an executable file"),
+    ):
         with pytest.raises(UserError) as error:
             load_settings(project, environ={"DOCKER": value})
         assert str(error.value).startswith(f"DOCKER={value!r} (from environment): {reason}")
     # Not there (yet): `invoke --dry` works without a CLI; the tasks that need one say "no such command".
-    assert load_settings(project, environ={"DOCKER": str(project / "nothing")}).docker == str(project / "nothing")
+    assert load_settings(project, environ={"DOCKER": str(project / "nothing")}).docker == str(
+        project / "nothing"
+    )
     assert load_settings(project, environ={"DOCKER": "podman"}).docker == "podman"
 
 
@@ -217,7 +261,10 @@ def test_platform_spellings_are_normalised(project):
 
 
 def test_registry_trailing_slash_dropped(project):
-    assert load_settings(project, environ={"REGISTRY": "127.0.0.1:5000/team/"}).registry == "127.0.0.1:5000/team"
+    assert (
+        load_settings(project, environ={"REGISTRY": "127.0.0.1:5000/team/"}).registry
+        == "127.0.0.1:5000/team"
+    )
 
 
 @pytest.mark.parametrize(
@@ -238,7 +285,8 @@ def test_base_image_references_docker_reads(project, reference):
 
 def test_the_registry_name_of_the_image_has_at_most_255_characters(project):
     with pytest.raises(
-        UserError, match=r"^REGISTRY='ghcr.io/acme' \(from environment\): ghcr.io/acme/a+ is longer than an image name may be"
+        UserError,
+        match=r"^REGISTRY='ghcr.io/acme' \(from environment\): ghcr.io/acme/a+ is longer than an image name may be",
     ):
         load_settings(project, environ={"REGISTRY": "ghcr.io/acme", "IMAGE_NAME": "a" * 250})
 

@@ -29,12 +29,16 @@ def project(tmp_path) -> Path:
     folder = tmp_path / "proj"
     folder.mkdir()
     (folder / "requirements.txt").write_text("tensorflow-cpu==2.21.0 \\\n    --hash=sha256:abc\n")
-    (folder / "requirements-dev.txt").write_text("pytest==8.0.0 \\\n    --hash=sha256:abc\n    # via -r requirements-dev.in\n")
+    (folder / "requirements-dev.txt").write_text(
+        "pytest==8.0.0 \\\n    --hash=sha256:abc\n    # via -r requirements-dev.in\n"
+    )
     return folder
 
 
 def settings_of(project, **environ):
-    return load_settings(project, environ={"IMAGE_NAME": "tf", "HOST_PORT": str(free_port()), **environ})
+    return load_settings(
+        project, environ={"IMAGE_NAME": "tf", "HOST_PORT": str(free_port()), **environ}
+    )
 
 
 def on_action(engine: RecordingEngine, pattern: str, act):
@@ -59,7 +63,11 @@ def test_app_keys_reach_docker_run_in_a_private_file_that_is_gone_after(project,
 
     def read_the_env_file(argv, options):
         path = Path(argv[argv.index("--env-file") + 1])
-        seen.update(text=path.read_text(), mode=stat.S_IMODE(path.stat().st_mode), folder=stat.S_IMODE(path.parent.stat().st_mode))
+        seen.update(
+            text=path.read_text(),
+            mode=stat.S_IMODE(path.stat().st_mode),
+            folder=stat.S_IMODE(path.parent.stat().st_mode),
+        )
         seen.update(path=path, env=options["env"])
         return Outcome(0)
 
@@ -94,7 +102,10 @@ def test_an_app_value_of_several_lines_is_refused_before_anything_runs(project):
     (project / ".env").write_text('CERT="line one\nline two"\n')
     settings = settings_of(project)
     engine = RecordingEngine()
-    with pytest.raises(UserError, match=r"^the app key CERT has a value of several lines, which docker's --env-file cannot pass"):
+    with pytest.raises(
+        UserError,
+        match=r"^the app key CERT has a value of several lines, which docker's --env-file cannot pass",
+    ):
         containers.run(engine, settings, target_of(settings))
     assert not engine.ran("docker run")
 
@@ -112,13 +123,20 @@ def test_without_app_keys_there_is_no_env_file(project):
 def test_a_container_of_the_same_name_from_another_project_is_left_alone(project, capsys):
     settings = settings_of(project)
     foreign = {INSPECT + " tf$": (0, "running 0123456789abcdef\n", "")}
-    with pytest.raises(UserError, match=r"^tf is a container of the same name that is not this project's .*or set IMAGE_NAME"):
+    with pytest.raises(
+        UserError,
+        match=r"^tf is a container of the same name that is not this project's .*or set IMAGE_NAME",
+    ):
         containers.run(RecordingEngine(answers=foreign), settings, target_of(settings))
     engine = RecordingEngine(answers=foreign)
     containers.stop(engine, settings, target_of(settings))
     assert engine.actions == []
-    assert capsys.readouterr().err.startswith("left alone: tf is a container of the same name that is not this project's")
-    with pytest.raises(UserError, match=r"^tf is a container of the same name that is not this project's"):
+    assert capsys.readouterr().err.startswith(
+        "left alone: tf is a container of the same name that is not this project's"
+    )
+    with pytest.raises(
+        UserError, match=r"^tf is a container of the same name that is not this project's"
+    ):
         containers.logs(RecordingEngine(answers=foreign), settings, target_of(settings))
 
 
@@ -126,23 +144,31 @@ def test_stop_removes_the_projects_own_container(project, capsys):
     settings = settings_of(project)
     engine = RecordingEngine(answers={INSPECT: (0, f"running {project_id(settings)}\n", "")})
     containers.stop(engine, settings, target_of(settings, gpu=True))
-    assert engine.actions == ["docker stop tf-gpu"], "SIGTERM, so the app finishes what it serves; --rm removes it"
+    assert engine.actions == ["docker stop tf-gpu"], (
+        "SIGTERM, so the app finishes what it serves; --rm removes it"
+    )
     assert capsys.readouterr().err == "stopped and removed tf-gpu\n"
 
 
 def test_stop_leaves_a_removal_under_way_to_the_engine(project, capsys):
     settings = settings_of(project)
     removing = {"container inspect --format {{.State.Status}} tf-gpu$": (0, "removing\n", "")}
-    engine = RecordingEngine(answers={INSPECT: (0, f"running {project_id(settings)}\n", ""), **removing})
+    engine = RecordingEngine(
+        answers={INSPECT: (0, f"running {project_id(settings)}\n", ""), **removing}
+    )
     containers.stop(engine, settings, target_of(settings, gpu=True))
-    assert engine.actions == ["docker stop tf-gpu"], "--rm is removing it already: a `docker rm` would fail"
+    assert engine.actions == ["docker stop tf-gpu"], (
+        "--rm is removing it already: a `docker rm` would fail"
+    )
     assert capsys.readouterr().err == "stopped and removed tf-gpu\n"
 
 
 def test_stop_removes_what_the_stop_left(project, capsys):
     settings = settings_of(project)
     left = {"container inspect --format {{.State.Status}} tf-gpu$": (0, "exited\n", "")}
-    engine = RecordingEngine(answers={INSPECT: (0, f"running {project_id(settings)}\n", ""), **left})
+    engine = RecordingEngine(
+        answers={INSPECT: (0, f"running {project_id(settings)}\n", ""), **left}
+    )
     containers.stop(engine, settings, target_of(settings, gpu=True))
     assert engine.actions == ["docker stop tf-gpu", "docker rm --force tf-gpu"]
 
@@ -150,7 +176,9 @@ def test_stop_removes_what_the_stop_left(project, capsys):
 # --- one-off commands, detached runs, logs --------------------------------------------------------
 
 
-def test_a_one_off_runs_beside_the_server_in_a_container_of_its_own_and_says_what_it_runs(project, capsys):
+def test_a_one_off_runs_beside_the_server_in_a_container_of_its_own_and_says_what_it_runs(
+    project, capsys
+):
     settings = settings_of(project)
     engine = RecordingEngine(answers={INSPECT: (0, f"running {project_id(settings)}\n", "")})
     with socket.socket() as server_port:
@@ -162,10 +190,14 @@ def test_a_one_off_runs_beside_the_server_in_a_container_of_its_own_and_says_wha
     assert re.fullmatch(r"tf-run-[0-9a-f]{6}", name)
     assert "--publish" not in run
     assert run.endswith("tf:latest python -m app.train --epochs 1")
-    assert capsys.readouterr().err.startswith(f"running `python -m app.train --epochs 1` in {name} (tf:latest; no port published; ")
+    assert capsys.readouterr().err.startswith(
+        f"running `python -m app.train --epochs 1` in {name} (tf:latest; no port published; "
+    )
     again = RecordingEngine()
     containers.run(again, settings, target_of(settings), cmd="python -m app.train")
-    assert re.search(r"--name (\S+)", again.actions[0])[1] != name, "several one-offs may run at once"
+    assert re.search(r"--name (\S+)", again.actions[0])[1] != name, (
+        "several one-offs may run at once"
+    )
 
 
 def test_a_one_off_publishes_what_it_asks_for_once_the_port_is_free(project):
@@ -176,7 +208,9 @@ def test_a_one_off_publishes_what_it_asks_for_once_the_port_is_free(project):
         port = busy.getsockname()[1]
         engine = RecordingEngine()
         with pytest.raises(UserError, match=rf"^HOST_PORT {port} on 127.0.0.1 is already in use"):
-            containers.run(engine, settings, target_of(settings), cmd="python -m app", publish=(str(port),))
+            containers.run(
+                engine, settings, target_of(settings), cmd="python -m app", publish=(str(port),)
+            )
         assert engine.actions == []
 
 
@@ -196,7 +230,9 @@ def test_a_detached_one_off_says_how_to_read_and_stop_it(project, capsys):
     *_, started, follow = capsys.readouterr().err.splitlines()
     name = started.split()[0]
     assert started == f"{name} runs in the background"
-    assert follow == f"`docker logs --follow {name}` shows its output; `docker stop {name}` stops it"
+    assert (
+        follow == f"`docker logs --follow {name}` shows its output; `docker stop {name}` stops it"
+    )
 
 
 def test_logs_show_the_projects_container_and_follow_on_request(project):
@@ -205,7 +241,9 @@ def test_logs_show_the_projects_container_and_follow_on_request(project):
     containers.logs(engine, settings, target_of(settings))
     containers.logs(engine, settings, target_of(settings), follow=True)
     assert engine.actions == ["docker logs tf", "docker logs --follow tf"]
-    ended_by_ctrl_c = RecordingEngine(answers=engine.answers, outcomes={"docker logs": Outcome(-signal.SIGINT)})
+    ended_by_ctrl_c = RecordingEngine(
+        answers=engine.answers, outcomes={"docker logs": Outcome(-signal.SIGINT)}
+    )
     containers.logs(ended_by_ctrl_c, settings, target_of(settings), follow=True)
     failed = RecordingEngine(answers=engine.answers, outcomes={"docker logs": Outcome(1)})
     with pytest.raises(UserError, match=r"^could not show the output of tf \(exit 1\)$"):
@@ -229,7 +267,9 @@ def signal_during(engine: RecordingEngine, pattern: str, number: int, exited: in
     on_action(engine, pattern, interrupted)
 
 
-@pytest.mark.parametrize(("number", "exited"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
+@pytest.mark.parametrize(
+    ("number", "exited"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)]
+)
 def test_a_signal_to_invoke_stops_and_removes_a_foreground_run(project, capsys, number, exited):
     (project / ".env").write_text("API_TOKEN=s3cret\n")
     settings = settings_of(project)
@@ -239,7 +279,9 @@ def test_a_signal_to_invoke_stops_and_removes_a_foreground_run(project, capsys, 
     containers.run(engine, settings, target_of(settings), cmd="python -m app.train")
     name = re.search(r"--name (\S+)", engine.actions[0])[1]
     assert f"docker stop {name}" in engine.actions
-    assert capsys.readouterr().err.endswith(f"stopped and removed {name} on {signal.Signals(number).name}\n")
+    assert capsys.readouterr().err.endswith(
+        f"stopped and removed {name} on {signal.Signals(number).name}\n"
+    )
     assert signal.getsignal(number) is before, "invoke's own handling is back after the run"
     assert not Path(re.search(r"--env-file (\S+)", engine.actions[0])[1]).exists()
 
@@ -248,7 +290,11 @@ def test_in_a_terminal_ctrl_c_is_left_to_invoke_which_types_it_into_the_containe
     settings = settings_of(project)
     engine = RecordingEngine()
     during = []
-    on_action(engine, "docker run", lambda argv, options: during.append(signal.getsignal(signal.SIGINT)) or Outcome(130))
+    on_action(
+        engine,
+        "docker run",
+        lambda argv, options: during.append(signal.getsignal(signal.SIGINT)) or Outcome(130),
+    )
     containers.run(engine, settings, target_of(settings), tty=True)
     assert during == [signal.default_int_handler]
     assert not engine.ran("docker stop")
@@ -256,7 +302,9 @@ def test_in_a_terminal_ctrl_c_is_left_to_invoke_which_types_it_into_the_containe
 
 def test_a_container_created_just_after_the_signal_is_stopped_too(project):
     settings = settings_of(project)
-    engine = RecordingEngine(outcomes={"docker stop": Outcome(1, "", "Error: No such container: tf-run-1\n")})
+    engine = RecordingEngine(
+        outcomes={"docker stop": Outcome(1, "", "Error: No such container: tf-run-1\n")}
+    )
     with containers.StopOnSignal(engine, settings, ["tf-run-1", "tf-run-2"]) as stopped:
         os.kill(os.getpid(), signal.SIGTERM)
         deadline = time.monotonic() + 10
@@ -273,6 +321,9 @@ def test_a_signal_during_the_container_test_stops_it_and_fails(project):
     settings = settings_of(project)
     engine = RecordingEngine(answers={"image inspect": (0, "linux/amd64\n", "")})
     signal_during(engine, "docker run", signal.SIGTERM, 143)
-    with pytest.raises(UserError, match=r"^the container test was stopped on SIGTERM; tf-container-test is removed$"):
+    with pytest.raises(
+        UserError,
+        match=r"^the container test was stopped on SIGTERM; tf-container-test is removed$",
+    ):
         containers.container_test(engine, settings, target_of(settings), python="python3")
     assert "docker stop tf-container-test" in engine.actions

@@ -22,13 +22,33 @@ def project(tmp_path) -> Path:
     return folder
 
 
-def test_a_healthy_machine_passes_every_check_and_warns_of_the_missing_nvidia_runtime(project, tmp_path):
+def test_a_healthy_machine_passes_every_check_and_warns_of_the_missing_nvidia_runtime(
+    project, tmp_path
+):
     result = findings(project, fake_cli(tmp_path, HEALTHY_ENGINE))
-    assert list(result) == [".env", "CLI", "engine", "BuildKit", "NVIDIA", "architecture", "port", "DATA_DIR", "disk", "base image"]
-    assert {subject: finding.verdict for subject, finding in result.items() if finding.verdict != OK} == {"NVIDIA": WARN}
+    assert list(result) == [
+        ".env",
+        "CLI",
+        "engine",
+        "BuildKit",
+        "NVIDIA",
+        "architecture",
+        "port",
+        "DATA_DIR",
+        "disk",
+        "base image",
+    ]
+    assert {
+        subject: finding.verdict for subject, finding in result.items() if finding.verdict != OK
+    } == {"NVIDIA": WARN}
     assert result["engine"].detail == "running, version 20.10.24"
-    assert result["BuildKit"].detail == "`docker build` with DOCKER_BUILDKIT=1, which `invoke build` sets"
-    assert result["NVIDIA"].fix.startswith("install the NVIDIA driver and the NVIDIA Container Toolkit")
+    assert (
+        result["BuildKit"].detail
+        == "`docker build` with DOCKER_BUILDKIT=1, which `invoke build` sets"
+    )
+    assert result["NVIDIA"].fix.startswith(
+        "install the NVIDIA driver and the NVIDIA Container Toolkit"
+    )
 
 
 def test_every_line_has_a_verdict_and_a_failure_has_a_fix(project, tmp_path):
@@ -43,7 +63,9 @@ def test_no_cli_skips_what_needs_it(project, tmp_path):
     result = findings(project, str(tmp_path / "no-docker-here"))
     assert result["CLI"].verdict == FAIL
     assert result["CLI"].fix == "install Docker, or set DOCKER to the path of a docker CLI"
-    assert [result[s].verdict for s in ("engine", "BuildKit", "NVIDIA", "disk", "base image")] == [SKIP] * 5
+    assert [result[s].verdict for s in ("engine", "BuildKit", "NVIDIA", "disk", "base image")] == [
+        SKIP
+    ] * 5
     assert result["port"].verdict == OK
 
 
@@ -54,7 +76,10 @@ def test_an_engine_that_does_not_answer(project, tmp_path):
     )
     result = findings(project, cli)
     assert result["engine"].verdict == FAIL
-    assert result["engine"].detail == "the container engine is not running or not reachable (Cannot connect)"
+    assert (
+        result["engine"].detail
+        == "the container engine is not running or not reachable (Cannot connect)"
+    )
     assert result["engine"].fix == "start Docker Desktop, or `sudo systemctl start docker` on Linux"
 
 
@@ -68,17 +93,38 @@ def test_a_cli_that_cannot_build_with_buildkit(project, tmp_path):
 def test_the_nvidia_runtime_is_required_when_gpu_use_is_asked(project, tmp_path):
     result = findings(project, fake_cli(tmp_path, HEALTHY_ENGINE), gpu=True)
     assert result["NVIDIA"].verdict == FAIL
-    assert result["NVIDIA"].detail == "no NVIDIA runtime (runtimes: runc): the GPU image cannot run here"
+    assert (
+        result["NVIDIA"].detail
+        == "no NVIDIA runtime (runtimes: runc): the GPU image cannot run here"
+    )
 
 
 @pytest.mark.parametrize(
     ("host", "engine_platform", "gpu", "verdict", "says"),
     [
         ("linux/amd64", "linux/amd64", True, OK, "the GPU image both run natively"),
-        ("linux/arm64", "linux/arm64", False, OK, "the GPU image is linux/amd64 only and cannot run here"),
-        ("linux/arm64", "linux/arm64", True, FAIL, "the GPU image is linux/amd64 only and cannot run here"),
+        (
+            "linux/arm64",
+            "linux/arm64",
+            False,
+            OK,
+            "the GPU image is linux/amd64 only and cannot run here",
+        ),
+        (
+            "linux/arm64",
+            "linux/arm64",
+            True,
+            FAIL,
+            "the GPU image is linux/amd64 only and cannot run here",
+        ),
         # Apple Silicon with an x86-64 Python under Rosetta: Docker Desktop's engine is arm64.
-        ("linux/amd64", "linux/arm64", False, WARN, "Python runs as linux/amd64 but the engine as linux/arm64"),
+        (
+            "linux/amd64",
+            "linux/arm64",
+            False,
+            WARN,
+            "Python runs as linux/amd64 but the engine as linux/arm64",
+        ),
     ],
 )
 def test_architecture(host, engine_platform, gpu, verdict, says):
@@ -91,7 +137,9 @@ def test_a_malformed_dotenv_is_named_and_skips_what_needs_settings(project, tmp_
     (project / ".env").write_text("HOST_PORT=8888\nnot a setting\n")
     result = findings(project, fake_cli(tmp_path, HEALTHY_ENGINE))
     assert result[".env"].verdict == FAIL
-    assert result[".env"].detail.startswith(".env line 2: cannot parse a line without KEY= (not shown: it may hold a secret)")
+    assert result[".env"].detail.startswith(
+        ".env line 2: cannot parse a line without KEY= (not shown: it may hold a secret)"
+    )
     assert [result[s].verdict for s in ("port", "DATA_DIR", "disk", "base image")] == [SKIP] * 4
 
 
@@ -112,7 +160,10 @@ def test_a_data_dir_the_container_user_cannot_write(project, tmp_path):
     stranger = (os.getuid() + 4321, os.getgid() + 4321)
     finding = doctor.check_data_dir(settings, stranger)
     assert finding.verdict == FAIL
-    assert finding.detail == f"DATA_DIR {data} belongs to uid {os.getuid()}, and the container's user (uid {stranger[0]}) cannot write it"
+    assert (
+        finding.detail
+        == f"DATA_DIR {data} belongs to uid {os.getuid()}, and the container's user (uid {stranger[0]}) cannot write it"
+    )
     assert finding.fix.startswith(f"`sudo chown -R {stranger[0]}:{stranger[1]} ")
     assert doctor.check_data_dir(settings, (os.getuid(), os.getgid())).verdict == OK
 
@@ -125,7 +176,9 @@ def test_too_little_disk_for_the_build(project, tmp_path, monkeypatch):
 
 
 def test_an_engine_whose_storage_is_elsewhere_is_not_measured(project, tmp_path):
-    result = findings(project, fake_cli(tmp_path, HEALTHY_ENGINE), docker_root="/var/lib/docker-in-a-vm")
+    result = findings(
+        project, fake_cli(tmp_path, HEALTHY_ENGINE), docker_root="/var/lib/docker-in-a-vm"
+    )
     assert result["disk"].verdict == WARN
 
 
@@ -141,9 +194,12 @@ def logging_cli(tmp_path: Path, script: str) -> tuple[str, Path]:
 
 def not_here(manifest_answer: str) -> str:
     """The healthy engine without the base image, whose registry answers `manifest inspect` so."""
-    local = '"image inspect --format {{.Os}}/{{.Architecture}} python:3.11-slim") echo linux/amd64 ;;'
+    local = (
+        '"image inspect --format {{.Os}}/{{.Architecture}} python:3.11-slim") echo linux/amd64 ;;'
+    )
     return HEALTHY_ENGINE.replace(
-        local, f'"image inspect --format {{{{.Os}}}}/{{{{.Architecture}}}} python:3.11-slim") exit 1 ;;\n{manifest_answer}'
+        local,
+        f'"image inspect --format {{{{.Os}}}}/{{{{.Architecture}}}} python:3.11-slim") exit 1 ;;\n{manifest_answer}',
     )
 
 
@@ -168,17 +224,34 @@ def not_here(manifest_answer: str) -> str:
     ],
 )
 def test_the_base_image_is_only_read_never_pulled(project, tmp_path, manifest, verdict, detail):
-    cli, log = logging_cli(tmp_path, not_here(f'"manifest inspect python:3.11-slim") {manifest} ;;'))
+    cli, log = logging_cli(
+        tmp_path, not_here(f'"manifest inspect python:3.11-slim") {manifest} ;;')
+    )
     result = findings(project, cli)
     assert (result["base image"].verdict, result["base image"].detail) == (verdict, detail)
-    assert verdict != FAIL or result["base image"].fix.endswith("or set BASE_IMAGE in .env (a mirror your network reaches)")
-    assert not [line for line in log.read_text().splitlines() if line.split()[0] == "pull"], "a pull re-points a tag others may use"
+    assert verdict != FAIL or result["base image"].fix.endswith(
+        "or set BASE_IMAGE in .env (a mirror your network reaches)"
+    )
+    assert not [line for line in log.read_text().splitlines() if line.split()[0] == "pull"], (
+        "a pull re-points a tag others may use"
+    )
 
 
 def test_a_base_image_here_for_another_platform_only_is_not_pulled_yet(project, tmp_path):
-    index = json.dumps({"manifests": [{"platform": {"os": "linux", "architecture": p}} for p in ("amd64", "arm64")]})
-    script = HEALTHY_ENGINE.replace('python:3.11-slim") echo linux/amd64', 'python:3.11-slim") echo linux/arm64')
-    result = findings(project, fake_cli(tmp_path, f"{script}\n\"manifest inspect python:3.11-slim\") echo '{index}' ;;"))
+    index = json.dumps(
+        {
+            "manifests": [
+                {"platform": {"os": "linux", "architecture": p}} for p in ("amd64", "arm64")
+            ]
+        }
+    )
+    script = HEALTHY_ENGINE.replace(
+        'python:3.11-slim") echo linux/amd64', 'python:3.11-slim") echo linux/arm64'
+    )
+    result = findings(
+        project,
+        fake_cli(tmp_path, f"{script}\n\"manifest inspect python:3.11-slim\") echo '{index}' ;;"),
+    )
     assert result["base image"].verdict == WARN
     assert result["base image"].detail == (
         "python:3.11-slim for linux/amd64: not pulled yet (the engine has its linux/arm64 variant); `invoke build` pulls it"
@@ -200,6 +273,10 @@ def test_a_low_port_that_only_root_may_bind_is_a_warning(project, tmp_path, monk
     monkeypatch.setattr(socket, "socket", NotRoot)
     result = findings(project, cli, HOST_PORT="80")
     assert result["port"].verdict == WARN
-    assert result["port"].detail.startswith("HOST_PORT 80 on 127.0.0.1: cannot check whether it is free (only root may bind")
+    assert result["port"].detail.startswith(
+        "HOST_PORT 80 on 127.0.0.1: cannot check whether it is free (only root may bind"
+    )
     host.require_free_port("127.0.0.1", 80)
-    assert capsys.readouterr().err.startswith("warning: HOST_PORT 80 on 127.0.0.1: cannot check whether it is free")
+    assert capsys.readouterr().err.startswith(
+        "warning: HOST_PORT 80 on 127.0.0.1: cannot check whether it is free"
+    )

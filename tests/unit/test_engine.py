@@ -15,13 +15,22 @@ def test_buildx_plugin_is_used_where_it_exists(tmp_path):
 
 
 def test_classic_build_before_version_23(tmp_path):
-    cli = fake_cli(tmp_path, '"buildx version") exit 1 ;;\n"version --format {{.Client.Version}}") echo 20.10.24+dfsg1 ;;')
+    cli = fake_cli(
+        tmp_path,
+        '"buildx version") exit 1 ;;\n"version --format {{.Client.Version}}") echo 20.10.24+dfsg1 ;;',
+    )
     assert Engine(cli).uses_buildx() is False
 
 
 def test_a_cli_from_23_on_without_buildx_is_refused_with_the_fix(tmp_path):
-    cli = fake_cli(tmp_path, '"buildx version") exit 1 ;;\n"version --format {{.Client.Version}}") echo 28.2.2 ;;')
-    with pytest.raises(UserError, match=r"CLI 28\.2\.2\) needs the buildx plugin .* install it \(Debian/Ubuntu: docker-buildx-plugin"):
+    cli = fake_cli(
+        tmp_path,
+        '"buildx version") exit 1 ;;\n"version --format {{.Client.Version}}") echo 28.2.2 ;;',
+    )
+    with pytest.raises(
+        UserError,
+        match=r"CLI 28\.2\.2\) needs the buildx plugin .* install it \(Debian/Ubuntu: docker-buildx-plugin",
+    ):
         Engine(cli).uses_buildx()
 
 
@@ -32,22 +41,32 @@ def test_missing_cli(tmp_path):
 
 def test_engine_not_reachable_names_the_cause(tmp_path):
     cli = fake_cli(
-        tmp_path, '"version --format {{.Server.Version}}") echo "Cannot connect to the Docker daemon at unix:///x.sock" >&2; exit 1 ;;'
+        tmp_path,
+        '"version --format {{.Server.Version}}") echo "Cannot connect to the Docker daemon at unix:///x.sock" >&2; exit 1 ;;',
     )
-    with pytest.raises(UserError, match=r"not running or not reachable \(Cannot connect to the Docker daemon at unix:///x\.sock\)"):
+    with pytest.raises(
+        UserError,
+        match=r"not running or not reachable \(Cannot connect to the Docker daemon at unix:///x\.sock\)",
+    ):
         Engine(cli).version()
 
 
 def test_nvidia_runtime_present(tmp_path):
     cli = fake_cli(
-        tmp_path, '"info --format {{json .Runtimes}}") echo \'{"nvidia":{"path":"nvidia-container-runtime"},"runc":{"path":"runc"}}\' ;;'
+        tmp_path,
+        '"info --format {{json .Runtimes}}") echo \'{"nvidia":{"path":"nvidia-container-runtime"},"runc":{"path":"runc"}}\' ;;',
     )
     Engine(cli).require_nvidia_runtime()
 
 
 def test_nvidia_runtime_missing_lists_what_there_is(tmp_path):
-    cli = fake_cli(tmp_path, '"info --format {{json .Runtimes}}") echo \'{"io.containerd.runc.v2":{},"runc":{}}\' ;;')
-    with pytest.raises(UserError, match=r"no NVIDIA runtime \(runtimes: io\.containerd\.runc\.v2, runc\); install"):
+    cli = fake_cli(
+        tmp_path,
+        '"info --format {{json .Runtimes}}") echo \'{"io.containerd.runc.v2":{},"runc":{}}\' ;;',
+    )
+    with pytest.raises(
+        UserError, match=r"no NVIDIA runtime \(runtimes: io\.containerd\.runc\.v2, runc\); install"
+    ):
         Engine(cli).require_nvidia_runtime()
 
 
@@ -58,8 +77,13 @@ def test_nvidia_runtime_missing_lists_what_there_is(tmp_path):
         (Engine.image_platform, "image inspect --format {{.Os}}/{{.Architecture}}", "linux/arm64"),
     ],
 )
-def test_a_question_about_a_container_or_image_answers_none_where_there_is_none(tmp_path, question, command, answer):
-    cli = fake_cli(tmp_path, f'"{command} here") echo {answer} ;;\n"{command} gone") echo "No such object: gone" >&2; exit 1 ;;')
+def test_a_question_about_a_container_or_image_answers_none_where_there_is_none(
+    tmp_path, question, command, answer
+):
+    cli = fake_cli(
+        tmp_path,
+        f'"{command} here") echo {answer} ;;\n"{command} gone") echo "No such object: gone" >&2; exit 1 ;;',
+    )
     assert question(Engine(cli), "here") == answer
     assert question(Engine(cli), "gone") is None
 
@@ -67,7 +91,10 @@ def test_a_question_about_a_container_or_image_answers_none_where_there_is_none(
 @pytest.mark.parametrize(
     ("registry", "insecure"),
     [
-        ("127.0.0.1:5000", True),  # loopback: the engine allows plain HTTP, as in its default InsecureRegistryCIDRs
+        (
+            "127.0.0.1:5000",
+            True,
+        ),  # loopback: the engine allows plain HTTP, as in its default InsecureRegistryCIDRs
         ("localhost:5000", True),
         ("10.1.2.3:5000", True),  # inside a CIDR the engine is configured with
         ("registry.internal:5000", True),  # listed by name in the engine's insecure-registries
@@ -78,10 +105,15 @@ def test_a_question_about_a_container_or_image_answers_none_where_there_is_none(
 )
 def test_registry_security_follows_the_engine(tmp_path, registry, insecure):
     config = {
-        "IndexConfigs": {"docker.io": {"Secure": True}, "registry.internal:5000": {"Secure": False}},
+        "IndexConfigs": {
+            "docker.io": {"Secure": True},
+            "registry.internal:5000": {"Secure": False},
+        },
         "InsecureRegistryCIDRs": ["127.0.0.0/8", "10.1.0.0/16"],
     }
-    cli = fake_cli(tmp_path, f"\"info --format {{{{json .RegistryConfig}}}}\") echo '{json.dumps(config)}' ;;")
+    cli = fake_cli(
+        tmp_path, f"\"info --format {{{{json .RegistryConfig}}}}\") echo '{json.dumps(config)}' ;;"
+    )
     assert Engine(cli).registry_is_insecure(f"{registry}/acme") is insecure
 
 
@@ -127,13 +159,19 @@ def test_a_docker_that_cannot_be_run_is_one_line(tmp_path, kind):
         cli.mkdir()
     else:
         cli.write_text("#!/bin/sh\n")
-    with pytest.raises(UserError, match=rf"^DOCKER='{cli}': cannot run it \(Permission denied\); set DOCKER to the docker CLI itself$"):
+    with pytest.raises(
+        UserError,
+        match=rf"^DOCKER='{cli}': cannot run it \(Permission denied\); set DOCKER to the docker CLI itself$",
+    ):
         Engine(str(cli)).server_platform()
 
 
 def test_a_registry_is_read_without_pulling(tmp_path):
     index = {
-        "manifests": [{"platform": {"os": "linux", "architecture": "amd64"}}, {"platform": {"os": "unknown", "architecture": "unknown"}}]
+        "manifests": [
+            {"platform": {"os": "linux", "architecture": "amd64"}},
+            {"platform": {"os": "unknown", "architecture": "unknown"}},
+        ]
     }
     cli = fake_cli(
         tmp_path,
@@ -143,6 +181,11 @@ def test_a_registry_is_read_without_pulling(tmp_path):
         '"manifest inspect --insecure 127.0.0.1:5000/gone:1") echo "no such manifest: 127.0.0.1:5000/gone:1" >&2; exit 1 ;;',
     )
     assert Engine(cli).registry_platforms("mirror.example/python:3.11") == ["linux/amd64"]
-    assert Engine(cli).registry_platforms("mirror.example/python:one") == [], "one platform, which its manifest does not name"
-    with pytest.raises(UserError, match=r"^127.0.0.1:5000/gone:1 is neither on this engine nor in its registry \(no such manifest: "):
+    assert Engine(cli).registry_platforms("mirror.example/python:one") == [], (
+        "one platform, which its manifest does not name"
+    )
+    with pytest.raises(
+        UserError,
+        match=r"^127.0.0.1:5000/gone:1 is neither on this engine nor in its registry \(no such manifest: ",
+    ):
         Engine(cli).registry_platforms("127.0.0.1:5000/gone:1")

@@ -18,7 +18,12 @@ DEAD_PROXY = "http://127.0.0.1:9"
 
 def probe(port: int, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-I", str(PROBE)], env={"PORT": str(port), **env}, capture_output=True, text=True, timeout=30, check=False
+        [sys.executable, "-I", str(PROBE)],
+        env={"PORT": str(port), **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
 
 
@@ -52,7 +57,9 @@ def test_a_ready_app_is_healthy(app):
 
 def test_a_proxy_set_for_the_app_is_not_used(app):
     port, _ = app
-    result = probe(port, http_proxy=DEAD_PROXY, HTTP_PROXY=DEAD_PROXY, all_proxy=DEAD_PROXY, no_proxy="")
+    result = probe(
+        port, http_proxy=DEAD_PROXY, HTTP_PROXY=DEAD_PROXY, all_proxy=DEAD_PROXY, no_proxy=""
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -61,11 +68,16 @@ def test_an_app_not_ready_yet_is_unhealthy_and_says_why(app):
     state["status"] = 503
     result = probe(port)
     assert result.returncode == 1
-    assert result.stderr.strip() == f"healthcheck: http://127.0.0.1:{port}/health: HTTP Error 503: Service Unavailable"
+    assert (
+        result.stderr.strip()
+        == f"healthcheck: http://127.0.0.1:{port}/health: HTTP Error 503: Service Unavailable"
+    )
 
 
 def test_no_app_on_the_port_is_unhealthy():
     port = free_port()
     result = probe(port)
     assert result.returncode == 1
-    assert result.stderr.startswith(f"healthcheck: http://127.0.0.1:{port}/health: <urlopen error [Errno 111] Connection refused>")
+    assert result.stderr.startswith(
+        f"healthcheck: http://127.0.0.1:{port}/health: <urlopen error [Errno 111] Connection refused>"
+    )

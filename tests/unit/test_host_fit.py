@@ -43,7 +43,9 @@ def test_the_other_architecture_runs_only_where_asked():
 def test_the_gpu_image_is_amd64_so_an_arm_host_skips_its_build():
     gpu = Item(fixturenames=("gpu_image",))
     assert reason(gpu) is None
-    assert reason(gpu, host="linux/arm64").startswith("needs linux/amd64 under emulation on this linux/arm64 host")
+    assert reason(gpu, host="linux/arm64").startswith(
+        "needs linux/amd64 under emulation on this linux/arm64 host"
+    )
     both = Item([pytest.mark.platform("linux/amd64", "linux/arm64").mark])
     assert "needs linux/arm64" in reason(both)
     assert "needs linux/amd64" in reason(both, host="linux/arm64")
@@ -52,7 +54,9 @@ def test_the_gpu_image_is_amd64_so_an_arm_host_skips_its_build():
 def test_a_gpu_run_needs_the_nvidia_runtime():
     run = Item([pytest.mark.gpu_run.mark])
     assert reason(run) == "needs a GPU: this engine has no NVIDIA runtime"
-    assert reason(run, emulated=True) == "needs a GPU: this engine has no NVIDIA runtime", "CI cannot make a GPU appear"
+    assert reason(run, emulated=True) == "needs a GPU: this engine has no NVIDIA runtime", (
+        "CI cannot make a GPU appear"
+    )
     assert reason(run, nvidia=True) is None
 
 

@@ -21,21 +21,59 @@ ENGINE_ANSWER = '"version --format {{.Server.Os}}/{{.Server.Arch}}")'
     ("machine", "engine_script", "expected"),
     [
         # The engine answers, and decides.
-        pytest.param("arm64", "echo linux/arm64", "linux/arm64", id="macOS on Apple Silicon, Docker Desktop"),
-        pytest.param("x86_64", "echo linux/arm64", "linux/arm64", id="macOS on Apple Silicon, Python under Rosetta"),
-        pytest.param("x86_64", "echo linux/amd64", "linux/amd64", id="macOS on Intel, Docker Desktop"),
+        pytest.param(
+            "arm64", "echo linux/arm64", "linux/arm64", id="macOS on Apple Silicon, Docker Desktop"
+        ),
+        pytest.param(
+            "x86_64",
+            "echo linux/arm64",
+            "linux/arm64",
+            id="macOS on Apple Silicon, Python under Rosetta",
+        ),
+        pytest.param(
+            "x86_64", "echo linux/amd64", "linux/amd64", id="macOS on Intel, Docker Desktop"
+        ),
         pytest.param("x86_64", "echo linux/amd64", "linux/amd64", id="Linux x86_64"),
-        pytest.param("aarch64", "echo linux/arm64", "linux/arm64", id="Linux aarch64 (Graviton, Ampere, Raspberry Pi)"),
-        pytest.param("AMD64", "echo linux/amd64", "linux/amd64", id="Windows, Docker Desktop on WSL 2"),
-        pytest.param("AMD64", "echo linux/arm64", "linux/arm64", id="Windows on ARM, x64 Python under emulation"),
+        pytest.param(
+            "aarch64",
+            "echo linux/arm64",
+            "linux/arm64",
+            id="Linux aarch64 (Graviton, Ampere, Raspberry Pi)",
+        ),
+        pytest.param(
+            "AMD64", "echo linux/amd64", "linux/amd64", id="Windows, Docker Desktop on WSL 2"
+        ),
+        pytest.param(
+            "AMD64",
+            "echo linux/arm64",
+            "linux/arm64",
+            id="Windows on ARM, x64 Python under emulation",
+        ),
         pytest.param("ARM64", "echo linux/arm64", "linux/arm64", id="Windows on ARM"),
-        pytest.param("x86_64", "echo linux/arm64", "linux/arm64", id="Linux x86_64, DOCKER_HOST on an arm64 server"),
+        pytest.param(
+            "x86_64",
+            "echo linux/arm64",
+            "linux/arm64",
+            id="Linux x86_64, DOCKER_HOST on an arm64 server",
+        ),
         # No usable answer: Python's view of the machine decides.
-        pytest.param("arm64", "exit 1", "linux/arm64", id="macOS on Apple Silicon, Docker Desktop stopped"),
+        pytest.param(
+            "arm64", "exit 1", "linux/arm64", id="macOS on Apple Silicon, Docker Desktop stopped"
+        ),
         pytest.param("x86_64", "exit 1", "linux/amd64", id="Linux x86_64, engine stopped"),
         pytest.param("aarch64", "exit 1", "linux/arm64", id="Linux aarch64, engine stopped"),
-        pytest.param("AMD64", "echo windows/amd64", "linux/amd64", id="Windows, Docker Desktop switched to Windows containers"),
-        pytest.param("x86_64", "echo linux/s390x", "linux/amd64", id="an engine on an architecture TensorFlow has no wheels for"),
+        pytest.param(
+            "AMD64",
+            "echo windows/amd64",
+            "linux/amd64",
+            id="Windows, Docker Desktop switched to Windows containers",
+        ),
+        pytest.param(
+            "x86_64",
+            "echo linux/s390x",
+            "linux/amd64",
+            id="an engine on an architecture TensorFlow has no wheels for",
+        ),
     ],
 )
 def test_native_platform(tmp_path, monkeypatch, machine, engine_script, expected):

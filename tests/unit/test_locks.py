@@ -45,11 +45,17 @@ def test_each_image_gets_its_tensorflow():
     gpu = pins("requirements-gpu.txt")
     assert "tensorflow" in gpu
     assert "tensorflow-cpu" not in gpu
-    assert any(name.startswith("nvidia-cudnn") for name in gpu), "the GPU lock holds the CUDA wheels"
+    assert any(name.startswith("nvidia-cudnn") for name in gpu), (
+        "the GPU lock holds the CUDA wheels"
+    )
 
 
 def test_shared_packages_have_the_same_versions_in_every_image():
-    amd64, arm64, gpu = pins("requirements.txt"), pins("requirements-arm64.txt"), pins("requirements-gpu.txt")
+    amd64, arm64, gpu = (
+        pins("requirements.txt"),
+        pins("requirements-arm64.txt"),
+        pins("requirements-gpu.txt"),
+    )
     assert amd64["tensorflow-cpu"] == arm64["tensorflow"] == gpu["tensorflow"]
     for other in (arm64, gpu):
         shared = amd64.keys() & other.keys()
@@ -63,8 +69,14 @@ def test_select_locks():
     assert locks.select_locks(gpu=False, platform=None, dev=False) == locks.ALL
     assert locks.select_locks(gpu=True, platform=None, dev=False) == (locks.GPU,)
     assert locks.select_locks(gpu=True, platform="linux/amd64", dev=False) == (locks.GPU,)
-    assert locks.select_locks(gpu=False, platform="linux/arm64", dev=False) == (locks.CPU_ARM64, locks.NOTEBOOK_ARM64)
-    assert locks.select_locks(gpu=False, platform="linux/amd64", dev=False) == (locks.CPU_AMD64, locks.NOTEBOOK_AMD64)
+    assert locks.select_locks(gpu=False, platform="linux/arm64", dev=False) == (
+        locks.CPU_ARM64,
+        locks.NOTEBOOK_ARM64,
+    )
+    assert locks.select_locks(gpu=False, platform="linux/amd64", dev=False) == (
+        locks.CPU_AMD64,
+        locks.NOTEBOOK_AMD64,
+    )
     assert locks.select_locks(gpu=False, platform=None, dev=True) == (locks.DEV,)
     with pytest.raises(UserError, match="GPU lock is linux/amd64 only"):
         locks.select_locks(gpu=True, platform="linux/arm64", dev=False)
@@ -73,15 +85,27 @@ def test_select_locks():
 
 
 def test_input_chains_follow_includes_and_constraints():
-    assert locks.input_files(PROJECT_DIR, "requirements-cpu.in") == ["requirements-cpu.in", "requirements.in"]
-    assert locks.input_files(PROJECT_DIR, "requirements-gpu.in") == ["requirements-gpu.in", "requirements.txt", "requirements.in"]
+    assert locks.input_files(PROJECT_DIR, "requirements-cpu.in") == [
+        "requirements-cpu.in",
+        "requirements.in",
+    ]
+    assert locks.input_files(PROJECT_DIR, "requirements-gpu.in") == [
+        "requirements-gpu.in",
+        "requirements.txt",
+        "requirements.in",
+    ]
     # A lock constrained on pip-compile's command line: that lock is one of its inputs.
-    assert locks.lock_inputs(PROJECT_DIR, locks.NOTEBOOK_ARM64) == ["requirements-notebook.in", "requirements-arm64.txt"]
+    assert locks.lock_inputs(PROJECT_DIR, locks.NOTEBOOK_ARM64) == [
+        "requirements-notebook.in",
+        "requirements-arm64.txt",
+    ]
 
 
 @pytest.mark.parametrize("lock", locks.ALL, ids=lambda lock: lock.output)
 def test_committed_locks_are_current(lock):
-    assert locks.is_current(PROJECT_DIR, lock), f"{lock.output} does not match its inputs: run `invoke lock`"
+    assert locks.is_current(PROJECT_DIR, lock), (
+        f"{lock.output} does not match its inputs: run `invoke lock`"
+    )
 
 
 @pytest.fixture
@@ -103,7 +127,9 @@ def test_an_edited_in_file_makes_every_lock_built_on_it_stale(project_copy):
 
 def test_a_new_cpu_lock_makes_the_gpu_lock_stale(project_copy):
     lock = project_copy / "requirements.txt"
-    lock.write_text(locks.with_footer(project_copy, locks.CPU_AMD64, lock.read_text() + "tabulate==0.9.0\n"))
+    lock.write_text(
+        locks.with_footer(project_copy, locks.CPU_AMD64, lock.read_text() + "tabulate==0.9.0\n")
+    )
     assert locks.is_current(project_copy, locks.CPU_AMD64)
     assert not locks.is_current(project_copy, locks.GPU)
 
@@ -125,7 +151,9 @@ def test_footer_is_replaced_not_stacked(project_copy):
 
 def test_a_missing_include_is_named(project_copy):
     (project_copy / "requirements.in").unlink()
-    with pytest.raises(UserError, match=r"requirements\.in is missing \(read by requirements-cpu\.in\)"):
+    with pytest.raises(
+        UserError, match=r"requirements\.in is missing \(read by requirements-cpu\.in\)"
+    ):
         locks.is_current(project_copy, locks.CPU_AMD64)
 
 
@@ -160,10 +188,22 @@ def test_pip_compile_reason_drops_the_traceback():
 
 
 def test_required_names_follow_includes_and_the_markers_of_each_platform():
-    assert locks.required_names(PROJECT_DIR, locks.CPU_AMD64) == ["tensorflow-cpu", "tensorboard", "starlette", "uvicorn"]
-    assert locks.required_names(PROJECT_DIR, locks.CPU_ARM64) == ["tensorflow", "tensorboard", "starlette", "uvicorn"]
+    assert locks.required_names(PROJECT_DIR, locks.CPU_AMD64) == [
+        "tensorflow-cpu",
+        "tensorboard",
+        "starlette",
+        "uvicorn",
+    ]
+    assert locks.required_names(PROJECT_DIR, locks.CPU_ARM64) == [
+        "tensorflow",
+        "tensorboard",
+        "starlette",
+        "uvicorn",
+    ]
     required = ["tensorflow", "tensorboard", "starlette", "uvicorn"]
-    assert locks.required_names(PROJECT_DIR, locks.GPU) == required, "-c constrains, requires nothing"
+    assert locks.required_names(PROJECT_DIR, locks.GPU) == required, (
+        "-c constrains, requires nothing"
+    )
 
 
 def test_required_names_skip_options_comments_and_continuations(tmp_path):
@@ -171,17 +211,27 @@ def test_required_names_skip_options_comments_and_continuations(tmp_path):
         "# a comment\n--index-url https://example.com/simple\n-r more.in\nPyYAML>=6  # inline\nzope.interface \\\n  >=5\n"
     )
     (tmp_path / "more.in").write_text("-c constraints.txt\nTyping_Extensions[x]\n")
-    assert locks.required_names(tmp_path, locks.CPU_AMD64) == ["pyyaml", "zope-interface", "typing-extensions"]
+    assert locks.required_names(tmp_path, locks.CPU_AMD64) == [
+        "pyyaml",
+        "zope-interface",
+        "typing-extensions",
+    ]
 
 
 @pytest.mark.parametrize("lock", locks.ALL, ids=lambda lock: lock.output)
 def test_committed_locks_hold_every_requirement(lock):
-    assert locks.missing_requirements(PROJECT_DIR, lock, (PROJECT_DIR / lock.output).read_text()) == []
+    assert (
+        locks.missing_requirements(PROJECT_DIR, lock, (PROJECT_DIR / lock.output).read_text()) == []
+    )
 
 
 def test_a_requirement_without_a_hashed_pin_is_missing():
     lock_text = "starlette==0.1 \\\n    --hash=sha256:aa\n    # via -r requirements.in\nuvicorn==0.1\ntensorflow-cpu>=2\n"
-    assert locks.missing_requirements(PROJECT_DIR, locks.CPU_AMD64, lock_text) == ["tensorflow-cpu", "tensorboard", "uvicorn"]
+    assert locks.missing_requirements(PROJECT_DIR, locks.CPU_AMD64, lock_text) == [
+        "tensorflow-cpu",
+        "tensorboard",
+        "uvicorn",
+    ]
 
 
 def test_changes_name_each_package_and_its_versions():
@@ -189,7 +239,10 @@ def test_changes_name_each_package_and_its_versions():
     new = "a==1 \\\n    --hash=sha256:aa\nc==3 \\\n    --hash=sha256:cc\nd==0.1 \\\n    --hash=sha256:dd\n"
     assert locks.changes(old, new) == "added d 0.1; removed b 1; moved c 2 -> 3"
     assert locks.changes(old, old + f"{locks.FOOTER_PREFIX}abc\n") == "unchanged"
-    assert locks.changes(old, old.replace("sha256:bb", "sha256:b2")) == "the same versions (hashes or notes changed)"
+    assert (
+        locks.changes(old, old.replace("sha256:bb", "sha256:b2"))
+        == "the same versions (hashes or notes changed)"
+    )
     assert locks.changes("", new) == "added a 1, c 3, d 0.1"
 
 
@@ -200,10 +253,16 @@ def test_locks_are_replaced_together_and_a_failed_rename_puts_back_the_first(tmp
     first, second = tmp_path / "requirements.txt", tmp_path / "requirements-gpu.txt"
     first.write_text("old first\n")
     second.mkdir()  # a rename over a folder fails
-    with pytest.raises(UserError, match=r"^cannot replace .*requirements-gpu.txt: Is a directory; every lock is as it was$"):
+    with pytest.raises(
+        UserError,
+        match=r"^cannot replace .*requirements-gpu.txt: Is a directory; every lock is as it was$",
+    ):
         replace_together({first: "new first\n", second: "new second\n"})
     assert first.read_text() == "old first\n"
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["requirements-gpu.txt", "requirements.txt"], "no partial file left"
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "requirements-gpu.txt",
+        "requirements.txt",
+    ], "no partial file left"
     second.rmdir()
     replace_together({first: "new first\n", second: "new second\n"})
     assert (first.read_text(), second.read_text()) == ("new first\n", "new second\n")

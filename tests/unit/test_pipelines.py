@@ -39,7 +39,10 @@ def test_build_pulls_the_base_image_then_builds_with_buildkit(project):
     settings = settings_of(project)
     building.build(engine, settings, target_of(settings))
     queries = [line for kind, line in engine.log if kind == "query"]
-    assert any(line.startswith("docker pull --quiet --platform linux/amd64 python:3.11-slim") for line in queries)
+    assert any(
+        line.startswith("docker pull --quiet --platform linux/amd64 python:3.11-slim")
+        for line in queries
+    )
     assert len(engine.actions) == 1
     assert engine.actions[0].startswith("docker build --platform linux/amd64 ")
 
@@ -48,7 +51,10 @@ def test_build_without_its_lock_is_refused_before_anything_runs(project):
     (project / "requirements-arm64.txt").unlink()
     engine = RecordingEngine()
     settings = settings_of(project)
-    with pytest.raises(UserError, match=r"requirements-arm64\.txt is missing: tf:latest-arm64 installs it; run `invoke lock`"):
+    with pytest.raises(
+        UserError,
+        match=r"requirements-arm64\.txt is missing: tf:latest-arm64 installs it; run `invoke lock`",
+    ):
         building.build(engine, settings, target_of(settings, platform="linux/arm64"))
     assert engine.actions == []
 
@@ -86,7 +92,10 @@ def test_a_source_date_epoch_that_is_no_time_is_one_line(project, monkeypatch, e
     monkeypatch.setenv("SOURCE_DATE_EPOCH", epoch)
     engine = RecordingEngine()
     settings = settings_of(project)
-    with pytest.raises(UserError, match=r"^SOURCE_DATE_EPOCH=.* \(from environment\): not a time in seconds since 1970$"):
+    with pytest.raises(
+        UserError,
+        match=r"^SOURCE_DATE_EPOCH=.* \(from environment\): not a time in seconds since 1970$",
+    ):
         building.build(engine, settings, target_of(settings))
     assert engine.actions == []
 
@@ -96,15 +105,21 @@ def test_a_source_date_epoch_that_is_no_time_is_one_line(project, monkeypatch, e
 
 def test_run_checks_before_it_creates_and_removes_a_foreground_container_after(project):
     settings = settings_of(project, HOST_PORT=str(free_port()))
-    engine = RecordingEngine(answers={"container inspect": (0, f"exited {project_id(settings)}\n", "")})
+    engine = RecordingEngine(
+        answers={"container inspect": (0, f"exited {project_id(settings)}\n", "")}
+    )
     containers.run(engine, settings, target_of(settings))
-    assert [line.split()[1] for line in engine.actions] == ["rm", "run", "rm"], "a stale leftover goes first; the run's after"
+    assert [line.split()[1] for line in engine.actions] == ["rm", "run", "rm"], (
+        "a stale leftover goes first; the run's after"
+    )
     assert (project / "data").is_dir(), "DATA_DIR is made before the container starts"
 
 
 def test_run_refuses_a_running_container_and_a_busy_port_without_creating_anything(project):
     settings = settings_of(project, HOST_PORT=str(free_port()))
-    running = RecordingEngine(answers={"container inspect": (0, f"running {project_id(settings)}\n", "")})
+    running = RecordingEngine(
+        answers={"container inspect": (0, f"running {project_id(settings)}\n", "")}
+    )
     with pytest.raises(UserError, match="tf is already running; `invoke stop` stops it"):
         containers.run(running, settings, target_of(settings))
     with socket.socket() as busy:
@@ -123,14 +138,22 @@ def test_a_refused_run_leaves_a_stopped_leftover_where_it_was(project):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         settings = settings_of(project, HOST_PORT=str(busy.getsockname()[1]))
-        engine = RecordingEngine(answers={"container inspect": (0, f"exited {project_id(settings)}\n", "")})
+        engine = RecordingEngine(
+            answers={"container inspect": (0, f"exited {project_id(settings)}\n", "")}
+        )
         with pytest.raises(UserError, match="is already in use"):
             containers.run(engine, settings, target_of(settings))
     assert engine.actions == [], "the leftover goes only once nothing can refuse the run"
 
 
 def test_a_detached_run_that_fails_is_removed(project):
-    engine = RecordingEngine(outcomes={"docker run": Outcome(125, "", "docker: Error response from daemon: no space left on device.\n")})
+    engine = RecordingEngine(
+        outcomes={
+            "docker run": Outcome(
+                125, "", "docker: Error response from daemon: no space left on device.\n"
+            )
+        }
+    )
     settings = settings_of(project, HOST_PORT=str(free_port()))
     record = engine._action_process
 
@@ -139,7 +162,10 @@ def test_a_detached_run_that_fails_is_removed(project):
         return record(argv, options)
 
     engine._action_process = created_by_the_run
-    with pytest.raises(UserError, match="^tf did not start: docker: Error response from daemon: no space left on device.$"):
+    with pytest.raises(
+        UserError,
+        match="^tf did not start: docker: Error response from daemon: no space left on device.$",
+    ):
         containers.run(engine, settings, target_of(settings), detach=True)
     assert engine.actions[-1] == "docker rm --force tf"
 
@@ -153,7 +179,9 @@ def test_a_foreground_run_ended_by_ctrl_c_is_no_error(project):
 def test_the_gpu_image_needs_the_nvidia_runtime_before_anything_is_created(project):
     engine = RecordingEngine(answers={"{{json .Runtimes}}": (0, '{"runc": {}}', "")})
     settings = settings_of(project, HOST_PORT=str(free_port()))
-    with pytest.raises(UserError, match=r"--gpu: this engine has no NVIDIA runtime \(runtimes: runc\)"):
+    with pytest.raises(
+        UserError, match=r"--gpu: this engine has no NVIDIA runtime \(runtimes: runc\)"
+    ):
         containers.run(engine, settings, target_of(settings, gpu=True))
     assert engine.actions == []
 
@@ -176,14 +204,19 @@ def test_stop_of_what_is_not_running_says_so(project, capsys):
 
 
 def test_container_test_refuses_a_missing_image_and_removes_its_container_after_a_failure(project):
-    (project / "requirements-dev.txt").write_text("pytest==8.0.0 \\\n    --hash=sha256:abc\n    # via -r requirements-dev.in\n")
+    (project / "requirements-dev.txt").write_text(
+        "pytest==8.0.0 \\\n    --hash=sha256:abc\n    # via -r requirements-dev.in\n"
+    )
     settings = settings_of(project)
     missing = RecordingEngine()
     with pytest.raises(UserError, match=r"there is no image tf:latest; `invoke build` makes it"):
         containers.container_test(missing, settings, target_of(settings), python="python3")
     assert not missing.ran("docker run")
     failing = RecordingEngine(
-        answers={"image inspect": (0, "linux/amd64\n", ""), "container inspect": (0, "exited\n", "")},
+        answers={
+            "image inspect": (0, "linux/amd64\n", ""),
+            "container inspect": (0, "exited\n", ""),
+        },
         outcomes={"docker run": Outcome(1)},
     )
     with pytest.raises(UserError, match=r"the container test failed in tf:latest \(exit 1\)"):
@@ -196,10 +229,16 @@ def test_container_test_refuses_a_missing_image_and_removes_its_container_after_
 
 def test_push_checks_every_image_before_the_first_goes_out(project):
     engine = RecordingEngine(
-        answers={"image inspect --format {{.Os}}/{{.Architecture}} tf:latest$": (0, "linux/amd64\n", ""), **HOST_AMD64}
+        answers={
+            "image inspect --format {{.Os}}/{{.Architecture}} tf:latest$": (0, "linux/amd64\n", ""),
+            **HOST_AMD64,
+        }
     )
     settings = settings_of(project, REGISTRY="127.0.0.1:5000")
-    with pytest.raises(UserError, match=r"there is no image tf:latest-arm64; `invoke build --platform linux/arm64` makes it"):
+    with pytest.raises(
+        UserError,
+        match=r"there is no image tf:latest-arm64; `invoke build --platform linux/arm64` makes it",
+    ):
         publishing.push(engine, settings, gpu=False, platforms=["linux/amd64", "linux/arm64"])
     assert engine.actions == []
 
@@ -207,10 +246,15 @@ def test_push_checks_every_image_before_the_first_goes_out(project):
 def test_a_failed_push_still_takes_the_registry_name_back(project):
     engine = RecordingEngine(
         answers={"image inspect": (0, "linux/amd64\n", ""), **HOST_AMD64},
-        outcomes={"docker push": Outcome(1, "", "denied: requested access to the resource is denied\n")},
+        outcomes={
+            "docker push": Outcome(1, "", "denied: requested access to the resource is denied\n")
+        },
     )
     settings = settings_of(project, REGISTRY="ghcr.io/acme")
-    with pytest.raises(UserError, match=r"pushing ghcr.io/acme/tf:latest-amd64 failed: denied: .*`docker login ghcr.io`"):
+    with pytest.raises(
+        UserError,
+        match=r"pushing ghcr.io/acme/tf:latest-amd64 failed: denied: .*`docker login ghcr.io`",
+    ):
         publishing.push(engine, settings, gpu=False, platforms=[])
     assert [line.split()[1] for line in engine.actions] == ["tag", "push", "image"]
     assert engine.actions[-1] == "docker image rm ghcr.io/acme/tf:latest-amd64"
@@ -219,7 +263,11 @@ def test_a_failed_push_still_takes_the_registry_name_back(project):
 def test_push_of_both_platforms_publishes_one_list_naming_them(project):
     engine = RecordingEngine(
         answers={
-            "image inspect --format {{.Os}}/{{.Architecture}} tf:latest-arm64": (0, "linux/arm64\n", ""),
+            "image inspect --format {{.Os}}/{{.Architecture}} tf:latest-arm64": (
+                0,
+                "linux/arm64\n",
+                "",
+            ),
             "image inspect": (0, "linux/amd64\n", ""),
             **HOST_AMD64,
             "RegistryConfig": (0, '{"InsecureRegistryCIDRs": ["127.0.0.0/8"]}', ""),
@@ -245,33 +293,62 @@ def test_clean_removes_only_what_carries_the_projects_label(project, capsys):
                 "tf-run-1a2b3c\ntf-container-test\n",
                 "",
             ),
-            '{{.State.Status}} {{index .Config.Labels "org.tensorflow-template.project"}} tf-container-test$': (0, f"exited {mine}\n", ""),
-            '{{.State.Status}} {{index .Config.Labels "org.tensorflow-template.project"}} tf$': (0, "running \n", ""),
-            'image inspect --format {{index .Config.Labels "org.tensorflow-template.project"}} tf:latest-gpu$': (0, f"{mine}\n", ""),
-            'image inspect --format {{index .Config.Labels "org.tensorflow-template.project"}} tf:latest$': (0, "another\n", ""),
+            '{{.State.Status}} {{index .Config.Labels "org.tensorflow-template.project"}} tf-container-test$': (
+                0,
+                f"exited {mine}\n",
+                "",
+            ),
+            '{{.State.Status}} {{index .Config.Labels "org.tensorflow-template.project"}} tf$': (
+                0,
+                "running \n",
+                "",
+            ),
+            'image inspect --format {{index .Config.Labels "org.tensorflow-template.project"}} tf:latest-gpu$': (
+                0,
+                f"{mine}\n",
+                "",
+            ),
+            'image inspect --format {{index .Config.Labels "org.tensorflow-template.project"}} tf:latest$': (
+                0,
+                "another\n",
+                "",
+            ),
             "--filter dangling=true": (0, "sha256:aaa\nsha256:bbb\n", ""),
         }
     )
-    containers.clean(engine, settings, every_target(settings, host="linux/amd64"), cache_volume="tf-lock-cache")
+    containers.clean(
+        engine, settings, every_target(settings, host="linux/amd64"), cache_volume="tf-lock-cache"
+    )
     assert engine.actions == [
         "docker container rm --force tf-run-1a2b3c tf-container-test",
         "docker image rm tf:latest-gpu sha256:aaa sha256:bbb",
     ]
     lines = capsys.readouterr().err.splitlines()
-    assert lines[0].startswith("left alone: tf is a container of the same name that is not this project's")
+    assert lines[0].startswith(
+        "left alone: tf is a container of the same name that is not this project's"
+    )
     assert lines[0].endswith("`docker rm --force tf` removes it")
-    assert lines[1].startswith("left alone: tf:latest is an image of the same name that is not this project's")
-    assert lines[2] == "removed containers tf-run-1a2b3c, tf-container-test; image tf:latest-gpu; 2 untagged images"
+    assert lines[1].startswith(
+        "left alone: tf:latest is an image of the same name that is not this project's"
+    )
+    assert (
+        lines[2]
+        == "removed containers tf-run-1a2b3c, tf-container-test; image tf:latest-gpu; 2 untagged images"
+    )
     assert lines[3].startswith(
         f"kept: what you pushed to a registry, DATA_DIR ({project / 'data'}), the locks, the lock cache volume tf-lock-cache"
     )
     nothing = RecordingEngine()
-    containers.clean(nothing, settings, every_target(settings, host="linux/amd64"), cache_volume="tf-lock-cache")
+    containers.clean(
+        nothing, settings, every_target(settings, host="linux/amd64"), cache_volume="tf-lock-cache"
+    )
     assert nothing.actions == []
     assert capsys.readouterr().err.splitlines()[0] == "nothing to remove"
 
 
-def test_clean_all_also_removes_the_pip_cache_and_the_unused_build_cache_and_says_what_it_freed(project, capsys):
+def test_clean_all_also_removes_the_pip_cache_and_the_unused_build_cache_and_says_what_it_freed(
+    project, capsys
+):
     settings = settings_of(project)
     usage = iter(["10.5GB\n26.1MB\n1.2GB\n16.59GB\n", "9.2GB\n0B\n0B\n2.5GB\n"])
     engine = RecordingEngine(answers={"volume inspect tf-lock-cache": (0, "[]", "")})
@@ -283,11 +360,20 @@ def test_clean_all_also_removes_the_pip_cache_and_the_unused_build_cache_and_say
         return answer(argv, timeout)
 
     engine._query_process = disk_usage_before_and_after
-    containers.clean(engine, settings, every_target(settings, host="linux/amd64"), cache_volume="tf-lock-cache", everything=True)
+    containers.clean(
+        engine,
+        settings,
+        every_target(settings, host="linux/amd64"),
+        cache_volume="tf-lock-cache",
+        everything=True,
+    )
     assert engine.actions == ["docker volume rm tf-lock-cache", "docker builder prune --force"]
     removed, summary = capsys.readouterr().err.splitlines()
     assert removed == "removed the lock cache volume tf-lock-cache; the engine's unused build cache"
-    assert summary == f"freed 16.6 GB; kept: what you pushed to a registry, DATA_DIR ({project / 'data'}), the locks"
+    assert (
+        summary
+        == f"freed 16.6 GB; kept: what you pushed to a registry, DATA_DIR ({project / 'data'}), the locks"
+    )
 
 
 # --- lock -------------------------------------------------------------------------------------
@@ -297,7 +383,9 @@ def test_clean_all_also_removes_the_pip_cache_and_the_unused_build_cache_and_say
 def lock_project(project):
     (project / "requirements.in").write_text("numpy\n")
     (project / "requirements-cpu.in").write_text("-r requirements.in\ntensorflow-cpu\n")
-    (project / "requirements-gpu.in").write_text("-c requirements.txt\n-r requirements.in\ntensorflow[and-cuda]\n")
+    (project / "requirements-gpu.in").write_text(
+        "-c requirements.txt\n-r requirements.in\ntensorflow[and-cuda]\n"
+    )
     dev = "pip-tools==7.4.1 \\\n    --hash=sha256:abc\n    # via -r requirements-dev.in\n"
     (project / "requirements-dev.txt").write_text(dev)
     return project
@@ -316,26 +404,47 @@ def test_a_failed_lock_leaves_every_lock_as_it_was(lock_project):
     engine = RecordingEngine(
         outcomes={
             "--platform linux/amd64": compiled("numpy", "tensorflow-cpu"),
-            "--platform linux/arm64": Outcome(1, "", "ERROR: No matching distribution found for numpy==99\n"),
+            "--platform linux/arm64": Outcome(
+                1, "", "ERROR: No matching distribution found for numpy==99\n"
+            ),
         }
     )
     settings = settings_of(lock_project)
-    with pytest.raises(UserError, match="pip-compile failed for requirements-arm64.txt; every lock is unchanged: ERROR: No matching"):
-        locking.lock(engine, settings, (locks.CPU_AMD64, locks.CPU_ARM64), upgrade=True, packages=(), python="python3")
+    with pytest.raises(
+        UserError,
+        match="pip-compile failed for requirements-arm64.txt; every lock is unchanged: ERROR: No matching",
+    ):
+        locking.lock(
+            engine,
+            settings,
+            (locks.CPU_AMD64, locks.CPU_ARM64),
+            upgrade=True,
+            packages=(),
+            python="python3",
+        )
     assert engine.ran("--platform linux/amd64"), "the amd64 lock compiled first"
-    assert {path.name: path.read_bytes() for path in lock_project.glob("requirements*.txt")} == before
+    assert {
+        path.name: path.read_bytes() for path in lock_project.glob("requirements*.txt")
+    } == before
 
 
 def test_the_gpu_lock_is_compiled_against_the_new_cpu_lock(lock_project):
     engine = RecordingEngine(
-        outcomes={"requirements-cpu.in": compiled("numpy", "tensorflow-cpu"), "requirements-gpu.in": compiled("numpy", "tensorflow")}
+        outcomes={
+            "requirements-cpu.in": compiled("numpy", "tensorflow-cpu"),
+            "requirements-gpu.in": compiled("numpy", "tensorflow"),
+        }
     )
     settings = settings_of(lock_project)
-    locking.lock(engine, settings, (locks.CPU_AMD64, locks.GPU), upgrade=True, packages=(), python="python3")
+    locking.lock(
+        engine, settings, (locks.CPU_AMD64, locks.GPU), upgrade=True, packages=(), python="python3"
+    )
     gpu_compile = next(line for line in engine.actions if "requirements-gpu.in" in line)
     assert ",target=/src/requirements.txt,readonly" in gpu_compile
     assert locks.is_current(lock_project, locks.CPU_AMD64)
-    assert locks.is_current(lock_project, locks.GPU), "the GPU lock's footer names the CPU lock it was compiled against"
+    assert locks.is_current(lock_project, locks.GPU), (
+        "the GPU lock's footer names the CPU lock it was compiled against"
+    )
     assert not list(lock_project.glob(".*partial"))
 
 
@@ -348,39 +457,83 @@ def test_the_gpu_lock_is_compiled_against_the_new_cpu_lock(lock_project):
         (pin("tensorflow-cpu") + "numpy>=1.0\n", "numpy"),
     ],
 )
-def test_a_compiled_lock_without_a_pinned_hashed_entry_for_a_requirement_replaces_no_lock(lock_project, arm64_output, missing):
+def test_a_compiled_lock_without_a_pinned_hashed_entry_for_a_requirement_replaces_no_lock(
+    lock_project, arm64_output, missing
+):
     before = {path.name: path.read_bytes() for path in lock_project.glob("requirements*.txt")}
     engine = RecordingEngine(
-        outcomes={"--platform linux/amd64": compiled("numpy", "tensorflow-cpu"), "--platform linux/arm64": Outcome(0, arm64_output)}
+        outcomes={
+            "--platform linux/amd64": compiled("numpy", "tensorflow-cpu"),
+            "--platform linux/arm64": Outcome(0, arm64_output),
+        }
     )
     with pytest.raises(UserError) as error:
-        locking.lock(engine, settings_of(lock_project), (locks.CPU_AMD64, locks.CPU_ARM64), upgrade=True, packages=(), python="python3")
-    assert str(error.value) == f"pip-compile left no pinned, hashed entry in requirements-arm64.txt for {missing}; every lock is unchanged"
-    assert {path.name: path.read_bytes() for path in lock_project.glob("requirements*.txt")} == before
+        locking.lock(
+            engine,
+            settings_of(lock_project),
+            (locks.CPU_AMD64, locks.CPU_ARM64),
+            upgrade=True,
+            packages=(),
+            python="python3",
+        )
+    assert (
+        str(error.value)
+        == f"pip-compile left no pinned, hashed entry in requirements-arm64.txt for {missing}; every lock is unchanged"
+    )
+    assert {
+        path.name: path.read_bytes() for path in lock_project.glob("requirements*.txt")
+    } == before
 
 
 def test_a_lock_ends_with_what_changed_in_each(lock_project, capsys):
-    (lock_project / "requirements.txt").write_text(pin("numpy", "0.9") + pin("tensorflow-cpu") + pin("six"))
-    (lock_project / "requirements-arm64.txt").write_text(pin("numpy").replace("sha256:0", "sha256:1") + pin("tensorflow-cpu"))
+    (lock_project / "requirements.txt").write_text(
+        pin("numpy", "0.9") + pin("tensorflow-cpu") + pin("six")
+    )
+    (lock_project / "requirements-arm64.txt").write_text(
+        pin("numpy").replace("sha256:0", "sha256:1") + pin("tensorflow-cpu")
+    )
     engine = RecordingEngine(
         outcomes={
             "--platform linux/amd64": compiled("numpy", "tensorflow-cpu", "tabulate"),
             "--platform linux/arm64": compiled("numpy", "tensorflow-cpu"),
         }
     )
-    locking.lock(engine, settings_of(lock_project), (locks.CPU_AMD64, locks.CPU_ARM64), upgrade=True, packages=(), python="python3")
+    locking.lock(
+        engine,
+        settings_of(lock_project),
+        (locks.CPU_AMD64, locks.CPU_ARM64),
+        upgrade=True,
+        packages=(),
+        python="python3",
+    )
     err = capsys.readouterr().err.splitlines()
     assert err[-2:] == [
         "requirements.txt: added tabulate 1.0; removed six 1.0; moved numpy 0.9 -> 1.0",
         "requirements-arm64.txt: the same versions (hashes or notes changed)",
     ]
-    locking.lock(engine, settings_of(lock_project), (locks.CPU_ARM64,), upgrade=True, packages=(), python="python3")
+    locking.lock(
+        engine,
+        settings_of(lock_project),
+        (locks.CPU_ARM64,),
+        upgrade=True,
+        packages=(),
+        python="python3",
+    )
     assert capsys.readouterr().err.splitlines()[-1] == "requirements-arm64.txt: unchanged"
 
 
 def test_a_lock_for_another_architecture_says_it_runs_under_emulation(lock_project, capsys):
-    engine = RecordingEngine(answers=HOST_AMD64, outcomes={"--platform linux/arm64": compiled("numpy", "tensorflow-cpu")})
-    locking.lock(engine, settings_of(lock_project), (locks.CPU_ARM64,), upgrade=True, packages=(), python="python3")
+    engine = RecordingEngine(
+        answers=HOST_AMD64, outcomes={"--platform linux/arm64": compiled("numpy", "tensorflow-cpu")}
+    )
+    locking.lock(
+        engine,
+        settings_of(lock_project),
+        (locks.CPU_ARM64,),
+        upgrade=True,
+        packages=(),
+        python="python3",
+    )
     assert capsys.readouterr().err.splitlines()[0] == (
         "locking requirements-arm64.txt (linux/arm64) under emulation: this engine runs linux/amd64, "
         "so every step of Python goes through QEMU; expect minutes"
@@ -410,7 +563,10 @@ def test_the_ticker_says_a_long_step_is_alive_in_lines_or_on_a_terminal_with_a_s
 
 def test_ctrl_c_ends_the_ticker_with_the_step():
     log = io.StringIO()
-    with pytest.raises(KeyboardInterrupt), locking.Ticker("locking", stream=log, every=0.01) as ticker:
+    with (
+        pytest.raises(KeyboardInterrupt),
+        locking.Ticker("locking", stream=log, every=0.01) as ticker,
+    ):
         raise KeyboardInterrupt
     assert not ticker._thread.is_alive()
 
@@ -418,6 +574,13 @@ def test_ctrl_c_ends_the_ticker_with_the_step():
 def test_a_dry_lock_writes_nothing(lock_project, capsys):
     before = (lock_project / "requirements.txt").read_bytes()
     engine = RecordingEngine(dry=True)
-    locking.lock(engine, settings_of(lock_project), (locks.CPU_AMD64,), upgrade=True, packages=(), python="python3")
+    locking.lock(
+        engine,
+        settings_of(lock_project),
+        (locks.CPU_AMD64,),
+        upgrade=True,
+        packages=(),
+        python="python3",
+    )
     assert (lock_project / "requirements.txt").read_bytes() == before
     assert "# would replace requirements.txt" in capsys.readouterr().err

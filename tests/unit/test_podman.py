@@ -36,7 +36,13 @@ def settings_of(project, docker="podman", **environ):
 
 @pytest.mark.parametrize(
     ("cli", "podman"),
-    [("podman", True), ("/usr/bin/podman", True), ("podman-remote", True), ("docker", False), ("/opt/podman/bin/docker", False)],
+    [
+        ("podman", True),
+        ("/usr/bin/podman", True),
+        ("podman-remote", True),
+        ("docker", False),
+        ("/opt/podman/bin/docker", False),
+    ],
 )
 def test_podman_is_known_by_the_cli_it_names(cli, podman):
     assert is_podman(cli) is podman
@@ -50,7 +56,9 @@ def test_build_keeps_the_healthcheck_in_the_docker_format(project, gpu):
     settings = settings_of(project)
     argv = build_command(settings, target_of(settings, gpu=gpu), buildx=False)
     assert argv[:2] == ["podman", "build"]
-    assert value_after(argv, "--format") == ["docker"], "Podman's default OCI format drops HEALTHCHECK"
+    assert value_after(argv, "--format") == ["docker"], (
+        "Podman's default OCI format drops HEALTHCHECK"
+    )
     assert value_after(argv, "--platform") == ["linux/amd64"]
     assert value_after(argv, "--tag") == ["tf:latest-gpu" if gpu else "tf:latest"]
 
@@ -79,8 +87,13 @@ def test_podman_layer_cache_is_a_repository_of_its_own(project):
     engine = RecordingEngine(docker="podman")
     building.build(engine, settings, target_of(settings), export_cache=True)
     (build,) = engine.actions
-    assert " --layers --cache-from 127.0.0.1:5000/acme/tf-cache --cache-to 127.0.0.1:5000/acme/tf-cache " in build
-    assert "BUILDKIT_INLINE_CACHE" not in build, "Buildah sends its cache itself: no push of the image"
+    assert (
+        " --layers --cache-from 127.0.0.1:5000/acme/tf-cache --cache-to 127.0.0.1:5000/acme/tf-cache "
+        in build
+    )
+    assert "BUILDKIT_INLINE_CACHE" not in build, (
+        "Buildah sends its cache itself: no push of the image"
+    )
 
 
 # --- containers -------------------------------------------------------------------------------
@@ -88,12 +101,22 @@ def test_podman_layer_cache_is_a_repository_of_its_own(project):
 
 def test_run_uses_catatonit_through_init_and_cdi_for_gpus(project):
     settings = settings_of(project)
-    cpu = run_command(settings, target_of(settings), name="tf", user="1000:1000", ports=[(8888, 8888)])
+    cpu = run_command(
+        settings, target_of(settings), name="tf", user="1000:1000", ports=[(8888, 8888)]
+    )
     assert cpu[:4] == ["podman", "run", "--name", "tf"]
     assert "--init" in cpu
     assert "--device" not in cpu
-    gpu = run_command(settings, target_of(settings, gpu=True), name="tf-gpu", user="1000:1000", ports=[(8888, 8888)])
-    assert value_after(gpu, "--device") == ["nvidia.com/gpu=all"], "Podman takes GPUs as CDI devices"
+    gpu = run_command(
+        settings,
+        target_of(settings, gpu=True),
+        name="tf-gpu",
+        user="1000:1000",
+        ports=[(8888, 8888)],
+    )
+    assert value_after(gpu, "--device") == ["nvidia.com/gpu=all"], (
+        "Podman takes GPUs as CDI devices"
+    )
     assert "--gpus" not in gpu
 
 
@@ -102,8 +125,12 @@ def test_every_container_of_a_gpu_target_gets_the_cdi_device(project, tmp_path):
     gpu = target_of(settings, gpu=True)
     for argv in (
         shell_command(settings, gpu, name="tf-gpu-shell", user=None, tty=False),
-        container_test_command(settings, gpu, user=None, tools_dir=tmp_path, tensorflow_version="2.21.0"),
-        workbench.notebook_command(settings, notebook_target(gpu), user=None, detach=False, env_file=tmp_path / "e"),
+        container_test_command(
+            settings, gpu, user=None, tools_dir=tmp_path, tensorflow_version="2.21.0"
+        ),
+        workbench.notebook_command(
+            settings, notebook_target(gpu), user=None, detach=False, env_file=tmp_path / "e"
+        ),
     ):
         assert argv[0] == "podman"
         assert value_after(argv, "--device") == ["nvidia.com/gpu=all"]
@@ -113,7 +140,9 @@ def test_every_container_of_a_gpu_target_gets_the_cdi_device(project, tmp_path):
 
 def test_tensorboard_under_podman(project):
     settings = settings_of(project)
-    argv = workbench.tensorboard_command(settings, tensorboard_target(target_of(settings)), user="1000:1000", detach=True)
+    argv = workbench.tensorboard_command(
+        settings, tensorboard_target(target_of(settings)), user="1000:1000", detach=True
+    )
     assert argv[:5] == ["podman", "run", "--name", "tf-tensorboard", "--detach"]
     assert "--init" in argv
 
@@ -178,7 +207,9 @@ def podman_cli(tmp_path: Path, extra: str = "") -> str:
 
 
 def test_engine_questions_in_podmans_words(tmp_path):
-    engine = Engine(podman_cli(tmp_path, '"version --format {{.Server.OsArch}}") echo linux/arm64 ;;\n'))
+    engine = Engine(
+        podman_cli(tmp_path, '"version --format {{.Server.OsArch}}") echo linux/arm64 ;;\n')
+    )
     assert engine.server_platform() == "linux/arm64"
     assert engine.native_platform() == "linux/arm64"
     assert engine.runtimes() == ["crun"]
@@ -188,17 +219,24 @@ def test_gpu_containers_need_a_cdi_spec(tmp_path, monkeypatch):
     engine = Engine(podman_cli(tmp_path))
     monkeypatch.setattr("devkit.engine.CDI_SPEC_DIRS", (tmp_path / "cdi",))
     monkeypatch.setattr("devkit.engine.cdi_nvidia_spec", lambda: None)
-    with pytest.raises(UserError, match=r"--gpu: Podman finds no CDI spec of NVIDIA GPUs .* `sudo nvidia-ctk cdi generate"):
+    with pytest.raises(
+        UserError,
+        match=r"--gpu: Podman finds no CDI spec of NVIDIA GPUs .* `sudo nvidia-ctk cdi generate",
+    ):
         engine.require_nvidia_runtime()
 
 
 def test_doctor_with_podman(project, tmp_path):
     found = findings(project, podman_cli(tmp_path))
-    assert list(found)[:6] == [".env", "CLI", "engine", "BuildKit", "init", "NVIDIA"], "Podman's init is checked too"
+    assert list(found)[:6] == [".env", "CLI", "engine", "BuildKit", "init", "NVIDIA"], (
+        "Podman's init is checked too"
+    )
     assert found["engine"].verdict == OK
     assert found["BuildKit"].verdict == OK
     assert "Buildah" in found["BuildKit"].detail
-    assert found["NVIDIA"].fix.endswith("`sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`")
+    assert found["NVIDIA"].fix.endswith(
+        "`sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`"
+    )
     assert found["disk"].verdict == OK, found["disk"].line()
 
 
@@ -220,7 +258,9 @@ def test_doctor_cdi_check(tmp_path):
     specs.mkdir()
     assert doctor.check_cdi(gpu=False, spec_dirs=(specs,)).verdict == WARN
     assert doctor.check_cdi(gpu=True, spec_dirs=(specs,)).verdict == FAIL
-    (specs / "nvidia.yaml").write_text("cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices:\n- name: all\n")
+    (specs / "nvidia.yaml").write_text(
+        "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices:\n- name: all\n"
+    )
     found = doctor.check_cdi(gpu=True, spec_dirs=(specs,))
     assert found.verdict == OK
     assert str(specs / "nvidia.yaml") in found.detail

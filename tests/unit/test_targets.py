@@ -18,13 +18,23 @@ def settings(tmp_path):
 def test_cpu_image_follows_the_host(settings):
     for host in ("linux/amd64", "linux/arm64"):
         target = resolve_target(settings, gpu=False, platform_flag=None, host=host)
-        assert (target.platform, target.native, target.image, target.dockerfile) == (host, True, "acme/tf:v1", "Dockerfile")
+        assert (target.platform, target.native, target.image, target.dockerfile) == (
+            host,
+            True,
+            "acme/tf:v1",
+            "Dockerfile",
+        )
         assert target.container == "acme-tf"
 
 
 def test_cpu_image_for_another_architecture_gets_its_own_tag(settings):
     target = resolve_target(settings, gpu=False, platform_flag="linux/arm64", host="linux/amd64")
-    assert (target.platform, target.native, target.image, target.container) == ("linux/arm64", False, "acme/tf:v1-arm64", "acme-tf-arm64")
+    assert (target.platform, target.native, target.image, target.container) == (
+        "linux/arm64",
+        False,
+        "acme/tf:v1-arm64",
+        "acme-tf-arm64",
+    )
     target = resolve_target(settings, gpu=False, platform_flag="linux/amd64", host="linux/arm64")
     assert target.image == "acme/tf:v1-amd64"
 
@@ -41,7 +51,9 @@ def test_gpu_image_is_amd64_everywhere(settings):
 
 
 def test_gpu_image_refuses_another_platform_from_flag_or_setting(settings):
-    with pytest.raises(UserError, match="GPU image is linux/amd64 only.*--platform asks for linux/arm64"):
+    with pytest.raises(
+        UserError, match="GPU image is linux/amd64 only.*--platform asks for linux/arm64"
+    ):
         resolve_target(settings, gpu=True, platform_flag="linux/arm64", host="linux/amd64")
     arm_settings = load_settings(settings.project_dir, environ={"PLATFORM": "linux/arm64"})
     with pytest.raises(UserError, match="PLATFORM asks for linux/arm64"):
@@ -50,8 +62,16 @@ def test_gpu_image_refuses_another_platform_from_flag_or_setting(settings):
 
 def test_flag_beats_platform_setting(settings):
     arm_settings = load_settings(settings.project_dir, environ={"PLATFORM": "linux/arm64"})
-    assert resolve_target(arm_settings, gpu=False, platform_flag=None, host="linux/amd64").platform == "linux/arm64"
-    assert resolve_target(arm_settings, gpu=False, platform_flag="linux/amd64", host="linux/amd64").platform == "linux/amd64"
+    assert (
+        resolve_target(arm_settings, gpu=False, platform_flag=None, host="linux/amd64").platform
+        == "linux/arm64"
+    )
+    assert (
+        resolve_target(
+            arm_settings, gpu=False, platform_flag="linux/amd64", host="linux/amd64"
+        ).platform
+        == "linux/amd64"
+    )
 
 
 def test_unknown_platform_flag_is_refused(settings):
@@ -79,7 +99,12 @@ def test_unsupported_host_machine():
 
 
 @pytest.mark.parametrize(
-    ("spelling", "expected"), [("linux/arm64/v8", "linux/arm64"), ("linux/x86_64", "linux/amd64"), (" linux/amd64 ", "linux/amd64")]
+    ("spelling", "expected"),
+    [
+        ("linux/arm64/v8", "linux/arm64"),
+        ("linux/x86_64", "linux/amd64"),
+        (" linux/amd64 ", "linux/amd64"),
+    ],
 )
 def test_platform_aliases(spelling, expected):
     assert normalize_platform(spelling) == expected

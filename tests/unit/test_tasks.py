@@ -21,7 +21,16 @@ def project(tmp_path, monkeypatch):
         shutil.copy(lock, folder)
     (folder / "tests" / "container").mkdir(parents=True)
     monkeypatch.setattr(tasks, "PROJECT_DIR", folder)
-    for key in ("IMAGE_NAME", "IMAGE_TAG", "PLATFORM", "REGISTRY", "DATA_DIR", "HOST_PORT", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
+    for key in (
+        "IMAGE_NAME",
+        "IMAGE_TAG",
+        "PLATFORM",
+        "REGISTRY",
+        "DATA_DIR",
+        "HOST_PORT",
+        "PIP_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL",
+    ):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("DOCKER", str(tmp_path / "no-docker-here"))
     return folder
@@ -63,9 +72,13 @@ def test_dry_stop_clean_and_lock_need_no_engine(project):
     tasks.stop(context)
     tasks.clean(context)
     tasks.lock(context, dev=True)
-    assert commands_run(context) == [], "nothing runs, nothing is there to remove, the dev lock is current"
+    assert commands_run(context) == [], (
+        "nothing runs, nothing is there to remove, the dev lock is current"
+    )
     tasks.clean(context, all_=True)
-    assert [command.split(" ", 1)[1] for command in commands_run(context)] == ["builder prune --force"]
+    assert [command.split(" ", 1)[1] for command in commands_run(context)] == [
+        "builder prune --force"
+    ]
 
 
 def test_lock_check_names_what_is_stale(project):
@@ -78,18 +91,34 @@ def test_lock_check_names_what_is_stale(project):
     ("task", "kwargs", "message"),
     [
         (tasks.push, {}, "error: REGISTRY is not set, so there is nowhere to push; set it in .env"),
-        (tasks.build, {"gpu": True, "platform": "linux/arm64"}, "error: the GPU image is linux/amd64 only"),
+        (
+            tasks.build,
+            {"gpu": True, "platform": "linux/arm64"},
+            "error: the GPU image is linux/amd64 only",
+        ),
         (tasks.build, {"build_arg": ["NOPE"]}, "error: --build-arg 'NOPE': expected NAME=VALUE"),
         (tasks.run, {"cmd": "'unclosed"}, 'error: --cmd "\'unclosed": No closing quotation'),
-        (tasks.run, {"publish": ["9000"]}, "error: --publish goes with --cmd; the server publishes HOST_PORT"),
+        (
+            tasks.run,
+            {"publish": ["9000"]},
+            "error: --publish goes with --cmd; the server publishes HOST_PORT",
+        ),
         (
             tasks.run,
             {"cmd": "python -m app", "publish": ["9000:"]},
             "error: --publish '9000:': expected HOST_PORT or HOST_PORT:CONTAINER_PORT",
         ),
         (tasks.logs, {}, "error: there is no container proj; `invoke run --detach` starts it"),
-        (tasks.logs, {"gpu": True}, "error: there is no container proj-gpu; `invoke run --detach --gpu` starts it"),
-        (tasks.lock, {"dev": True, "gpu": True}, "error: --dev locks the host tools; it does not go with --gpu or --platform"),
+        (
+            tasks.logs,
+            {"gpu": True},
+            "error: there is no container proj-gpu; `invoke run --detach --gpu` starts it",
+        ),
+        (
+            tasks.lock,
+            {"dev": True, "gpu": True},
+            "error: --dev locks the host tools; it does not go with --gpu or --platform",
+        ),
     ],
 )
 def test_refusals_are_one_line(project, task, kwargs, message):
@@ -103,12 +132,26 @@ def test_refusals_are_one_line(project, task, kwargs, message):
     ("key", "value", "message"),
     [
         ("HOST_PORT", "²", "error: HOST_PORT='²' (from environment): not a port number (1-65535)"),
-        ("DATA_DIR", "~no-such-user-here/x", "error: DATA_DIR='~no-such-user-here/x' (from environment): no such user's home folder"),
-        ("DOCKER", "{folder}", "error: DOCKER='{folder}' (from environment): a folder, not a program"),
-        ("BASE_IMAGE", "--privileged", "error: BASE_IMAGE='--privileged' (from environment): may not start with '-'"),
+        (
+            "DATA_DIR",
+            "~no-such-user-here/x",
+            "error: DATA_DIR='~no-such-user-here/x' (from environment): no such user's home folder",
+        ),
+        (
+            "DOCKER",
+            "{folder}",
+            "error: DOCKER='{folder}' (from environment): a folder, not a program",
+        ),
+        (
+            "BASE_IMAGE",
+            "--privileged",
+            "error: BASE_IMAGE='--privileged' (from environment): may not start with '-'",
+        ),
     ],
 )
-def test_a_bad_setting_is_one_line_and_exit_1_even_under_dry(project, monkeypatch, key, value, message):
+def test_a_bad_setting_is_one_line_and_exit_1_even_under_dry(
+    project, monkeypatch, key, value, message
+):
     value, message = (text.replace("{folder}", str(project)) for text in (value, message))
     monkeypatch.setenv(key, value)
     for task in (tasks.build, tasks.run, tasks.lock):

@@ -13,7 +13,10 @@ from devkit.targets import project_label
 from helpers.command_lines import settings_of, target_of, value_after
 from helpers.recording_engine import RecordingEngine
 
-BUILT = {"image inspect": (0, "linux/amd64\n", ""), "info --format {{.MemTotal}}": (0, f"{8 * 2**30}\n", "")}
+BUILT = {
+    "image inspect": (0, "linux/amd64\n", ""),
+    "info --format {{.MemTotal}}": (0, f"{8 * 2**30}\n", ""),
+}
 
 
 @pytest.fixture
@@ -27,7 +30,9 @@ def test_each_worker_is_the_jobs_pod_of_its_index_as_a_container_of_invoke_run(p
     settings = settings_of(project, "acme/flowers")
     target = target_of(settings)
     workers = distributed.workers_of(settings, target, 3)
-    argv = distributed.worker_command(settings, target, workers[2], user="1234:1234", command=distributed.DEFAULT_COMMAND)
+    argv = distributed.worker_command(
+        settings, target, workers[2], user="1234:1234", command=distributed.DEFAULT_COMMAND
+    )
     assert argv[:4] == ["docker", "run", "--name", "acme-flowers-train-2"]
     assert value_after(argv, "--network") == ["acme-flowers-train"]
     assert value_after(argv, "--hostname") == ["flowers-train-2"]
@@ -46,7 +51,9 @@ def test_each_worker_is_the_jobs_pod_of_its_index_as_a_container_of_invoke_run(p
     assert value_after(argv, "--security-opt") == ["no-new-privileges"]
     assert "--read-only" in argv
     assert value_after(argv, "--tmpfs") == ["/tmp"]
-    assert value_after(argv, "--mount") == [f"type=bind,source={settings.data_dir},target=/app/data"]
+    assert value_after(argv, "--mount") == [
+        f"type=bind,source={settings.data_dir},target=/app/data"
+    ]
     assert argv[-4:] == ["acme/flowers:latest", "python", "-m", "app.train"]
 
 
@@ -54,7 +61,9 @@ def test_the_gpu_images_workers_get_the_gpus_and_names_of_their_own(project):
     settings = settings_of(project, "acme/flowers")
     target = target_of(settings, gpu=True)
     [worker] = distributed.workers_of(settings, target, 1)
-    argv = distributed.worker_command(settings, target, worker, user=None, command=["python", "train.py"])
+    argv = distributed.worker_command(
+        settings, target, worker, user=None, command=["python", "train.py"]
+    )
     assert worker.container == "acme-flowers-gpu-train-0"
     assert value_after(argv, "--gpus") == ["all"]
     assert argv[-3:] == ["acme/flowers:latest-gpu", "python", "train.py"]
@@ -64,13 +73,17 @@ def test_the_gpu_images_workers_get_the_gpus_and_names_of_their_own(project):
 def test_a_bad_worker_count_is_refused_before_anything_runs(project, workers):
     engine = RecordingEngine(answers=BUILT)
     settings = settings_of(project, "acme/flowers")
-    with pytest.raises(UserError, match=f"^--workers {workers}: expected a whole number from 1 to 1000$"):
+    with pytest.raises(
+        UserError, match=f"^--workers {workers}: expected a whole number from 1 to 1000$"
+    ):
         distributed.train(engine, settings, target_of(settings), workers=workers)
     assert engine.log == []
 
 
 def test_more_workers_than_the_engines_memory_holds_are_refused_before_anything_runs(project):
-    engine = RecordingEngine(answers={**BUILT, "info --format {{.MemTotal}}": (0, f"{2 * 2**30}\n", "")})
+    engine = RecordingEngine(
+        answers={**BUILT, "info --format {{.MemTotal}}": (0, f"{2 * 2**30}\n", "")}
+    )
     settings = settings_of(project, "acme/flowers")
     with pytest.raises(UserError) as raised:
         distributed.train(engine, settings, target_of(settings), workers="5")
@@ -82,9 +95,16 @@ def test_more_workers_than_the_engines_memory_holds_are_refused_before_anything_
 
 
 def test_a_training_that_runs_already_is_refused(project):
-    engine = RecordingEngine(answers={**BUILT, "inspect --format {{.State.Status}} acme-flowers-train-1": (0, "running\n", "")})
+    engine = RecordingEngine(
+        answers={
+            **BUILT,
+            "inspect --format {{.State.Status}} acme-flowers-train-1": (0, "running\n", ""),
+        }
+    )
     settings = settings_of(project, "acme/flowers")
-    with pytest.raises(UserError, match="^a training already runs in acme-flowers-train-1; wait for it"):
+    with pytest.raises(
+        UserError, match="^a training already runs in acme-flowers-train-1; wait for it"
+    ):
         distributed.train(engine, settings, target_of(settings), workers="2")
     assert engine.actions == []
 
@@ -92,7 +112,9 @@ def test_a_training_that_runs_already_is_refused(project):
 def test_without_the_image_nothing_starts(project):
     engine = RecordingEngine()
     settings = settings_of(project, "acme/flowers")
-    with pytest.raises(UserError, match=r"^there is no image acme/flowers:latest; `invoke build` makes it"):
+    with pytest.raises(
+        UserError, match=r"^there is no image acme/flowers:latest; `invoke build` makes it"
+    ):
         distributed.train(engine, settings, target_of(settings))
     assert engine.actions == []
 
@@ -100,18 +122,26 @@ def test_without_the_image_nothing_starts(project):
 def test_dry_prints_the_network_and_every_worker_and_starts_nothing(project, capsys):
     engine = RecordingEngine(dry=True)
     settings = settings_of(project, "acme/flowers")
-    distributed.train(engine, settings, target_of(settings), workers="2", cmd="python -m app.train --epochs 5")
+    distributed.train(
+        engine, settings, target_of(settings), workers="2", cmd="python -m app.train --epochs 5"
+    )
     printed = capsys.readouterr().out.splitlines()
     assert [line.split(" --")[0] for line in printed] == ["docker run", "docker run"]
     assert printed[1].endswith("acme/flowers:latest python -m app.train --epochs 5")
-    assert engine.actions == [f"docker network create --label {project_label(settings)} acme-flowers-train"]
+    assert engine.actions == [
+        f"docker network create --label {project_label(settings)} acme-flowers-train"
+    ]
 
 
 class ScriptedWorkers(RecordingEngine):
     """Each worker a shell script instead of a container: `scripts` by worker index."""
 
     def __init__(self, scripts: dict[int, str], **kwargs) -> None:
-        answers = {**BUILT, "network inspect": (0, "[]", ""), "inspect --format {{.State.Status}}": (0, "exited\n", "")}
+        answers = {
+            **BUILT,
+            "network inspect": (0, "[]", ""),
+            "inspect --format {{.State.Status}}": (0, "exited\n", ""),
+        }
         super().__init__(answers=answers, **kwargs)
         self.scripts = scripts
 
@@ -129,7 +159,9 @@ def run_scripted(project, scripts: dict[int, str]):
 
 
 def test_each_workers_lines_show_under_its_name_and_nothing_is_left(project, capsys):
-    engine = run_scripted(project, {0: "echo chief one; sleep 0.3; echo chief two", 1: "echo other; sleep 0.1"})
+    engine = run_scripted(
+        project, {0: "echo chief one; sleep 0.3; echo chief two", 1: "echo other; sleep 0.1"}
+    )
     out = capsys.readouterr().out.splitlines()
     assert [line for line in out if line.startswith("acme-flowers-train-0")] == [
         "acme-flowers-train-0 | chief one",
@@ -145,15 +177,23 @@ def test_each_workers_lines_show_under_its_name_and_nothing_is_left(project, cap
 @pytest.mark.parametrize(
     ("scripts", "message"),
     [
-        ({0: "sleep 30", 1: "echo working; exit 137"}, "worker 1, acme-flowers-train-1 failed with exit status 137: killed (SIGKILL"),
+        (
+            {0: "sleep 30", 1: "echo working; exit 137"},
+            "worker 1, acme-flowers-train-1 failed with exit status 137: killed (SIGKILL",
+        ),
         (
             {0: "echo 'error: no dataset at data/iris.csv'; exit 1", 1: "sleep 30"},
             "worker 0 (the chief), acme-flowers-train-0 failed with exit status 1: error: no dataset at data/iris.csv",
         ),
-        ({0: "sleep 30", 1: "echo a; echo b; exit 3"}, "worker 1, acme-flowers-train-1 failed with exit status 3: b"),
+        (
+            {0: "sleep 30", 1: "echo a; echo b; exit 3"},
+            "worker 1, acme-flowers-train-1 failed with exit status 3: b",
+        ),
     ],
 )
-def test_the_first_worker_that_fails_is_named_with_why_and_the_others_are_stopped(project, scripts, message):
+def test_the_first_worker_that_fails_is_named_with_why_and_the_others_are_stopped(
+    project, scripts, message
+):
     with pytest.raises(UserError) as raised:
         run_scripted(project, scripts)
     assert str(raised.value).startswith(message)
@@ -163,22 +203,33 @@ def test_the_first_worker_that_fails_is_named_with_why_and_the_others_are_stoppe
 def test_once_the_chief_has_ended_the_others_get_a_grace_period(project, monkeypatch, capsys):
     monkeypatch.setattr(distributed, "GRACE_SECONDS", 0.5)
     engine = run_scripted(project, {0: "exit 0", 1: "sleep 30"})
-    assert "the chief has ended, and acme-flowers-train-1 still ran 0.5 s later: stopped" in capsys.readouterr().err
+    assert (
+        "the chief has ended, and acme-flowers-train-1 still ran 0.5 s later: stopped"
+        in capsys.readouterr().err
+    )
     assert engine.ran("docker container rm --force acme-flowers-train-0 acme-flowers-train-1")
 
 
 def test_a_worker_that_fails_after_the_chief_is_a_warning_not_a_failure(project, capsys):
     run_scripted(project, {0: "exit 0", 1: "sleep 0.3; echo 'error: late'; exit 2"})
-    assert "warning: worker 1, acme-flowers-train-1 ended with exit status 2 after the chief: error: late" in capsys.readouterr().err
+    assert (
+        "warning: worker 1, acme-flowers-train-1 ended with exit status 2 after the chief: error: late"
+        in capsys.readouterr().err
+    )
 
 
 def test_sigterm_stops_every_worker_and_says_so(project, capsys):
     # The chief's script signals invoke (this test's process), as `kill` or a cancelled CI job would.
     # Worker 1 ends first, as a worker stopped by docker does; the chief still gets its time to clean up.
-    scripts = {0: f"kill -TERM {os.getpid()}; sleep 1; echo cleaned up; exit 130", 1: "sleep 0.2; exit 143"}
+    scripts = {
+        0: f"kill -TERM {os.getpid()}; sleep 1; echo cleaned up; exit 130",
+        1: "sleep 0.2; exit 143",
+    }
     engine = ScriptedWorkers(scripts)
     settings = settings_of(project, "acme/flowers")
-    with pytest.raises(UserError, match="^stopped on SIGTERM; every worker was stopped and removed$"):
+    with pytest.raises(
+        UserError, match="^stopped on SIGTERM; every worker was stopped and removed$"
+    ):
         distributed.train(engine, settings, target_of(settings), workers="2")
     assert engine.ran("docker stop acme-flowers-train-0 acme-flowers-train-1")
     assert "acme-flowers-train-0 | cleaned up" in capsys.readouterr().out

@@ -14,7 +14,13 @@ from devkit import containers, locks, workbench
 from devkit.engine import Outcome
 from devkit.errors import UserError
 from devkit.locks import pinned_versions
-from devkit.targets import PROJECT_LABEL, every_target, notebook_target, project_id, tensorboard_target
+from devkit.targets import (
+    PROJECT_LABEL,
+    every_target,
+    notebook_target,
+    project_id,
+    tensorboard_target,
+)
 from helpers.command_lines import commands_run, dry_context, settings_of, target_of, value_after
 from helpers.engine import free_port
 from helpers.recording_engine import RecordingEngine
@@ -27,7 +33,11 @@ LOCK_TEXT = "tensorflow-cpu==2.21.0 \\\n    --hash=sha256:abc\n"
 def project(tmp_path) -> Path:
     folder = tmp_path / "proj"
     folder.mkdir()
-    for name in ("requirements.txt", "requirements-notebook.txt", "requirements-notebook-arm64.txt"):
+    for name in (
+        "requirements.txt",
+        "requirements-notebook.txt",
+        "requirements-notebook-arm64.txt",
+    ):
         (folder / name).write_text(LOCK_TEXT)
     (folder / "src").mkdir()
     return folder
@@ -40,7 +50,9 @@ def test_ports_default_and_are_checked(project):
     settings = settings_of(project)
     assert (settings.tensorboard_port, settings.notebook_port) == (6006, 8889)
     assert settings_of(project, TENSORBOARD_PORT="7000", NOTEBOOK_PORT="7001").notebook_port == 7001
-    with pytest.raises(UserError, match=r"NOTEBOOK_PORT='0' \(from environment\): not a port number"):
+    with pytest.raises(
+        UserError, match=r"NOTEBOOK_PORT='0' \(from environment\): not a port number"
+    ):
         settings_of(project, NOTEBOOK_PORT="0")
     assert "TENSORBOARD_PORT" not in settings_of(project, TENSORBOARD_PORT="7000").app_env
 
@@ -50,7 +62,11 @@ def test_the_tools_have_containers_of_their_own(project):
     board = tensorboard_target(target_of(settings))
     assert (board.image, board.container, board.stage) == ("tf:latest", "tf-tensorboard", None)
     lab = notebook_target(target_of(settings, gpu=True))
-    assert (lab.image, lab.container, lab.stage) == ("tf:latest-gpu-notebook", "tf-gpu-notebook", "notebook")
+    assert (lab.image, lab.container, lab.stage) == (
+        "tf:latest-gpu-notebook",
+        "tf-gpu-notebook",
+        "notebook",
+    )
 
 
 # --- TensorBoard ------------------------------------------------------------------------------
@@ -59,7 +75,9 @@ def test_the_tools_have_containers_of_their_own(project):
 def test_tensorboard_command(project):
     (project / ".env").write_text("API_TOKEN=s3cret\n")
     settings = settings_of(project, TENSORBOARD_PORT="7006", HOST_ADDRESS="0.0.0.0")  # noqa: S104
-    argv = workbench.tensorboard_command(settings, tensorboard_target(target_of(settings)), user="1001:1001", detach=True)
+    argv = workbench.tensorboard_command(
+        settings, tensorboard_target(target_of(settings)), user="1001:1001", detach=True
+    )
     assert argv[:5] == ["docker", "run", "--name", "tf-tensorboard", "--detach"]
     assert value_after(argv, "--publish") == ["0.0.0.0:7006:6006"]
     assert value_after(argv, "--user") == ["1001:1001"]
@@ -80,7 +98,9 @@ def test_tensorboard_command(project):
     ]
 
 
-def test_tensorboard_checks_the_image_and_port_then_serves_and_removes_its_container(project, capsys):
+def test_tensorboard_checks_the_image_and_port_then_serves_and_removes_its_container(
+    project, capsys
+):
     engine = RecordingEngine(answers={"image inspect": (0, "linux/amd64\n", "")})
     settings = settings_of(project, TENSORBOARD_PORT=str(free_port()))
     workbench.tensorboard(engine, settings, target_of(settings))
@@ -99,16 +119,24 @@ def test_tensorboard_refuses_a_busy_port_naming_its_setting(project):
         settings = settings_of(project, TENSORBOARD_PORT=str(busy.getsockname()[1]))
         engine = RecordingEngine(answers={"image inspect": (0, "linux/amd64\n", "")})
         with pytest.raises(
-            UserError, match=r"TENSORBOARD_PORT \d+ on 127.0.0.1 is already in use; stop what uses it, or set TENSORBOARD_PORT"
+            UserError,
+            match=r"TENSORBOARD_PORT \d+ on 127.0.0.1 is already in use; stop what uses it, or set TENSORBOARD_PORT",
         ):
             workbench.tensorboard(engine, settings, target_of(settings))
     assert engine.actions == []
 
 
 def test_a_running_tensorboard_is_not_started_twice(project):
-    engine = RecordingEngine(answers={"image inspect": (0, "linux/amd64\n", ""), "container inspect": (0, "running\n", "")})
+    engine = RecordingEngine(
+        answers={
+            "image inspect": (0, "linux/amd64\n", ""),
+            "container inspect": (0, "running\n", ""),
+        }
+    )
     settings = settings_of(project, TENSORBOARD_PORT=str(free_port()))
-    with pytest.raises(UserError, match=r"tf-tensorboard is already running; `invoke stop --tensorboard` stops it"):
+    with pytest.raises(
+        UserError, match=r"tf-tensorboard is already running; `invoke stop --tensorboard` stops it"
+    ):
         workbench.tensorboard(engine, settings, target_of(settings))
 
 
@@ -116,7 +144,10 @@ def test_a_detached_tensorboard_says_how_to_stop_it(project, capsys):
     engine = RecordingEngine(answers={"image inspect": (0, "linux/amd64\n", "")})
     settings = settings_of(project, TENSORBOARD_PORT=str(free_port()))
     workbench.tensorboard(engine, settings, target_of(settings), detach=True)
-    assert "tf-tensorboard runs in the background; `invoke stop --tensorboard` stops it" in capsys.readouterr().err
+    assert (
+        "tf-tensorboard runs in the background; `invoke stop --tensorboard` stops it"
+        in capsys.readouterr().err
+    )
 
 
 # --- JupyterLab -------------------------------------------------------------------------------
@@ -127,7 +158,9 @@ def test_notebook_command(project, tmp_path):
     settings = settings_of(project, NOTEBOOK_PORT="7888")
     env_file, app_env = tmp_path / "notebook.env", tmp_path / "app.env"
     target = notebook_target(target_of(settings))
-    argv = workbench.notebook_command(settings, target, user="1001:1001", detach=False, env_file=env_file, app_env=app_env)
+    argv = workbench.notebook_command(
+        settings, target, user="1001:1001", detach=False, env_file=env_file, app_env=app_env
+    )
     assert argv[:4] == ["docker", "run", "--name", "tf-notebook"]
     assert value_after(argv, "--publish") == ["127.0.0.1:7888:8888"]
     assert value_after(argv, "--mount") == [
@@ -135,7 +168,9 @@ def test_notebook_command(project, tmp_path):
         f"type=bind,source={project / 'src'},target=/app/src,readonly",
         f"type=bind,source={project / 'notebooks'},target=/app/notebooks",
     ]
-    assert value_after(argv, "--env-file") == [str(app_env), str(env_file)], "the app's keys as `invoke run` passes them, and the token"
+    assert value_after(argv, "--env-file") == [str(app_env), str(env_file)], (
+        "the app's keys as `invoke run` passes them, and the token"
+    )
     assert "s3cret" not in argv
     assert value_after(argv, "--cap-drop") == ["ALL"]
     assert argv[argv.index("tf:latest-notebook") + 1 :] == workbench.JUPYTER_LAB
@@ -144,7 +179,13 @@ def test_notebook_command(project, tmp_path):
 
 def test_jupyterlab_is_told_to_run_as_root_only_where_the_container_is_root(project, tmp_path):
     settings = settings_of(project)
-    argv = workbench.notebook_command(settings, notebook_target(target_of(settings)), user="0:0", detach=True, env_file=tmp_path / "e")
+    argv = workbench.notebook_command(
+        settings,
+        notebook_target(target_of(settings)),
+        user="0:0",
+        detach=True,
+        env_file=tmp_path / "e",
+    )
     assert argv[-1] == "--allow-root"
     assert "--detach" in argv
 
@@ -153,13 +194,17 @@ def test_jupyterlab_is_told_to_run_as_root_only_where_the_container_is_root(proj
 def test_the_notebook_stage_serves_what_invoke_starts_and_comes_before_the_runtime(dockerfile):
     text = (PROJECT_DIR / dockerfile).read_text()
     stages = re.findall(r"^FROM \S+ AS (\S+)$", text, re.MULTILINE)
-    assert stages[-1] == "release", "the shipped image stays the last stage, what `invoke build` makes"
+    assert stages[-1] == "release", (
+        "the shipped image stays the last stage, what `invoke build` makes"
+    )
     assert stages.index("notebook") < stages.index("runtime")
     notebook = text.split("AS notebook", 1)[1].split("AS runtime", 1)[0]
     (cmd,) = re.findall(r"^CMD (.+)$", notebook, re.MULTILINE)
     assert json.loads(cmd) == workbench.JUPYTER_LAB
     assert "requirements-notebook.txt" in notebook
-    assert "jupyter" not in text.split("AS runtime", 1)[1], "JupyterLab never enters the runtime image"
+    assert "jupyter" not in text.split("AS runtime", 1)[1], (
+        "JupyterLab never enters the runtime image"
+    )
 
 
 def test_notebook_builds_its_stage_then_serves_with_a_token_only_the_caller_sees(project, capsys):
@@ -185,7 +230,9 @@ def test_notebook_builds_its_stage_then_serves_with_a_token_only_the_caller_sees
     assert seen["mode"] == 0o600
     assert token not in run, "the token is on no command line"
     assert f"/lab?token={token}" in capsys.readouterr().err, "printed once, in the URL to open"
-    assert not Path(value_after(run.split(), "--env-file")[0]).exists(), "the env file goes when the run ends"
+    assert not Path(value_after(run.split(), "--env-file")[0]).exists(), (
+        "the env file goes when the run ends"
+    )
     assert (project / "notebooks").is_dir()
 
 
@@ -220,7 +267,10 @@ def test_notebook_without_its_lock_is_refused(project):
     (project / "requirements-notebook.txt").unlink()
     engine = RecordingEngine()
     settings = settings_of(project)
-    with pytest.raises(UserError, match=r"requirements-notebook\.txt is missing: the notebook image installs JupyterLab from it"):
+    with pytest.raises(
+        UserError,
+        match=r"requirements-notebook\.txt is missing: the notebook image installs JupyterLab from it",
+    ):
         workbench.notebook(engine, settings, target_of(settings))
     assert engine.actions == []
 
@@ -237,7 +287,10 @@ def test_a_notebooks_folder_the_container_user_cannot_write_is_refused(project, 
     monkeypatch.setattr(workbench, "host_system", lambda: "Linux")
     (project / "notebooks").mkdir(mode=0o755)
     settings = settings_of(project, NOTEBOOK_PORT=str(free_port()))
-    with pytest.raises(UserError, match=r"notebooks/ .* belongs to uid \d+, and the container's user \(uid 4242\) cannot write it"):
+    with pytest.raises(
+        UserError,
+        match=r"notebooks/ .* belongs to uid \d+, and the container's user \(uid 4242\) cannot write it",
+    ):
         workbench.prepare_notebooks_dir(RecordingEngine(), settings, "4242:4242")
 
 
@@ -253,11 +306,17 @@ def test_clean_removes_the_notebook_images_and_the_tools_containers(project, cap
     )
     for image in ("tf:latest", "tf:latest-notebook"):
         engine.answers = {
-            f'image inspect --format {{{{index .Config.Labels "{PROJECT_LABEL}"}}}} {image}$': (0, ours, ""),
+            f'image inspect --format {{{{index .Config.Labels "{PROJECT_LABEL}"}}}} {image}$': (
+                0,
+                ours,
+                "",
+            ),
             **engine.answers,
         }
     targets = every_target(settings, host="linux/amd64")
-    containers.clean(engine, settings, [*targets, *workbench.tool_targets(targets)], cache_volume="tf-lock-cache")
+    containers.clean(
+        engine, settings, [*targets, *workbench.tool_targets(targets)], cache_volume="tf-lock-cache"
+    )
     assert engine.actions[:2] == [
         "docker container rm --force tf-gpu-notebook tf-tensorboard",
         "docker image rm tf:latest tf:latest-notebook",
@@ -274,12 +333,18 @@ def test_the_notebook_locks_keep_the_packages_of_the_images_they_extend():
         ("requirements-notebook-arm64.txt", "requirements-arm64.txt"),
         ("requirements-notebook.txt", "requirements-gpu.txt"),
     ):
-        extra, base = (pinned_versions((PROJECT_DIR / name).read_text()) for name in (notebook, image))
+        extra, base = (
+            pinned_versions((PROJECT_DIR / name).read_text()) for name in (notebook, image)
+        )
         shared = extra.keys() & base.keys()
         assert shared, f"{notebook} and {image} share no package: was it compiled against it?"
-        assert {name: extra[name] for name in shared} == {name: base[name] for name in shared}, f"{notebook} against {image}"
+        assert {name: extra[name] for name in shared} == {name: base[name] for name in shared}, (
+            f"{notebook} against {image}"
+        )
         assert "jupyterlab" in extra
-        assert "jupyterlab" not in base, f"JupyterLab is in {image}, which the shipped image installs"
+        assert "jupyterlab" not in base, (
+            f"JupyterLab is in {image}, which the shipped image installs"
+        )
 
 
 def test_a_new_cpu_lock_makes_its_notebook_lock_stale(tmp_path):
@@ -287,7 +352,9 @@ def test_a_new_cpu_lock_makes_its_notebook_lock_stale(tmp_path):
         (tmp_path / name.name).write_bytes(name.read_bytes())
     assert locks.is_current(tmp_path, locks.NOTEBOOK_ARM64)
     lock = tmp_path / "requirements-arm64.txt"
-    lock.write_text(locks.with_footer(tmp_path, locks.CPU_ARM64, lock.read_text() + "tabulate==0.9.0\n"))
+    lock.write_text(
+        locks.with_footer(tmp_path, locks.CPU_ARM64, lock.read_text() + "tabulate==0.9.0\n")
+    )
     assert not locks.is_current(tmp_path, locks.NOTEBOOK_ARM64)
     assert locks.is_current(tmp_path, locks.NOTEBOOK_AMD64)
 
@@ -302,7 +369,15 @@ def task_project(tmp_path, monkeypatch):
     for lock in [*PROJECT_DIR.glob("requirements*.txt"), *PROJECT_DIR.glob("requirements*.in")]:
         (folder / lock.name).write_bytes(lock.read_bytes())
     monkeypatch.setattr(tasks, "PROJECT_DIR", folder)
-    for key in ("IMAGE_NAME", "IMAGE_TAG", "PLATFORM", "DATA_DIR", "TENSORBOARD_PORT", "NOTEBOOK_PORT", "BUILD_CACHE"):
+    for key in (
+        "IMAGE_NAME",
+        "IMAGE_TAG",
+        "PLATFORM",
+        "DATA_DIR",
+        "TENSORBOARD_PORT",
+        "NOTEBOOK_PORT",
+        "BUILD_CACHE",
+    ):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("DOCKER", str(tmp_path / "no-docker-here"))
     return folder
@@ -314,7 +389,9 @@ def test_dry_tensorboard_and_notebook_print_their_containers(task_project, capsy
     tasks.notebook(context, gpu=True)
     board, build, lab = commands_run(context)
     assert " run --name proj-tensorboard --detach " in board
-    assert board.endswith("proj:latest tensorboard --logdir /app/data/logs --host 0.0.0.0 --port 6006")
+    assert board.endswith(
+        "proj:latest tensorboard --logdir /app/data/logs --host 0.0.0.0 --port 6006"
+    )
     assert " build --platform linux/amd64 " in build
     assert "Dockerfile.gpu --target notebook --tag proj:latest-gpu-notebook" in build
     assert " run --name proj-gpu-notebook " in lab
@@ -334,7 +411,9 @@ def test_stop_takes_the_tools_by_flag(task_project, capsys):
         "proj-gpu-notebook is not running",
         "proj is not running",
     ]
-    with pytest.raises(Exit, match=r"^error: --tensorboard with --gpu: TensorBoard runs from the CPU image"):
+    with pytest.raises(
+        Exit, match=r"^error: --tensorboard with --gpu: TensorBoard runs from the CPU image"
+    ):
         tasks.stop(context, tensorboard=True, gpu=True)
 
 

@@ -40,7 +40,10 @@ def test_the_dataset_loads_with_sorted_class_names(iris_csv):
     [
         (None, "no dataset at"),
         ("a,b,c,d,e\n1,2,3,4,setosa\n", "the first line must be the header"),
-        (f"{HEADER}\n1,2,3,4,setosa\n1,2,x,4,virginica\n", "line 3: the measurements must be numbers"),
+        (
+            f"{HEADER}\n1,2,3,4,setosa\n1,2,x,4,virginica\n",
+            "line 3: the measurements must be numbers",
+        ),
         (f"{HEADER}\n1,2,3,setosa\n", "line 2: 4 values, expected 5"),
         (f"{HEADER}\n1,2,3,inf,setosa\n", "line 2: the measurements must be finite numbers"),
         (f"{HEADER}\n1,2,3,4,setosa\n", "at least two species"),
@@ -91,7 +94,9 @@ def test_unfinished_versions_of_killed_trainings_are_removed_and_a_running_ones_
     for unfinished in (killed, running):
         (unfinished / "variables").mkdir(parents=True)
     os.utime(killed, (1, 1))  # written before this process started
-    version, published = store.publish(tmp_path, lambda new: (new / "metrics.json").write_text("{}"))
+    version, published = store.publish(
+        tmp_path, lambda new: (new / "metrics.json").write_text("{}")
+    )
     assert sorted(entry.name for entry in folder.iterdir()) == [".incomplete-running", "1"]
     assert (version, published) == (1, folder / "1")
 
@@ -99,7 +104,9 @@ def test_unfinished_versions_of_killed_trainings_are_removed_and_a_running_ones_
 # --- training --------------------------------------------------------------------------------
 
 
-def test_two_trainings_with_one_seed_give_the_same_model_as_consecutive_versions(iris_csv, tmp_path):
+def test_two_trainings_with_one_seed_give_the_same_model_as_consecutive_versions(
+    iris_csv, tmp_path
+):
     import keras
 
     models = tmp_path / "models"
@@ -110,24 +117,39 @@ def test_two_trainings_with_one_seed_give_the_same_model_as_consecutive_versions
     assert first.metrics["accuracy"] >= 0.9, first.metrics
     assert json.loads((second.folder / store.METRICS_FILE).read_text()) == second.metrics
     probe = np.asarray([CENTRES["setosa"], CENTRES["virginica"]], dtype="float32")
-    predictions = [keras.models.load_model(model.folder / store.MODEL_FILE).predict(probe, verbose=0) for model in (first, second)]
+    predictions = [
+        keras.models.load_model(model.folder / store.MODEL_FILE).predict(probe, verbose=0)
+        for model in (first, second)
+    ]
     np.testing.assert_array_equal(predictions[0], predictions[1])
     assert list(predictions[0].argmax(axis=1)) == [0, 2]
-    assert sorted(path.name for path in (models / store.MODEL_NAME).iterdir()) == ["1", "2"], "no incomplete folder is left"
+    assert sorted(path.name for path in (models / store.MODEL_NAME).iterdir()) == ["1", "2"], (
+        "no incomplete folder is left"
+    )
 
 
 def test_the_train_command_reports_its_accuracy_and_where_it_saved(iris_csv, tmp_path, capsys):
-    assert train.main(["--epochs", str(EPOCHS), "--data", str(iris_csv), "--output", str(tmp_path / "out")]) == 0
+    assert (
+        train.main(
+            ["--epochs", str(EPOCHS), "--data", str(iris_csv), "--output", str(tmp_path / "out")]
+        )
+        == 0
+    )
     line = capsys.readouterr().out.strip()
     assert line.startswith("trained iris version 1: accuracy ")
     assert line.endswith(f"saved to {tmp_path / 'out' / store.MODEL_NAME / '1'}")
 
 
 def test_the_train_command_without_a_dataset_fails_in_one_line(tmp_path, capsys):
-    assert train.main(["--data", str(tmp_path / "missing.csv"), "--output", str(tmp_path / "models")]) == 1
+    assert (
+        train.main(["--data", str(tmp_path / "missing.csv"), "--output", str(tmp_path / "models")])
+        == 1
+    )
     error = capsys.readouterr().err
     assert error.count("\n") == 1
-    assert error.startswith(f"error: no dataset at {tmp_path / 'missing.csv'} (the template ships data/iris.csv")
+    assert error.startswith(
+        f"error: no dataset at {tmp_path / 'missing.csv'} (the template ships data/iris.csv"
+    )
     assert not (tmp_path / "models").exists()
 
 
@@ -173,15 +195,60 @@ def test_a_full_batch_is_answered(server_url):
 BAD_REQUESTS = {
     "malformed JSON": (b'{"instances": [[5.1, 3.5', "application/json", 400, "not valid JSON"),
     "not an object": (b"[[5.1, 3.5, 1.4, 0.2]]", "application/json", 400, "must be a JSON object"),
-    "no instances": (b'{"inputs": [[5.1, 3.5, 1.4, 0.2]]}', "application/json", 400, "must be a JSON object"),
-    "instances not a list": (b'{"instances": 5.1}', "application/json", 400, "must be a list of rows"),
-    "three features": (b'{"instances": [[5.1, 3.5, 1.4]]}', "application/json", 400, "instance 0 must be a list of 4 numbers"),
-    "a flat row": (b'{"instances": [5.1, 3.5, 1.4, 0.2]}', "application/json", 400, "instance 0 must be a list of 4 numbers"),
-    "a string value": (b'{"instances": [[5.1, 3.5, 1.4, 0.2], [5.1, "x", 1.4, 0.2]]}', "application/json", 400, "instance 1 holds a value"),
-    "a boolean value": (b'{"instances": [[true, 3.5, 1.4, 0.2]]}', "application/json", 400, "not a finite number"),
-    "a null value": (b'{"instances": [[null, 3.5, 1.4, 0.2]]}', "application/json", 400, "not a finite number"),
-    "NaN": (b'{"instances": [[NaN, 3.5, 1.4, 0.2]]}', "application/json", 400, "NaN is not a JSON number"),
-    "a number beyond float": (b'{"instances": [[1e999, 3.5, 1.4, 0.2]]}', "application/json", 400, "not a finite number"),
+    "no instances": (
+        b'{"inputs": [[5.1, 3.5, 1.4, 0.2]]}',
+        "application/json",
+        400,
+        "must be a JSON object",
+    ),
+    "instances not a list": (
+        b'{"instances": 5.1}',
+        "application/json",
+        400,
+        "must be a list of rows",
+    ),
+    "three features": (
+        b'{"instances": [[5.1, 3.5, 1.4]]}',
+        "application/json",
+        400,
+        "instance 0 must be a list of 4 numbers",
+    ),
+    "a flat row": (
+        b'{"instances": [5.1, 3.5, 1.4, 0.2]}',
+        "application/json",
+        400,
+        "instance 0 must be a list of 4 numbers",
+    ),
+    "a string value": (
+        b'{"instances": [[5.1, 3.5, 1.4, 0.2], [5.1, "x", 1.4, 0.2]]}',
+        "application/json",
+        400,
+        "instance 1 holds a value",
+    ),
+    "a boolean value": (
+        b'{"instances": [[true, 3.5, 1.4, 0.2]]}',
+        "application/json",
+        400,
+        "not a finite number",
+    ),
+    "a null value": (
+        b'{"instances": [[null, 3.5, 1.4, 0.2]]}',
+        "application/json",
+        400,
+        "not a finite number",
+    ),
+    "NaN": (
+        b'{"instances": [[NaN, 3.5, 1.4, 0.2]]}',
+        "application/json",
+        400,
+        "NaN is not a JSON number",
+    ),
+    "a number beyond float": (
+        b'{"instances": [[1e999, 3.5, 1.4, 0.2]]}',
+        "application/json",
+        400,
+        "not a finite number",
+    ),
     "empty batch": (b'{"instances": []}', "application/json", 400, "is empty"),
     "oversized batch": (
         json.dumps({"instances": [[1, 2, 3, 4]] * (MAX_REQUEST_ROWS + 1)}).encode(),
@@ -195,12 +262,21 @@ BAD_REQUESTS = {
         415,
         "Content-Type: application/json",
     ),
-    "no content type": (b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}', None, 415, "Content-Type: application/json"),
+    "no content type": (
+        b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}',
+        None,
+        415,
+        "Content-Type: application/json",
+    ),
 }
 
 
-@pytest.mark.parametrize(("body", "content_type", "status", "message"), BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
-def test_a_bad_request_gets_a_json_error_and_the_server_keeps_serving(server_url, body, content_type, status, message):
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "message"), BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys()
+)
+def test_a_bad_request_gets_a_json_error_and_the_server_keeps_serving(
+    server_url, body, content_type, status, message
+):
     answered, error = call(f"{server_url}/predict", body, content_type)
     assert (answered, list(error)) == (status, ["error"]), error
     assert message in error["error"]
@@ -221,7 +297,11 @@ def test_a_chunked_body_is_cut_off_at_the_limit(server_url, monkeypatch):
     connection = http.client.HTTPConnection(server_url.removeprefix("http://"), timeout=30)
     body = json.dumps({"instances": [[5.0, 3.4, 1.5, 0.2]] * 10}).encode()
     connection.request(
-        "POST", "/predict", body=iter([body[:50], body[50:]]), headers={"Content-Type": "application/json"}, encode_chunked=True
+        "POST",
+        "/predict",
+        body=iter([body[:50], body[50:]]),
+        headers={"Content-Type": "application/json"},
+        encode_chunked=True,
     )
     response = connection.getresponse()
     assert response.status == 413

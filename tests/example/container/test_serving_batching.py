@@ -44,7 +44,9 @@ async def in_turn(batcher, coroutine):
 
 async def all_of(batcher, requests: list[np.ndarray]) -> list:
     async with batcher.running():
-        return await asyncio.gather(*(batcher.predict(rows) for rows in requests), return_exceptions=True)
+        return await asyncio.gather(
+            *(batcher.predict(rows) for rows in requests), return_exceptions=True
+        )
 
 
 def test_concurrent_requests_share_calls_and_each_gets_its_own_rows():
@@ -148,12 +150,21 @@ def models(tmp_path_factory):
 
 
 @pytest.mark.parametrize("batch_max_rows", [256, 0], ids=["batching", "no batching"])
-def test_concurrent_clients_each_get_the_probabilities_of_their_own_rows(models, tmp_path, batch_max_rows):
+def test_concurrent_clients_each_get_the_probabilities_of_their_own_rows(
+    models, tmp_path, batch_max_rows
+):
     import tensorflow as tf
 
     generator = np.random.default_rng(3)
-    requests = [(generator.uniform([4.3, 2.0, 1.0, 0.1], [7.9, 4.4, 6.9, 2.5], size=(8, 4))).round(2).tolist() for _ in range(48)]
-    signature = tf.saved_model.load(str(models / store.MODEL_NAME / "1")).signatures[store.SIGNATURE]
+    requests = [
+        (generator.uniform([4.3, 2.0, 1.0, 0.1], [7.9, 4.4, 6.9, 2.5], size=(8, 4)))
+        .round(2)
+        .tolist()
+        for _ in range(48)
+    ]
+    signature = tf.saved_model.load(str(models / store.MODEL_NAME / "1")).signatures[
+        store.SIGNATURE
+    ]
     answers: list = [None] * len(requests)
     with serving(models, tmp_path / "unused.csv", Options(batch_max_rows=batch_max_rows)) as url:
         wait_until_ready(url)
@@ -169,4 +180,6 @@ def test_concurrent_clients_each_get_the_probabilities_of_their_own_rows(models,
     for rows, (status, body) in zip(requests, answers, strict=True):
         assert status == 200, body
         expected = signature(measurements=tf.constant(rows, dtype=tf.float32))["output_0"].numpy()
-        np.testing.assert_allclose(body["predictions"], expected, rtol=1e-5, atol=1e-6, err_msg=json.dumps(rows))
+        np.testing.assert_allclose(
+            body["predictions"], expected, rtol=1e-5, atol=1e-6, err_msg=json.dumps(rows)
+        )

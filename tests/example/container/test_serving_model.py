@@ -17,7 +17,12 @@ from example.iris import CENTRES, write_iris_like
 from example.serving import EPOCHS, serving, wait_until_failed, wait_until_ready
 from helpers.http_client import predict
 
-ROWS = [list(CENTRES["setosa"]), list(CENTRES["versicolor"]), list(CENTRES["virginica"]), [4.4, 2.9, 1.4, 0.2]]
+ROWS = [
+    list(CENTRES["setosa"]),
+    list(CENTRES["versicolor"]),
+    list(CENTRES["virginica"]),
+    [4.4, 2.9, 1.4, 0.2],
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,20 +40,31 @@ def copy_version(trained: Path, models: Path, name: str) -> Path:
 
 
 def saved_model_cli(*args: str) -> str:
-    result = subprocess.run(["saved_model_cli", "show", *args], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["saved_model_cli", "show", *args], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
 def test_a_version_holds_metrics_the_keras_file_and_a_saved_model(trained):
     names = {path.name for path in trained.iterdir()}
-    assert {store.METRICS_FILE, store.MODEL_FILE, store.SAVED_MODEL_FILE, store.VARIABLES_DIR} <= names
+    assert {
+        store.METRICS_FILE,
+        store.MODEL_FILE,
+        store.SAVED_MODEL_FILE,
+        store.VARIABLES_DIR,
+    } <= names
     assert json.loads((trained / store.METRICS_FILE).read_text())["accuracy"] >= 0.9
 
 
-def test_saved_model_cli_lists_serving_default_taking_float32_rows_of_4_giving_3_probabilities(trained):
+def test_saved_model_cli_lists_serving_default_taking_float32_rows_of_4_giving_3_probabilities(
+    trained,
+):
     assert '"serving_default"' in saved_model_cli("--dir", str(trained), "--tag_set", "serve")
-    signature = saved_model_cli("--dir", str(trained), "--tag_set", "serve", "--signature_def", "serving_default")
+    signature = saved_model_cli(
+        "--dir", str(trained), "--tag_set", "serve", "--signature_def", "serving_default"
+    )
     inputs, outputs = signature.split("output(s):")
     assert "dtype: DT_FLOAT" in inputs
     assert "shape: (-1, 4)" in inputs
@@ -62,7 +78,9 @@ def test_the_saved_model_called_directly_gives_the_probabilities_predict_gives(t
     copy_version(trained, tmp_path / "models", "1")
     signature = tf.saved_model.load(str(trained)).signatures["serving_default"]
     (input_name,) = signature.structured_input_signature[1]
-    direct = next(iter(signature(**{input_name: tf.constant(ROWS, dtype=tf.float32)}).values())).numpy()
+    direct = next(
+        iter(signature(**{input_name: tf.constant(ROWS, dtype=tf.float32)}).values())
+    ).numpy()
     with serving(tmp_path / "models", tmp_path / "unused.csv") as url:
         wait_until_ready(url)
         status, body = predict(url, ROWS)
@@ -71,7 +89,9 @@ def test_the_saved_model_called_directly_gives_the_probabilities_predict_gives(t
     np.testing.assert_allclose(direct.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_publishing_flushes_every_file_and_folder_to_disk_before_the_rename_and_the_rename_after(tmp_path, monkeypatch):
+def test_publishing_flushes_every_file_and_folder_to_disk_before_the_rename_and_the_rename_after(
+    tmp_path, monkeypatch
+):
     events = []
     real_fsync, real_rename = os.fsync, os.rename
 
@@ -95,7 +115,9 @@ def test_publishing_flushes_every_file_and_folder_to_disk_before_the_rename_and_
     flushed = {Path(path).name for _, path in events[:renamed]}
     assert {"a.txt", "b.txt", "sub"} <= flushed
     assert any(name.startswith(".incomplete-") for name in flushed), "the version's folder itself"
-    assert events[renamed + 1 :] == [("fsync", str(tmp_path / store.MODEL_NAME))], "the models folder, so that the rename lasts"
+    assert events[renamed + 1 :] == [("fsync", str(tmp_path / store.MODEL_NAME))], (
+        "the models folder, so that the rename lasts"
+    )
 
 
 # --- which version is served -----------------------------------------------------------------
@@ -126,15 +148,27 @@ def damaged_models(trained: Path, models: Path) -> dict[str, str]:
     }
 
 
-def test_the_newest_valid_version_is_served_and_each_bad_one_is_logged_and_skipped(trained, tmp_path, caplog):
+def test_the_newest_valid_version_is_served_and_each_bad_one_is_logged_and_skipped(
+    trained, tmp_path, caplog
+):
     reasons = damaged_models(trained, tmp_path / "models")
-    with caplog.at_level("INFO", logger="app"), serving(tmp_path / "models", tmp_path / "unused.csv") as url:
+    with (
+        caplog.at_level("INFO", logger="app"),
+        serving(tmp_path / "models", tmp_path / "unused.csv") as url,
+    ):
         health = wait_until_ready(url)
         assert predict(url, ROWS)[0] == 200
     assert health["version"] == 1
-    skipped = [record.getMessage() for record in caplog.records if record.getMessage().startswith("skipping")]
+    skipped = [
+        record.getMessage()
+        for record in caplog.records
+        if record.getMessage().startswith("skipping")
+    ]
     for name, reason in reasons.items():
-        assert any(f"{store.MODEL_NAME}/{name}" in line and reason in line for line in skipped), (name, skipped)
+        assert any(f"{store.MODEL_NAME}/{name}" in line and reason in line for line in skipped), (
+            name,
+            skipped,
+        )
     assert not any(".incomplete" in line for line in skipped), "a version being written is no error"
     assert len(skipped) == len(reasons)
 
@@ -150,19 +184,30 @@ def test_model_version_pins_an_older_version(trained, tmp_path):
     ("pinned", "error"),
     [
         (9, "MODEL_VERSION=9: there is no version folder {models}/iris/9 (versions there: 1, 2)"),
-        (2, "MODEL_VERSION=2: {models}/iris/2 cannot be served: no SavedModel: saved_model.pb is missing or empty"),
+        (
+            2,
+            "MODEL_VERSION=2: {models}/iris/2 cannot be served: no SavedModel: saved_model.pb is missing or empty",
+        ),
     ],
     ids=["missing", "invalid"],
 )
-def test_a_missing_or_invalid_pinned_version_is_a_503_with_the_reason_and_a_log_line(trained, tmp_path, caplog, pinned, error):
+def test_a_missing_or_invalid_pinned_version_is_a_503_with_the_reason_and_a_log_line(
+    trained, tmp_path, caplog, pinned, error
+):
     models = tmp_path / "models"
     copy_version(trained, models, "1")
     (models / store.MODEL_NAME / "2").mkdir()
-    with caplog.at_level("INFO", logger="app"), serving(models, tmp_path / "iris.csv", Options(model_version=pinned)) as url:
+    with (
+        caplog.at_level("INFO", logger="app"),
+        serving(models, tmp_path / "iris.csv", Options(model_version=pinned)) as url,
+    ):
         health = wait_until_failed(url)
         status, body = predict(url, ROWS)
     assert health["error"] == error.format(models=models)
-    assert (status, body) == (503, {"error": "the model is not ready yet (failed); GET /health says when it is"})
+    assert (status, body) == (
+        503,
+        {"error": "the model is not ready yet (failed); GET /health says when it is"},
+    )
     assert f"cannot serve a model: {health['error']}" in caplog.messages
     assert store.versions(models) == [1, 2], "a pinned version is never trained in its place"
 
@@ -170,15 +215,29 @@ def test_a_missing_or_invalid_pinned_version_is_a_503_with_the_reason_and_a_log_
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("MODEL_VERSION", "latest", "MODEL_VERSION='latest': a version number as in the folder's name"),
+        (
+            "MODEL_VERSION",
+            "latest",
+            "MODEL_VERSION='latest': a version number as in the folder's name",
+        ),
         ("MODEL_VERSION", "02", "MODEL_VERSION='02': a version number"),
-        ("BATCH_MAX_ROWS", "-1", "BATCH_MAX_ROWS='-1': a whole number of rows, or 0 to turn batching off"),
+        (
+            "BATCH_MAX_ROWS",
+            "-1",
+            "BATCH_MAX_ROWS='-1': a whole number of rows, or 0 to turn batching off",
+        ),
         ("BATCH_TIMEOUT_MS", "fast", "BATCH_TIMEOUT_MS='fast': milliseconds from 0 to 1000"),
         ("BATCH_TIMEOUT_MS", "5000", "BATCH_TIMEOUT_MS='5000': milliseconds from 0 to 1000"),
     ],
 )
 def test_a_bad_app_key_stops_the_server_at_start_in_one_line(key, value, message):
-    result = subprocess.run([sys.executable, "-m", "app"], env={**os.environ, key: value}, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "app"],
+        env={**os.environ, key: value},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {message}")
     assert result.stderr.count("\n") == 1, result.stderr
@@ -186,5 +245,7 @@ def test_a_bad_app_key_stops_the_server_at_start_in_one_line(key, value, message
 
 def test_app_keys_set_the_options():
     environ = {"BATCH_MAX_ROWS": "64", "BATCH_TIMEOUT_MS": "0.5", "MODEL_VERSION": "3"}
-    assert Options.from_environment(environ) == Options(batch_max_rows=64, batch_timeout_ms=0.5, model_version=3)
+    assert Options.from_environment(environ) == Options(
+        batch_max_rows=64, batch_timeout_ms=0.5, model_version=3
+    )
     assert Options.from_environment({"MODEL_VERSION": "", "BATCH_MAX_ROWS": " "}) == Options()

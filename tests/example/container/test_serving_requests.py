@@ -41,19 +41,27 @@ def address(url: str) -> tuple[str, int]:
 # --- values and bodies that used to give a plain-text 500 --------------------------------------
 
 
-@pytest.mark.parametrize("value", ["1e300", "3.5e38", "-1e39", "1" + "0" * 39], ids=["1e300", "3.5e38", "-1e39", "10**39"])
+@pytest.mark.parametrize(
+    "value",
+    ["1e300", "3.5e38", "-1e39", "1" + "0" * 39],
+    ids=["1e300", "3.5e38", "-1e39", "10**39"],
+)
 def test_a_value_beyond_float32_is_a_json_400(server_url, value):
     body = f'{{"instances": [[5.1, 3.5, 1.4, 0.2], [{value}, 3.5, 1.4, 0.2]]}}'.encode()
     status, error = call(f"{server_url}/predict", body)
     assert status == 400
-    assert error["error"].startswith("instance 1 holds a value that is not a finite number within float32's range")
+    assert error["error"].startswith(
+        "instance 1 holds a value that is not a finite number within float32's range"
+    )
 
 
 def test_a_value_within_float32_that_overflows_the_model_is_a_json_400(server_url):
     status, error = predict(server_url, [SETOSA, [3.4e38, 3.4e38, 3.4e38, 3.4e38]])
     assert (status, error) == (
         400,
-        {"error": "instance 1 is so far from the measurements the model knows that its output is not a finite number"},
+        {
+            "error": "instance 1 is so far from the measurements the model knows that its output is not a finite number"
+        },
     )
 
 
@@ -64,7 +72,9 @@ def test_json_nested_too_deep_is_a_json_400(server_url, depth, where):
     body = nested if where == "document" else f'{{"instances": [{nested}]}}'
     status, error = call(f"{server_url}/predict", body.encode())
     assert status == 400
-    assert error["error"] == 'the body nests JSON too deep; a request is {"instances": [[...], ...]}'
+    assert (
+        error["error"] == 'the body nests JSON too deep; a request is {"instances": [[...], ...]}'
+    )
 
 
 def test_json_nested_as_deep_as_the_parser_goes_is_a_json_400(server_url):
@@ -74,7 +84,9 @@ def test_json_nested_as_deep_as_the_parser_goes_is_a_json_400(server_url):
         assert status == 400, (depth, error)
 
 
-def test_an_unexpected_error_is_a_json_500_and_its_cause_is_logged(models, tmp_path, monkeypatch, caplog):
+def test_an_unexpected_error_is_a_json_500_and_its_cause_is_logged(
+    models, tmp_path, monkeypatch, caplog
+):
     def broken(self, rows):
         raise RuntimeError("the model is broken")
 
@@ -82,12 +94,21 @@ def test_an_unexpected_error_is_a_json_500_and_its_cause_is_logged(models, tmp_p
     with serving(models, tmp_path / "unused.csv") as url:
         wait_until_ready(url)
         connection = http.client.HTTPConnection(*address(url), timeout=30)
-        connection.request("POST", "/predict", json.dumps({"instances": [SETOSA]}), {"Content-Type": "application/json"})
+        connection.request(
+            "POST",
+            "/predict",
+            json.dumps({"instances": [SETOSA]}),
+            {"Content-Type": "application/json"},
+        )
         response = connection.getresponse()
         answer = (response.status, response.getheader("content-type"), json.load(response))
         connection.close()
         assert predict(url, [SETOSA])[0] == 500, "the server keeps answering"
-    assert answer == (500, "application/json", {"error": "internal error (RuntimeError); the server's log says more"})
+    assert answer == (
+        500,
+        "application/json",
+        {"error": "internal error (RuntimeError); the server's log says more"},
+    )
     assert "RuntimeError: the model is broken" in caplog.text
 
 
@@ -135,12 +156,16 @@ def closed_within(connection: socket.socket, seconds: float) -> tuple[bytes, flo
 @pytest.fixture(scope="module")
 def strict_url(models):
     """A server that gives a request 1 s for its head and 1 s for its body, and takes 4 predictions at once."""
-    with serving(models, models / "unused.csv", Options(body_timeout=1.0, max_requests=4), keep_alive=1.0) as url:
+    with serving(
+        models, models / "unused.csv", Options(body_timeout=1.0, max_requests=4), keep_alive=1.0
+    ) as url:
         wait_until_ready(url)
         yield url
 
 
-@pytest.mark.parametrize("sent", [STALLS["nothing"], STALLS["half a head"]], ids=["nothing", "half a head"])
+@pytest.mark.parametrize(
+    "sent", [STALLS["nothing"], STALLS["half a head"]], ids=["nothing", "half a head"]
+)
 def test_a_connection_without_a_whole_head_is_closed_after_the_keep_alive_timeout(strict_url, sent):
     received, seconds = closed_within(stalled(strict_url, sent), 10)
     assert received == b""
@@ -149,7 +174,9 @@ def test_a_connection_without_a_whole_head_is_closed_after_the_keep_alive_timeou
 
 def test_a_head_sent_byte_by_byte_does_not_hold_the_connection(strict_url):
     connection = stalled(strict_url, b"")
-    connection.settimeout(0.2)  # also the pace: a byte every 0.2 s, each of which restarted uvicorn's own timer
+    connection.settimeout(
+        0.2
+    )  # also the pace: a byte every 0.2 s, each of which restarted uvicorn's own timer
     started = time.monotonic()
     try:
         for byte in HEAD:
@@ -192,7 +219,10 @@ def test_past_the_limit_of_requests_in_progress_a_request_gets_a_json_503_at_onc
         started = time.monotonic()
         status, error = predict(strict_url, [SETOSA])
         assert time.monotonic() - started < 0.5
-        assert (status, error) == (503, {"error": "the server has 4 predictions in progress, its limit; retry shortly"})
+        assert (status, error) == (
+            503,
+            {"error": "the server has 4 predictions in progress, its limit; retry shortly"},
+        )
         assert call(f"{strict_url}/live")[0] == 200, "the probes answer at the limit"
     finally:
         for upload in uploads:

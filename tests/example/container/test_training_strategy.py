@@ -39,9 +39,28 @@ def start_workers(tmp_path, epochs: int) -> list[subprocess.Popen]:
         scratch = tmp_path / f"tmp-{index}"
         scratch.mkdir()
         config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
-        env = {**os.environ, "TF_CONFIG": json.dumps(config), "TMPDIR": str(scratch), "TRAIN_COLLECTIVE_TIMEOUT": "60"}
-        command = [sys.executable, "-m", "app.train", "--epochs", str(epochs), "--data", str(iris), "--output", str(tmp_path / "models")]
-        workers.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = {
+            **os.environ,
+            "TF_CONFIG": json.dumps(config),
+            "TMPDIR": str(scratch),
+            "TRAIN_COLLECTIVE_TIMEOUT": "60",
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "app.train",
+            "--epochs",
+            str(epochs),
+            "--data",
+            str(iris),
+            "--output",
+            str(tmp_path / "models"),
+        ]
+        workers.append(
+            subprocess.Popen(
+                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
     return workers
 
 
@@ -51,7 +70,9 @@ def test_two_workers_named_in_tf_config_train_one_model_and_only_the_chief_publi
     outputs = [worker.communicate(timeout=300) for worker in workers]
     for worker, (stdout, stderr) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, f"{stdout}\n{stderr[-3000:]}"
-    strategies = [next(line for line in stderr.splitlines() if "Strategy" in line) for _, stderr in outputs]
+    strategies = [
+        next(line for line in stderr.splitlines() if "Strategy" in line) for _, stderr in outputs
+    ]
     assert strategies == [
         "worker 0 of 2 (the chief): MultiWorkerMirroredStrategy over 2 workers, 2 replicas in sync, global batch 32",
         "worker 1 of 2 (not the chief): MultiWorkerMirroredStrategy over 2 workers, 2 replicas in sync, global batch 32",
@@ -63,11 +84,21 @@ def test_two_workers_named_in_tf_config_train_one_model_and_only_the_chief_publi
     assert (metrics["workers"], metrics["replicas"]) == (2, 2)
     assert metrics["accuracy"] >= 0.9, metrics
     # The worker that is not the chief evaluates its own copy of the model: the same weights give the same figures.
-    held_out = re.fullmatch(r".*: done, held-out accuracy ([0-9.]+), loss ([0-9.]+); the chief publishes the model version", other[-1])
+    held_out = re.fullmatch(
+        r".*: done, held-out accuracy ([0-9.]+), loss ([0-9.]+); the chief publishes the model version",
+        other[-1],
+    )
     assert held_out is not None, other
-    assert (float(held_out[1]), float(held_out[2])) == (round(metrics["accuracy"], 3), metrics["loss"])
-    assert [list((tmp_path / f"tmp-{index}").iterdir()) for index in range(2)] == [[], []], "the other worker's save is cleaned up"
-    assert sorted(path.name for path in (tmp_path / "logs" / store.MODEL_NAME).iterdir()) == ["1"], "one TensorBoard run, the chief's"
+    assert (float(held_out[1]), float(held_out[2])) == (
+        round(metrics["accuracy"], 3),
+        metrics["loss"],
+    )
+    assert [list((tmp_path / f"tmp-{index}").iterdir()) for index in range(2)] == [[], []], (
+        "the other worker's save is cleaned up"
+    )
+    assert sorted(path.name for path in (tmp_path / "logs" / store.MODEL_NAME).iterdir()) == [
+        "1"
+    ], "one TensorBoard run, the chief's"
 
 
 def test_sigterm_still_stops_each_worker_and_leaves_nothing_half_written(tmp_path):
@@ -85,5 +116,7 @@ def test_sigterm_still_stops_each_worker_and_leaves_nothing_half_written(tmp_pat
             worker.kill()
     assert [worker.returncode for worker in workers] == [130, 130], outputs
     assert not (tmp_path / "models").exists()
-    assert list((tmp_path / "logs" / store.MODEL_NAME).iterdir()) == [], "no TensorBoard run of a version that never appeared"
+    assert list((tmp_path / "logs" / store.MODEL_NAME).iterdir()) == [], (
+        "no TensorBoard run of a version that never appeared"
+    )
     assert [list((tmp_path / f"tmp-{index}").iterdir()) for index in range(2)] == [[], []]

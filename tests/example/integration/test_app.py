@@ -37,7 +37,9 @@ class Journey:
 
 
 def succeeded(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, f"{result.args}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    assert result.returncode == 0, (
+        f"{result.args}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    )
     return result
 
 
@@ -52,7 +54,10 @@ def journey(invoke, cpu_image, non_root_caller) -> Journey:
         first_health = wait_for_json(f"{url}/health", timeout=300)
         logs = docker("logs", container)
         succeeded(run_as(invoke, caller, "stop", data=data))
-        trainings = [run_as(invoke, caller, "run", "--cmd", "python -m app.train", data=data) for _ in range(2)]
+        trainings = [
+            run_as(invoke, caller, "run", "--cmd", "python -m app.train", data=data)
+            for _ in range(2)
+        ]
         succeeded(run_as(invoke, caller, "run", "--detach", data=data))
         wait_for_json(f"{url}/health", timeout=300)
         yield Journey(data, url, first_health, logs.stdout + logs.stderr, trainings)
@@ -69,17 +74,23 @@ def test_with_no_model_yet_the_server_trains_one_first_and_says_so(journey):
     assert (journey.data / "models" / "iris" / "1" / "model.keras").is_file()
 
 
-def test_training_writes_seeded_versions_into_data_dir_owned_by_the_caller(journey, non_root_caller):
+def test_training_writes_seeded_versions_into_data_dir_owned_by_the_caller(
+    journey, non_root_caller
+):
     outputs = [succeeded(training).stdout for training in journey.trainings]
     assert "trained iris version 2: accuracy " in outputs[0]
     assert "trained iris version 3: accuracy " in outputs[1]
     models = journey.data / "models" / "iris"
     assert sorted(path.name for path in models.iterdir()) == ["1", "2", "3"]
-    metrics = [json.loads((models / version / "metrics.json").read_text()) for version in ("2", "3")]
+    metrics = [
+        json.loads((models / version / "metrics.json").read_text()) for version in ("2", "3")
+    ]
     assert metrics[0] == metrics[1], "the same seed gives the same model"
     assert metrics[0]["accuracy"] >= 0.9, metrics[0]
     for path in [models, *models.rglob("*")]:
-        assert path.stat().st_uid == non_root_caller.uid, f"{path} belongs to uid {path.stat().st_uid}"
+        assert path.stat().st_uid == non_root_caller.uid, (
+            f"{path} belongs to uid {path.stat().st_uid}"
+        )
 
 
 def test_health_names_the_newest_version(journey):
@@ -110,13 +121,21 @@ BAD_REQUESTS = {
     "three features": (b'{"instances": [[5.1, 3.5, 1.4]]}', "application/json", 400),
     "a non-numeric value": (b'{"instances": [[5.1, "wide", 1.4, 0.2]]}', "application/json", 400),
     "empty batch": (b'{"instances": []}', "application/json", 400),
-    "oversized batch": (json.dumps({"instances": [SETOSA] * 1001}).encode(), "application/json", 413),
+    "oversized batch": (
+        json.dumps({"instances": [SETOSA] * 1001}).encode(),
+        "application/json",
+        413,
+    ),
     "wrong content type": (json.dumps({"instances": [SETOSA]}).encode(), "text/plain", 415),
 }
 
 
-@pytest.mark.parametrize(("body", "content_type", "status"), BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
-def test_a_bad_request_gets_a_json_4xx_and_the_server_keeps_serving(journey, body, content_type, status):
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"), BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys()
+)
+def test_a_bad_request_gets_a_json_4xx_and_the_server_keeps_serving(
+    journey, body, content_type, status
+):
     answered, error = call(f"{journey.url}/predict", body, content_type)
     assert answered == status
     assert list(error) == ["error"]
@@ -133,7 +152,11 @@ def test_an_oversized_body_gets_a_json_413_before_it_is_sent(journey):
 
 def test_each_request_is_one_log_line(journey, invoke):
     def predict_lines() -> list[str]:
-        return [line for line in docker("logs", invoke.image_name).stdout.splitlines() if "POST /predict" in line]
+        return [
+            line
+            for line in docker("logs", invoke.image_name).stdout.splitlines()
+            if "POST /predict" in line
+        ]
 
     before = len(predict_lines())
     predict(journey.url, [SETOSA])

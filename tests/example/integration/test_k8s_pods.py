@@ -37,7 +37,9 @@ def _memory(quantity: str) -> str:
     return quantity[:-2] + quantity[-2].lower() if quantity.endswith(("Gi", "Mi")) else quantity
 
 
-def pod_command(job: dict, index: int, *, image: str, name: str, network: str, data: str) -> list[str]:
+def pod_command(
+    job: dict, index: int, *, image: str, name: str, network: str, data: str
+) -> list[str]:
     """`docker run` of the Job's pod number `index`, from its manifest."""
     pod = job["spec"]["template"]["spec"]
     [container] = pod["containers"]
@@ -45,8 +47,15 @@ def pod_command(job: dict, index: int, *, image: str, name: str, network: str, d
     hostname = f"{job['metadata']['name']}-{index}"
     argv = ["run", "--detach", "--name", name, "--network", network]
     argv += ["--hostname", hostname, "--network-alias", f"{hostname}.{pod['subdomain']}"]
-    argv += ["--user", f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}"]
-    assert security == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    argv += [
+        "--user",
+        f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}",
+    ]
+    assert security == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
     argv += ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
     argv += ["--cpus", _cpus(limits["cpu"]), "--memory", _memory(limits["memory"])]
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
@@ -67,7 +76,13 @@ def pod_command(job: dict, index: int, *, image: str, name: str, network: str, d
 def wait(name: str) -> str:
     """The container's exit status once it ends, or why there is none."""
     try:
-        result = subprocess.run([DOCKER, "wait", name], capture_output=True, text=True, timeout=TRAINING_TIMEOUT, check=False)
+        result = subprocess.run(
+            [DOCKER, "wait", name],
+            capture_output=True,
+            text=True,
+            timeout=TRAINING_TIMEOUT,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return f"nothing: still running after {TRAINING_TIMEOUT} s"
     return result.stdout.strip()
@@ -76,9 +91,13 @@ def wait(name: str) -> str:
 def test_two_pods_of_the_rendered_job_train_one_model_together(invoke, cpu_image, tmp_path):
     rendered = invoke("k8s", "--workers", str(WORKERS), env={"REGISTRY": REGISTRY})
     assert rendered.returncode == 0, rendered.stderr
-    job = next(document for document in yaml.safe_load_all(rendered.stdout) if document["kind"] == "Job")
+    job = next(
+        document for document in yaml.safe_load_all(rendered.stdout) if document["kind"] == "Job"
+    )
     [container] = job["spec"]["template"]["spec"]["containers"]
-    assert container["image"] == f"{REGISTRY}/{cpu_image}", "the image invoke push publishes; here, the same image built locally"
+    assert container["image"] == f"{REGISTRY}/{cpu_image}", (
+        "the image invoke push publishes; here, the same image built locally"
+    )
     assert job["spec"]["completions"] == job["spec"]["parallelism"] == WORKERS
 
     # The data volume: the dataset in it, writable by the pods' user (fsGroup does that on a cluster).
@@ -92,21 +111,33 @@ def test_two_pods_of_the_rendered_job_train_one_model_together(invoke, cpu_image
     docker("network", "create", network)
     try:
         for index, name in enumerate(names):
-            docker(*pod_command(job, index, image=cpu_image, name=name, network=network, data=str(data)))
+            docker(
+                *pod_command(
+                    job, index, image=cpu_image, name=name, network=network, data=str(data)
+                )
+            )
         statuses = [wait(name) for name in names]
         logs = [docker("logs", name, check=False) for name in names]
         report = "\n".join(
-            f"--- {name} exited {status}\n{log.stdout}{log.stderr[-3000:]}" for name, status, log in zip(names, statuses, logs, strict=True)
+            f"--- {name} exited {status}\n{log.stdout}{log.stderr[-3000:]}"
+            for name, status, log in zip(names, statuses, logs, strict=True)
         )
         assert statuses == ["0"] * WORKERS, report
     finally:
         docker("rm", "--force", *names, check=False)
         docker("network", "rm", network, check=False)
-    assert docker("ps", "--all", "--quiet", "--filter", f"name={suffix}").stdout == "", "no container is left"
-    assert docker("network", "ls", "--quiet", "--filter", f"name={network}").stdout == "", "no network is left"
+    assert docker("ps", "--all", "--quiet", "--filter", f"name={suffix}").stdout == "", (
+        "no container is left"
+    )
+    assert docker("network", "ls", "--quiet", "--filter", f"name={network}").stdout == "", (
+        "no network is left"
+    )
 
     for log in logs:
-        assert f"MultiWorkerMirroredStrategy over {WORKERS} workers, {WORKERS} replicas in sync" in log.stderr, report
+        assert (
+            f"MultiWorkerMirroredStrategy over {WORKERS} workers, {WORKERS} replicas in sync"
+            in log.stderr
+        ), report
     assert logs[0].stdout.startswith("trained iris version 1: "), report
     assert ": done, held-out accuracy " in logs[1].stdout, report
     assert sorted(os.listdir(data / "models" / "iris")) == ["1"], "exactly one version, the chief's"

@@ -61,7 +61,9 @@ def response_of(connection: socket.socket) -> tuple[int, dict]:
 
 def test_docker_stop_finishes_the_requests_in_flight_refuses_new_ones_and_exits_0(served):
     container, port = served
-    connections = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(IN_FLIGHT)]
+    connections = [
+        socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(IN_FLIGHT)
+    ]
     try:
         for connection in connections:  # in flight: the head and half the body sent
             connection.sendall(HEAD + BODY[: len(BODY) // 2])
@@ -69,10 +71,14 @@ def test_docker_stop_finishes_the_requests_in_flight_refuses_new_ones_and_exits_
         exit_code = subprocess.Popen([DOCKER, "wait", container], stdout=subprocess.PIPE, text=True)
         time.sleep(0.5)  # `docker wait` is watching
         stopping = time.monotonic()
-        stop = subprocess.Popen([DOCKER, "stop", container], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stop = subprocess.Popen(
+            [DOCKER, "stop", container], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         while (answer := answer_or_refusal(port)) != "refused":
             assert answer == 200, answer
-            assert time.monotonic() - stopping < 5, "the server kept accepting connections 5 s after SIGTERM"
+            assert time.monotonic() - stopping < 5, (
+                "the server kept accepting connections 5 s after SIGTERM"
+            )
             time.sleep(0.05)
         for connection in connections:
             connection.sendall(BODY[len(BODY) // 2 :])
@@ -85,6 +91,8 @@ def test_docker_stop_finishes_the_requests_in_flight_refuses_new_ones_and_exits_
     _, error = stop.communicate(timeout=60)
     assert stop.returncode == 0, error
     code, _ = exit_code.communicate(timeout=60)
-    assert code.strip() == "0", f"the server exited with status {code.strip()}, not 0 (137: killed after the grace period)"
+    assert code.strip() == "0", (
+        f"the server exited with status {code.strip()}, not 0 (137: killed after the grace period)"
+    )
     assert time.monotonic() - stopping < 10, "the stop took the whole grace period"
     assert answer_or_refusal(port) == "refused"

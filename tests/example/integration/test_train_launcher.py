@@ -45,8 +45,12 @@ def leftovers(invoke) -> tuple[str, str]:
     """The training's containers and network that still exist."""
     prefix = f"{invoke.image_name}-train"
     return (
-        docker("ps", "--all", "--format", "{{.Names}}", "--filter", f"name=^{prefix}").stdout.strip(),
-        docker("network", "ls", "--format", "{{.Name}}", "--filter", f"name=^{prefix}$").stdout.strip(),
+        docker(
+            "ps", "--all", "--format", "{{.Names}}", "--filter", f"name=^{prefix}"
+        ).stdout.strip(),
+        docker(
+            "network", "ls", "--format", "{{.Name}}", "--filter", f"name=^{prefix}$"
+        ).stdout.strip(),
     )
 
 
@@ -60,13 +64,20 @@ def one_error_line(result) -> str:
 def test_two_workers_train_one_model_as_well_as_one_and_leave_nothing(invoke, cpu_image, data):
     single = invoke("train", env={"DATA_DIR": str(data)})
     assert single.returncode == 0, single.stderr[-3000:]
-    assert f"{invoke.image_name}-train-0 | one worker: the default strategy, 1 replica in sync, global batch 16" in single.stdout
+    assert (
+        f"{invoke.image_name}-train-0 | one worker: the default strategy, 1 replica in sync, global batch 16"
+        in single.stdout
+    )
     assert versions(data) == ["1"]
     double = invoke("train", "--workers", "2", env={"DATA_DIR": str(data)})
     assert double.returncode == 0, double.stderr[-3000:]
     for index in range(2):
         name = f"{invoke.image_name}-train-{index}"
-        strategy = [line for line in double.stdout.splitlines() if line.startswith(f"{name} | ") and "MultiWorkerMirroredStrategy" in line]
+        strategy = [
+            line
+            for line in double.stdout.splitlines()
+            if line.startswith(f"{name} | ") and "MultiWorkerMirroredStrategy" in line
+        ]
         assert strategy == [f"{name} | worker {index} of 2 ({'the chief' if index == 0 else 'not the chief'}): "
                             "MultiWorkerMirroredStrategy over 2 workers, 2 replicas in sync, global batch 32"]  # fmt: skip
     assert f"{invoke.image_name}-train-0 | trained iris version 2: " in double.stdout
@@ -92,7 +103,13 @@ def training_under_way(invoke, data, **options):
     """`invoke train --workers 2` of a training that would run for hours, once its chief has trained 10 epochs;
     the process, the lines of its output so far (and to come), and the thread that reads them."""
     process = invoke.popen(
-        "train", "--workers", "2", "--cmd", "python -m app.train --epochs 100000", env={"DATA_DIR": str(data)}, **options
+        "train",
+        "--workers",
+        "2",
+        "--cmd",
+        "python -m app.train --epochs 100000",
+        env={"DATA_DIR": str(data)},
+        **options,
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
@@ -101,7 +118,9 @@ def training_under_way(invoke, data, **options):
     while not any("epoch 10/100000" in line for line in lines):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            pytest.fail(f"no training step within 300 s:\n{''.join(lines)}\n{process.stderr.read()}")
+            pytest.fail(
+                f"no training step within 300 s:\n{''.join(lines)}\n{process.stderr.read()}"
+            )
         time.sleep(0.2)
     return process, lines, reader
 
@@ -113,7 +132,9 @@ def ended(process, reader, timeout: float) -> str:
     return process.stderr.read()
 
 
-def test_a_killed_worker_fails_the_training_naming_it_and_nothing_is_published_or_left(invoke, cpu_image, data, tmp_path):
+def test_a_killed_worker_fails_the_training_naming_it_and_nothing_is_published_or_left(
+    invoke, cpu_image, data, tmp_path
+):
     project = project_copy(tmp_path, dotenv=f"TRAIN_COLLECTIVE_TIMEOUT={COLLECTIVE_TIMEOUT}\n")
     process, _, reader = training_under_way(invoke, data, cwd=project)
     try:
@@ -144,24 +165,37 @@ def test_sigterm_stops_every_worker_which_leaves_nothing_half_written(invoke, cp
         if process.poll() is None:
             process.kill()
     assert process.returncode != 0
-    assert stderr.strip().splitlines()[-1] == "error: stopped on SIGTERM; every worker was stopped and removed"
+    assert (
+        stderr.strip().splitlines()[-1]
+        == "error: stopped on SIGTERM; every worker was stopped and removed"
+    )
     for index in range(2):
-        assert f"{invoke.image_name}-train-{index} | error: interrupted; no model version was published\n" in lines, "".join(lines[-20:])
+        assert (
+            f"{invoke.image_name}-train-{index} | error: interrupted; no model version was published\n"
+            in lines
+        ), "".join(lines[-20:])
     assert versions(data) == []
-    assert list((data / "logs" / "iris").iterdir()) == [], "no TensorBoard run of a version that never appeared"
+    assert list((data / "logs" / "iris").iterdir()) == [], (
+        "no TensorBoard run of a version that never appeared"
+    )
     assert leftovers(invoke) == ("", "")
 
 
 @pytest.mark.parametrize("workers", ["0", "-1"])
 def test_no_workers_is_one_line_and_nothing_starts(invoke, data, workers):
     result = invoke("train", f"--workers={workers}", env={"DATA_DIR": str(data)})
-    assert one_error_line(result) == f"error: --workers {workers}: expected a whole number from 1 to 1000"
+    assert (
+        one_error_line(result)
+        == f"error: --workers {workers}: expected a whole number from 1 to 1000"
+    )
     assert result.stderr.count("\n") == 1
     assert leftovers(invoke) == ("", "")
 
 
 def test_more_workers_than_the_engine_holds_is_one_line_and_nothing_starts(invoke, cpu_image, data):
     result = invoke("train", "--workers", "1000", env={"DATA_DIR": str(data)})
-    assert one_error_line(result).startswith("error: --workers 1000: each worker needs at least 512 MiB and the engine has ")
+    assert one_error_line(result).startswith(
+        "error: --workers 1000: each worker needs at least 512 MiB and the engine has "
+    )
     assert result.stderr.count("\n") == 1
     assert leftovers(invoke) == ("", "")

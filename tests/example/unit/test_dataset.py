@@ -12,7 +12,9 @@ def test_the_shipped_dataset_is_fishers_iris():
     assert Counter(data.labels) == {0: 50, 1: 50, 2: 50}
     assert all(len(row) == len(dataset.FEATURES) == 4 for row in data.features)
     means = [round(sum(column) / len(column), 3) for column in zip(*data.features, strict=True)]
-    assert means == [5.843, 3.057, 3.758, 1.199], "the published means of Fisher's data (as in R and scikit-learn)"
+    assert means == [5.843, 3.057, 3.758, 1.199], (
+        "the published means of Fisher's data (as in R and scikit-learn)"
+    )
 
 
 def test_the_held_out_split_keeps_a_fifth_of_each_species():
