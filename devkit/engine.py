@@ -10,12 +10,14 @@ so preconditions are not checked there. Unit tests replace `_query_process`, `_a
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -23,8 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from invoke import Local
+
 from devkit.errors import UserError
-from devkit.platforms import arch, host_platform, platform_of_machine
+from devkit.host import Signalled, signals_interrupt
+from devkit.platforms import host_platform, platform_of_machine
 
 # The first docker CLI release whose `docker build` needs the buildx plugin for BuildKit.
 _BUILDX_REQUIRED_FROM = 23
@@ -93,8 +98,66 @@ class Outcome:
 
 
 def is_podman(cli: str) -> bool:
-    """DOCKER names Podman (`podman`, `podman-remote`, or a path to either), whose CLI spells a few things its own way."""
+    """DOCKER names Podman (`podman`, `podman-remote`, or a path to either), whose CLI spells a few
+    things its own way."""
     return Path(cli).name.lower().startswith("podman")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How the container CLI spells what differs between Docker and Podman: the one place that
+    knows, so that the command builders ask instead of testing the CLI's name themselves."""
+
+    cli: str
+
+    @property
+    def podman(self) -> bool:
+        return is_podman(self.cli)
+
+    @property
+    def name(self) -> str:
+        """The engine's name, for a line about it."""
+        return "Podman" if self.podman else "Docker"
+
+    def gpu_options(self) -> list[str]:
+        """Every NVIDIA GPU for a container. Podman has no --gpus: it takes them as CDI devices."""
+        return ["--device", CDI_NVIDIA_GPUS] if self.podman else ["--gpus", "all"]
+
+    def build_options(self) -> list[str]:
+        """What a build needs beside the common flags. Podman's default OCI image format has no
+        HEALTHCHECK: it would drop the Dockerfile's with a warning."""
+        return ["--format", "docker"] if self.podman else []
+
+    @property
+    def layer_cache_in_repository(self) -> bool:
+        """The builder keeps one tag per cached layer in a repository (Podman's Buildah: `--layers
+        --cache-from REPO`), rather than BuildKit's cache exports."""
+        return self.podman
+
+    def manifest_commands(self, name: str, images: list[str], *, insecure: bool) -> list[list[str]]:
+        """Drop a stale local draft of the list `name`, make it of the pushed `images`, push it.
+
+        `docker manifest` (in every docker CLI since 20.10, no buildx needed) keeps a local draft
+        of the list: `rm` drops one that an interrupted push left, whose entries `create` would
+        reuse instead of reading the registry; `push --purge` publishes the list and deletes the
+        draft. Podman's lists are local images: made from the pushed images in the registry
+        (`docker://`), pushed to it, then removed (`--rm`); registries.conf tells it which
+        registries are plain HTTP.
+        """
+        cli = self.cli
+        if self.podman:
+            remote = [f"docker://{image}" for image in images]
+            return [
+                [cli, "manifest", "rm", name],
+                [cli, "manifest", "create", name, *remote],
+                [cli, "manifest", "push", "--rm", name, f"docker://{name}"],
+            ]
+        insecure_flag = ["--insecure"] if insecure else []
+        return [
+            [cli, "manifest", "rm", name],
+            [cli, "manifest", "create", *insecure_flag, name, *images],
+            [cli, "manifest", "push", "--purge", *insecure_flag, name],
+        ]
 
 
 def cdi_nvidia_spec(spec_dirs: tuple[Path, ...] = CDI_SPEC_DIRS) -> Path | None:
@@ -118,6 +181,24 @@ def _no_cli(docker: str) -> UserError:
     )
 
 
+class ForwardingLocal(Local):
+    """invoke's runner, passing on to the command the signal that interrupted invoke.
+
+    invoke answers Ctrl-C by typing `\x03` into the command's input, which only a terminal (pty)
+    turns into SIGINT: with a pipe, a signal to invoke alone (an IDE's stop button, CI, `kill -INT`)
+    never reached the command, which ran on and counted as a success. Here the signal itself is
+    sent: SIGINT, or SIGTERM and SIGHUP, which `host.signals_interrupt` turns into interrupts.
+    """
+
+    def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
+        number = interrupt.number if isinstance(interrupt, Signalled) else signal.SIGINT
+        if self.using_pty and number == signal.SIGINT:
+            super().send_interrupt(interrupt)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.get_pid(), number)
+
+
 class Engine:
     """The container engine behind `docker` (the DOCKER setting), and the door for every command.
 
@@ -134,8 +215,12 @@ class Engine:
         return bool(self._context is not None and self._context.config.run.dry)
 
     @property
+    def dialect(self) -> Dialect:
+        return Dialect(self.docker)
+
+    @property
     def podman(self) -> bool:
-        return is_podman(self.docker)
+        return self.dialect.podman
 
     # --- the door ------------------------------------------------------------------------------
 
@@ -195,10 +280,13 @@ class Engine:
         if not self.dry:
             check(*args)
 
-    def report(self, message: str) -> None:
-        """What the actions did, for the user: said, except under `--dry`, where they did nothing."""
+    def report(self, message: str, *, would: str | None = None) -> None:
+        """What the actions did, for the user: said, except under `--dry`, where they did nothing;
+        there `would` (if given) says what they would do, as `# would ...`."""
         if not self.dry:
             print(message, file=sys.stderr)
+        elif would is not None:
+            print(f"# would {would}", file=sys.stderr)
 
     def change(self, what: str, apply: Callable[[], T]) -> T | None:
         """A change on this host (a file written, a folder made): done, or under `--dry` only said."""
@@ -236,11 +324,13 @@ class Engine:
             )
         run = dict(env=options["env"], pty=options["tty"], hide=options["hide"], warn=True)
         run["in_stream"] = None if options["stdin"] or options["tty"] else False
-        if options["cwd"] is None:
+        # A signal to invoke alone (an IDE's stop button, CI, `kill`) reaches the command too.
+        context.config.runners.local = ForwardingLocal
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(signals_interrupt())
+            if options["cwd"] is not None:
+                stack.enter_context(context.cd(options["cwd"]))
             result = context.run(command_line(argv), **run)
-        else:
-            with context.cd(options["cwd"]):
-                result = context.run(command_line(argv), **run)
         return Outcome(result.exited, result.stdout, result.stderr)
 
     # --- queries -------------------------------------------------------------------------------
@@ -437,33 +527,15 @@ class Engine:
                 NVIDIA_FIX,
             )
 
-    def require_platform_support(self, image: str, platform: str) -> None:
-        """The engine runs `platform` programs, natively or emulated (QEMU registered with binfmt_misc),
-        as building or running an image for another architecture needs; `image` is one for `platform`."""
-        if self.dry:
-            return
-        probe = self.query(
-            [self.docker, "run", "--rm", "--platform", platform, "--entrypoint", "true", image],
-            timeout=120,
-        )
-        if probe.returncode != 0 and "exec format error" in probe.stderr:
-            raise UserError(
-                f"this engine cannot run {platform} programs, so it can neither build nor run a {platform} image",
-                f"enable emulation once: `docker run --privileged --rm tonistiigi/binfmt --install {arch(platform)}` "
-                "(Docker Desktop has it built in)",
-            )
-
     def pull_base_image(self, image: str, platform: str) -> None:
         """Make the local `image` tag the variant for `platform`, as `docker run --platform` needs.
 
         An engine that cannot pull (an image only built locally, no network) may still have it.
         """
-        if self.dry:
-            return
-        pulled = self.query(
-            [self.docker, "pull", "--quiet", "--platform", platform, image], timeout=600
+        pulled = self.run(
+            [self.docker, "pull", "--quiet", "--platform", platform, image], hide=True
         )
-        if pulled.returncode == 0:
+        if pulled.ok or self.dry:
             return
         if self.image_platform(image) != platform:
             raise UserError(

@@ -3,12 +3,19 @@ writable, and which proxy variables the tasks pass on."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import re
 import shlex
+import shutil
+import signal
 import socket
 import stat
 import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from platform import system as host_system
 
@@ -148,3 +155,87 @@ def require_writable_by(path: Path, uid: int, gid: int, name: str = "DATA_DIR") 
             f"{name} {path} belongs to uid {info.st_uid}, and the container's user (uid {uid}) cannot write it",
             f"`sudo chown -R {uid}:{gid} {shlex.quote(str(path))}`{alternative}",
         )
+
+
+class Signalled(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised as Ctrl-C's KeyboardInterrupt is: `finally` blocks run (a secret
+    file goes), invoke passes it on to the command it waits for, and the task ends non-zero."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(signal.Signals(number).name)
+        self.number = signal.Signals(number)
+
+
+def _raise_signalled(number: int, frame) -> None:
+    raise Signalled(number)
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP interrupt it as SIGINT does, instead of ending the
+    process at once (Python's default), which would skip every clean-up. A handler that someone
+    else set (a container's stop-on-signal) is left as it is, as is any outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    numbers = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {number: signal.getsignal(number) for number in numbers}
+    for number, handler in previous.items():
+        if handler in (signal.SIG_DFL, None):
+            signal.signal(number, _raise_signalled)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            if handler in (signal.SIG_DFL, None):
+                signal.signal(number, handler)
+
+
+# Folders for files that hold secrets (the app's keys, the package index's credentials): named
+# `invoke-<kind>-<pid>-<random>`, so that one whose process is gone (killed with SIGKILL, which no
+# process can catch) is recognised, and removed by the next task that makes one, or `invoke clean`.
+_PRIVATE_FOLDER = re.compile(r"invoke-[a-z-]+?-([0-9]+)-[^/]+")
+
+
+@contextlib.contextmanager
+def private_folder(kind: str) -> Iterator[Path]:
+    """A new folder only this user can enter, removed when the block ends: on an error, Ctrl-C,
+    SIGTERM and SIGHUP too."""
+    remove_orphaned_folders()
+    with (
+        signals_interrupt(),
+        tempfile.TemporaryDirectory(prefix=f"invoke-{kind}-{os.getpid()}-") as folder,
+    ):
+        yield Path(folder)
+
+
+def remove_orphaned_folders(parent: Path | None = None) -> list[Path]:
+    """Remove the private folders of this user's tasks whose process has ended; those removed."""
+    removed = []
+    parent = Path(tempfile.gettempdir()) if parent is None else parent
+    for folder in parent.glob("invoke-*"):
+        match = _PRIVATE_FOLDER.fullmatch(folder.name)
+        try:
+            mine = folder.is_dir() and not folder.is_symlink() and folder.stat().st_uid == _uid()
+        except OSError:
+            continue
+        if match and mine and not _alive(int(match[1])):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _uid() -> int:
+    return os.getuid() if hasattr(os, "getuid") else -1
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":  # Windows' os.kill would end the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True

@@ -39,7 +39,9 @@ def project(tmp_path, monkeypatch):
 def test_dry_build_prints_one_build(project):
     context = dry_context()
     tasks.build(context, platform="linux/arm64")
-    (command,) = commands_run(context)
+    pull, probe, command = commands_run(context)
+    assert pull.endswith(" pull --quiet --platform linux/arm64 python:3.11-slim")
+    assert " run --rm --platform linux/arm64 --entrypoint true " in probe, "emulation, probed"
     assert " build --platform linux/arm64 " in command
     assert "--tag proj:latest" in command
 
