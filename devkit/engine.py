@@ -39,9 +39,16 @@ NVIDIA_FIX = (
     "and restart Docker"
 )
 # Podman reaches GPUs through CDI: a device spec that the NVIDIA Container Toolkit writes.
-PODMAN_NVIDIA_FIX = (
+CDI_NVIDIA_FIX = (
     "install the NVIDIA driver and the NVIDIA Container Toolkit, "
     "then `sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`"
+)
+# Where Podman packages put catatonit, the init that `podman run --init` starts (every container of
+# the tasks asks for one).
+CATATONIT_PATHS = (
+    "/usr/libexec/podman/catatonit",
+    "/usr/local/libexec/podman/catatonit",
+    "/usr/lib/podman/catatonit",
 )
 # Where Podman looks for CDI specs (the toolkit writes to either).
 CDI_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
@@ -118,6 +125,30 @@ class Dialect:
     def name(self) -> str:
         """The engine's name, for a line about it."""
         return "Podman" if self.podman else "Docker"
+
+    @property
+    def gpus_by_cdi(self) -> bool:
+        """GPUs reach containers as CDI devices (Podman), not through an NVIDIA runtime (Docker)."""
+        return self.podman
+
+    @property
+    def init_is_separate(self) -> bool:
+        """`run --init` needs an init the engine's package may lack (Podman's catatonit); Docker
+        ships its own."""
+        return self.podman
+
+    @property
+    def builder(self) -> str | None:
+        """What builds where BuildKit does not: Podman builds with Buildah; None for BuildKit."""
+        return (
+            "Podman builds with Buildah (RUN --mount and build secrets), in the docker image format"
+            if self.podman
+            else None
+        )
+
+    def init_paths(self) -> tuple[str, ...]:
+        """Where the engine's packages put the init of `run --init`."""
+        return CATATONIT_PATHS if self.podman else ()
 
     def gpu_options(self) -> list[str]:
         """Every NVIDIA GPU for a container. Podman has no --gpus: it takes them as CDI devices."""
@@ -517,7 +548,7 @@ class Engine:
                 folders = " or ".join(str(folder) for folder in CDI_SPEC_DIRS)
                 raise UserError(
                     f"--gpu: Podman finds no CDI spec of NVIDIA GPUs (nvidia.com/gpu) in {folders}",
-                    PODMAN_NVIDIA_FIX,
+                    CDI_NVIDIA_FIX,
                 )
             return
         found = self.runtimes()

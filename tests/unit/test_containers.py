@@ -307,8 +307,7 @@ def test_in_a_terminal_ctrl_c_is_left_to_invoke_which_types_it_into_the_containe
     assert not engine.ran("docker stop")
 
 
-def test_a_container_created_just_after_the_signal_is_stopped_too(project):
-    settings = settings_of(project)
+def test_a_container_created_just_after_the_signal_is_stopped_too():
     engine = RecordingEngine(
         outcomes={"docker stop": Outcome(1, "", "Error: No such container: tf-run-1\n")}
     )

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from devkit import building, doctor
+from devkit import engine as engine_module
 from devkit.building import build_command
 from devkit.doctor import FAIL, OK, WARN
 from devkit.engine import Engine, is_podman
@@ -248,14 +249,14 @@ def test_doctor_with_podman(project, tmp_path):
 
 def test_doctor_init_check(tmp_path, monkeypatch):
     engine = Engine(podman_cli(tmp_path))
-    monkeypatch.setattr(doctor, "CATATONIT_PATHS", (str(tmp_path / "none"),))
+    monkeypatch.setattr(engine_module, "CATATONIT_PATHS", (str(tmp_path / "none"),))
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     missing = doctor.check_init(engine)
     assert missing.verdict == FAIL
     assert "sudo apt install catatonit" in missing.fix
     catatonit = tmp_path / "catatonit"
     catatonit.write_text("")
-    monkeypatch.setattr(doctor, "CATATONIT_PATHS", (str(catatonit),))
+    monkeypatch.setattr(engine_module, "CATATONIT_PATHS", (str(catatonit),))
     assert doctor.check_init(engine).verdict == OK
 
 
