@@ -505,9 +505,9 @@ def clean(
     )
     # What a task killed with SIGKILL left: a folder of secrets (an app's keys, an index's
     # credentials) in the temporary folder, whose process is gone.
-    folders = engine.change("remove the secret files of ended tasks", remove_orphaned_folders)
+    folders = engine.change("remove the secret files of tasks that are gone", remove_orphaned_folders)
     removed += (
-        [f"{len(folders)} secret folder{'s' * (len(folders) > 1)} of ended tasks"]
+        [f"{len(folders)} secret folder{'s' * (len(folders) > 1)}"]
         if folders
         else []
     )

@@ -1,13 +1,17 @@
 """The task menu under `invoke --dry`, with no container CLI at all: each task reaches its pipeline
 and prints the commands it would run; refusals are one line."""
 
+import re
 import shutil
 
 import pytest
 from invoke import Exit
 
 import tasks
+from devkit.settings import load_settings
+from devkit.targets import project_id
 from helpers.command_lines import commands_run, dry_context
+from helpers.fake_cli import fake_cli
 
 PROJECT_DIR = tasks.PROJECT_DIR
 
@@ -162,3 +166,78 @@ def test_a_bad_setting_is_one_line_and_exit_1_even_under_dry(
         assert refused.value.code == 1
         assert str(refused.value.message).startswith(message)
         assert "\n" not in refused.value.message
+
+
+# What a line may say only once it happened: never under --dry, which runs no action.
+OUTCOME_WORDS = re.compile(
+    r"\b(removed|pushed|stopped|started|freed|replaced|built|runs in the background|"
+    r"ended|exited|serving \S+ as|running `)",
+    re.IGNORECASE,
+)
+
+
+def test_every_task_under_dry_prints_commands_and_claims_no_outcome(
+    project, tmp_path, capfd, monkeypatch
+):
+    """Under --dry, with an engine that holds this project's containers, images and a stale lock
+    (so that each task has something to act on), no line says that anything happened."""
+    (project / "requirements-dev.in").write_text("invoke\n")  # a lock that is out of date
+    (project / "requirements-notebook.txt").write_text("")
+    (project / "tests" / "container").mkdir(parents=True, exist_ok=True)
+    shutil.copytree(PROJECT_DIR / "deploy", project / "deploy")
+    mine = project_id(load_settings(project, environ={}))
+    docker = fake_cli(
+        tmp_path,
+        f"""*"version --format"*) echo 24.0.7 ;;
+"buildx version") echo v0.17.1 ;;
+"buildx inspect") echo "Driver: docker" ;;
+*"info --format"*) echo '{{}}' ;;
+"container ls"*) echo proj-run-1a2b3c ;;
+"network ls"*) echo proj-train ;;
+"container inspect --format {{{{.State.Status}}}} {{{{.State.ExitCode}}}}"*) echo exited 3 ;;
+"container inspect --format {{{{.State.Status}}}} "*) echo "exited {mine}" ;;
+"container inspect --format {{{{.State.Status}}}}"*) echo running ;;
+"image inspect --format {{{{.Os}}}}/{{{{.Architecture}}}}"*) echo linux/amd64 ;;
+"image inspect --format"*) echo {mine} ;;
+"image ls"*) echo sha256:aaa ;;
+"volume inspect"*) echo '[]' ;;
+"network inspect"*) echo {mine} ;;
+"system df"*) echo 1GB ;;
+"manifest inspect"*) echo '{{}}' ;;""",
+    )
+    monkeypatch.setenv("DOCKER", docker)
+    monkeypatch.setenv("REGISTRY", "127.0.0.1:5000/acme")
+    calls = {
+        tasks.build: {},
+        tasks.run: {"detach": True},
+        tasks.stop: {},
+        tasks.tensorboard: {"detach": True},
+        tasks.notebook: {"detach": True},
+        tasks.logs: {},
+        tasks.container_test: {},
+        tasks.shell: {},
+        tasks.push: {},
+        tasks.clean: {},
+        tasks.lock: {"dev": True},
+        tasks.k8s: {},
+        tasks.train: {"workers": "2"},
+        tasks.doctor: {},
+    }
+    printed = {}
+    for task, kwargs in calls.items():
+        context = dry_context()
+        try:
+            task(context, **kwargs)
+        except Exit as refused:
+            assert task in (tasks.doctor, tasks.lock), refused.message
+        out, err = capfd.readouterr()
+        printed[task.name] = (out + err, commands_run(context))
+    claims = {
+        name: [line for line in text.splitlines() if OUTCOME_WORDS.search(line)]
+        for name, (text, _) in printed.items()
+    }
+    assert {name: lines for name, lines in claims.items() if lines} == {}
+    for name in ("run", "tensorboard", "notebook", "push", "clean", "train", "lock"):
+        assert printed[name][1], f"`invoke --dry {name}` shows the commands it would run"
+    assert "would remove" in printed["clean"][0]
+    assert "would push" in printed["push"][0]
