@@ -504,17 +504,15 @@ def clean(
         ["the engine's unused build cache"] if everything else []
     )
     # What a task killed with SIGKILL left: a folder of secrets (an app's keys, an index's
-    # credentials) in the temporary folder, whose process is gone.
-    folders = engine.change("remove the secret files of tasks that are gone", remove_orphaned_folders)
-    removed += (
-        [f"{len(folders)} secret folder{'s' * (len(folders) > 1)}"]
-        if folders
-        else []
+    # credentials) in the temporary folder, whose process is gone. Quietly: it is no one's.
+    engine.change("remove the secret files of tasks that are gone", remove_orphaned_folders)
+    what = "; ".join(removed)
+    engine.report(
+        f"removed {what}" if removed else "nothing to remove",
+        would=f"remove {what}" if removed else None,
     )
     if engine.dry:
-        engine.report("", would=f"remove {'; '.join(removed)}" if removed else "remove nothing")
         return
-    print(f"removed {'; '.join(removed)}" if removed else "nothing to remove", file=sys.stderr)
     after = disk_usage(engine, settings) if before is not None else None
     freed = (
         f"freed {_human(max(before - after, 0))}; "

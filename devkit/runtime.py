@@ -198,7 +198,8 @@ def require_free_name(engine: Engine, spec: ContainerSpec, stop_hint: str) -> Fo
         raise UserError(
             foreign_line(engine, spec.name), "or set IMAGE_NAME in .env to another name"
         )
-    if found.state in ("running", "restarting", "paused"):
+    # `created`: another start made it a moment ago, and is about to start it.
+    if found.state in ("created", "running", "restarting", "paused"):
         raise UserError(f"{spec.name} is already running; {stop_hint} stops it")
     return found
 

@@ -99,3 +99,76 @@ def test_ctrl_c_during_lock_keeps_every_lock_and_leaves_no_container(invoke, tmp
     while lock_containers():
         assert time.monotonic() < deadline, "the lock container outlived the interrupted task"
         time.sleep(0.5)
+
+
+# --- a signal to invoke alone (an IDE's stop button, CI, `kill`): not to the docker CLI --------
+
+
+def signal_invoke_alone(process: subprocess.Popen[str], number: int) -> str:
+    """`number` to the invoke process only (its session holds no terminal); its output after."""
+    process.send_signal(number)
+    try:
+        output, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail(f"the task did not end within 60 s of {signal.Signals(number).name}")
+    return output
+
+
+def test_sigint_to_invoke_alone_stops_the_host_tools_lock_with_every_lock_as_it_was(
+    invoke, tmp_path
+):
+    project = project_copy(tmp_path)
+    before = snapshot(project)
+    process = invoke.popen(
+        "lock", "--dev", "--upgrade", cwd=project, start_new_session=True, stderr=subprocess.STDOUT
+    )
+    time.sleep(4)
+    assert process.poll() is None, f"invoke lock ended within 4 s:\n{process.stdout.read()}"
+    output = signal_invoke_alone(process, signal.SIGINT)
+    assert process.returncode != 0, output
+    assert "Traceback" not in output
+    assert snapshot(project) == before, "an interrupted lock must leave every lock as it was"
+
+
+def test_sigterm_to_invoke_alone_stops_the_lock_container(invoke, tmp_path):
+    project = project_copy(tmp_path)
+    before = snapshot(project)
+    cache_volume = f"{invoke.image_name}-lock-cache"
+
+    def lock_containers() -> list[str]:
+        return docker("ps", "--all", "--quiet", "--filter", f"volume={cache_volume}").stdout.split()
+
+    process = invoke.popen(
+        "lock",
+        "--upgrade",
+        "--platform",
+        HOST_PLATFORM,
+        cwd=project,
+        start_new_session=True,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 180
+    while not lock_containers():
+        assert process.poll() is None, f"invoke lock ended early:\n{process.stdout.read()}"
+        assert time.monotonic() < deadline, "the lock container did not start within 3 minutes"
+        time.sleep(0.2)
+    output = signal_invoke_alone(process, signal.SIGTERM)
+    assert process.returncode != 0, output
+    assert "Traceback" not in output
+    assert lock_containers() == [], "no lock container outlives the task"
+    assert snapshot(project) == before
+
+
+def test_sigint_to_invoke_alone_stops_a_build_with_the_tag_where_it_was(invoke, cpu_image):
+    before = image_id(cpu_image)
+    process = invoke.popen("build", "--no-cache", start_new_session=True, stderr=subprocess.STDOUT)
+    for line in process.stdout:
+        if "pip install" in line and "RUN" in line:
+            break
+    else:
+        pytest.fail(f"the build ended before pip started (exit {process.wait()})")
+    time.sleep(3)
+    output = signal_invoke_alone(process, signal.SIGINT)
+    assert process.returncode != 0, output[-2000:]
+    assert image_id(cpu_image) == before, "an interrupted build leaves the tag where it was"

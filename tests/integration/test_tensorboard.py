@@ -147,3 +147,16 @@ def test_a_busy_tensorboard_port_is_one_line(board, cpu_image):
         == f"error: TENSORBOARD_PORT {port} on 127.0.0.1 is already in use; stop what uses it, or set TENSORBOARD_PORT in .env"
     )
     assert containers_named(f"{board.image_name}-tensorboard") == []
+
+
+def test_another_projects_container_of_tensorboards_name_is_left_alone(board, cpu_image):
+    name = f"{board.image_name}-tensorboard"
+    docker("create", "--name", name, cpu_image)  # no label of this project: another's
+    created = docker("container", "inspect", "--format", "{{.Id}}", name).stdout.strip()
+    result = board("tensorboard", "--detach")
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(
+        f"error: {name} is a container of the same name that is not this project's"
+    ), result.stderr
+    assert f"rm --force {name}` removes it" in result.stderr
+    assert docker("container", "inspect", "--format", "{{.Id}}", name).stdout.strip() == created
