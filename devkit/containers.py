@@ -1,6 +1,6 @@
-"""The project's containers: what each gets (label, user, mounts, privileges, app keys), and the tasks
-that start, test, follow, stop and remove them (`invoke run`, `shell`, `container-test`, `logs`,
-`stop`, `clean`)."""
+"""The project's containers: what each gets (platform, user, mounts, app keys), and the tasks that
+start, test, follow, stop and remove them (`invoke run`, `shell`, `container-test`, `logs`, `stop`,
+`clean`). How a container is started is runtime.py's."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ CONTAINER_DATA_DIR = "/app/data"
 # so nothing for testing is installed in the image that users ship.
 CONTAINER_TESTS_DIR = "/app/tests"
 CONTAINER_TEST_TOOLS_DIR = "/opt/test-tools"
-# The folders of tests/ that run inside the image: the template's own, and the example's where it is.
+# The folders of tests/ that run inside the image: the template's own, and the example's where it
+# is.
 CONTAINER_TEST_FOLDERS = ("container", "example/container")
 
 
@@ -52,7 +53,8 @@ def parse_command(value: str) -> list[str]:
 
 
 def mount_spec(source: Path, target: str, *, readonly: bool = False) -> str:
-    """A `--mount` bind of `source` at `target`: CSV, so a path with a comma or a quote is quoted."""
+    """A `--mount` bind of `source` at `target`: CSV, so a path with a comma or a quote is
+    quoted."""
     buffer = io.StringIO()
     fields = ["type=bind", f"source={source}", f"target={target}"] + (
         ["readonly"] if readonly else []
@@ -62,14 +64,16 @@ def mount_spec(source: Path, target: str, *, readonly: bool = False) -> str:
 
 
 def parse_publish(values: list[str], container_port: int) -> list[tuple[int, int]]:
-    """The ports of `invoke run --cmd ... --publish`: `HOST_PORT` (to the app's CONTAINER_PORT) or `HOST_PORT:CONTAINER_PORT`."""
+    """The ports of `invoke run --cmd ... --publish`: `HOST_PORT` (to the app's CONTAINER_PORT) or
+    `HOST_PORT:CONTAINER_PORT`."""
     ports = []
     for value in values:
         match = re.fullmatch(r"([0-9]{1,5})(?::([0-9]{1,5}))?", value)
         host, inner = (int(match[1]), int(match[2] or container_port)) if match else (0, 0)
         if not (1 <= host <= 65535 and 1 <= inner <= 65535):
             raise UserError(
-                f"--publish {value!r}: expected HOST_PORT or HOST_PORT:CONTAINER_PORT, each 1-65535",
+                f"--publish {value!r}: expected HOST_PORT or HOST_PORT:CONTAINER_PORT, "
+                "each 1-65535",
                 "e.g. --publish 9000",
             )
         ports.append((host, inner))
@@ -77,7 +81,8 @@ def parse_publish(values: list[str], container_port: int) -> list[tuple[int, int
 
 
 def one_off_name(target: Target, kind: str = "run") -> str:
-    """A container of its own for a one-off command or a shell: several may run beside the server."""
+    """A container of its own for a one-off command or a shell: several may run beside the
+    server."""
     return f"{target.container}-{kind}-{secrets.token_hex(3)}"
 
 
@@ -245,7 +250,8 @@ def run(
     cmd: str | None = None,
     publish: tuple[str, ...] = (),
 ) -> None:
-    """`invoke run`: the server (no `cmd`), or a one-off command in a container of its own beside it.
+    """`invoke run`: the server (no `cmd`), or a one-off command in a container of its own beside
+    it.
 
     Everything is checked before the container is created; a foreground one is removed after.
     """
@@ -302,7 +308,8 @@ def run(
 
 
 def shell(engine: Engine, settings: Settings, target: Target, *, tty: bool) -> Outcome:
-    """`invoke shell`: a bash shell in the image; its outcome, whose exit status the task passes on."""
+    """`invoke shell`: a bash shell in the image; its outcome, whose exit status the task passes
+    on."""
     user = container_user(settings)
     spec = shell_spec(settings, target, name=one_off_name(target, "shell"), user=user)
     require_engine_for(engine, target)
@@ -327,7 +334,8 @@ def stop(engine: Engine, settings: Settings, target: Target) -> None:
     if not found[1]:
         print(f"left alone: {runtime.foreign_line(engine, target.container)}", file=sys.stderr)
         return
-    # SIGTERM first: the app finishes what it is serving (docker's 10 s, then SIGKILL); --rm removes it.
+    # SIGTERM first: the app finishes what it is serving (docker's 10 s, then SIGKILL); --rm
+    # removes it.
     engine.run([settings.docker, "stop", target.container], hide=True)
     gone = (None, "removing")  # --rm removes what stopped, and may still be at it
     if engine.container_state(target.container) not in gone:
@@ -413,10 +421,12 @@ def _make_folder(engine: Engine, folder: Path) -> None:
 
 
 def disk_usage(engine: Engine, settings: Settings) -> int | None:
-    """The bytes the engine holds (images, containers, volumes, build cache), as `docker system df` counts them."""
+    """The bytes the engine holds (images, containers, volumes, build cache), as `docker system df`
+    counts them."""
     result = engine.query([settings.docker, "system", "df", "--format", "{{.Size}}"])
     sizes = [_bytes(line) for line in result.stdout.split()]
-    return sum(sizes) if result.returncode == 0 and sizes and None not in sizes else None  # type: ignore[arg-type]
+    counted = result.returncode == 0 and sizes and None not in sizes
+    return sum(sizes) if counted else None  # type: ignore[arg-type]
 
 
 def _bytes(size: str) -> int | None:
@@ -441,8 +451,9 @@ def clean(
     cache_volume: str,
     everything: bool = False,
 ) -> None:
-    """`invoke clean`: this project's containers, its images under IMAGE_TAG and its untagged images; with
-    `everything`, `cache_volume` (pip's downloads for `invoke lock`) and the engine's unused build cache too.
+    """`invoke clean`: this project's containers and networks, its images under IMAGE_TAG and its
+    untagged images; with `everything`, `cache_volume` (pip's downloads for `invoke lock`) and the
+    engine's unused build cache too.
     Never DATA_DIR, the locks, or anything that lacks the project's label."""
     engine.require_running()
     before = disk_usage(engine, settings)
@@ -521,5 +532,8 @@ def clean(
     )
     kept = f"kept: what you pushed to a registry, DATA_DIR ({settings.data_dir}), the locks"
     if not everything:
-        kept += f", the lock cache volume {cache_volume} and the build cache (`invoke clean --all` removes those)"
+        kept += (
+            f", the lock cache volume {cache_volume} and the build cache "
+            "(`invoke clean --all` removes those)"
+        )
     print(freed + kept, file=sys.stderr)

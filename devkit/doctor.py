@@ -167,7 +167,9 @@ def check_init(engine: Engine) -> Finding:
         == "true"
     ):
         return Finding(
-            OK, "init", f"a remote {engine.dialect.name} (a machine): its VM brings catatonit for --init"
+            OK,
+            "init",
+            f"a remote {engine.dialect.name} (a machine): its VM brings catatonit for --init",
         )
     paths = engine.dialect.init_paths()
     found = next((path for path in paths if Path(path).is_file()), None) or shutil.which(

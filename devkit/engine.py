@@ -35,8 +35,8 @@ from devkit.platforms import host_platform, platform_of_machine
 _BUILDX_REQUIRED_FROM = 23
 
 NVIDIA_FIX = (
-    "install the NVIDIA driver and the NVIDIA Container Toolkit, then `sudo nvidia-ctk runtime configure --runtime=docker` "
-    "and restart Docker"
+    "install the NVIDIA driver and the NVIDIA Container Toolkit, "
+    "then `sudo nvidia-ctk runtime configure --runtime=docker` and restart Docker"
 )
 # Podman reaches GPUs through CDI: a device spec that the NVIDIA Container Toolkit writes.
 CDI_NVIDIA_FIX = (
@@ -83,7 +83,8 @@ def cmd_exe_line(argv: list[str]) -> str:
 
 
 def first_line(text: str) -> str:
-    """The first line of a command's error output that says anything: the reason, without the noise below it."""
+    """The first line of a command's error output that says anything: the reason, without the
+    noise below it."""
     return next((line.strip() for line in text.splitlines() if line.strip()), "no message")
 
 
@@ -261,7 +262,7 @@ class Engine:
             return self._query_process(argv, timeout)
         except FileNotFoundError:
             if self.dry:
-                # `--dry` shows the commands even where no CLI is installed yet: nothing exists there.
+                # `--dry` shows the commands even where no CLI is installed yet: nothing exists.
                 return subprocess.CompletedProcess(argv, 127, "", "")
             raise _no_cli(argv[0]) from None
         except (
@@ -299,15 +300,17 @@ class Engine:
         )
 
     def start(self, argv: list[str]) -> subprocess.Popen[str] | None:
-        """Start an action in the background, its output and errors in one pipe that the caller reads line
-        by line (several containers at once, each line shown with its name); under `--dry`, print it instead."""
+        """Start an action in the background, its output and errors in one pipe that the caller
+        reads line by line (several containers at once, each line shown with its name); under
+        `--dry`, print it instead."""
         if self.dry:
             print(command_line(argv), flush=True)
             return None
         return self._start_process(argv)
 
     def require(self, check: Callable[..., object], *args) -> None:
-        """A precondition on this host (a free port, a writable folder): checked, except under `--dry`."""
+        """A precondition on this host (a free port, a writable folder): checked, except under
+        `--dry`."""
         if not self.dry:
             check(*args)
 
@@ -320,7 +323,8 @@ class Engine:
             print(f"# would {would}", file=sys.stderr)
 
     def change(self, what: str, apply: Callable[[], T]) -> T | None:
-        """A change on this host (a file written, a folder made): done, or under `--dry` only said."""
+        """A change on this host (a file written, a folder made): done, or under `--dry` only
+        said."""
         if self.dry:
             print(f"# would {what}", file=sys.stderr)
             return None
@@ -338,7 +342,7 @@ class Engine:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
     def _start_process(self, argv: list[str]) -> subprocess.Popen[str]:
-        # stdin closed; in our process group, so that a terminal's Ctrl-C reaches it as it reaches us.
+        # stdin closed; in our process group, so that a terminal's Ctrl-C reaches it as it does us.
         return subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -372,9 +376,11 @@ class Engine:
         ).stdout.strip()
 
     def server_platform(self) -> str | None:
-        """The platform the engine runs natively, e.g. linux/arm64 for Docker Desktop on Apple Silicon
-        even when asked by an x86-64 Python under Rosetta; None where it does not say or is no Linux."""
-        # Podman's version has no Server.Arch: OsArch is both, its machine's for a remote (macOS) Podman.
+        """The platform the engine runs natively, e.g. linux/arm64 for Docker Desktop on Apple
+        Silicon even when asked by an x86-64 Python under Rosetta; None where it does not say or is
+        no Linux."""
+        # Podman's version has no Server.Arch: OsArch is both, its machine's for a remote (macOS)
+        # Podman.
         layout = "{{.Server.OsArch}}" if self.podman else "{{.Server.Os}}/{{.Server.Arch}}"
         answer = self.query([self.docker, "version", "--format", layout]).stdout.strip()
         system, _, machine = answer.partition("/")
@@ -384,10 +390,12 @@ class Engine:
             return None
 
     def native_platform(self) -> str:
-        """The platform whose images run natively here: the engine's own where it answers, else Python's view.
+        """The platform whose images run natively here: the engine's own where it answers, else
+        Python's view.
 
-        They differ where Python itself is emulated, as an x86-64 Python under Rosetta on Apple Silicon
-        is: Docker Desktop still runs linux/arm64 there, and the containers are what must run natively.
+        They differ where Python itself is emulated, as an x86-64 Python under Rosetta on Apple
+        Silicon is: Docker Desktop still runs linux/arm64 there, and the containers are what must
+        run natively.
         Without an answer (no CLI, engine stopped), the machine Python runs on decides.
         """
         try:
@@ -397,9 +405,11 @@ class Engine:
         return host_platform(answer)
 
     def uses_buildx(self) -> bool:
-        """True where the buildx plugin exists; False where the classic `docker build` does BuildKit.
+        """True where the buildx plugin exists; False where the classic `docker build` does
+        BuildKit.
 
-        Refuses a CLI that has neither: from version 23 on, `docker build` with BuildKit needs buildx.
+        Refuses a CLI that has neither: from version 23 on, `docker build` with BuildKit needs
+        buildx.
         """
         try:
             return self._uses_buildx()
@@ -419,14 +429,16 @@ class Engine:
         major = version.split(".", 1)[0]
         if re.fullmatch(r"[0-9]+", major) and int(major) >= _BUILDX_REQUIRED_FROM:
             raise UserError(
-                f"{self.docker} (CLI {version}) needs the buildx plugin to build with BuildKit, and has none",
-                "install it (Debian/Ubuntu: docker-buildx-plugin; Docker Desktop ships it), or set DOCKER to a CLI that has it",
+                f"{self.docker} (CLI {version}) needs the buildx plugin to build with BuildKit, "
+                "and has none",
+                "install it (Debian/Ubuntu: docker-buildx-plugin; Docker Desktop ships it), "
+                "or set DOCKER to a CLI that has it",
             )
         return False
 
     def buildx_driver(self) -> str:
-        """The driver of buildx's current builder: `docker` (the engine's own BuildKit, which exports
-        no registry cache) or `docker-container`, `kubernetes`, `remote` (which do)."""
+        """The driver of buildx's current builder: `docker` (the engine's own BuildKit, which
+        exports no registry cache) or `docker-container`, `kubernetes`, `remote` (which do)."""
         answer = self.query([self.docker, "buildx", "inspect"]).stdout
         return next(
             (
@@ -438,7 +450,8 @@ class Engine:
         )
 
     def runtimes(self) -> list[str]:
-        """The container runtimes the engine offers (`runc`; `nvidia` once the NVIDIA toolkit is set up)."""
+        """The container runtimes the engine offers (`runc`; `nvidia` once the NVIDIA toolkit is
+        set up)."""
         if self.podman:
             # Podman runs one OCI runtime (crun or runc); GPUs come through CDI, not a runtime.
             answer = self.query(
@@ -475,9 +488,10 @@ class Engine:
         return self.image_platform(image) is not None
 
     def registry_is_insecure(self, registry: str) -> bool:
-        """The engine reaches `registry` over plain HTTP, as it does loopback registries and those it lists
-        as insecure: `docker manifest` must then be told so, where `docker push` knows it by itself.
-        Podman decides that from its registries.conf for every command alike: never told here."""
+        """The engine reaches `registry` over plain HTTP, as it does loopback registries and those
+        it lists as insecure: `docker manifest` must then be told so, where `docker push` knows it
+        by itself. Podman decides that from its registries.conf for every command alike: never
+        told here."""
         if self.podman:
             return False
         config = self.query([self.docker, "info", "--format", "{{json .RegistryConfig}}"]).stdout
@@ -488,9 +502,9 @@ class Engine:
         return insecure_by_config(registry.split("/", 1)[0], registry_config)
 
     def registry_platforms(self, image: str) -> list[str]:
-        """The platforms `image`'s registry holds it for, read without pulling (`docker manifest inspect`);
-        [] for an image of one platform, whose manifest does not say which. A UserError where the
-        registry has no such image or cannot be reached."""
+        """The platforms `image`'s registry holds it for, read without pulling (`docker manifest
+        inspect`); [] for an image of one platform, whose manifest does not say which. A UserError
+        where the registry has no such image or cannot be reached."""
         registry = image.split("/", 1)[0] if "/" in image else ""
         is_registry = (
             "." in registry or ":" in registry or registry == "localhost"
@@ -499,7 +513,8 @@ class Engine:
         result = self.query([self.docker, "manifest", "inspect", *insecure, image], timeout=60)
         if result.returncode != 0:
             raise UserError(
-                f"{image} is neither on this engine nor in its registry ({first_line(result.stderr)})"
+                f"{image} is neither on this engine nor in its registry "
+                f"({first_line(result.stderr)})"
             )
         try:
             manifests = json.loads(result.stdout).get("manifests") or []
@@ -528,7 +543,8 @@ class Engine:
         result = self.query([self.docker, "version", "--format", "{{.Server.Version}}"])
         if result.returncode != 0 or not result.stdout.strip():
             raise UserError(
-                f"the container engine is not running or not reachable ({first_line(result.stderr)})",
+                "the container engine is not running or not reachable "
+                f"({first_line(result.stderr)})",
                 "start Docker Desktop, or `sudo systemctl start docker` on Linux",
             )
         return result.stdout.strip()
@@ -539,8 +555,8 @@ class Engine:
             self.version()
 
     def require_nvidia_runtime(self) -> None:
-        """The engine can start GPU containers (`--gpus all`; Podman: a CDI spec of the GPUs): the NVIDIA
-        Container Toolkit is set up."""
+        """The engine can start GPU containers (`--gpus all`; Podman: a CDI spec of the GPUs): the
+        NVIDIA Container Toolkit is set up."""
         if self.dry:
             return
         if self.podman:
@@ -554,7 +570,8 @@ class Engine:
         found = self.runtimes()
         if "nvidia" not in found:
             raise UserError(
-                f"--gpu: this engine has no NVIDIA runtime (runtimes: {', '.join(found) or 'none'})",
+                "--gpu: this engine has no NVIDIA runtime "
+                f"(runtimes: {', '.join(found) or 'none'})",
                 NVIDIA_FIX,
             )
 

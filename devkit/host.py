@@ -55,11 +55,11 @@ def run_as_user(
     """The `--user` for a container on this host, or None for the image's own non-root user.
 
     On Linux, bind-mounted files keep their numeric owner, so the container runs as the caller and
-    what it writes to DATA_DIR belongs to the caller. A root caller gets the user behind `sudo`, else
-    the owner of DATA_DIR when that is not root: root outside is no reason for root inside. Only
-    where both are root does the container run as root, as only root can write such a DATA_DIR, and
-    then without any capability (see `containers.container_options`). Docker Desktop (macOS, Windows)
-    maps ownership itself, so the image's own user serves there.
+    what it writes to DATA_DIR belongs to the caller. A root caller gets the user behind `sudo`,
+    else the owner of DATA_DIR when that is not root: root outside is no reason for root inside.
+    Only where both are root does the container run as root, as only root can write such a
+    DATA_DIR, and then without any capability (see `runtime.command`). Docker Desktop (macOS,
+    Windows) maps ownership itself, so the image's own user serves there.
     """
     if system != "Linux":
         return None
@@ -78,7 +78,8 @@ def user_ids(user: str | None) -> tuple[int, int]:
 
 
 def container_user(settings: Settings) -> str | None:
-    """The `--user` of the project's containers: the caller, or for root the user behind sudo or DATA_DIR's owner."""
+    """The `--user` of the project's containers: the caller, or for root the user behind sudo or
+    DATA_DIR's owner."""
     if not hasattr(os, "getuid"):
         return None  # Windows: Docker Desktop maps ownership
     sudo = (os.environ.get("SUDO_UID", ""), os.environ.get("SUDO_GID", ""))
@@ -93,7 +94,8 @@ def container_user(settings: Settings) -> str | None:
 
 
 def container_ids(settings: Settings) -> tuple[int, int] | None:
-    """uid and gid that files written by the container get on this host; None where Docker Desktop maps them."""
+    """uid and gid that files written by the container get on this host; None where Docker
+    Desktop maps them."""
     return user_ids(container_user(settings)) if host_system() == "Linux" else None
 
 
@@ -123,8 +125,8 @@ def probe_port(address: str, port: int, key: str = "HOST_PORT") -> str | None:
                 ) from None
             if error.errno == errno.EACCES:
                 return (
-                    f"{key} {port} on {address}: cannot check whether it is free (only root may bind a port so low); "
-                    "the engine may publish it all the same"
+                    f"{key} {port} on {address}: cannot check whether it is free (only root may "
+                    "bind a port so low); the engine may publish it all the same"
                 )
             raise UserError(f"cannot publish {address}:{port}: {error.strerror}") from None
     return None
@@ -138,8 +140,8 @@ def require_free_port(address: str, port: int, key: str = "HOST_PORT") -> None:
 
 
 def require_writable_by(path: Path, uid: int, gid: int, name: str = "DATA_DIR") -> None:
-    """The container's user (uid:gid) may create files in the host folder `path` (a bind mount keeps numeric owners);
-    `name` is what the folder is to the user: DATA_DIR, or the project's notebooks/."""
+    """The container's user (uid:gid) may create files in the host folder `path` (a bind mount
+    keeps numeric owners); `name` is what the folder is to the user: DATA_DIR, or notebooks/."""
     info = path.stat()
     if info.st_uid == uid:
         needed = stat.S_IWUSR | stat.S_IXUSR
@@ -152,7 +154,8 @@ def require_writable_by(path: Path, uid: int, gid: int, name: str = "DATA_DIR") 
             ", or set DATA_DIR to a folder that user can write" if name == "DATA_DIR" else ""
         )
         raise UserError(
-            f"{name} {path} belongs to uid {info.st_uid}, and the container's user (uid {uid}) cannot write it",
+            f"{name} {path} belongs to uid {info.st_uid}, and the container's user (uid {uid}) "
+            "cannot write it",
             f"`sudo chown -R {uid}:{gid} {shlex.quote(str(path))}`{alternative}",
         )
 

@@ -119,8 +119,9 @@ def command(
         # A uid without an entry in the image's /etc/passwd has no home; give it a writable one.
         argv += ["--user", spec.user, "--env", "HOME=/tmp"]
     if env_file is not None:
-        # Secret values from a file only this user can read: never in the command line, the process
-        # list, `invoke --dry` or the docker CLI's own environment (where DOCKER_HOST would steer it).
+        # Secret values from a file only this user can read: never in the command line, the
+        # process list, `invoke --dry` or the docker CLI's own environment (where DOCKER_HOST
+        # would steer it).
         argv += ["--env-file", str(env_file)]
     argv += engine.dialect.gpu_options() if spec.gpu else []
     if spec.read_only:
@@ -262,14 +263,15 @@ def require_platform_support(engine: Engine, image: str, platform: str) -> None:
 
 
 class StopOnSignal:
-    """While the named containers run, a signal that tells invoke to stop stops and removes them too.
+    """While the named containers run, a signal that tells invoke to stop stops them too.
 
-    SIGTERM (a cancelled CI job, `timeout`, `kill`), SIGHUP (the terminal closed) and SIGINT (Ctrl-C
-    where no terminal passes it on: an IDE, CI, `kill -INT`) each run `docker stop` (the container's
-    stop signal, SIGKILL 10 s later); `--rm` removes what stopped. With a terminal (`tty`), SIGINT is
-    left to invoke, which types it into the container as Ctrl-C. The stop runs in a thread of its own
-    and again every second until the block ends, so a container created just after the signal stops
-    too. One object for all the containers of a task (`invoke train` starts several).
+    SIGTERM (a cancelled CI job, `timeout`, `kill`), SIGHUP (the terminal closed) and SIGINT
+    (Ctrl-C where no terminal passes it on: an IDE, CI, `kill -INT`) each run `docker stop` (the
+    container's stop signal, SIGKILL 10 s later); `--rm` removes what stopped. With a terminal
+    (`tty`), SIGINT is left to invoke, which types it into the container as Ctrl-C. The stop runs
+    in a thread of its own and again every second until the block ends, so a container created
+    just after the signal stops too. One object for all the containers of a task (`invoke train`
+    starts several).
     """
 
     def __init__(self, engine: Engine, names: list[str], *, tty: bool = False) -> None:

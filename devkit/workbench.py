@@ -25,7 +25,8 @@ from devkit.runtime import ContainerSpec, Port
 from devkit.settings import Settings
 from devkit.targets import Target, notebook_target, tensorboard_target
 
-# Where training writes TensorBoard logs, inside DATA_DIR: logs/<model>/<version>/{train,validation}.
+# Where training writes TensorBoard logs, inside DATA_DIR:
+# logs/<model>/<version>/{train,validation}.
 LOGS_DIR = "logs"
 # The ports the tools listen on inside their containers (the host side is a setting).
 TENSORBOARD_CONTAINER_PORT = 6006
@@ -49,7 +50,8 @@ JUPYTER_LAB = [
 def tensorboard_spec(settings: Settings, target: Target, *, user: str | None) -> ContainerSpec:
     """TensorBoard over DATA_DIR/logs, from the project's image.
 
-    It needs none of the app's `.env` keys, and writes nothing but /tmp: a read-only root filesystem.
+    It needs none of the app's `.env` keys, and writes nothing but /tmp: a read-only root
+    filesystem.
     TensorBoard binds every address inside the container, so that the published port reaches it.
     """
     serve = ["tensorboard", "--logdir", f"{CONTAINER_DATA_DIR}/{LOGS_DIR}"]

@@ -38,7 +38,6 @@ def commands_run(context: MockContext) -> list[str]:
     return [call.args[0] for call in context.run.call_args_list]
 
 
-
 def argv_of(spec, docker: str = "docker", **options) -> list[str]:
     """The `docker run` of a container spec, as `runtime.start` runs it."""
     return runtime.command(Engine(docker), spec, **options)

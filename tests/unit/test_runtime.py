@@ -163,13 +163,18 @@ def test_train_leaves_another_projects_worker_and_network_alone(project):
 # --- secrets in the temporary folder ----------------------------------------------------------
 
 
-def test_a_private_folder_goes_on_sigterm(tmp_path):
-    seen = []
-    with pytest.raises(host.Signalled) as raised, host.private_folder("app-env") as folder:
+def write_a_secret_then_get_sigterm(seen: list[Path]) -> None:
+    with host.private_folder("app-env") as folder:
         seen.append(folder)
         (folder / "app.env").write_text("KEY=s3cret\n")
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)
+
+
+def test_a_private_folder_goes_on_sigterm():
+    seen: list[Path] = []
+    with pytest.raises(host.Signalled) as raised:
+        write_a_secret_then_get_sigterm(seen)
     assert raised.value.number == signal.SIGTERM
     assert not seen[0].exists()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
@@ -183,7 +188,8 @@ def test_what_a_killed_task_left_is_removed_and_a_running_tasks_is_not(tmp_path)
         folder.mkdir()
     assert host.remove_orphaned_folders(tmp_path) == [gone]
     assert not gone.exists()
-    assert alive.exists() and other.exists()
+    assert alive.exists()
+    assert other.exists()
 
 
 # --- a signal to invoke alone reaches the command it runs --------------------------------------
