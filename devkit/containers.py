@@ -299,10 +299,12 @@ def run(
             stop_it = f"invoke stop{target.selection}"
         else:
             follow = command_line(logs_command(settings, name, follow=True))
-            stop_it = command_line([settings.docker, "stop", name])
+            # Kept once it ends, so that its output still says why: removed with it.
+            stop_it = command_line([settings.docker, "rm", "--force", name])
+        stops = "stops and removes it" if command is not None else "stops it"
         engine.report(
             f"{name} runs in the background{f' on {urls}' if urls else ''}\n"
-            f"`{follow}` shows its output; `{stop_it}` stops it",
+            f"`{follow}` shows its output; `{stop_it}` {stops}",
             would=f"start {name} in the background{f' on {urls}' if urls else ''}",
         )
 

@@ -238,7 +238,8 @@ def test_a_detached_one_off_says_how_to_read_and_stop_it(project, capsys):
     name = started.split()[0]
     assert started == f"{name} runs in the background"
     assert (
-        follow == f"`docker logs --follow {name}` shows its output; `docker stop {name}` stops it"
+        follow == f"`docker logs --follow {name}` shows its output; "
+        f"`docker rm --force {name}` stops and removes it"
     )
 
 
