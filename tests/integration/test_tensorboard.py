@@ -17,6 +17,7 @@ import urllib.request
 
 import pytest
 
+from devkit.targets import PROJECT_LABEL
 from helpers.engine import containers_named, docker, free_port
 from helpers.invoking import Invoke, run_as
 
@@ -151,7 +152,8 @@ def test_a_busy_tensorboard_port_is_one_line(board, cpu_image):
 
 def test_another_projects_container_of_tensorboards_name_is_left_alone(board, cpu_image):
     name = f"{board.image_name}-tensorboard"
-    docker("create", "--name", name, cpu_image)  # no label of this project: another's
+    # Another project's: the label that the image gives its containers names another folder.
+    docker("create", "--name", name, "--label", f"{PROJECT_LABEL}=0123456789abcdef", cpu_image)
     created = docker("container", "inspect", "--format", "{{.Id}}", name).stdout.strip()
     result = board("tensorboard", "--detach")
     assert result.returncode == 1
