@@ -95,7 +95,8 @@ class Setting:
     default: str | Callable[[Path], str] | None
     # The value from its text (an empty text is unset and never parsed); Invalid where it is wrong.
     parse: Callable[[str, Context], object]
-    help: str  # its line of the README's table
+    # Its meaning, as the README's table begins it (where a link to more may follow).
+    help: str
     goes: Goes
     default_help: str = ""
     # A credential: never shown in a message, and taken as written (python-dotenv's ${...} is not
@@ -345,7 +346,7 @@ SETTINGS = (
         _platform,
         "overrides the target platform",
         Goes.ENGINE,
-        default_help="per variant (below)",
+        default_help="per variant",
     ),
     Setting(
         "HOST_ADDRESS",
@@ -381,7 +382,7 @@ SETTINGS = (
         "BUILD_CA_BUNDLE",
         None,
         _ca_bundle,
-        "CA bundle pip trusts during builds, for TLS-intercepting proxies (below)",
+        "CA bundle pip trusts during builds, for TLS-intercepting proxies",
         Goes.SECRET,
     ),
     # pip's own variables for a package index other than PyPI (an Artifactory or Nexus mirror),
@@ -391,7 +392,7 @@ SETTINGS = (
         "PIP_INDEX_URL",
         None,
         _index_urls,
-        "a package index other than PyPI, credentials included (below)",
+        "a package index other than PyPI, credentials included",
         Goes.SECRET,
         secret=True,
     ),
@@ -399,7 +400,7 @@ SETTINGS = (
         "PIP_EXTRA_INDEX_URL",
         None,
         _index_urls,
-        "more package indexes, besides PyPI or `PIP_INDEX_URL`, credentials included (below)",
+        "more package indexes, besides PyPI or `PIP_INDEX_URL`, credentials included",
         Goes.SECRET,
         secret=True,
     ),
@@ -409,7 +410,7 @@ SETTINGS = (
         "BUILD_CACHE",
         None,
         _build_cache,
-        "a registry repository for the layer cache, e.g. `ghcr.io/acme/my-project-cache` (below)",
+        "a registry repository for the layer cache, e.g. `ghcr.io/acme/my-project-cache`",
         Goes.ENGINE,
     ),
 )

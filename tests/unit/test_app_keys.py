@@ -92,8 +92,16 @@ def test_the_images_own_environment_is_not_an_app_key(project, key):
 
 
 @pytest.mark.parametrize(
-    "line", ["'API TOKEN'=canary", "'API\tTOKEN'=canary", "'#TOKEN'=canary", "'A=B'=canary",
-             "'TOKEN\u00a0'=canary", "'1TOKEN'=canary", "'TOKEN*'=canary"]
+    "line",
+    [
+        "'API TOKEN'=canary",
+        "'API\tTOKEN'=canary",
+        "'#TOKEN'=canary",
+        "'A=B'=canary",
+        "'TOKEN\u00a0'=canary",
+        "'1TOKEN'=canary",
+        "'TOKEN*'=canary",
+    ],
 )
 def test_a_key_the_engine_cannot_carry_is_refused_without_its_value(project, line):
     # docker run --env-file fails on "API TOKEN", drops "#TOKEN" as a comment, splits "A=B".

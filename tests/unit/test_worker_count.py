@@ -11,4 +11,6 @@ def test_a_worker_count_in_other_digits_is_one_line(value):
     # "²".isdigit() is true and int("²") a traceback; int("٣") is 3.
     with pytest.raises(UserError) as raised:
         parse_workers(value)
-    assert str(raised.value) == f"--workers {value}: expected a whole number from 1 to {MAX_WORKERS}"
+    assert (
+        str(raised.value) == f"--workers {value}: expected a whole number from 1 to {MAX_WORKERS}"
+    )
