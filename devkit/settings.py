@@ -1,9 +1,9 @@
 """The template's settings: one table, read once and checked in one place.
 
 Each setting is declared once, in SETTINGS below: its key, its default, how its text is read and
-checked, its help (the line of the README's table) and where it goes (`Goes`). `Settings`, the list
+checked, its help (its line in docs/configuration.md) and where it goes (`Goes`). `Settings`, the list
 of keys, the checks and `load_settings` follow from the table; a unit test holds `.env.example` and
-the README's table to it, and `invoke build` passes the build arguments from it.
+the table of docs/configuration.md to it, and `invoke build` passes the build arguments from it.
 
 Precedence for every key: command-line flag > process environment > `.env` > built-in default.
 The only key with a flag is PLATFORM (`--platform`); `resolve_target` in `targets.py` applies it.
@@ -91,11 +91,11 @@ class Setting:
 
     key: str
     # The value .env.example writes, uncommented; None: unset (commented out in .env.example); a
-    # function of the project folder: a default worked out (default_help says how, for the README).
+    # function of the project folder: a default worked out (default_help says how, for the docs).
     default: str | Callable[[Path], str] | None
     # The value from its text (an empty text is unset and never parsed); Invalid where it is wrong.
     parse: Callable[[str, Context], object]
-    # Its meaning, as the README's table begins it (where a link to more may follow).
+    # Its meaning, as the docs' table begins it (where a link to more may follow).
     help: str
     goes: Goes
     default_help: str = ""
@@ -316,7 +316,7 @@ def _index_urls(value: str, context: Context) -> str:
 
 
 # The table. Its order is the order of the checks (a parser sees the values above its own), of
-# the README's table and of `.env.example`.
+# the docs' table and of `.env.example`.
 SETTINGS = (
     Setting(
         "IMAGE_NAME",

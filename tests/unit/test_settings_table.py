@@ -1,5 +1,5 @@
 """The table of settings in devkit/settings.py is the one place a setting is declared: `Settings`,
-`.env.example`, the README's table, the build arguments and the Dockerfiles agree with it."""
+`.env.example`, the docs' table of settings, the build arguments and the Dockerfiles agree with it."""
 
 import dataclasses
 import re
@@ -47,7 +47,7 @@ def template_part_of_env_example() -> str:
 
 
 def documented_default(setting) -> str:
-    """How the README's table writes a setting's default."""
+    """How the docs' table writes a setting's default."""
     if setting.default_help:
         return setting.default_help
     return "unset" if setting.default is None else f"`{setting.default}`"
@@ -62,11 +62,11 @@ def row_follows(setting, default: str, meaning: str) -> bool:
 
 
 def settings_table() -> tuple[Path, dict[str, tuple[str, str]]]:
-    """The README's table of settings (or the docs page it moved to): key -> (default, meaning)."""
+    """The table of settings in the README or a page of docs/: key -> (default, meaning)."""
     for page in [PROJECT_DIR / "README.md", *sorted((PROJECT_DIR / "docs").glob("*.md"))]:
         text = page.read_text(encoding="utf-8")
-        if TABLE_HEADER in text:
-            rows = text.split(TABLE_HEADER, 1)[1].split("\n\n", 1)[0].splitlines()[2:]
+        if f"\n{TABLE_HEADER}\n" in text:
+            rows = text.split(f"\n{TABLE_HEADER}\n", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
             cells = [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows]
             return page, {key.strip("`"): (default, meaning) for key, default, meaning in cells}
     pytest.fail(f"no page of the docs holds the settings table ({TABLE_HEADER})")
