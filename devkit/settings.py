@@ -1,9 +1,10 @@
 """The template's settings: one table, read once and checked in one place.
 
 Each setting is declared once, in SETTINGS below: its key, its default, how its text is read and
-checked, its help (its line in docs/configuration.md) and where it goes (`Goes`). `Settings`, the list
-of keys, the checks and `load_settings` follow from the table; a unit test holds `.env.example` and
-the table of docs/configuration.md to it, and `invoke build` passes the build arguments from it.
+checked, its help (its line in docs/configuration.md) and where it goes (`Goes`). `Settings`, the
+list of keys, the checks and `load_settings` follow from the table; a unit test holds
+`.env.example` and the table of docs/configuration.md to it, and `invoke build` passes the build
+arguments from it.
 
 Precedence for every key: command-line flag > process environment > `.env` > built-in default.
 The only key with a flag is PLATFORM (`--platform`); `resolve_target` in `targets.py` applies it.
