@@ -252,7 +252,8 @@ def doctor(c, gpu=False):
     help={
         "gpu": "only the GPU lock (requirements-gpu.txt)",
         "platform": "only the CPU lock of this platform: linux/amd64 (requirements.txt) or linux/arm64 (requirements-arm64.txt)",
-        "dev": "only the host tools' lock (requirements-dev.txt), compiled on this machine",
+        "dev": "only the host tools' locks (requirements-dev.txt, requirements-checkov.txt), "
+        "compiled on this machine",
         "upgrade": "let every package move to its newest allowed version (default: keep the pins, add what is new)",
         "upgrade-package": "let this package move to its newest allowed version; repeat for more, or NAME==VERSION",
         "check": "change nothing; exit 1 naming every lock that no longer matches its .in files",
