@@ -320,8 +320,8 @@ def k8s(
     """Print the Kubernetes manifests (deploy/k8s/) for the image `invoke push` publishes: `invoke k8s | kubectl apply -f -`.
 
     An Indexed Job of N training workers and its headless Service, the data volume, the serving
-    Deployment with its Service, autoscaler and disruption budget, the NetworkPolicies. The pods
-    read .env's app keys from a Secret, which --app-secret prints too.
+    Deployment with its Service, autoscaler and disruption budget, the NetworkPolicies. When .env
+    holds app keys, the pods read them from a Secret, which --app-secret prints too.
     """
     from devkit import kubernetes  # PyYAML: imported for this task only
 

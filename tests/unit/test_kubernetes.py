@@ -2,8 +2,11 @@
 
 import copy
 import io
+import os
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -615,3 +618,21 @@ def test_cmd_is_split_as_a_shell_would_and_a_bad_one_is_one_line(project):
     assert container["command"] == ["python", "-m", "team.fit", "--note", "a b"]
     with pytest.raises(UserError, match='^--cmd "python \'unclosed": No closing quotation'):
         kubernetes.manifests(settings, workers="1", gpu=False, cmd="python 'unclosed")
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--namespace", "Team"], ["--pull-secret", "ghcr pull"], ["--service-account", "a_b"]],
+)
+def test_invoke_k8s_with_a_name_that_is_no_kubernetes_name_prints_one_line_and_no_yaml(flags):
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "k8s", *flags],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "REGISTRY": "registry.example.com/team"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.startswith(f"error: {flags[0]} {flags[1]!r} is not a Kubernetes name")
+    assert result.stderr.count("\n") == 1

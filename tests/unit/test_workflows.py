@@ -9,6 +9,9 @@ import yaml
 from helpers.project import PROJECT_DIR
 
 WORKFLOWS = PROJECT_DIR / ".github" / "workflows"
+pytestmark = pytest.mark.skipif(
+    not WORKFLOWS.is_dir(), reason="no .github/workflows: a project made without GitHub Actions"
+)
 # Not a check: the benchmark, several minutes of figures.
 NOT_IN_CI = {"bench"}
 
