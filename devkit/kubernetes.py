@@ -282,9 +282,9 @@ def _renamed(value, names: dict[str, str]):
     if isinstance(value, list):
         return [_renamed(item, names) for item in value]
     if isinstance(value, str):
-        for placeholder, name in names.items():
-            value = value.replace(placeholder, name)
-        return value
+        # At once: a name put in for one placeholder is never read as another.
+        placeholders = "|".join(re.escape(placeholder) for placeholder in names)
+        return re.sub(placeholders, lambda found: names[found[0]], value)
     return value
 
 

@@ -636,3 +636,18 @@ def test_invoke_k8s_with_a_name_that_is_no_kubernetes_name_prints_one_line_and_n
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr.startswith(f"error: {flags[0]} {flags[1]!r} is not a Kubernetes name")
     assert result.stderr.count("\n") == 1
+
+
+def test_a_project_named_like_the_models_placeholder_keeps_its_name():
+    [service] = kubernetes.render(
+        kubernetes.load(PROJECT_DIR / kubernetes.KSERVE_DIR),
+        name="tensorflow-model-lab",
+        image=IMAGE,
+        workers=1,
+        gpu=False,
+        container_port=8888,
+        model="petals",
+    )
+    assert service["spec"]["predictor"]["model"]["storageUri"] == (
+        "pvc://tensorflow-model-lab-data/models/petals"
+    )
