@@ -4,20 +4,22 @@
     invoke train --workers 2                          # two containers train one model together
     python -m app.train --epochs 200 --output data/models
 
-One process, several local GPUs or several workers: `distributed.py` reads which from the environment
-and picks the strategy; this loop is the same for all of them. Seeded: in one process, two runs with
-the same data, epochs and seed give the same model and the same metrics. TensorBoard logs (loss and
+One process, several local GPUs or several workers: the template's `distributed_training` reads
+which from the environment and picks the strategy; this loop is the same for all of them. Seeded:
+in one process, two runs with the same data, epochs and seed give the same model and the same
+metrics. TensorBoard logs (loss and
 accuracy per epoch, held out too, and the graph of a training step) go to <logs>/iris/<version>/.
 
 A custom loop (strategy.run) rather than Keras' model.fit: with Keras 3, model.fit under
 MultiWorkerMirroredStrategy fails (keras-team/keras#20585); this loop runs under every strategy.
+It also logs accuracy and held-out figures each epoch; for a model of your own,
+`distributed_training.Training.fit` is the same loop, ready to use.
 """
 
 import argparse
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import sys
@@ -27,7 +29,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from app import dataset, distributed, store
+import distributed_training
+from app import dataset, store
+from distributed_training.training import TrainingError, reason
 
 DEFAULT_DATASET = Path("data/iris.csv")  # relative to the working directory: /app in the image
 DEFAULT_MODELS = Path("data/models")
@@ -41,14 +45,10 @@ TEST_FRACTION = 0.2
 STOP = threading.Event()
 
 
-class TrainingError(Exception):
-    """Training stopped: most often another worker failed, or did not answer within the collective timeout."""
-
-
 @dataclass(frozen=True)
 class TrainedModel:
     metrics: dict
-    cluster: distributed.Cluster
+    cluster: distributed_training.Cluster
     # The published version and its folder; None on a worker that is not the chief (it publishes nothing).
     version: int | None = None
     folder: Path | None = None
@@ -78,13 +78,13 @@ def train(
     epochs: int = DEFAULT_EPOCHS,
     seed: int = DEFAULT_SEED,
     logs_dir: Path | None = None,
-    cluster: distributed.Cluster | None = None,
+    cluster: distributed_training.Cluster | None = None,
 ) -> TrainedModel:
     """Train on a stratified split of the dataset, evaluate on the held-out rows; the chief publishes the next version.
 
     logs_dir: where TensorBoard logs go (default: `logs` beside models_dir). cluster: default, from the environment.
     """
-    cluster = distributed.from_environment(os.environ) if cluster is None else cluster
+    cluster = distributed_training.from_environment(os.environ) if cluster is None else cluster
     data = dataset.load(
         data_path
     )  # first: a missing dataset fails before TensorFlow takes seconds to import
@@ -98,7 +98,7 @@ def train(
     labels = np.asarray(data.labels, dtype="int32")
     keras.utils.set_random_seed(seed)  # Python's, NumPy's and TensorFlow's generators
     tf.config.experimental.enable_op_determinism()  # the same result from multi-threaded kernels too
-    name, strategy = distributed.create_strategy(cluster)
+    name, strategy = distributed_training.create_strategy(cluster)
     replicas = strategy.num_replicas_in_sync
     global_batch = BATCH_PER_REPLICA * replicas
     steps_per_epoch = math.ceil(
@@ -227,7 +227,7 @@ def train(
         # Every worker saves, as TensorFlow's multi-worker saving expects; only the chief's copy is kept.
         with tempfile.TemporaryDirectory(prefix="worker-save-") as scratch:
             write(Path(scratch))
-        distributed.wait_for_chief(cluster)
+        distributed_training.wait_for_chief(cluster)
         return TrainedModel(metrics=metrics, cluster=cluster)
     try:
         version, folder = store.publish(models_dir, write)
@@ -236,23 +236,6 @@ def train(
         raise
     logs.publish(version)
     return TrainedModel(metrics=metrics, cluster=cluster, version=version, folder=folder)
-
-
-def reason(error) -> str:
-    """What a TensorFlow error says, in one line: its cause, without the graph's trace, and which peer failed."""
-    lines = [line.strip() for line in error.message.splitlines() if line.strip()]
-    noise = (
-        "Graph execution error",
-        "Detected at node",
-        "File ",
-        "[[",
-        "Additional GRPC",
-        ":UNKNOWN:",
-        "The error could be",
-    )
-    cause = next((line for line in lines if not line.startswith(noise)), type(error).__name__)
-    peer = re.search(r"remote target /job:(\w+)/replica:\d+/task:(\d+)", error.message)
-    return f"{cause} (from {peer[1]} {peer[2]})" if peer else cause
 
 
 class _Logs:
@@ -310,6 +293,9 @@ class _Logs:
                     self.tf.summary.write(
                         tag, self.tf.constant(value, dtype=self.tf.float32), metadata=scalar
                     )
+        # A sign of life: the folder's time is what tells another training's publish that this
+        # run is still under way, not left by a training that was killed (store.remove_abandoned).
+        os.utime(self.folder)
 
     def _close(self) -> None:
         self.train.close()
@@ -321,8 +307,10 @@ class _Logs:
             shutil.rmtree(self.folder, ignore_errors=True)
 
     def publish(self, version: int) -> None:
-        """The run becomes <logs>/iris/<version>; logs left there by a deleted version of that number are replaced."""
+        """The run becomes <logs>/iris/<version>; logs left there by a deleted version of that
+        number are replaced, and those that killed trainings left unfinished are removed."""
         self._close()
+        store.remove_abandoned(self.root)
         target = self.root / str(version)
         shutil.rmtree(target, ignore_errors=True)
         os.rename(self.folder, target)
@@ -422,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, _ask_to_stop)
     try:
-        cluster = distributed.from_environment(os.environ)
+        cluster = distributed_training.from_environment(os.environ)
         trained = train(
             arguments.data,
             arguments.output,
@@ -431,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
             logs_dir=arguments.logs,
             cluster=cluster,
         )
-    except (distributed.ClusterError, TrainingError) as error:
+    except (distributed_training.ClusterError, TrainingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except dataset.DatasetError as error:
