@@ -1,7 +1,7 @@
 """Train the Iris classifier and publish it as the next model version.
 
-    invoke run --cmd "python -m app.train"            # in the container: data/ is the host's DATA_DIR
-    invoke train --workers 2                          # two containers train one model together
+    invoke run --cmd "python -m app.train"   # in the container: data/ is the host's DATA_DIR
+    invoke train --workers 2                 # two containers train one model together
     python -m app.train --epochs 200 --output data/models
 
 One process, several local GPUs or several workers: the template's `distributed_training` reads
@@ -49,13 +49,15 @@ STOP = threading.Event()
 class TrainedModel:
     metrics: dict
     cluster: distributed_training.Cluster
-    # The published version and its folder; None on a worker that is not the chief (it publishes nothing).
+    # The published version and its folder; None on a worker that is not the chief (it publishes
+    # nothing).
     version: int | None = None
     folder: Path | None = None
 
 
 def build_model(train_features, class_count: int):
-    """A small dense network; its first layer normalises raw measurements, so clients send them as they are."""
+    """A small dense network; its first layer normalises raw measurements, so clients send them as
+    they are."""
     import keras
 
     normalizer = keras.layers.Normalization(name="normalize")
@@ -80,9 +82,11 @@ def train(
     logs_dir: Path | None = None,
     cluster: distributed_training.Cluster | None = None,
 ) -> TrainedModel:
-    """Train on a stratified split of the dataset, evaluate on the held-out rows; the chief publishes the next version.
+    """Train on a stratified split of the dataset, evaluate on the held-out rows; the chief
+    publishes the next version.
 
-    logs_dir: where TensorBoard logs go (default: `logs` beside models_dir). cluster: default, from the environment.
+    logs_dir: where TensorBoard logs go (default: `logs` beside models_dir). cluster: default, from
+    the environment.
     """
     cluster = distributed_training.from_environment(os.environ) if cluster is None else cluster
     data = dataset.load(
@@ -97,7 +101,8 @@ def train(
     features = np.asarray(data.features, dtype="float32")
     labels = np.asarray(data.labels, dtype="int32")
     keras.utils.set_random_seed(seed)  # Python's, NumPy's and TensorFlow's generators
-    tf.config.experimental.enable_op_determinism()  # the same result from multi-threaded kernels too
+    # The same result from multi-threaded kernels too.
+    tf.config.experimental.enable_op_determinism()
     name, strategy = distributed_training.create_strategy(cluster)
     replicas = strategy.num_replicas_in_sync
     global_batch = BATCH_PER_REPLICA * replicas
@@ -106,13 +111,15 @@ def train(
     )  # the same on every worker, or the exchanges would not pair up
     across = f" over {cluster.workers} workers" if cluster.workers > 1 else ""
     print(
-        f"{cluster.describe()}: {name}{across}, {replicas} replica{'s' * (replicas > 1)} in sync, global batch {global_batch}",
+        f"{cluster.describe()}: {name}{across}, {replicas} replica{'s' * (replicas > 1)} in sync, "
+        f"global batch {global_batch}",
         file=sys.stderr,
         flush=True,
     )
 
     def shard(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        """This worker's share of the training rows, reshuffled every pass, in batches of one replica's size."""
+        """This worker's share of the training rows, reshuffled every pass, in batches of one
+        replica's size."""
         rows = tf.data.Dataset.from_tensor_slices((features[train_rows], labels[train_rows]))
         rows = rows.shard(context.num_input_pipelines, context.input_pipeline_id)
         return (
@@ -184,7 +191,8 @@ def train(
                 logs.epoch(epoch, train_loss, train_accuracy, test_loss, test_accuracy)
                 if epoch == 0 or (epoch + 1) % 10 == 0 or epoch + 1 == epochs:
                     print(
-                        f"epoch {epoch + 1}/{epochs}: loss {train_loss:.4f}, accuracy {train_accuracy:.3f}; "
+                        f"epoch {epoch + 1}/{epochs}: loss {train_loss:.4f}, "
+                        f"accuracy {train_accuracy:.3f}; "
                         f"held out: loss {test_loss:.4f}, accuracy {test_accuracy:.3f}",
                         file=sys.stderr,
                         flush=True,
@@ -192,7 +200,8 @@ def train(
     except BaseException as error:
         logs.discard()
         if isinstance(error, tf.errors.OpError) and STOP.is_set():
-            raise KeyboardInterrupt from None  # stopped too, while waiting for another worker that had stopped
+            # Stopped too, while waiting for another worker that had stopped.
+            raise KeyboardInterrupt from None
         if isinstance(error, tf.errors.OpError):
             raise TrainingError(
                 f"training stopped on {cluster.describe()}: {reason(error)}"
@@ -224,7 +233,8 @@ def train(
         )
 
     if not cluster.chief:
-        # Every worker saves, as TensorFlow's multi-worker saving expects; only the chief's copy is kept.
+        # Every worker saves, as TensorFlow's multi-worker saving expects; only the chief's copy is
+        # kept.
         with tempfile.TemporaryDirectory(prefix="worker-save-") as scratch:
             write(Path(scratch))
         distributed_training.wait_for_chief(cluster)
@@ -239,7 +249,8 @@ def train(
 
 
 class _Logs:
-    """TensorBoard logs of one training: written under a hidden name, named after the version once it is published."""
+    """TensorBoard logs of one training: written under a hidden name, named after the version once
+    it is published."""
 
     def __init__(self, logs_dir: Path, *, enabled: bool):
         import tensorflow as tf
@@ -275,8 +286,9 @@ class _Logs:
     ) -> None:
         """Keras' TensorBoard tags, so the dashboards look as they do for model.fit.
 
-        tf.summary.scalar needs the tensorboard package, which TensorFlow 2.21 no longer installs; this
-        writes the very record it writes (a float tagged for TensorBoard's scalars plugin) with TensorFlow alone.
+        tf.summary.scalar needs the tensorboard package, which TensorFlow 2.21 no longer installs;
+        this writes the very record it writes (a float tagged for TensorBoard's scalars plugin) with
+        TensorFlow alone.
         """
         from tensorflow.core.framework import summary_pb2
 
@@ -317,7 +329,8 @@ class _Logs:
 
 
 def superseded(models_dir: Path, version: int) -> tuple[int, dict | None] | None:
-    """The version before `version` and its metrics (None where its metrics.json is unreadable); None for the first."""
+    """The version before `version` and its metrics (None where its metrics.json is unreadable);
+    None for the first."""
     older = [number for number in store.versions(models_dir) if number < version]
     if not older:
         return None
@@ -336,7 +349,10 @@ def comparison(version: int, metrics: dict, previous: tuple[int, dict | None]) -
     """One line: the new version's held-out figures next to those of the version it supersedes."""
     number, old = previous
     if old is None:
-        return f"version {number}, which it supersedes, has no readable {store.METRICS_FILE} to compare with"
+        return (
+            f"version {number}, which it supersedes, has no readable {store.METRICS_FILE} "
+            "to compare with"
+        )
     figures = []
     for key, label, digits in (("accuracy", "held-out accuracy", 3), ("loss", "held-out loss", 4)):
         if isinstance(old.get(key), int | float):
@@ -362,10 +378,12 @@ def positive_whole_number(text: str) -> int:
 
 
 def _ask_to_stop(signum, frame) -> None:
-    """The first SIGTERM or Ctrl-C asks the training to stop after its current step; a second one acts at once.
+    """The first SIGTERM or Ctrl-C asks the training to stop after its current step; a second one
+    acts at once.
 
     Not an exception raised from here: one raised while TensorFlow is in the middle of an operation
-    garbles TensorFlow's own error (pybind11's "MISMATCH of original and normalized active exception").
+    garbles TensorFlow's own error (pybind11's "MISMATCH of original and normalized active
+    exception").
     """
     STOP.set()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -386,12 +404,14 @@ def main(argv: list[str] | None = None) -> int:
         "--output",
         type=Path,
         default=DEFAULT_MODELS,
-        help=f"models folder; the model goes to <output>/{store.MODEL_NAME}/<version>/ (default {DEFAULT_MODELS})",
+        help=f"models folder; the model goes to <output>/{store.MODEL_NAME}/<version>/ "
+        f"(default {DEFAULT_MODELS})",
     )
     parser.add_argument(
         "--logs",
         type=Path,
-        help=f"TensorBoard logs folder; a run per version in <logs>/{store.MODEL_NAME}/<version>/ (default: beside --output)",
+        help=f"TensorBoard logs folder; a run per version in <logs>/{store.MODEL_NAME}/<version>/ "
+        "(default: beside --output)",
     )
     parser.add_argument(
         "--data",
@@ -406,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         help=f"random seed of the split, the weights and the shuffling (default {DEFAULT_SEED})",
     )
     arguments = parser.parse_args(argv)
-    # SIGTERM (`docker stop`, a pod deleted) ends the training as Ctrl-C does: what was half written is removed.
+    # SIGTERM (`docker stop`, a pod deleted) ends the training as Ctrl-C does: what was half written
+    # is removed.
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, _ask_to_stop)
     try:
@@ -437,14 +458,18 @@ def main(argv: list[str] | None = None) -> int:
     metrics = trained.metrics
     if trained.version is None:
         print(
-            f"{trained.cluster.describe()}: done, held-out accuracy {metrics['accuracy']:.3f}, loss {metrics['loss']:.4f}; "
+            f"{trained.cluster.describe()}: done, held-out accuracy {metrics['accuracy']:.3f}, "
+            f"loss {metrics['loss']:.4f}; "
             "the chief publishes the model version"
         )
         return 0
+    workers, replicas = metrics["workers"], metrics["replicas"]
     print(
-        f"trained {store.MODEL_NAME} version {trained.version}: accuracy {metrics['accuracy']:.3f} on {metrics['test_rows']} held-out rows "
-        f"({metrics['train_rows']} training rows, {metrics['epochs']} epochs, seed {metrics['seed']}, "
-        f"{metrics['workers']} worker{'s' * (metrics['workers'] > 1)}, {metrics['replicas']} replica{'s' * (metrics['replicas'] > 1)}); "
+        f"trained {store.MODEL_NAME} version {trained.version}: "
+        f"accuracy {metrics['accuracy']:.3f} on {metrics['test_rows']} held-out rows "
+        f"({metrics['train_rows']} training rows, {metrics['epochs']} epochs, "
+        f"seed {metrics['seed']}, {workers} worker{'s' * (workers > 1)}, "
+        f"{replicas} replica{'s' * (replicas > 1)}); "
         f"saved to {trained.folder}"
     )
     previous = superseded(arguments.output, trained.version)

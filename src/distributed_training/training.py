@@ -69,11 +69,12 @@ class Training:
         """Train `model` for `epochs`; the mean training loss of each epoch.
 
         loss(labels, predictions): the loss of each row, unreduced (keras.losses.mean_squared_error,
-        keras.losses.sparse_categorical_crossentropy...). examples(): a tf.data.Dataset of unbatched
-        (features, label) rows, the same on every worker (shuffle with a seed): each worker takes its
-        share and makes batches of `batch_size` rows per replica. steps_per_epoch: by default the
-        rows over the global batch, where the dataset knows how many rows it has. on_epoch(epoch,
-        loss): called on every worker after each epoch (`training.chief` says which one logs).
+        keras.losses.sparse_categorical_crossentropy...). examples(): a tf.data.Dataset of
+        unbatched (features, label) rows, the same on every worker (shuffle with a seed): each
+        worker takes its share and makes batches of `batch_size` rows per replica.
+        steps_per_epoch: by default the rows over the global batch, where the dataset knows how many
+        rows it has. on_epoch(epoch, loss): called on every worker after each epoch
+        (`training.chief` says which one logs).
         """
         import tensorflow as tf
 
