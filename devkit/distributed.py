@@ -331,10 +331,12 @@ def failure_reason(status: int, lines: list[str]) -> str:
     if status in _SIGNAL_REASONS:
         return _SIGNAL_REASONS[status]
     exception = exception_line(lines)
-    if exception is not None:
-        return exception
     lines = [line.strip() for line in lines if line.strip()]
     errors = [line for line in lines if line.lower().startswith("error")]
+    # A program that says `error: ...` last has said why: a traceback before it was another's
+    # (a library logging an exception it recovered from).
+    if exception is not None and not (errors and errors[-1] == lines[-1]):
+        return exception
     return _shortened((errors or lines or ["no output"])[-1])
 
 

@@ -320,6 +320,12 @@ W0000 00:00:1733330000.000000      12 grpc_server_lib.cc:123] shutting down
             "RuntimeError: no data",
         ),
         (1, "epoch 1\nerror: no dataset at data/x.csv\nbye\n", "error: no dataset at data/x.csv"),
+        (
+            1,
+            'Traceback (most recent call last):\n  File "lib.py", line 1\nOSError: retried\n'
+            "epoch 1\nerror: training stopped on worker 1 of 2: peer gone\n",
+            "error: training stopped on worker 1 of 2: peer gone",
+        ),
         (3, "a\nb\n", "b"),
         (1, "", "no output"),
         (137, PER_REPLICA_FAILURE, "killed (SIGKILL: `docker kill`, or out of memory)"),
