@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import sys
@@ -372,7 +373,7 @@ def explain(error: dataset.DatasetError, data_path: Path) -> str:
 
 
 def positive_whole_number(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:  # ASCII: "²".isdigit() is true
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
     return int(text)
 

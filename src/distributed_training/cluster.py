@@ -33,6 +33,7 @@ POD_KEYS = ("JOB_COMPLETION_INDEX", "TRAIN_WORKERS", "TRAIN_JOB", "TRAIN_SERVICE
 # RFC 1123 label: what Kubernetes accepts as a Job or Service name that becomes part of a hostname.
 _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _ROLES = ("chief", "worker")
+_DIGITS = re.compile(r"[0-9]+")
 
 
 class ClusterError(Exception):
@@ -119,7 +120,8 @@ def from_environment(environ: Mapping[str, str]) -> Cluster:
 
 def _whole_number(environ: Mapping[str, str], key: str, *, minimum: int) -> int:
     value = environ[key].strip()
-    if not value.isdigit() or int(value) < minimum:
+    # ASCII digits only: str.isdigit() also takes `²` (int() fails) and `٣` (int() makes it 3).
+    if not _DIGITS.fullmatch(value) or int(value) < minimum:
         raise ClusterError(f"{key}={environ[key]!r} is not a whole number of at least {minimum}")
     return int(value)
 

@@ -145,6 +145,11 @@ def test_the_collective_timeout_is_read_from_the_environment():
             {"TRAIN_COLLECTIVE_TIMEOUT": "soon"},
             "TRAIN_COLLECTIVE_TIMEOUT='soon' is not a whole number of at least 1",
         ),
+        ({"TRAIN_WORKERS": "²"}, "TRAIN_WORKERS='²' is not a whole number of at least 1"),
+        (
+            {"JOB_COMPLETION_INDEX": "٣"},
+            "JOB_COMPLETION_INDEX='٣' is not a whole number of at least 0",
+        ),
         ({"TF_CONFIG": "{cluster: 1}"}, "TF_CONFIG is not JSON: "),
         ({"TF_CONFIG": "[]"}, 'TF_CONFIG must be an object with "cluster" and "task"'),
         (

@@ -1,6 +1,9 @@
 """The example's training command in a cluster: a bad environment is one line, before TensorFlow."""
 
+import argparse
 import sys
+
+import pytest
 
 from app import train
 
@@ -25,3 +28,9 @@ def test_the_train_command_says_it_in_one_line_and_exits_1_before_importing_tens
     )
     assert "tensorflow" not in sys.modules
     assert not (tmp_path / "models").exists()
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "0", "-1", "many"])
+def test_epochs_other_than_ascii_digits_of_at_least_1_are_refused_in_one_line(value):
+    with pytest.raises(argparse.ArgumentTypeError, match="is not a positive whole number$"):
+        train.positive_whole_number(value)
