@@ -1,4 +1,5 @@
-"""`invoke push`: per-architecture tags in REGISTRY and the multi-architecture list that names them."""
+"""`invoke push`: per-architecture tags in REGISTRY and the multi-architecture list that names
+them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from devkit.targets import Target, resolve_target
 
 
 def multi_arch_image(settings: Settings) -> str:
-    """`<REGISTRY>/<IMAGE_NAME>:<IMAGE_TAG>`: the one name that Macs and Linux servers pull alike."""
+    """`<REGISTRY>/<IMAGE_NAME>:<IMAGE_TAG>`: the one name that Macs and Linux servers pull
+    alike."""
     if settings.registry is None:
         raise UserError(
             "REGISTRY is not set, so there is nowhere to push",
@@ -21,8 +23,8 @@ def multi_arch_image(settings: Settings) -> str:
 
 
 def registry_image(settings: Settings, target: Target) -> str:
-    """Where `invoke push` publishes one image: `<REGISTRY>/<IMAGE_NAME>:<IMAGE_TAG>-<arch>` for a CPU image
-    (the multi-architecture tag lists these), `...:<IMAGE_TAG>-gpu` for the GPU image."""
+    """Where `invoke push` publishes one image: `<REGISTRY>/<IMAGE_NAME>:<IMAGE_TAG>-<arch>` for a
+    CPU image (the multi-architecture tag lists these), `...:<IMAGE_TAG>-gpu` for the GPU image."""
     suffix = "-gpu" if target.gpu else f"-{arch(target.platform)}"
     return f"{multi_arch_image(settings)}{suffix}"
 
@@ -41,7 +43,8 @@ def untag_command(settings: Settings, name: str) -> list[str]:
 
 
 def push(engine: Engine, settings: Settings, *, gpu: bool, platforms: list[str | None]) -> None:
-    """Push the GPU image, or the CPU image of each platform and one multi-architecture tag naming them.
+    """Push the GPU image, or the CPU image of each platform and one multi-architecture tag naming
+    them.
 
     Every image is checked before the first goes out: no half-published set.
     """

@@ -12,7 +12,8 @@ from devkit.targets import Target, resolve_target
 
 
 def settings_of(project: Path, image_name: str = "tf", **environ: str) -> Settings:
-    """The settings of `project`, as these keys in the environment (and nothing of this machine's) make them."""
+    """The settings of `project`, as these keys in the environment (and nothing of this
+    machine's) make them."""
     return load_settings(project, environ={"IMAGE_NAME": image_name, **environ})
 
 

@@ -18,7 +18,8 @@ PROJECT_DIR = tasks.PROJECT_DIR
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    """A project folder with the real locks and their inputs, tests/container, and no engine anywhere."""
+    """A project folder with the real locks and their inputs, tests/container, and no engine
+    anywhere."""
     folder = tmp_path / "proj"
     folder.mkdir()
     for lock in [*PROJECT_DIR.glob("requirements*.txt"), *PROJECT_DIR.glob("requirements*.in")]:
@@ -137,7 +138,11 @@ def test_refusals_are_one_line(project, task, kwargs, message):
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("HOST_PORT", "²", "error: HOST_PORT='²' (from environment): not a port number (1-65535)"),
+        (
+            "HOST_PORT",
+            "²",
+            "error: HOST_PORT='²' (from environment): not a port number (1-65535)",
+        ),
         (
             "DATA_DIR",
             "~no-such-user-here/x",
