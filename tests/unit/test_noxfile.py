@@ -109,3 +109,27 @@ def test_ci_runs_every_session_that_nox_runs_and_the_engine_suite():
     matrix = set(workflow["jobs"]["nox"]["strategy"]["matrix"]["session"])
     sessions = nox.registry.get()
     assert matrix == {name for name, func in sessions.items() if func.default} | {"integration"}
+
+
+def test_the_pre_commit_hooks_run_what_the_lint_session_and_the_lock_check_run(
+    monkeypatch, tmp_path
+):
+    """Each command of `nox -s lint` and `nox -s lock_check`, less the files it is given, is the entry
+    of a local pre-commit hook that runs the dev lock's tool (language: system), nothing else."""
+    project = Path(noxfile.__file__).parent
+    monkeypatch.chdir(project)
+    session = RecordingSession(tmp_path)
+    noxfile.lint(session)
+    noxfile.lock_check(session)
+    files = {".", *noxfile.DOCKERFILES, *noxfile.WORKFLOWS}
+    commands = {
+        " ".join(arg for arg in step[1:] if arg not in files)
+        for step in session.done
+        if step[0] == "run"
+    }
+    config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
+    hooks = [hook for repo in config["repos"] for hook in repo["hooks"]]
+    assert [repo["repo"] for repo in config["repos"]] == ["local"]
+    assert {hook["language"] for hook in hooks} == {"system"}
+    entries = {hook["entry"].replace(" --force-exclude", "") for hook in hooks}
+    assert entries == commands
