@@ -211,7 +211,7 @@ def clean(c, all_=False):
     """Remove this project's containers, its images under IMAGE_TAG (-gpu, -notebook, other architectures) and its untagged ones.
 
     Only what carries this project's label. Never DATA_DIR, the locks or what you pushed; without --all,
-    neither the caches that make the next lock and build fast. Says how much space it freed.
+    neither the caches that make the next lock and build fast. Says what it removed and what stays.
     """
     settings = load_settings(PROJECT_DIR)
     engine = Engine(settings.docker, c)
