@@ -3,7 +3,6 @@ refused before anything is created, what is cleaned up on failure, what `--dry` 
 
 import io
 import socket
-import subprocess
 import time
 from pathlib import Path
 
