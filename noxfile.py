@@ -4,10 +4,14 @@ suite; `nox -l` lists them all; `nox -s NAME` runs one."""
 import hashlib
 import json
 import logging
+import os
 import re
+import shutil
+import sys
 from pathlib import Path
 
 import nox
+import yaml
 
 nox.options.error_on_missing_interpreters = True
 # The standard library's venv, named. nox still probes for uv whenever it makes a venv; its
@@ -18,8 +22,6 @@ logging.getLogger("nox").addFilter(lambda record: record.getMessage() != "uv bin
 # The pinned host tools: every session that needs packages installs them from this lock,
 # hash-checked.
 DEV_LOCK = "requirements-dev.txt"
-# Kept in a session's venv: the sha256 of the dev lock installed there.
-DEV_LOCK_MARK = "dev-lock.sha256"
 DOCKERFILES = ("Dockerfile", "Dockerfile.gpu")
 # What GitHub Actions and the Dev Containers clients read, where the spec puts them.
 WORKFLOWS = sorted(str(path) for path in Path(".github/workflows").glob("*.y*ml"))
@@ -40,27 +42,29 @@ def with_example(folder: str) -> list[str]:
     return [folder, *([str(example)] if example.is_dir() else [])]
 
 
-def dev_lock_step(installed: str | None, wanted: str) -> str | None:
-    """What a session's venv needs, from the sha256 of the dev lock installed there (None: nothing
-    yet) and of the lock at hand: "install" into a new venv, "sync" a venv whose lock changed
-    (pip-sync also removes what the lock dropped), or None: the venv is the lock's."""
+def lock_step(installed: str | None, wanted: str) -> str | None:
+    """What a session's venv needs, from the sha256 of the lock installed there (None: nothing yet)
+    and of the lock at hand: "install" into a new venv, "sync" a venv whose lock changed (pip-sync
+    also removes what the lock dropped), or None: the venv is the lock's."""
     if installed is None:
         return "install"
     return None if installed == wanted else "sync"
 
 
-def install_dev_lock(session: nox.Session) -> None:
-    """The dev lock in the session's venv, which nox keeps between runs (reuse_venv): installed
-    once, synced when the lock changes, untouched (no pip at all) while it does not."""
-    mark = Path(session.virtualenv.location, DEV_LOCK_MARK)
-    wanted = hashlib.sha256(Path(DEV_LOCK).read_bytes()).hexdigest()
-    step = dev_lock_step(mark.read_text().strip() if mark.is_file() else None, wanted)
+def install_lock(session: nox.Session, lock: str) -> None:
+    """`lock` in the session's venv, which nox keeps between runs (reuse_venv): installed once,
+    synced when the lock changes, untouched (no pip at all) while it does not."""
+    mark = Path(session.virtualenv.location, f"{lock}.sha256")
+    wanted = hashlib.sha256(Path(lock).read_bytes()).hexdigest()
+    step = lock_step(mark.read_text().strip() if mark.is_file() else None, wanted)
     if step == "install":
-        session.install("-r", DEV_LOCK)
+        session.install("-r", lock)
     elif step == "sync":
-        session.run("pip-sync", "--quiet", DEV_LOCK)
+        # The pip-sync of the host tools that run nox, on the venv's interpreter.
+        python = str(Path(session.virtualenv.bin, "python"))
+        session.run("pip-sync", "--quiet", "--python-executable", python, lock, external=True)
     else:
-        session.log(f"{DEV_LOCK} unchanged: the venv is reused as it is")
+        session.log(f"{lock} unchanged: the venv is reused as it is")
         return
     mark.write_text(wanted + "\n")
 
@@ -77,14 +81,14 @@ def container_test(session: nox.Session) -> None:
 @nox.session(reuse_venv=True)
 def tests(session: nox.Session) -> None:
     """Host-side tests of tasks.py and the configuration (and the example's); no engine, seconds."""
-    install_dev_lock(session)
+    install_lock(session, DEV_LOCK)
     session.run("pytest", *with_example("tests/unit"), *session.posargs)
 
 
 @nox.session(reuse_venv=True)
 def lint(session: nox.Session) -> None:
     """ruff, hadolint on both Dockerfiles, the CI workflow and the dev containers; offline."""
-    install_dev_lock(session)
+    install_lock(session, DEV_LOCK)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("hadolint", *DOCKERFILES)
@@ -128,24 +132,125 @@ def _check_devcontainer(session: nox.Session, path: Path) -> None:
 
 @nox.session(reuse_venv=True)
 def manifests(session: nox.Session) -> None:
-    """Every rendering of `invoke k8s` against Kubernetes' own schemas, offline and strict.
-
-    CPU and GPU, 1 and 3 workers."""
-    install_dev_lock(session)
+    """Every rendering of `invoke k8s` against Kubernetes' schemas (1.29 on); offline, strict."""
+    install_lock(session, DEV_LOCK)
     session.run("pytest", "tests/manifests", *session.posargs)
+
+
+# checkov and its ~60 dependencies, hash-pinned in a lock of their own: other sessions stay light.
+CHECKOV_LOCK = "requirements-checkov.txt"
+# The findings that the manifests accept, each with its reason: the one list of them.
+CHECKOV_ACCEPTED = Path("deploy/k8s/checkov-accepted.yaml")
+# Every kind of rendering of `invoke k8s`, from a copy of the project whose .env holds one app key.
+K8S_RENDERINGS = {
+    "cpu": [],
+    "cpu-3-workers": ["--workers", "3"],
+    "gpu-3-workers": ["--gpu", "--workers", "3"],
+    "kserve": ["--kserve", "--model", "model"],
+    "kserve-gpu": ["--kserve", "--model", "model", "--gpu"],
+    "cluster-flags": [
+        *("--namespace", "ml", "--pull-secret", "registry", "--service-account", "trainer"),
+        *("--storage-class", "standard", "--workers", "2", "--app-secret"),
+    ],
+}
+
+
+@nox.session(reuse_venv=True)
+def checkov(session: nox.Session) -> None:
+    """checkov, offline, over every rendering of `invoke k8s`: no finding but the accepted ones."""
+    if not CHECKOV_ACCEPTED.parent.is_dir():
+        session.skip(f"no {CHECKOV_ACCEPTED.parent}: this project renders no Kubernetes manifests")
+    install_lock(session, CHECKOV_LOCK)
+    accepted = yaml.safe_load(CHECKOV_ACCEPTED.read_text(encoding="utf-8"))
+    if not isinstance(accepted, dict) or not all(
+        isinstance(reason, str) and reason.strip() for reason in accepted.values()
+    ):
+        session.error(f"{CHECKOV_ACCEPTED}: expected CHECK_ID: reason, a reason for each")
+    tmp = Path(session.create_tmp())
+    project, renderings = tmp / "project", tmp / "renderings"
+    shutil.rmtree(project, ignore_errors=True)
+    shutil.rmtree(renderings, ignore_errors=True)
+    shutil.copytree(
+        ".", project, ignore=shutil.ignore_patterns(".git", ".nox", "data", ".env", "*cache*")
+    )
+    (project / ".env").write_text("APP_TOKEN=not-a-real-token\n", encoding="utf-8")
+    renderings.mkdir()
+    for name, flags in K8S_RENDERINGS.items():
+        with (
+            (renderings / f"{name}.yaml").open("w", encoding="utf-8") as output,
+            session.chdir(project),
+        ):
+            # The invoke that runs nox (the dev lock's), not a package of the checkov lock.
+            session.run(
+                *(sys.executable, "-m", "invoke", "k8s", *flags),
+                env={"REGISTRY": "registry.example.com/team", "IMAGE_TAG": "latest"},
+                external=True,
+                stdout=output,
+                stderr=None,
+            )
+    checkov_run = ("checkov", "--directory", str(renderings), "--framework", "kubernetes")
+    offline = ("--skip-download", "--quiet", "--compact")
+    session.run(*checkov_run, *offline, "--skip-check", ",".join(accepted))
+    # The accepted list stays true: each of its checks still fails somewhere, or it goes.
+    reports = tmp / "reports"
+    session.run(
+        *checkov_run,
+        *offline,
+        *("--check", ",".join(accepted), "--output", "json", "--output-file-path", str(reports)),
+        silent=True,
+        success_codes=[0, 1],
+    )
+    results = json.loads((reports / "results_json.json").read_text(encoding="utf-8"))
+    fired = {
+        check["check_id"]
+        for result in (results if isinstance(results, list) else [results])
+        for check in result["results"]["failed_checks"]
+    }
+    if stale := sorted(set(accepted) - fired):
+        session.error(f"{CHECKOV_ACCEPTED} accepts {', '.join(stale)}, which no rendering fails")
+    session.log(f"accepted, with the reasons in {CHECKOV_ACCEPTED}: {', '.join(sorted(fired))}")
+
+
+# Every lock: the images', the notebook's and the host tools' (checkov's too).
+LOCKS = sorted(str(path) for path in Path(".").glob("requirements*.txt"))
+
+
+@nox.session(default=False, reuse_venv=True)
+def pip_audit(session: nox.Session) -> None:
+    """pip-audit over every lock's pins (OSV's vulnerability data, online): CI runs it."""
+    if not os.environ.get("CI"):
+        # Each pin is looked up online: outside CI this session says it did not audit, and passes.
+        session.skip(
+            "did not audit: pip-audit looks every pin up in OSV's online database; CI runs this "
+            "session (CI set), or run `CI=1 nox -s pip_audit` on a machine that reaches api.osv.dev"
+        )
+    install_lock(session, DEV_LOCK)
+    pins = Path(session.create_tmp()) / "pins"
+    pins.mkdir(exist_ok=True)
+    for lock in LOCKS:
+        # Every pin, whatever platform its marker names (pip-audit would skip an arm64-only pin on
+        # an x86-64 runner). The locks are complete: nothing to resolve, nothing to install.
+        text = Path(lock).read_text(encoding="utf-8")
+        (pins / lock).write_text(re.sub(r"^(\S+==\S+) ;[^\\\n]*", r"\1 ", text, flags=re.M))
+        session.log(f"{lock}: every pin, markers left out")
+        session.run(
+            *("pip-audit", "--requirement", str(pins / lock), "--no-deps", "--disable-pip"),
+            *("--vulnerability-service", "osv", "--progress-spinner", "off"),
+            *session.posargs,
+        )
 
 
 @nox.session(reuse_venv=True)
 def lock_check(session: nox.Session) -> None:
     """`invoke lock --check`: every lock matches its .in files (no resolving, milliseconds)."""
-    install_dev_lock(session)
+    install_lock(session, DEV_LOCK)
     session.run("invoke", "lock", "--check")
 
 
 @nox.session(default=False, reuse_venv=True)
 def integration(session: nox.Session) -> None:
     """The engine suite, not in `nox`: the images built and run for real through the tasks."""
-    install_dev_lock(session)
+    install_lock(session, DEV_LOCK)
     # -rs: the reason of any skip is printed (only where no engine exists; in CI a missing engine
     # fails). --durations=10: the ten slowest tests, to see where the suite's time goes.
     session.run(
@@ -158,7 +263,7 @@ def bench(session: nox.Session) -> None:
     """Not in `nox`: our image against a tutorial's, serving figures, arm64 under emulation.
 
     Ratios and goals against the plain tutorial Dockerfile."""
-    install_dev_lock(session)
+    install_lock(session, DEV_LOCK)
     # Several minutes: cold builds of both images, then medians of rebuilds, imports and requests.
     session.run("python", "-m", "benchmarks.images", *session.posargs)
     if Path("src/app/server.py").is_file():

@@ -38,17 +38,17 @@ def test_every_session_with_the_dev_lock_keeps_its_venv_between_runs():
     assert [name for name in with_packages if sessions[name].reuse_venv is not True] == []
 
 
-def test_the_dev_lock_is_installed_once_synced_when_it_changes_and_else_left_alone():
-    assert noxfile.dev_lock_step(None, "abc") == "install"
-    assert noxfile.dev_lock_step("abc", "abc") is None
-    assert noxfile.dev_lock_step("abc", "def") == "sync"
+def test_a_lock_is_installed_once_synced_when_it_changes_and_else_left_alone():
+    assert noxfile.lock_step(None, "abc") == "install"
+    assert noxfile.lock_step("abc", "abc") is None
+    assert noxfile.lock_step("abc", "def") == "sync"
 
 
 class RecordingSession:
     """What a session does with its venv: pip installs, commands run, lines logged."""
 
     def __init__(self, venv: Path):
-        self.virtualenv = SimpleNamespace(location=str(venv))
+        self.virtualenv = SimpleNamespace(location=str(venv), bin=str(venv / "bin"))
         self.posargs: list[str] = []
         self.done: list[tuple[str, ...]] = []
 
@@ -86,7 +86,10 @@ def test_a_changed_dev_lock_is_synced_into_the_reused_venv(lock_at_hand, tmp_pat
     changed, after = RecordingSession(tmp_path / "venv"), RecordingSession(tmp_path / "venv")
     noxfile.lock_check(changed)
     noxfile.lock_check(after)
-    assert changed.done[0] == ("run", "pip-sync", "--quiet", noxfile.DEV_LOCK)
+    python = str(tmp_path / "venv" / "bin" / "python")
+    assert changed.done[0] == (
+        "run", "pip-sync", "--quiet", "--python-executable", python, noxfile.DEV_LOCK
+    )  # fmt: skip
     assert after.done == [("run", "invoke", "lock", "--check")]
 
 
@@ -108,7 +111,7 @@ def test_ci_runs_every_session_that_nox_runs_and_the_engine_suite():
     workflow = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
     matrix = set(workflow["jobs"]["nox"]["strategy"]["matrix"]["session"])
     sessions = nox.registry.get()
-    assert matrix == {name for name, func in sessions.items() if func.default} | {"integration"}
+    assert {name for name, func in sessions.items() if func.default} | {"integration"} <= matrix
 
 
 def test_the_pre_commit_hooks_run_what_the_lint_session_and_the_lock_check_run(
