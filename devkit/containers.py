@@ -175,8 +175,8 @@ def container_test_command(
         for folder in CONTAINER_TEST_FOLDERS
         if (tests_dir / folder).is_dir()
     ]
-    # -p no:cacheprovider: the tests folder is read-only. -ra: a line for each test that did not pass,
-    # and no output of those that did; warnings stay in pytest's summary, grouped, with their counts.
+    # -p no:cacheprovider: the tests folder is read-only. -ra: a line for each test that did not
+    # pass, and no output of those that did; warnings stay in pytest's summary, grouped, counted.
     # --import-mode=importlib: as pyproject.toml sets it on the host (the container has no pyproject).
     pytest = [
         "python",
