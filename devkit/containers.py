@@ -147,9 +147,10 @@ def container_test_spec(
         for folder in CONTAINER_TEST_FOLDERS
         if (tests_dir / folder).is_dir()
     ]
-    # -p no:cacheprovider: the tests folder is read-only; -rA: a line per test in the report.
+    # -p no:cacheprovider: the tests folder is read-only. -ra: a line for each test that did not
+    # pass, and no output of those that did; warnings stay in pytest's summary, grouped, counted.
     # --import-mode=importlib: as pyproject.toml sets it on the host (the container has none).
-    pytest = ["python", "-m", "pytest", "-p", "no:cacheprovider", "-rA", "--import-mode=importlib"]
+    pytest = ["python", "-m", "pytest", "-p", "no:cacheprovider", "-ra", "--import-mode=importlib"]
     pytest += ["--rootdir", CONTAINER_TESTS_DIR, *folders]
     spec = container_spec(
         settings, target, name=target.container_test_container, user=user, command=pytest
@@ -422,29 +423,6 @@ def _make_folder(engine: Engine, folder: Path) -> None:
         engine.change(f"create {folder}", lambda: folder.mkdir(parents=True, exist_ok=True))
 
 
-def disk_usage(engine: Engine, settings: Settings) -> int | None:
-    """The bytes the engine holds (images, containers, volumes, build cache), as `docker system df`
-    counts them."""
-    result = engine.query([settings.docker, "system", "df", "--format", "{{.Size}}"])
-    sizes = [_bytes(line) for line in result.stdout.split()]
-    counted = result.returncode == 0 and sizes and None not in sizes
-    return sum(sizes) if counted else None  # type: ignore[arg-type]
-
-
-def _bytes(size: str) -> int | None:
-    """`1.26GB`, `43.8kB`, `0B` (the engine's decimal units) in bytes."""
-    match = re.fullmatch(r"([0-9.]+)([kMGTP]?)B", size)
-    return round(float(match[1]) * 1000 ** " kMGTP".index(match[2] or " ")) if match else None
-
-
-def _human(size: int) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.3g} {unit}" if unit != "B" else f"{size} B"
-        size /= 1000  # type: ignore[assignment]
-    raise AssertionError("unreachable")
-
-
 def clean(
     engine: Engine,
     settings: Settings,
@@ -458,7 +436,6 @@ def clean(
     engine's unused build cache too.
     Never DATA_DIR, the locks, or anything that lacks the project's label."""
     engine.require_running()
-    before = disk_usage(engine, settings)
     mine = ["--filter", f"label={project_label(settings)}"]
     containers = engine.query(
         [settings.docker, "container", "ls", "--all", *mine, "--format", "{{.Names}}"]
@@ -526,16 +503,12 @@ def clean(
     )
     if engine.dry:
         return
-    after = disk_usage(engine, settings) if before is not None else None
-    freed = (
-        f"freed {_human(max(before - after, 0))}; "
-        if before is not None and after is not None
-        else ""
-    )
+    # No "freed" figure: the engine says none for what `image rm` frees, and `system df` before
+    # and after counts the whole engine (other projects' builds, layers the build cache holds).
     kept = f"kept: what you pushed to a registry, DATA_DIR ({settings.data_dir}), the locks"
     if not everything:
         kept += (
             f", the lock cache volume {cache_volume} and the build cache "
             "(`invoke clean --all` removes those)"
         )
-    print(freed + kept, file=sys.stderr)
+    print(kept, file=sys.stderr)

@@ -440,6 +440,10 @@ def test_container_test_mounts_tests_and_pytest_read_only(project):
     assert value_after(argv, "--user") == ["1000:1000"]
     image_at = argv.index("tf:latest-gpu")
     assert argv[image_at + 1 : image_at + 4] == ["python", "-m", "pytest"]
+    # A line for each test that did not pass; the output of those that passed stays out (-rA printed
+    # it all: 3,400 lines).
+    assert "-ra" in argv[image_at:]
+    assert not {"-rA", "-rP", "-rp"} & set(argv[image_at:])
     assert argv[-1] == "/app/tests/container", "the example's folder only where it exists"
     assert "--publish" not in argv
 

@@ -65,13 +65,20 @@ def test_dry_run_and_shell_print_their_container_and_create_nothing(project):
     assert not (project / "data").exists()
 
 
-def test_dry_container_test_installs_pytest_and_runs_the_tests(project):
+def test_dry_container_test_builds_installs_pytest_and_runs_the_tests(project):
     context = dry_context()
-    tasks.container_test(context)
-    install, test = commands_run(context)
+    tasks.container_test(context, gpu=True)
+    pull, build, install, test = commands_run(context)
+    assert " pull " in pull, "the base image for the platform, then"
+    assert " build " in build, "the image it tests, built first"
+    assert "/Dockerfile.gpu " in build
+    assert "--tag proj:latest-gpu" in build
     assert " -m pip install " in install
-    assert " run --name proj-container-test " in test
-    assert test.endswith("--rootdir /app/tests /app/tests/container")
+    assert " run --name proj-gpu-container-test " in test
+    assert test.endswith(
+        "proj:latest-gpu python -m pytest -p no:cacheprovider -ra --import-mode=importlib"
+        " --rootdir /app/tests /app/tests/container"
+    )
 
 
 def test_dry_stop_clean_and_lock_need_no_engine(project):
