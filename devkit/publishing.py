@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from pathlib import Path
 
 from devkit.containers import require_image
-from devkit.engine import Engine, first_line
+from devkit.engine import Dialect, Engine, Outcome, first_line
 from devkit.errors import UserError
 from devkit.platforms import arch
 from devkit.settings import Settings
@@ -44,8 +45,10 @@ def tag_command(settings: Settings, image: str, name: str) -> list[str]:
     return [settings.docker, "tag", image, name]
 
 
-def push_command(settings: Settings, name: str) -> list[str]:
-    return [settings.docker, "push", name]
+def push_command(settings: Settings, name: str, digest_file: str) -> list[str]:
+    """Push `name`; where the CLI writes the pushed digest to a file (Podman), to `digest_file`."""
+    digest_options = Dialect(settings.docker).digest_file_options(digest_file)
+    return [settings.docker, "push", *digest_options, name]
 
 
 def untag_command(settings: Settings, name: str) -> list[str]:
@@ -139,10 +142,11 @@ def recorded_digest(settings: Settings, reference: str) -> str | None:
 _REPUSH = f"run `invoke push` again, or delete {PUSH_DIGESTS} to name the images by tag"
 
 
-def _digest_in(output: str) -> str | None:
-    """The digest a push printed: `docker push`'s `<tag>: digest: sha256:... size: N`, or the
-    `sha256:...` line of `docker manifest push`."""
-    found = DIGEST.findall(output)
+def _digest_of(result: Outcome, digest_file: Path) -> str | None:
+    """The digest a push pushed: what it wrote to `digest_file` (Podman), else what it printed
+    (`docker push`'s `<tag>: digest: sha256:... size: N`, `docker manifest push`'s `sha256:...`)."""
+    written = digest_file.read_text(encoding="utf-8") if digest_file.is_file() else ""
+    found = DIGEST.findall(written or result.stdout)
     return found[-1] if found else None
 
 
@@ -151,14 +155,17 @@ def _push_image(engine: Engine, settings: Settings, target: Target) -> tuple[str
     name = registry_image(settings, target)
     engine.run(tag_command(settings, target.image, name), hide=True)
     try:
-        result = engine.run(push_command(settings, name))
+        with tempfile.TemporaryDirectory(prefix="push-") as folder:
+            digest_file = Path(folder) / "digest"
+            result = engine.run(push_command(settings, name, str(digest_file)))
+            digest = _digest_of(result, digest_file)
     finally:
         # Only the registry's name goes: the image keeps its own tag.
         engine.run(untag_command(settings, name), hide=True)
     if result.failed:
         login = f"`docker login {settings.registry.split('/')[0]}` if it needs credentials"
         raise UserError(f"pushing {name} failed: {first_line(result.stderr)}", login)
-    return name, _digest_in(result.stdout)
+    return name, digest
 
 
 def _publish_manifest_list(
@@ -166,15 +173,17 @@ def _publish_manifest_list(
 ) -> str | None:
     """`published` becomes a manifest list of the pushed per-architecture `images`; its digest."""
     insecure = engine.registry_is_insecure(settings.registry)
-    drop_draft, create, publish = engine.dialect.manifest_commands(
-        published, images, insecure=insecure
-    )
-    engine.run(drop_draft, hide=True)  # fails where there is no draft, as there should not be
-    for argv in (create, publish):
-        result = engine.run(argv, hide=True)
-        if result.failed:
-            raise UserError(
-                f"publishing {published} failed: {first_line(result.stderr)}",
-                "the per-architecture tags went out; run `invoke push` again",
-            )
-    return _digest_in(result.stdout)
+    with tempfile.TemporaryDirectory(prefix="push-") as folder:
+        digest_file = Path(folder) / "digest"
+        drop_draft, create, publish = engine.dialect.manifest_commands(
+            published, images, insecure=insecure, digest_file=str(digest_file)
+        )
+        engine.run(drop_draft, hide=True)  # fails where there is no draft, as there should not be
+        for argv in (create, publish):
+            result = engine.run(argv, hide=True)
+            if result.failed:
+                raise UserError(
+                    f"publishing {published} failed: {first_line(result.stderr)}",
+                    "the per-architecture tags went out; run `invoke push` again",
+                )
+        return _digest_of(result, digest_file)

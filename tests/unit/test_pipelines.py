@@ -310,6 +310,32 @@ def test_push_of_the_gpu_image_records_the_digest_docker_push_printed_beside_the
     assert kubernetes.pushed_image(settings, gpu=True) == f"ghcr.io/acme/tf@{GPU_DIGEST}"
 
 
+class PodmanWritingDigests(RecordingEngine):
+    """Podman prints no digest: each push writes the one it pushed to its --digestfile."""
+
+    def _action_process(self, argv, options):
+        if "--digestfile" in argv and not self.dry:
+            digest = LIST_DIGEST if "manifest" in argv else GPU_DIGEST
+            Path(argv[argv.index("--digestfile") + 1]).write_text(digest)
+        return super()._action_process(argv, options)
+
+
+def test_with_podman_push_records_the_digests_it_wrote_to_its_digest_files(project):
+    answers = {
+        "version --format {{.Server.OsArch}}": (0, "linux/amd64\n", ""),
+        "image inspect --format {{.Os}}/{{.Architecture}} tf:latest-gpu": (0, "linux/amd64\n", ""),
+        **BOTH_BUILT,
+    }
+    settings = settings_of(project, REGISTRY="127.0.0.1:5000/acme", DOCKER="podman")
+    for gpu in (False, True):
+        engine = PodmanWritingDigests(docker="podman", answers=answers)
+        publishing.push(engine, settings, gpu=gpu, platforms=[])
+    assert recorded(project) == {
+        "127.0.0.1:5000/acme/tf:latest": LIST_DIGEST,
+        "127.0.0.1:5000/acme/tf:latest-gpu": GPU_DIGEST,
+    }
+
+
 def test_a_push_that_prints_no_digest_drops_the_older_one_and_says_so(project, capsys):
     settings = settings_of(project, REGISTRY="ghcr.io/acme")
     engine = RecordingEngine(answers=BOTH_BUILT, outcomes=MANIFEST_PUSHED)
