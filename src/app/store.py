@@ -70,10 +70,14 @@ def versions(models_dir: Path, name: str = MODEL_NAME) -> list[int]:
 def read_metrics(folder: Path) -> dict:
     """The version's metrics.json, once its files are all there; InvalidVersion says what is missing."""
     saved_model = folder / SAVED_MODEL_FILE
-    if not saved_model.is_file() or saved_model.stat().st_size == 0:
-        raise InvalidVersion(f"no SavedModel: {SAVED_MODEL_FILE} is missing or empty")
-    if not (folder / VARIABLES_DIR).is_dir():
-        raise InvalidVersion(f"no {VARIABLES_DIR}/ folder beside {SAVED_MODEL_FILE}")
+    try:
+        os.listdir(folder)  # a folder that this user may not read (`chmod 000`) fails here
+        if not saved_model.is_file() or saved_model.stat().st_size == 0:
+            raise InvalidVersion(f"no SavedModel: {SAVED_MODEL_FILE} is missing or empty")
+        if not (folder / VARIABLES_DIR).is_dir():
+            raise InvalidVersion(f"no {VARIABLES_DIR}/ folder beside {SAVED_MODEL_FILE}")
+    except OSError as error:  # PermissionError above all
+        raise InvalidVersion(f"the folder cannot be read: {error}") from None
     try:
         metrics = json.loads((folder / METRICS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:  # missing, unreadable, not UTF-8 or not JSON

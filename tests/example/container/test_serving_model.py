@@ -1,6 +1,7 @@
 """One artifact for this server, TensorFlow Serving and KServe, inside the image: each version folder is a
 SavedModel whose serving_default signature this server serves; which version is served, and which are skipped."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -171,6 +172,51 @@ def test_the_newest_valid_version_is_served_and_each_bad_one_is_logged_and_skipp
         )
     assert not any(".incomplete" in line for line in skipped), "a version being written is no error"
     assert len(skipped) == len(reasons)
+
+
+@contextlib.contextmanager
+def unreadable(folder: Path):
+    """The folder with no permission for anyone (`chmod 000`), for the block; restored after."""
+    folder.chmod(0)
+    try:
+        # The container runs without capabilities (--cap-drop ALL): not even root may read it.
+        assert not os.access(folder, os.R_OK | os.X_OK), f"{folder} is still readable here"
+        yield folder
+    finally:
+        folder.chmod(0o755)
+
+
+def test_an_unreadable_version_is_logged_and_skipped_and_an_older_valid_one_is_served(
+    trained, tmp_path, caplog
+):
+    models = tmp_path / "models"
+    copy_version(trained, models, "1")
+    with (
+        unreadable(copy_version(trained, models, "2")),
+        caplog.at_level("INFO", logger="app"),
+        serving(models, tmp_path / "unused.csv") as url,
+    ):
+        health = wait_until_ready(url, timeout=60)
+        assert predict(url, ROWS)[0] == 200
+    assert health["version"] == 1
+    skipped = [message for message in caplog.messages if message.startswith("skipping")]
+    assert len(skipped) == 1, skipped
+    assert f"{store.MODEL_NAME}/2" in skipped[0]
+    assert "Permission denied" in skipped[0]
+
+
+def test_an_unreadable_pinned_version_is_a_503_with_the_reason(trained, tmp_path):
+    models = tmp_path / "models"
+    copy_version(trained, models, "1")
+    with (
+        unreadable(copy_version(trained, models, "2")) as folder,
+        serving(models, tmp_path / "unused.csv", Options(model_version=2)) as url,
+    ):
+        health = wait_until_failed(url)
+        status, _ = predict(url, ROWS)
+    assert health["error"].startswith(f"MODEL_VERSION=2: {folder} cannot be served: ")
+    assert "Permission denied" in health["error"]
+    assert status == 503
 
 
 def test_model_version_pins_an_older_version(trained, tmp_path):
