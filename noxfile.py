@@ -3,6 +3,7 @@
 import json
 import logging
 import re
+import shutil
 from pathlib import Path
 
 import nox
@@ -120,10 +121,15 @@ def integration(session: nox.Session) -> None:
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Performance against the plain tutorial Dockerfile (ratios and goals), serving figures, arm64 under emulation; not in `nox`."""
+    serving = Path("src/app/server.py").is_file()
+    # The serving benchmark's load generator, checked before the long runs: wrk, from the system's
+    # packages (`apt-get install wrk` on Debian and Ubuntu, `brew install wrk` on macOS).
+    if serving and shutil.which("wrk") is None:
+        session.error("benchmarks.serving needs wrk: `apt-get install wrk` or `brew install wrk`")
     session.install("-r", DEV_LOCK)
     # Several minutes: cold builds of both images, then medians of rebuilds, imports and requests.
     session.run("python", "-m", "benchmarks.images", *session.posargs)
-    if Path("src/app/server.py").is_file():
+    if serving:
         session.run("python", "-m", "benchmarks.serving")
     else:
         session.log(

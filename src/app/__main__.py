@@ -1,6 +1,6 @@
 """Serve the newest valid model (or MODEL_VERSION's) on $PORT, the container port that `invoke run` publishes: `python -m app`.
 
-App keys (from .env): BATCH_MAX_ROWS, BATCH_TIMEOUT_MS and MODEL_VERSION; see .env.example.
+App keys (from .env): BATCH_MAX_ROWS, BATCH_TIMEOUT_MS, MODEL_VERSION and ACCESS_LOG; see .env.example.
 SIGTERM (`docker stop`, a rolling update) finishes the requests in progress, then exits 0.
 """
 
@@ -69,9 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(
         arguments.models, arguments.data, train_epochs=arguments.epochs, options=options
     )
-    server = uvicorn.Server(
-        uvicorn_config(app, host="0.0.0.0", port=arguments.port, log_config=_log_config())  # noqa: S104
+    config = uvicorn_config(
+        app,
+        host="0.0.0.0",  # noqa: S104
+        port=arguments.port,
+        log_config=_log_config(),
+        access_log=options.access_log,
     )
+    server = uvicorn.Server(config)
     server.run()
     return 0 if server.started else 1  # not started: uvicorn logged why (the port is taken, say)
 

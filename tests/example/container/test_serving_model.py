@@ -274,6 +274,7 @@ def test_a_missing_or_invalid_pinned_version_is_a_503_with_the_reason_and_a_log_
         ),
         ("BATCH_TIMEOUT_MS", "fast", "BATCH_TIMEOUT_MS='fast': milliseconds from 0 to 1000"),
         ("BATCH_TIMEOUT_MS", "5000", "BATCH_TIMEOUT_MS='5000': milliseconds from 0 to 1000"),
+        ("ACCESS_LOG", "off", "ACCESS_LOG='off': 1 for a log line per request, 0 for none"),
     ],
 )
 def test_a_bad_app_key_stops_the_server_at_start_in_one_line(key, value, message):
@@ -290,8 +291,13 @@ def test_a_bad_app_key_stops_the_server_at_start_in_one_line(key, value, message
 
 
 def test_app_keys_set_the_options():
-    environ = {"BATCH_MAX_ROWS": "64", "BATCH_TIMEOUT_MS": "0.5", "MODEL_VERSION": "3"}
+    environ = {
+        "BATCH_MAX_ROWS": "64",
+        "BATCH_TIMEOUT_MS": "0.5",
+        "MODEL_VERSION": "3",
+        "ACCESS_LOG": "0",
+    }
     assert Options.from_environment(environ) == Options(
-        batch_max_rows=64, batch_timeout_ms=0.5, model_version=3
+        batch_max_rows=64, batch_timeout_ms=0.5, model_version=3, access_log=False
     )
     assert Options.from_environment({"MODEL_VERSION": "", "BATCH_MAX_ROWS": " "}) == Options()
