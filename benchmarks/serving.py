@@ -4,8 +4,9 @@
 1. `invoke build` (seconds when nothing changed); in a temporary DATA_DIR holding only
    data/iris.csv, the time from `invoke run --detach` to the first 200 from /health, with no model
    yet (the server trains one first) and with that model trained.
-2. Four containers of the image, each limited to one CPU (`--cpus 1`), the trained model mounted
-   read-only: ours with batching (the defaults), ours without (BATCH_MAX_ROWS=0), and two floors
+2. Five containers of the image, each limited to one CPU (`--cpus 1`), the trained model mounted
+   read-only: ours with batching (the defaults), ours without (BATCH_MAX_ROWS=0), ours without its
+   log line per request (ACCESS_LOG=0: what that line costs), and two floors
    (benchmarks/serving_floor.py: a constant answer of the same size from Starlette, on uvicorn's
    h11 + asyncio, and on its httptools + uvloop). wrk (one thread, keep-alive connections to
    127.0.0.1) sends 8-row POST /predict requests for a few seconds per point, at 1, 8 and 32
@@ -43,12 +44,13 @@ ROWS_PER_REQUEST = 8
 ROW = [5.1, 3.5, 1.4, 0.2]
 CLIENTS = (1, 8, 32)
 WARM_UP_S = 2
-OURS, UNBATCHED = "ours, batching", "ours, no batching"
+OURS, UNBATCHED, UNLOGGED = "ours, batching", "ours, no batching", "ours, ACCESS_LOG=0"
 FLOOR_H11, FLOOR = "floor: h11 + asyncio", "floor: httptools + uvloop"
 # Each server: its app keys and its command (None: the image's own, `python -m app`).
 SERVERS: dict[str, tuple[dict[str, str], list[str] | None]] = {
     OURS: ({}, None),
     UNBATCHED: ({"BATCH_MAX_ROWS": "0"}, None),
+    UNLOGGED: ({"ACCESS_LOG": "0"}, None),
     FLOOR_H11: ({}, ["python", "/bench/floor.py", "--http", "h11", "--loop", "asyncio"]),
     FLOOR: ({}, ["python", "/bench/floor.py", "--http", "httptools", "--loop", "uvloop"]),
 }
@@ -133,16 +135,22 @@ class Point:
     cpu: float  # the server's CPU time over the wall time: 1.0 is its whole --cpus 1
 
 
+# The container's CPU time so far, in microseconds, from its cgroup: v2's cpu.stat, or v1's cpuacct.
+CPU_USAGE = (
+    "if [ -f /sys/fs/cgroup/cpu.stat ]; then sed -n 's/^usage_usec //p' /sys/fs/cgroup/cpu.stat;"
+    " else echo $(( $(cat /sys/fs/cgroup/cpuacct/cpuacct.usage) / 1000 )); fi"
+)
+
+
 def cpu_seconds(docker: str, container: str) -> float:
-    """The CPU time the container has used so far, from its cgroup (v2)."""
-    stat = subprocess.run(
-        [docker, "exec", container, "cat", "/sys/fs/cgroup/cpu.stat"],
+    """The CPU time the container has used so far."""
+    usage = subprocess.run(
+        [docker, "exec", container, "sh", "-c", CPU_USAGE],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    usage = next(line for line in stat.splitlines() if line.startswith("usage_usec"))
-    return int(usage.split()[1]) / 1e6
+    return int(usage) / 1e6
 
 
 def wrk(script: Path, url: str, clients: int, seconds: float) -> dict:

@@ -209,14 +209,20 @@ def parse_instances(body: bytes, feature_count: int) -> np.ndarray:
     raise AssertionError("_numbers refused rows that each pass on their own")
 
 
-def cpu_limit() -> int | None:
-    """The CPUs this container may use (`docker run --cpus`, a Kubernetes CPU limit), rounded up:
-    cgroup v2's cpu.max; None where there is no limit, or no cgroup v2."""
+def cpu_limit(cgroup: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The CPUs this container may use (`docker run --cpus`, a Kubernetes CPU limit), rounded up,
+    from its cgroup (v2's cpu.max, or v1's CFS quota); None where there is no limit, or no cgroup."""
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if (cgroup / "cpu.max").exists():
+            quota, period = (cgroup / "cpu.max").read_text().split()
+        else:
+            quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        if quota in ("max", "-1"):
+            return None
+        return max(1, math.ceil(int(quota) / int(period)))
     except (OSError, ValueError):
         return None
-    return None if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
 
 
 def limit_tensorflow_threads() -> None:
