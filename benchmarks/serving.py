@@ -10,7 +10,8 @@
    (benchmarks/serving_floor.py: a constant answer of the same size from Starlette, on uvicorn's
    h11 + asyncio, and on its httptools + uvloop). wrk (one thread, keep-alive connections to
    127.0.0.1) sends 8-row POST /predict requests for a few seconds per point, at 1, 8 and 32
-   connections, to each server in turn: requests/s, p50, p99, the server's CPU use, and ours over
+   connections, to each server in turn: requests/s, p50, p99, the server's CPU use (of its one
+   CPU) and CPU time per request (which other load on the machine changes least), and ours over
    each. The median time of one call of the model (8 rows) is measured in the image too.
 3. The goals, each with its figure: met or missed. Exits 1 when one is missed.
 
@@ -238,7 +239,7 @@ def report(figures, model_ms: float, seconds: float, loads: tuple[str, str]) -> 
     print(f"load average (1, 5, 15 min): {loads[0]} before, {loads[1]} after")
     print(
         f"\n{'clients':>7}  {'server':<27}{'requests/s':>11}{'p50':>10}{'p99':>10}"
-        f"{'server CPU':>12}{'ours/server':>13}"
+        f"{'server CPU':>12}{'CPU/request':>13}{'ours/server':>13}"
     )
     for clients in CLIENTS:
         ours = figures[OURS][clients].requests_per_s
@@ -247,6 +248,7 @@ def report(figures, model_ms: float, seconds: float, loads: tuple[str, str]) -> 
             print(
                 f"{clients if index == 0 else '':>7}  {server:<27}{point.requests_per_s:>11.0f}"
                 f"{point.p50_ms:>7.2f} ms{point.p99_ms:>7.1f} ms{point.cpu:>11.0%}"
+                f"{point.cpu / point.requests_per_s * 1000:>10.3f} ms"
                 f"{ours / point.requests_per_s:>13.2f}"
             )
     print(f"\n{'goal':<60}{'figure':>10}  result")

@@ -342,23 +342,27 @@ class ModelSlot:
         return self._signature.call(rows)
 
 
-async def _body(request: Request, timeout: float) -> bytes:
-    """The request body, refused (413) past MAX_BODY_BYTES before it is all read, and (408) when it takes
-    longer than `timeout`; Starlette's own max_body_size would answer in plain text."""
-    too_large = BadRequest(
+def _too_large() -> BadRequest:
+    return BadRequest(
         413,
-        f"the body is larger than {MAX_BODY_BYTES} bytes; send at most {MAX_REQUEST_ROWS} rows per request",
+        f"the body is larger than {MAX_BODY_BYTES} bytes;"
+        f" send at most {MAX_REQUEST_ROWS} rows per request",
     )
+
+
+async def _body(request: Request, timeout: float) -> bytes:
+    """The request body, refused (413) past MAX_BODY_BYTES before it is all read, and (408) when it
+    takes longer than `timeout`; Starlette's own max_body_size would answer in plain text."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise too_large
+        raise _too_large()
     body = bytearray()
     try:
         async with asyncio.timeout(timeout):
             async for chunk in request.stream():
                 body += chunk
                 if len(body) > MAX_BODY_BYTES:
-                    raise too_large
+                    raise _too_large()
     except TimeoutError:
         raise BadRequest(
             408, f"the body did not arrive within {timeout:g} s", {"Connection": "close"}
