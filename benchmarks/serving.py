@@ -61,7 +61,8 @@ import statistics, time
 import numpy as np
 from app import server, store
 server.limit_tensorflow_threads()
-signature = store.load_signature(store.scan(__import__("pathlib").Path("/app/data/models"))[0][0][1])
+(_, folder), *_ = store.scan(__import__("pathlib").Path("/app/data/models"))[0]
+signature = store.load_signature(folder)
 rows = np.array([{ROW}] * {ROWS_PER_REQUEST}, dtype="float32")
 times = []
 for _ in range(600):
@@ -155,7 +156,7 @@ def cpu_seconds(docker: str, container: str) -> float:
 
 
 def wrk(script: Path, url: str, clients: int, seconds: float) -> dict:
-    """One wrk run: `clients` keep-alive connections, one thread; its figures (the script's JSON)."""
+    """One wrk run: `clients` keep-alive connections, one thread; its figures (the script's)."""
     result = subprocess.run(
         ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script)]
         + [f"{url}/predict"],

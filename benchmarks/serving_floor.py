@@ -1,6 +1,7 @@
 """The floor of Python HTTP serving for benchmarks/serving.py: the least a Starlette app on uvicorn
 can do for a /predict request (read its body, send a constant answer of the size ours sends), on the
-HTTP stack and event loop named. Runs inside the CPU image: `python floor.py --http h11 --loop asyncio`.
+HTTP stack and event loop named. Runs inside the CPU image:
+`python floor.py --http h11 --loop asyncio`.
 """
 
 import argparse

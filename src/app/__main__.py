@@ -1,6 +1,8 @@
-"""Serve the newest valid model (or MODEL_VERSION's) on $PORT, the container port that `invoke run` publishes: `python -m app`.
+"""Serve the newest valid model (or MODEL_VERSION's) on $PORT, the container port that `invoke run`
+publishes: `python -m app`.
 
-App keys (from .env): BATCH_MAX_ROWS, BATCH_TIMEOUT_MS, MODEL_VERSION and ACCESS_LOG; see .env.example.
+App keys (from .env): BATCH_MAX_ROWS, BATCH_TIMEOUT_MS, MODEL_VERSION and ACCESS_LOG; see
+.env.example.
 SIGTERM (`docker stop`, a rolling update) finishes the requests in progress, then exits 0.
 """
 
@@ -101,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    # uvicorn handles SIGTERM while it serves (a graceful shutdown), then sends it again to this handler:
-    # exit 0, as for a stop that went as planned; before uvicorn serves, the same handler ends at once.
+    # uvicorn handles SIGTERM while it serves (a graceful shutdown), then sends it again to this
+    # handler: exit 0, as for a stop that went as planned; before uvicorn serves, the same handler
+    # ends at once.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     # 0.0.0.0: inside the container, so that the published port reaches it; which host addresses
     # may connect is decided by `invoke run`'s port publishing (HOST_ADDRESS).

@@ -1,17 +1,20 @@
 """The HTTP API: one model version under data/models/, in TensorFlow Serving's REST shape.
 
-    GET  /health                    readiness: 200 {"status": "ok", "version": ...} once a model is loaded; 503 before
+    GET  /health                    readiness: 200 {"status": "ok", "version": ...} once a model is
+                                    loaded; 503 before
     GET  /live                      liveness: 200 whenever the process answers
-    POST /predict                   {"instances": [[5.1, 3.5, 1.4, 0.2], ...]} -> {"predictions": [[p0, p1, p2], ...]}
+    POST /predict                   {"instances": [[5.1, 3.5, 1.4, 0.2], ...]}
+                                    -> {"predictions": [[p0, p1, p2], ...]}
     POST /v1/models/iris:predict    the same, at the path that TensorFlow Serving clients call
     GET  /                          this list
 
-The version served is the newest valid one (TensorFlow Serving's policy: a damaged or foreign entry is
-logged and skipped), or the one that MODEL_VERSION pins. The port answers at once; the model loads (or,
-when there is none yet, is trained first) in the background, and /health says when it is ready.
-The model is the version's SavedModel, its `serving_default` signature: the artifact TensorFlow Serving
-and KServe serve. Concurrent requests share one call of it (batching.py). Errors are JSON,
-{"error": "..."}, as TensorFlow Serving sends them, unexpected ones (500) included.
+The version served is the newest valid one (TensorFlow Serving's policy: a damaged, unreadable or
+foreign entry is logged and skipped), or the one that MODEL_VERSION pins. The port answers at once;
+the model loads (or, when there is none yet, is trained first) in the background, and /health says
+when it is ready. The model is the version's SavedModel, its `serving_default` signature: the
+artifact TensorFlow Serving and KServe serve. Concurrent requests share one call of it
+(batching.py). Errors are JSON, {"error": "..."}, as TensorFlow Serving sends them, unexpected ones
+(500) included.
 """
 
 import asyncio
@@ -51,8 +54,10 @@ SHUTDOWN_GRACE_S = 8.0  # under `docker stop`'s 10 s, after which the engine kil
 ENDPOINTS = {  # what GET / lists
     "GET /health": "readiness: 200 once the model is loaded, 503 before",
     "GET /live": "liveness: 200 whenever the server answers",
-    "POST /predict": '{"instances": [[5.1, 3.5, 1.4, 0.2], ...]} -> {"predictions": [[p0, p1, p2], ...]}',
-    f"POST /v1/models/{store.MODEL_NAME}:predict": "the same, at the path that TensorFlow Serving clients call",
+    "POST /predict": '{"instances": [[5.1, 3.5, 1.4, 0.2], ...]}'
+    ' -> {"predictions": [[p0, p1, p2], ...]}',
+    f"POST /v1/models/{store.MODEL_NAME}:predict": "the same, at the path that TensorFlow Serving"
+    " clients call",
 }
 
 log = logging.getLogger("app")
@@ -60,7 +65,8 @@ log = logging.getLogger("app")
 
 @dataclass(frozen=True)
 class Options:
-    """How the server serves: the app keys of .env set those named in capitals (`from_environment`)."""
+    """How the server serves: the app keys of .env set those named in capitals
+    (`from_environment`)."""
 
     batch_max_rows: int = (
         256  # BATCH_MAX_ROWS: the most rows in one call of the model; 0 turns batching off
@@ -98,7 +104,8 @@ class Options:
         if value := environ.get("MODEL_VERSION", "").strip():
             if store.version_number(value) is None:
                 raise ValueError(
-                    f"MODEL_VERSION={value!r}: a version number as in the folder's name (1, 2, 3...), or unset for the newest"
+                    f"MODEL_VERSION={value!r}: a version number as in the folder's name"
+                    " (1, 2, 3...), or unset for the newest"
                 )
             options["model_version"] = int(value)
         if value := environ.get("ACCESS_LOG", "").strip():
@@ -116,7 +123,8 @@ class BadRequest(Exception):
 
 
 def _number(value) -> float | None:
-    """The value as a float that float32 holds, or None: JSON booleans and strings are not measurements."""
+    """The value as a float that float32 holds, or None: JSON booleans and strings are not
+    measurements."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
@@ -156,8 +164,9 @@ def _document(body: bytes):
 
 
 def _numbers(instances: list, feature_count: int) -> np.ndarray | None:
-    """The rows as float32, when every one is a list of `feature_count` JSON numbers within float32's
-    range; else None. Checked for the whole request at once: the cost of a request stays in C."""
+    """The rows as float32, when every one is a list of `feature_count` JSON numbers within
+    float32's range; else None. Checked for the whole request at once, so that the cost of a
+    request stays in C."""
     if not all(type(row) is list and len(row) == feature_count for row in instances):
         return None
     # Not bool, an int to Python: a JSON `true` is no measurement.
@@ -173,8 +182,8 @@ def _numbers(instances: list, feature_count: int) -> np.ndarray | None:
 
 
 def parse_instances(body: bytes, feature_count: int) -> np.ndarray:
-    """The rows of a TensorFlow Serving request body ("row format") as float32 [rows, features], each
-    checked; BadRequest says what is wrong."""
+    """The rows of a TensorFlow Serving request body ("row format") as float32 [rows, features],
+    each checked; BadRequest says what is wrong."""
     document = _document(body)
     if not isinstance(document, dict) or "instances" not in document:
         raise BadRequest(400, 'the body must be a JSON object {"instances": [[...], ...]}')
@@ -211,7 +220,7 @@ def parse_instances(body: bytes, feature_count: int) -> np.ndarray:
 
 def cpu_limit(cgroup: Path = Path("/sys/fs/cgroup")) -> int | None:
     """The CPUs this container may use (`docker run --cpus`, a Kubernetes CPU limit), rounded up,
-    from its cgroup (v2's cpu.max, or v1's CFS quota); None where there is no limit, or no cgroup."""
+    from its cgroup (v2's cpu.max, or v1's CFS quota); None where there is no limit or no cgroup."""
     try:
         if (cgroup / "cpu.max").exists():
             quota, period = (cgroup / "cpu.max").read_text().split()
@@ -262,7 +271,8 @@ class ModelSlot:
         return self.status == "ready"
 
     def prepare(self) -> None:
-        """Load the version to serve; with none yet (and none pinned), train one first. Runs in a background thread."""
+        """Load the version to serve; with none yet (and none pinned), train one first. Runs in a
+        background thread."""
         try:
             limit_tensorflow_threads()
             candidates, skipped = store.scan(self.models_dir)
@@ -288,7 +298,8 @@ class ModelSlot:
         if self.pinned not in dict(candidates):
             there = ", ".join(str(version) for version, _ in reversed(candidates)) or "none"
             self._fail(
-                f"MODEL_VERSION={self.pinned}: there is no version folder {folder} (versions there: {there})"
+                f"MODEL_VERSION={self.pinned}: there is no version folder {folder}"
+                f" (versions there: {there})"
             )
             return
         try:
@@ -299,7 +310,8 @@ class ModelSlot:
     def _train_first(self) -> None:
         self.status = "training"
         log.info(
-            "no model under %s yet: training one first on %s (%d epochs), as `python -m app.train` does",
+            "no model under %s yet: training one first on %s (%d epochs),"
+            " as `python -m app.train` does",
             self.models_dir,
             self.data_path,
             self.train_epochs,
@@ -426,14 +438,18 @@ def create_app(
         if media_type != "application/json":
             return _error(
                 415,
-                f"send the body as JSON with the header Content-Type: application/json, not {media_type or 'no type'}",
+                "send the body as JSON with the header Content-Type: application/json,"
+                f" not {media_type or 'no type'}",
             )
         if not slot.ready:
             return _error(
                 503, f"the model is not ready yet ({slot.status}); GET /health says when it is"
             )
         if in_progress >= options.max_requests:
-            message = f"the server has {options.max_requests} predictions in progress, its limit; retry shortly"
+            message = (
+                f"the server has {options.max_requests} predictions in progress, its limit;"
+                " retry shortly"
+            )
             return _error(503, message, {"Retry-After": "1"})
         in_progress += 1
         try:
@@ -451,7 +467,8 @@ def create_app(
             index = int(np.argmin(finite))
             return _error(
                 400,
-                f"instance {index} is so far from the measurements the model knows that its output is not a finite number",
+                f"instance {index} is so far from the measurements the model knows"
+                " that its output is not a finite number",
             )
         return JSONResponse({"predictions": probabilities})
 
@@ -515,8 +532,9 @@ class _HTTPProtocol(HttpToolsProtocol):
 def uvicorn_config(
     app: Starlette, *, host: str, port: int, keep_alive: float = KEEP_ALIVE_S, **settings
 ) -> uvicorn.Config:
-    """uvicorn's settings for the app: the head and keep-alive deadline, and the graceful shutdown: on
-    SIGTERM it stops accepting, finishes the requests in progress (for up to SHUTDOWN_GRACE_S), then exits."""
+    """uvicorn's settings for the app: httptools and uvloop, the head and keep-alive deadline, and
+    the graceful shutdown: on SIGTERM it stops accepting, finishes the requests in progress (for up
+    to SHUTDOWN_GRACE_S), then exits."""
     return uvicorn.Config(
         app,
         host=host,
