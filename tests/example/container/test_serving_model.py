@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import store, train
+from app import server, store, train
 from app.server import Options
 from example.iris import CENTRES, write_iris_like
 from example.serving import EPOCHS, serving, wait_until_failed, wait_until_ready
@@ -301,3 +301,22 @@ def test_app_keys_set_the_options():
         batch_max_rows=64, batch_timeout_ms=0.5, model_version=3, access_log=False
     )
     assert Options.from_environment({"MODEL_VERSION": "", "BATCH_MAX_ROWS": " "}) == Options()
+
+
+@pytest.mark.parametrize(
+    ("files", "cpus"),
+    [
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu.max": "150000 100000\n"}, 2),
+        ({"cpu.max": "50000 100000\n"}, 1),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),
+        ({}, None),
+    ],
+    ids=["v2 no limit", "v2 1.5 CPUs", "v2 half a CPU", "v1 no limit", "v1 1 CPU", "no cgroup"],
+)
+def test_the_cpu_limit_that_sizes_tensorflow_threads_comes_from_the_cgroup(tmp_path, files, cpus):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert server.cpu_limit(tmp_path) == cpus
