@@ -86,12 +86,12 @@ def push(engine: Engine, settings: Settings, *, gpu: bool, platforms: list[str |
 
 
 def _record(engine: Engine, settings: Settings, reference: str, digest: str | None) -> None:
-    """`reference`'s entry in PUSH_DIGESTS becomes `digest`; without one (the CLI printed none)
+    """`reference`'s entry in PUSH_DIGESTS becomes `digest`; without one (the CLI gave none)
     it goes, so that `invoke k8s` names the image by its tag rather than by an older push."""
     path = settings.project_dir / PUSH_DIGESTS
     if digest is None and not engine.dry:
         engine.report(
-            f"the push printed no digest of {reference}: `invoke k8s` names it by its tag"
+            f"the push gave no digest of {reference}: `invoke k8s` names it by its tag"
         )
     engine.change(
         f"record the digest of {reference} in {PUSH_DIGESTS}",
@@ -151,7 +151,7 @@ def _digest_of(result: Outcome, digest_file: Path) -> str | None:
 
 
 def _push_image(engine: Engine, settings: Settings, target: Target) -> tuple[str, str | None]:
-    """Push one image under its name in REGISTRY; that name, and the digest the push printed."""
+    """Push one image under its name in REGISTRY; that name, and the digest it pushed."""
     name = registry_image(settings, target)
     engine.run(tag_command(settings, target.image, name), hide=True)
     try:

@@ -345,7 +345,7 @@ def test_a_push_that_prints_no_digest_drops_the_older_one_and_says_so(project, c
     publishing.push(engine, settings, gpu=False, platforms=[])
     assert recorded(project) == {}, "the older push's digest names another build now"
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "the push printed no digest of ghcr.io/acme/tf:latest: `invoke k8s` names it by its tag"
+        "the push gave no digest of ghcr.io/acme/tf:latest: `invoke k8s` names it by its tag"
     )
 
 
