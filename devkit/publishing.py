@@ -90,9 +90,7 @@ def _record(engine: Engine, settings: Settings, reference: str, digest: str | No
     it goes, so that `invoke k8s` names the image by its tag rather than by an older push."""
     path = settings.project_dir / PUSH_DIGESTS
     if digest is None and not engine.dry:
-        engine.report(
-            f"the push gave no digest of {reference}: `invoke k8s` names it by its tag"
-        )
+        engine.report(f"the push gave no digest of {reference}: `invoke k8s` names it by its tag")
     engine.change(
         f"record the digest of {reference} in {PUSH_DIGESTS}",
         lambda: _write_digest(path, reference, digest),
