@@ -81,9 +81,10 @@ def run(
 
     Ctrl-C stops and removes the container; so do SIGTERM, and SIGINT where no terminal passes Ctrl-C on.
     It runs as you (as root only where you and DATA_DIR's owner both are), without Linux capabilities
-    and with no-new-privileges. Only the image `invoke build` made runs, never one pulled. Where src/
-    or the image's lock changed since that build, a line says so and the run goes on with the image
-    as built (no build: a lock's change can take minutes); `invoke build` or --dev brings the edit in.
+    and with no-new-privileges. Only the image `invoke build` made runs, never one pulled.
+    Where src/ or the image's lock changed since that build, a line says so and the run goes on
+    with the image as built (no build: a lock's change takes minutes); `invoke build` or --dev
+    brings an edit of src/ in.
     """
     engine, settings, target = open_target(c, PROJECT_DIR, gpu=gpu, platform=platform)
     tty = sys.stdin.isatty() and not detach
