@@ -263,10 +263,15 @@ def bench(session: nox.Session) -> None:
     """Not in `nox`: our image against a tutorial's, serving figures, arm64 under emulation.
 
     Ratios and goals against the plain tutorial Dockerfile."""
+    serving = Path("src/app/server.py").is_file()
+    # The serving benchmark's load generator, checked before the long runs: wrk, from the system's
+    # packages (`apt-get install wrk` on Debian and Ubuntu, `brew install wrk` on macOS).
+    if serving and shutil.which("wrk") is None:
+        session.error("benchmarks.serving needs wrk: `apt-get install wrk` or `brew install wrk`")
     install_lock(session, DEV_LOCK)
     # Several minutes: cold builds of both images, then medians of rebuilds, imports and requests.
     session.run("python", "-m", "benchmarks.images", *session.posargs)
-    if Path("src/app/server.py").is_file():
+    if serving:
         session.run("python", "-m", "benchmarks.serving")
     else:
         session.log(
