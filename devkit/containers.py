@@ -303,8 +303,8 @@ def run(
     )
     require_engine_for(engine, target)
     urls = ", ".join(port.url for port in spec.ports)
+    mounted = f", src/ {settings.project_dir / sources.SOURCE_DIR} read-only" if dev else ""
     if command is None:
-        mounted = f", src/ {settings.project_dir / sources.SOURCE_DIR} read-only" if dev else ""
         doing = (
             f"serving {target.image} as {name} on {urls} (DATA_DIR {settings.data_dir}{mounted})"
         )
@@ -312,7 +312,7 @@ def run(
         published = urls or "no port published"
         doing = (
             f"running `{shlex.join(command)}` in {name} ({target.image}; {published}; "
-            f"DATA_DIR {settings.data_dir})"
+            f"DATA_DIR {settings.data_dir}{mounted})"
         )
     ended = runtime.start(
         engine,
