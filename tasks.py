@@ -70,15 +70,21 @@ def build(c, gpu=False, platform=None, no_cache=False, build_arg=None, export_ca
         "(<IMAGE_NAME>-run-<random>, beside a running server), no port published unless --publish asks",
         "publish": "with --cmd, publish HOST_PORT (to the app's CONTAINER_PORT) or HOST_PORT:CONTAINER_PORT on HOST_ADDRESS; repeatable",
         "read-only": "a read-only root filesystem: only DATA_DIR and an in-memory /tmp are writable",
+        "dev": "mount src/ read-only over the image's /app/src: edit, then restart to run the edit",
     },
 )
 @one_line_errors
-def run(c, gpu=False, platform=None, detach=False, cmd=None, publish=None, read_only=False):
+def run(
+    c, gpu=False, platform=None, detach=False, cmd=None, publish=None, read_only=False, dev=False
+):
     """Serve the image on HOST_PORT, or run a one-off --cmd beside it: DATA_DIR at /app/data, the app's .env keys.
 
     Ctrl-C stops and removes the container; so do SIGTERM, and SIGINT where no terminal passes Ctrl-C on.
     It runs as you (as root only where you and DATA_DIR's owner both are), without Linux capabilities
-    and with no-new-privileges.
+    and with no-new-privileges. Only the image `invoke build` made runs, never one pulled.
+    Where src/ or the image's lock changed since that build, a line says so and the run goes on
+    with the image as built (no build: a lock's change takes minutes); `invoke build` or --dev
+    brings an edit of src/ in.
     """
     engine, settings, target = open_target(c, PROJECT_DIR, gpu=gpu, platform=platform)
     tty = sys.stdin.isatty() and not detach
@@ -91,6 +97,7 @@ def run(c, gpu=False, platform=None, detach=False, cmd=None, publish=None, read_
         read_only=read_only,
         cmd=cmd,
         publish=tuple(publish or ()),
+        dev=dev,
     )
 
 

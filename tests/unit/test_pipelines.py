@@ -15,7 +15,7 @@ from devkit.errors import UserError
 from devkit.targets import every_target, project_id
 from helpers.command_lines import settings_of, target_of
 from helpers.engine import free_port
-from helpers.recording_engine import RecordingEngine
+from helpers.recording_engine import BUILT, RecordingEngine
 
 LOCK_TEXT = "tensorflow-cpu==2.21.0 \\\n    --hash=sha256:abc\n"
 # What the engine says of its own platform: an x86-64 host.
@@ -103,7 +103,10 @@ def test_a_source_date_epoch_that_is_no_time_is_one_line(project, monkeypatch, e
 def test_run_checks_before_it_creates_and_removes_a_foreground_container_after(project):
     settings = settings_of(project, HOST_PORT=str(free_port()))
     engine = RecordingEngine(
-        answers={"container inspect": (0, f"exited {project_id(settings)} 0 old-id\n", "")},
+        answers={
+            "container inspect": (0, f"exited {project_id(settings)} 0 old-id\n", ""),
+            **BUILT,
+        },
         run_leaves="exited",
     )
     containers.run(engine, settings, target_of(settings))
@@ -149,11 +152,12 @@ def test_a_refused_run_leaves_a_stopped_leftover_where_it_was(project):
 
 def test_a_detached_run_that_fails_is_removed(project):
     engine = RecordingEngine(
+        answers=BUILT,
         outcomes={
             "docker run": Outcome(
                 125, "", "docker: Error response from daemon: no space left on device.\n"
             )
-        }
+        },
     )
     engine.run_leaves = "created"
     settings = settings_of(project, HOST_PORT=str(free_port()))
@@ -166,7 +170,7 @@ def test_a_detached_run_that_fails_is_removed(project):
 
 
 def test_a_foreground_run_ended_by_ctrl_c_is_no_error(project):
-    engine = RecordingEngine(outcomes={"docker run": Outcome(130)})
+    engine = RecordingEngine(answers=BUILT, outcomes={"docker run": Outcome(130)})
     settings = settings_of(project, HOST_PORT=str(free_port()))
     containers.run(engine, settings, target_of(settings))
 

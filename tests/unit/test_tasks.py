@@ -38,7 +38,9 @@ def test_dry_build_prints_one_build(project):
     tasks.build(context, platform="linux/arm64")
     pull, probe, command = commands_run(context)
     assert pull.endswith(" pull --quiet --platform linux/arm64 python:3.11-slim")
-    assert " run --rm --platform linux/arm64 --entrypoint true " in probe, "emulation, probed"
+    assert " run --rm --pull never --platform linux/arm64 --entrypoint true " in probe, (
+        "emulation, probed"
+    )
     assert " build --platform linux/arm64 " in command
     assert "--tag proj:latest" in command
 
@@ -241,3 +243,11 @@ def test_every_task_under_dry_prints_commands_and_claims_no_outcome(
         assert printed[name][1], f"`invoke --dry {name}` shows the commands it would run"
     assert "would remove" in printed["clean"][0]
     assert "would push" in printed["push"][0]
+
+
+def test_dry_run_dev_mounts_src_read_only(project):
+    context = dry_context()
+    tasks.run(context, dev=True)
+    (run,) = commands_run(context)
+    assert f" --mount type=bind,source={project / 'src'},target=/app/src,readonly " in run
+    assert " --pull never " in run
