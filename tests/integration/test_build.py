@@ -130,6 +130,8 @@ def test_build_context_holds_only_sources_and_locks(tmp_path):
         "src/app/__pycache__/x.pyc",
         "docker/healthcheck.py",
         "docker/notes.txt",
+        "docker/install-lock",
+        "docker/locks/requirements-tensorflow.txt",
         "requirements.txt",
         "requirements-gpu.txt",
         "requirements.in",
@@ -170,8 +172,9 @@ def test_build_context_holds_only_sources_and_locks(tmp_path):
         docker("image", "rm", tag, check=False)
     assert sorted(listing) == [
         "/context/docker/healthcheck.py",
+        "/context/docker/install-lock",
+        "/context/docker/locks/requirements-tensorflow.txt",
         "/context/requirements-gpu.txt",
-        "/context/requirements.txt",
         "/context/src/app/__init__.py",
     ]
 
