@@ -4,7 +4,8 @@ settings    .env, the environment and defaults -> one validated Settings
 platforms   the two image platforms and the host's     targets   which image, lock, tag and container
 engine      the one door to docker, git and other programs: queries run, actions print under --dry
 host        this machine's side: who a container runs as, a free port, a writable DATA_DIR, proxies
-locks       which .in makes which lock, digests, pins    locking   `invoke lock`: pip-compile, all or none
+locks       which .in makes which lock; LockFile, the one reader of a lock; digests
+locking     `invoke lock`: pip-compile, all or none; the halves the Dockerfiles install
 building    `invoke build`, its labels, secrets and layer cache
 containers  `invoke run`, `shell`, `container-test`, `stop`, `logs`, `clean`
 workbench   `invoke tensorboard`, `invoke notebook`      publishing  `invoke push`

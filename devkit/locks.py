@@ -476,21 +476,33 @@ def held_packages(old_text: str, new_text: str, requested: Iterable[str]) -> lis
     return held
 
 
+# pip's resolver, when no version fits, names each requirement that took part and what asked for it:
+# RequirementInformation(requirement=SpecifierRequirement('h5py<3.15.0,>=3.11.0'),
+#   parent=LinkCandidate('https://.../tensorflow_cpu-2.21.0-cp311-cp311-manylinux_2_27_x86_64.whl'))
+_CONFLICT = re.compile(
+    r"RequirementInformation\(requirement=\w+\('(?P<requirement>[^']+)'\), "
+    r"parent=(?:None|\w+\('(?:[^'/]*/)*(?P<name>[A-Za-z0-9_.]+?)-(?P<version>[0-9][^-/' ]*)[-.])"
+)
+
+
 def what_holds(entry: Entry, pip_compile_stderr: str | None) -> str:
     """Why `entry` stays where it is: what pip-compile said when asked for a newer version (the
-    requirement that conflicts, or that there is none), else who requires it (`# via`)."""
+    requirements that conflict, or that there is none), else what requires it (`# via`)."""
     if pip_compile_stderr is not None:
-        lines = [line.strip() for line in pip_compile_stderr.splitlines()]
         conflicts = [
-            line
-            for line in lines
-            if re.search(rf"depends on {re.escape(entry.name)}\b", line, re.IGNORECASE)
-            or (line.startswith("The user requested") and f">{entry.version}" not in line)
+            f"{canonicalize_name(match['name'])} {match['version']} requires {match['requirement']}"
+            if match["name"]
+            else "the .in files (or a lock they are compiled against) ask for "
+            + match["requirement"]
+            for match in _CONFLICT.finditer(pip_compile_stderr)
+            if match["requirement"] != f"{entry.name}>{entry.version}"
         ]
         if conflicts:
             return "; ".join(dict.fromkeys(conflicts))
-        if any("from versions:" in line or "No matching distribution" in line for line in lines):
+        if "from versions:" in pip_compile_stderr:
             return f"no release newer than {entry.version}"
+    if not entry.via:
+        return "pinned as it was"
     requirers = [via for via in entry.via if not via.startswith("-")]
-    files = [via.split()[-1] for via in entry.via if via.startswith(("-r", "-c"))]
-    return "required by " + ", ".join([*requirers, *files]) if entry.via else "pinned as it was"
+    files = [via.split()[-1] for via in entry.via if via.startswith("-")]
+    return "required by " + ", ".join([*requirers, *files])

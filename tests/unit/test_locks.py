@@ -484,13 +484,17 @@ def test_a_lock_for_one_platform_ends_naming_the_locks_it_left_stale(project_cop
     )
 
 
+# pip-compile --quiet's last words when no version fits (shortened): pip's resolver names each
+# requirement that took part and what asked for it.
 CONFLICT = """Traceback (most recent call last):
-ERROR: Cannot install -r requirements-cpu.in (line 6) and h5py>3.14.0 because these package versions have conflicting dependencies.
-
-The conflict is caused by:
-    The user requested h5py>3.14.0
-    tensorflow-cpu 2.21.0 depends on h5py<3.15 and >=3.11.0
-pip._internal.exceptions.ResolutionImpossible: for help visit https://pip.pypa.io/...
+pip._vendor.resolvelib.resolvers.exceptions.ResolutionImpossible: [RequirementInformation(\
+requirement=SpecifierRequirement('h5py<3.15.0,>=3.11.0'), parent=LinkCandidate('https://files.\
+pythonhosted.org/packages/59/03/9a/tensorflow_cpu-2.21.0-cp311-cp311-manylinux_2_27_x86_64.whl \
+(from https://pypi.org/simple/tensorflow-cpu/) (requires-python:>=3.10)')), RequirementInformation(\
+requirement=SpecifierRequirement('h5py>3.14.0'), parent=None), RequirementInformation(\
+requirement=SpecifierRequirement('h5py<4'), parent=None)]
+The above exception was the direct cause of the following exception:
+pip._internal.exceptions.DistributionNotFound: ResolutionImpossible: for help visit https://pip.pypa.io
 """
 
 
@@ -521,7 +525,8 @@ def test_a_package_asked_to_move_that_stays_says_what_holds_it(project_copy, cap
     namex = locks.LockFile.parse(body).get("namex").version
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"requirements.txt: unchanged; h5py stays at {version}:"
-        " tensorflow-cpu 2.21.0 depends on h5py<3.15 and >=3.11.0;"
+        " tensorflow-cpu 2.21.0 requires h5py<3.15.0,>=3.11.0;"
+        " the .in files (or a lock they are compiled against) ask for h5py<4;"
         f" namex stays at {namex}: no release newer than {namex}"
     )
 
