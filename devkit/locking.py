@@ -217,7 +217,9 @@ def lock(
         engine.require(require_complete, project_dir, entry, body)
         held[entry.output] = [
             f"{package.name} stays at {package.version}: "
-            + what_holds(package, _ask_for_newer(engine, settings, entry, staged, package, python))
+            + what_holds(
+                package, _ask_for_newer(engine, settings, entry, staged, package, python, native)
+            )
             for package in held_packages(_text(project_dir / entry.output), body, packages)
         ]
         staged[entry.output] = with_footer(project_dir, entry, body, staged)
@@ -238,13 +240,12 @@ def lock(
             engine.report(f"wrote what the Dockerfiles install: {', '.join(layers)}")
         for name, text in staged.items():
             engine.report("; ".join([f"{name}: {changes(old[name], text)}", *held[name]]))
-    if not engine.dry:
-        report_stale(project_dir, chosen)
+    report_stale(engine, project_dir)
 
 
-def report_stale(project_dir: Path, chosen: tuple[Lock, ...]) -> None:
+def report_stale(engine: Engine, project_dir: Path) -> None:
     """The last word of a lock: the locks it left out of date (compiled against one that moved, or
-    left from an earlier change), and the command that compiles them."""
+    stale from an earlier change), and the command that compiles them."""
     stale = [
         entry
         for entry in ALL
@@ -260,11 +261,9 @@ def report_stale(project_dir: Path, chosen: tuple[Lock, ...]) -> None:
         command = f"invoke lock --platform {stale[0].platform}"
     else:
         command = "invoke lock"
-    left = "left" if set(stale) - set(chosen) else "still"
-    print(
-        f"{left} out of date: {', '.join(entry.output for entry in stale)}; `{command}` compiles"
-        f" {'it' if len(stale) == 1 else 'them'}",
-        file=sys.stderr,
+    engine.report(
+        f"left out of date: {', '.join(entry.output for entry in stale)}; `{command}` compiles"
+        f" {'it' if len(stale) == 1 else 'them'}"
     )
 
 
@@ -278,12 +277,12 @@ def _matches_inputs(project_dir: Path, entry: Lock) -> bool:
 
 
 def _ask_for_newer(
-    engine: Engine, settings: Settings, entry: Lock, staged, package: Entry, python: str
+    engine: Engine, settings: Settings, entry: Lock, staged, package: Entry, python: str, native
 ) -> str | None:
     """pip-compile's error output when asked for a version of `package` newer than its pin (it names
     the requirement that holds it), or None: under emulation (that would take minutes), under --dry,
     or where a newer version resolves after all."""
-    if engine.dry or entry.platform not in (None, engine.native_platform()):
+    if engine.dry or entry.platform not in (None, native):
         return None
     print(f"asking pip-compile what holds {package.name} at {package.version}", file=sys.stderr)
     newer = (f"{package.name}>{package.version}",)
