@@ -9,10 +9,9 @@ ARG BASE_IMAGE
 
 # ---------------------------------------------------------------------------------------------
 # locks: the target architecture's lock in the two halves that `invoke lock` writes beside it in
-# docker/locks/ (TensorFlow's own entry, and every other package), and its notebook lock, under
-# fixed names. The tensorflow stage copies only the first half, and BuildKit caches a COPY by its
-# content, so adding or upgrading any other package never reinstalls, strips or re-exports
-# TensorFlow's 1 GB. No stage reads pip-compile's text: devkit/locks.py alone does.
+# docker/locks/ (TensorFlow's own entry, and every other package), under fixed names. The
+# tensorflow stage copies only the first half, and BuildKit caches a COPY by its content, so adding
+# or upgrading any other package never reinstalls, strips or re-exports TensorFlow's 1 GB. No stage reads pip-compile's text: devkit/locks.py alone does.
 FROM ${BASE_IMAGE:-python:3.11-slim} AS locks
 
 # Set by BuildKit from --platform; picks the lock of that architecture.
@@ -21,18 +20,17 @@ ARG TARGETARCH
 # The locks come before the source, so an edit in src/ never reinstalls packages.
 COPY docker/locks/requirements-tensorflow.txt docker/locks/requirements-packages.txt \
      docker/locks/requirements-arm64-tensorflow.txt docker/locks/requirements-arm64-packages.txt \
-     requirements-notebook.txt requirements-notebook-arm64.txt /tmp/locks/
+     /tmp/locks/
 
 RUN set -eu; \
     case "${TARGETARCH}" in \
-      amd64) lock=requirements; notebook=requirements-notebook ;; \
-      arm64) lock=requirements-arm64; notebook=requirements-notebook-arm64 ;; \
+      amd64) lock=requirements ;; \
+      arm64) lock=requirements-arm64 ;; \
       *) echo "no lock for architecture '${TARGETARCH}': the CPU image is built for amd64 or arm64" >&2; exit 1 ;; \
     esac; \
     mkdir /locks; \
     cp "/tmp/locks/${lock}-tensorflow.txt" /locks/tensorflow.txt; \
-    cp "/tmp/locks/${lock}-packages.txt" /locks/packages.txt; \
-    cp "/tmp/locks/${notebook}.txt" /locks/notebook.txt
+    cp "/tmp/locks/${lock}-packages.txt" /locks/packages.txt
 
 # ---------------------------------------------------------------------------------------------
 # venv: an empty virtualenv, at the path it keeps in the environment stage (its scripts hard-code
@@ -139,15 +137,20 @@ WORKDIR /app
 # src/, notebooks/ and DATA_DIR; never part of the release image below.
 FROM environment AS notebook
 
-# JupyterLab from the notebook lock that the locks stage picked, compiled against the image's own
-# lock, so the packages they share keep the image's versions. Installed as the packages above; the
-# lock is mounted, never copied into a layer.
+# Set by BuildKit from --platform; picks the notebook lock of that architecture.
+ARG TARGETARCH
+
+# JupyterLab from the notebook lock of the target's architecture, compiled against the CPU lock of
+# that architecture (whose shared packages the GPU lock holds at the same versions), so the
+# packages they share keep the image's versions. Installed as the packages above; the locks are
+# mounted, under their architecture's name, never copied into a layer.
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=secret,id=ca_bundle \
     --mount=type=secret,id=pip_conf,target=/etc/pip.conf \
     --mount=type=bind,source=docker/install-lock,target=/tmp/install-lock \
-    --mount=type=bind,from=locks,source=/locks/notebook.txt,target=/tmp/locks/notebook.txt \
-    sh /tmp/install-lock /tmp/locks/notebook.txt
+    --mount=type=bind,source=requirements-notebook.txt,target=/tmp/locks/notebook-amd64.txt \
+    --mount=type=bind,source=requirements-notebook-arm64.txt,target=/tmp/locks/notebook-arm64.txt \
+    sh /tmp/install-lock "/tmp/locks/notebook-${TARGETARCH}.txt"
 
 USER 1000:1000
 EXPOSE 8888

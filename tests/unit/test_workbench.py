@@ -201,8 +201,7 @@ def test_the_notebook_stage_serves_what_invoke_starts_and_comes_before_the_runti
     notebook = text.split("AS notebook", 1)[1].split("AS runtime", 1)[0]
     (cmd,) = re.findall(r"^CMD (.+)$", notebook, re.MULTILINE)
     assert json.loads(cmd) == workbench.JUPYTER_LAB
-    assert "/locks/notebook.txt" in notebook, "the notebook lock that the locks stage picked"
-    assert "requirements-notebook.txt" in text.split("AS locks", 1)[1].split("AS venv", 1)[0]
+    assert "requirements-notebook.txt" in notebook
     assert "jupyter" not in text.split("AS runtime", 1)[1], (
         "JupyterLab never enters the runtime image"
     )
