@@ -11,7 +11,8 @@ ARG BASE_IMAGE
 # locks: the target architecture's lock in the two halves that `invoke lock` writes beside it in
 # docker/locks/ (TensorFlow's own entry, and every other package), under fixed names. The
 # tensorflow stage copies only the first half, and BuildKit caches a COPY by its content, so adding
-# or upgrading any other package never reinstalls, strips or re-exports TensorFlow's 1 GB. No stage reads pip-compile's text: devkit/locks.py alone does.
+# or upgrading any other package never reinstalls, strips or re-exports TensorFlow's 1 GB. No
+# stage reads pip-compile's text: devkit/locks.py alone does.
 FROM ${BASE_IMAGE:-python:3.11-slim} AS locks
 
 # Set by BuildKit from --platform; picks the lock of that architecture.
@@ -63,8 +64,8 @@ RUN if [ "${STRIP_TF_LIBRARIES}" = 1 ]; then \
 COPY --from=locks /locks/tensorflow.txt /tmp/locks/
 
 # Every lock is installed the same way, by docker/install-lock (hash-checked, no resolving, wheels
-# only), mounted for the one command. The pip cache is a BuildKit cache mount: a rebuild after a lock
-# change downloads only what is new, and no cache lands in a layer. BUILD_CA_BUNDLE (for
+# only), mounted for the one command. The pip cache is a BuildKit cache mount: a rebuild after a
+# lock change downloads only what is new, and no cache lands in a layer. BUILD_CA_BUNDLE (for
 # TLS-intercepting proxies) reaches pip only as a BuildKit secret, mounted for this one command and
 # never stored in the image; so is a package index other than PyPI (PIP_INDEX_URL,
 # PIP_EXTRA_INDEX_URL, credentials included), as pip's /etc/pip.conf.
