@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devkit import host
-from devkit.engine import CDI_SPEC_DIRS, NVIDIA_FIX, PODMAN_NVIDIA_FIX, Engine, cdi_nvidia_spec
+from devkit.engine import CDI_NVIDIA_FIX, CDI_SPEC_DIRS, NVIDIA_FIX, Engine, cdi_nvidia_spec
 from devkit.errors import UserError
 from devkit.platforms import AMD64, ARM64
 from devkit.settings import Settings, load_settings
@@ -26,13 +26,6 @@ OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 # and its build snapshots as much again.
 CPU_BUILD_BYTES = 5 * 1000**3
 GPU_BUILD_BYTES = 20 * 1000**3
-
-# Where Podman packages put catatonit, the init that `podman run --init` starts (`invoke run` asks for one).
-CATATONIT_PATHS = (
-    "/usr/libexec/podman/catatonit",
-    "/usr/local/libexec/podman/catatonit",
-    "/usr/lib/podman/catatonit",
-)
 
 
 @dataclass(frozen=True)
@@ -73,7 +66,7 @@ def examine(machine: Machine, *, gpu: bool) -> Iterator[Finding]:
     yield engine_finding
     engine_up = engine_finding.verdict == OK
     yield check_buildkit(engine) if engine_up else skipped("BuildKit", "needs the engine")
-    if engine.podman:
+    if engine.dialect.init_is_separate:
         yield check_init(engine) if engine_up else skipped("init", "needs the engine")
     yield check_nvidia(engine, gpu=gpu) if engine_up else skipped("NVIDIA", "needs the engine")
     engine_platform = engine.server_platform() if engine_up else None
@@ -155,12 +148,8 @@ def check_buildkit(engine: Engine) -> Finding:
         buildx = engine.uses_buildx()
     except UserError as error:
         return failed("BuildKit", error)
-    if engine.podman:
-        return Finding(
-            OK,
-            "BuildKit",
-            "Podman builds with Buildah (RUN --mount and build secrets), in the docker image format",
-        )
+    if engine.dialect.builder is not None:
+        return Finding(OK, "BuildKit", engine.dialect.builder)
     if buildx:
         return Finding(OK, "BuildKit", "the buildx plugin builds with BuildKit")
     return Finding(
@@ -169,7 +158,8 @@ def check_buildkit(engine: Engine) -> Finding:
 
 
 def check_init(engine: Engine) -> Finding:
-    """Podman's `--init` needs catatonit, which not every Podman package brings."""
+    """The engine's `run --init` needs an init (catatonit), which not every package of it brings."""
+    init = f"`{Path(engine.docker).name} run --init`"
     if (
         engine.query(
             [engine.docker, "info", "--format", "{{.Host.ServiceIsRemote}}"]
@@ -177,9 +167,12 @@ def check_init(engine: Engine) -> Finding:
         == "true"
     ):
         return Finding(
-            OK, "init", "a remote Podman (podman machine): its VM brings catatonit for --init"
+            OK,
+            "init",
+            f"a remote {engine.dialect.name} (a machine): its VM brings catatonit for --init",
         )
-    found = next((path for path in CATATONIT_PATHS if Path(path).is_file()), None) or shutil.which(
+    paths = engine.dialect.init_paths()
+    found = next((path for path in paths if Path(path).is_file()), None) or shutil.which(
         "catatonit"
     )
     if found is None:
@@ -187,14 +180,14 @@ def check_init(engine: Engine) -> Finding:
         return Finding(
             FAIL,
             "init",
-            "no catatonit: `podman run --init`, which every task's container uses, cannot start",
+            f"no catatonit: {init}, which every task's container uses, cannot start",
             fix,
         )
-    return Finding(OK, "init", f"{found}: the init of `podman run --init`")
+    return Finding(OK, "init", f"{found}: the init of {init}")
 
 
 def check_nvidia(engine: Engine, *, gpu: bool) -> Finding:
-    if engine.podman:
+    if engine.dialect.gpus_by_cdi:
         return check_cdi(gpu=gpu)
     found = engine.runtimes()
     if "nvidia" not in found:
@@ -209,7 +202,7 @@ def check_nvidia(engine: Engine, *, gpu: bool) -> Finding:
 
 
 def check_cdi(*, gpu: bool, spec_dirs: tuple[Path, ...] = CDI_SPEC_DIRS) -> Finding:
-    """Podman takes GPUs as CDI devices (`--device nvidia.com/gpu=all`): it needs the toolkit's CDI spec."""
+    """GPUs as CDI devices (`--device nvidia.com/gpu=all`) need the toolkit's CDI spec."""
     spec = cdi_nvidia_spec(spec_dirs)
     if spec is None:
         needed = (
@@ -218,7 +211,7 @@ def check_cdi(*, gpu: bool, spec_dirs: tuple[Path, ...] = CDI_SPEC_DIRS) -> Find
             else "only the GPU image needs it (`invoke doctor --gpu` to require it)"
         )
         detail = f"no CDI spec of NVIDIA GPUs in {' or '.join(str(folder) for folder in spec_dirs)}: {needed}"
-        return Finding(FAIL if gpu else WARN, "NVIDIA", detail, PODMAN_NVIDIA_FIX)
+        return Finding(FAIL if gpu else WARN, "NVIDIA", detail, CDI_NVIDIA_FIX)
     return Finding(
         OK,
         "NVIDIA",
