@@ -9,7 +9,8 @@ from helpers.project import PROJECT_DIR
 IMAGE_LOCKS = ("requirements.txt", "requirements-arm64.txt", "requirements-gpu.txt")
 # JupyterLab's, compiled against the CPU locks: a new CPU lock makes them stale, and `invoke lock` recompiles them.
 NOTEBOOK_LOCKS = ("requirements-notebook.txt", "requirements-notebook-arm64.txt")
-ALL_LOCKS = (*IMAGE_LOCKS, *NOTEBOOK_LOCKS, "requirements-dev.txt")
+# Every lock, in the order `invoke lock` makes them (the host tools' locks last).
+ALL_LOCKS = tuple(lock.output for lock in locks.ALL)
 
 
 def snapshot(project: Path) -> dict[str, bytes]:
