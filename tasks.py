@@ -196,7 +196,8 @@ def push(c, gpu=False, platform=None):
 
     Each CPU image also goes out as <IMAGE_TAG>-<arch>, which the multi-architecture tag lists: a Mac
     and a Linux server pull the same name and each gets its own. Run `docker login` first where the
-    registry asks for credentials.
+    registry asks for credentials. Records the digest of what went out in .push-digests.json, by
+    which `invoke k8s` then names the image.
     """
     settings = load_settings(PROJECT_DIR)
     publishing.push(Engine(settings.docker, c), settings, gpu=gpu, platforms=platform or [])
@@ -323,8 +324,9 @@ def k8s(
     """Print the Kubernetes manifests (deploy/k8s/) for the image `invoke push` publishes: `invoke k8s | kubectl apply -f -`.
 
     An Indexed Job of N training workers and its headless Service, the data volume, the serving
-    Deployment with its Service, autoscaler and disruption budget, the NetworkPolicies. When .env
-    holds app keys, the pods read them from a Secret, which --app-secret prints too.
+    Deployment with its Service, autoscaler and disruption budget, the NetworkPolicies. The image
+    is named by the digest `invoke push` recorded, else by its tag (one line on standard error says
+    so). When .env holds app keys, the pods read them from a Secret, which --app-secret prints too.
     """
     from devkit import kubernetes  # PyYAML: imported for this task only
 

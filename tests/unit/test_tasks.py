@@ -8,7 +8,7 @@ import pytest
 from invoke import Collection, Exit
 
 import tasks
-from devkit.settings import load_settings
+from devkit.settings import SETTING_KEYS, load_settings
 from devkit.targets import project_id
 from helpers.command_lines import commands_run, dry_context
 from helpers.fake_cli import fake_cli
@@ -26,16 +26,8 @@ def project(tmp_path, monkeypatch):
         shutil.copy(lock, folder)
     (folder / "tests" / "container").mkdir(parents=True)
     monkeypatch.setattr(tasks, "PROJECT_DIR", folder)
-    for key in (
-        "IMAGE_NAME",
-        "IMAGE_TAG",
-        "PLATFORM",
-        "REGISTRY",
-        "DATA_DIR",
-        "HOST_PORT",
-        "PIP_INDEX_URL",
-        "PIP_EXTRA_INDEX_URL",
-    ):
+    # None of the caller's settings (CI exports BASE_IMAGE, BUILD_CA_BUNDLE, DOCKER): the defaults.
+    for key in SETTING_KEYS:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("DOCKER", str(tmp_path / "no-docker-here"))
     return folder
