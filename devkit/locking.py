@@ -65,11 +65,13 @@ def lock_spec(
     staged: tuple[str, ...] = (),
     user: str | None = None,
 ) -> ContainerSpec:
-    """The container of pip-compile in BASE_IMAGE for the lock's platform, so the pins fit the container.
+    """The container of pip-compile in BASE_IMAGE for the lock's platform, so the pins fit the
+    container.
 
     The project is mounted read-only: pip-compile works on a copy of the current lock (to keep its
-    pins) and prints the result, which the task writes only when every chosen lock compiled. work_dir
-    holds tools.txt (pip-tools and its dependencies, hash-pinned, from requirements-dev.txt),
+    pins) and prints the result, which the task writes only when every chosen lock compiled.
+    work_dir holds tools.txt (pip-tools and its dependencies, hash-pinned, from
+    requirements-dev.txt),
     current.txt, and the locks compiled earlier in this run (`staged`), mounted over the project's
     own, since a later lock is constrained by them. The container has the least privilege of the
     project's others: no capability, no-new-privileges, and `user` (the caller) where it is given.
@@ -81,19 +83,25 @@ def lock_spec(
         compile_args.append("--upgrade")
     for package in upgrade_packages:
         compile_args += ["--upgrade-package", package]
-    install_tools = f"{_TOOLS_VENV}/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps"
+    install_tools = (
+        f"{_TOOLS_VENV}/bin/python -m pip install --quiet --disable-pip-version-check"
+        " --require-hashes --no-deps"
+    )
     script = " && ".join(
         [
             "set -eu",
             f"python -m venv {_TOOLS_VENV}",
             f"{install_tools} -r {LOCK_WORK_DIR}/tools.txt",
-            f"if [ -f {LOCK_WORK_DIR}/current.txt ]; then cp {LOCK_WORK_DIR}/current.txt {_COMPILED_LOCK}; fi",
-            f"{_TOOLS_VENV}/bin/pip-compile {shlex.join(compile_args)} --output-file {_COMPILED_LOCK} {shlex.quote(lock.source)} >&2",
+            f"if [ -f {LOCK_WORK_DIR}/current.txt ]; "
+            f"then cp {LOCK_WORK_DIR}/current.txt {_COMPILED_LOCK}; fi",
+            f"{_TOOLS_VENV}/bin/pip-compile {shlex.join(compile_args)} "
+            f"--output-file {_COMPILED_LOCK} {shlex.quote(lock.source)} >&2",
             f"cat {_COMPILED_LOCK}",
         ]
     )
     # --init: Ctrl-C reaches pip-compile and ends the container. The init (tini) passes signals to
-    # the shell's whole process group: to the shell alone, they would wait for pip-compile to finish.
+    # the shell's whole process group: to the shell alone, they would wait for pip-compile to
+    # finish.
     mounts = [mount_spec(settings.project_dir, LOCK_SOURCE_DIR, readonly=True)]
     mounts += [
         mount_spec(work_dir / "staged" / name, f"{LOCK_SOURCE_DIR}/{name}", readonly=True)
@@ -107,7 +115,8 @@ def lock_spec(
     if settings.build_ca_bundle is not None:
         mounts.append(mount_spec(settings.build_ca_bundle, "/run/secrets/ca_bundle", readonly=True))
         env.append("PIP_CERT=/run/secrets/ca_bundle")
-    # By name: docker reads the values (index URLs may hold credentials) from the task's environment.
+    # By name: docker reads the values (index URLs may hold credentials) from the task's
+    # environment.
     env += [*proxies, *settings.package_index]
     return ContainerSpec(
         image=settings.base_image,
