@@ -3,7 +3,9 @@ worker with several GPUs -> MirroredStrategy; else TensorFlow's default strategy
 
 from __future__ import annotations
 
+import os
 import signal
+from collections.abc import MutableMapping
 
 from distributed_training.cluster import Cluster
 
@@ -24,6 +26,7 @@ def create_strategy(cluster: Cluster):
 
     name = strategy_name(cluster, len(tf.config.list_physical_devices("GPU")))
     if name == "MultiWorkerMirroredStrategy":
+        bypass_proxies(cluster, os.environ)
         resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
             tf.train.ClusterSpec(cluster.spec),
             task_type=cluster.task["type"],
@@ -45,3 +48,17 @@ def create_strategy(cluster: Cluster):
     if name == "MirroredStrategy":
         return name, tf.distribute.MirroredStrategy()
     return name, tf.distribute.get_strategy()
+
+
+def bypass_proxies(cluster: Cluster, environ: MutableMapping[str, str]) -> None:
+    """gRPC, which carries every exchange between the workers, goes through `http_proxy` (or
+    `https_proxy`, `grpc_proxy`) where the app's environment sets one for its downloads, and no
+    proxy reaches a peer: the training would wait for ever. The peers' hosts go to
+    `no_grpc_proxy`, which only gRPC reads (it takes it instead of `no_proxy`, so that list is kept
+    in it)."""
+    hosts = [
+        address.rsplit(":", 1)[0] for addresses in cluster.spec.values() for address in addresses
+    ]
+    kept = environ.get("no_grpc_proxy") or environ.get("no_proxy") or environ.get("NO_PROXY") or ""
+    entries = [entry for entry in kept.split(",") if entry.strip()]
+    environ["no_grpc_proxy"] = ",".join(dict.fromkeys([*entries, *hosts]))

@@ -14,6 +14,7 @@ import pytest
 from helpers import own_training
 
 EPOCHS = 3
+DEAD_PROXY = "http://127.0.0.1:9"
 
 
 def test_one_process_trains_a_keras_model_under_the_default_strategy(tmp_path, monkeypatch):
@@ -67,26 +68,32 @@ def test_two_workers_named_in_tf_config_end_with_the_same_weights(tmp_path):
     script = tmp_path / "own_training.py"
     shutil.copy(own_training.__file__, script)
     addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    workers = []
-    for index in range(2):
+    workers, logs = [], [tmp_path / f"worker-{index}.log" for index in range(2)]
+    for index, log in enumerate(logs):
         config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
         scratch = tmp_path / f"tmp-{index}"
         scratch.mkdir()
         env = {**os.environ, "TF_CONFIG": json.dumps(config), "TMPDIR": str(scratch)}
         env.pop("TRAIN_WORKERS", None)
+        # A proxy the app's .env sets for its downloads, which nothing listens on: the workers'
+        # gRPC must not go through it.
+        env.update(http_proxy=DEAD_PROXY, https_proxy=DEAD_PROXY, no_proxy="pypi.org")
         command = [sys.executable, str(script), str(tmp_path / "out"), "--epochs", str(EPOCHS)]
-        workers.append(
-            subprocess.Popen(
-                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        # Each worker's output to a file: a pipe that nobody reads while the test waits for the
+        # other worker fills up and stalls its writer, and with it the collective of both.
+        with log.open("w") as output:
+            workers.append(
+                subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
             )
-        )
-    outputs = []
     try:
         for worker in workers:
-            outputs.append(worker.communicate(timeout=300)[0])
+            worker.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the workers did not end in 300 s:\n" + "\n".join(_tails(logs)))
     finally:
         for worker in workers:
             worker.kill()
+    outputs = [log.read_text() for log in logs]
     assert [worker.returncode for worker in workers] == [0, 0], "\n".join(outputs)
     assert "worker 0 of 2 (the chief): MultiWorkerMirroredStrategy over 2 workers" in outputs[0]
     first, second = (
@@ -97,3 +104,7 @@ def test_two_workers_named_in_tf_config_end_with_the_same_weights(tmp_path):
     assert first["losses"][-1] < first["losses"][0]
     assert sorted(path.name for path in (tmp_path / "out" / "model").iterdir()) == ["model.keras"]
     assert os.listdir(tmp_path / "tmp-1") == [], "the other worker's copy is removed"
+
+
+def _tails(logs) -> list[str]:
+    return [f"--- {log.name}:\n" + "\n".join(log.read_text().splitlines()[-30:]) for log in logs]

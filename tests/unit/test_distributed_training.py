@@ -327,3 +327,15 @@ def test_a_tensorflow_error_is_its_cause_and_the_peer_that_failed_in_one_line():
     assert reason(OpError()) == (
         "Collective ops is aborted by: failed to connect to all addresses (from worker 1)"
     )
+
+
+def test_the_peers_bypass_a_proxy_set_for_the_app_and_the_app_keeps_its_list():
+    from distributed_training.cluster import Cluster
+    from distributed_training.strategy import bypass_proxies
+
+    spec = {"worker": ["train-0.svc:2222", "train-1.svc:2222"]}
+    cluster = Cluster(workers=2, index=0, spec=spec, task={"type": "worker", "index": 0})
+    environ = {"http_proxy": "http://proxy:3128", "no_proxy": "pypi.org,.internal"}
+    bypass_proxies(cluster, environ)
+    assert environ["no_grpc_proxy"] == "pypi.org,.internal,train-0.svc,train-1.svc"
+    assert environ["no_proxy"] == "pypi.org,.internal", "the app's own list is left as it was"
