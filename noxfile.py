@@ -15,7 +15,8 @@ logging.getLogger("nox").addFilter(lambda record: record.getMessage() != "uv bin
 
 # The pinned host tools: every session that needs packages installs them from this lock, hash-checked.
 DEV_LOCK = "requirements-dev.txt"
-DOCKERFILES = ("Dockerfile", "Dockerfile.gpu")
+# Dockerfile.gpu is absent from a project generated without the GPU image (copier.yml).
+DOCKERFILES = [name for name in ("Dockerfile", "Dockerfile.gpu") if Path(name).is_file()]
 # What GitHub Actions and the Dev Containers clients read, where the spec puts them.
 WORKFLOWS = sorted(str(path) for path in Path(".github/workflows").glob("*.y*ml"))
 DEVCONTAINERS = sorted(
@@ -95,7 +96,8 @@ def _check_devcontainer(session: nox.Session, path: Path) -> None:
     session.log(f"{path}: parses; builds the {target or 'last'} stage of {dockerfile}")
 
 
-@nox.session
+# The sessions of a capability exist only in a project that has it (copier.yml's questions).
+@nox.session if Path("deploy/k8s").is_dir() else (lambda function: function)
 def manifests(session: nox.Session) -> None:
     """Every rendering of `invoke k8s` (CPU and GPU, 1 and 3 workers) against Kubernetes' own schemas, offline and strict."""
     session.install("-r", DEV_LOCK)
