@@ -1,4 +1,4 @@
-"""The capabilities a project can be generated without (copier.yml's questions), told by their files.
+"""What a project can be generated without (copier.yml's questions), each told by its files.
 
 `copier copy` leaves a capability's files out when it is answered `false`; the tasks, nox sessions
 and checks that belong to it look here, so that nothing of it is left to clean up: no task in
