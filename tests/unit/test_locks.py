@@ -23,11 +23,17 @@ LOCKS = (
 )
 
 
+def needed_by(lock: str):
+    """A lock's test, marked with the capability (copier.yml) the lock belongs to, if any."""
+    capability = "gpu" if "-gpu" in lock else "notebook" if "-notebook" in lock else None
+    return pytest.param(lock, marks=[pytest.mark.needs(capability)] if capability else [], id=lock)
+
+
 def pins(lock: str) -> dict[str, str]:
     return pinned_versions((PROJECT_DIR / lock).read_text())
 
 
-@pytest.mark.parametrize("lock", LOCKS)
+@pytest.mark.parametrize("lock", [needed_by(lock) for lock in LOCKS])
 def test_every_pin_has_a_hash(lock):
     blocks = re.split(r"\n(?=[A-Za-z0-9])", (PROJECT_DIR / lock).read_text())
     requirements = [block for block in blocks if re.match(r"[A-Za-z0-9]", block)]
@@ -37,6 +43,7 @@ def test_every_pin_has_a_hash(lock):
         assert "--hash=sha256:" in block, f"{lock}: no hash for {block.splitlines()[0]}"
 
 
+@pytest.mark.needs("gpu")
 def test_each_image_gets_its_tensorflow():
     assert "tensorflow-cpu" in pins("requirements.txt")
     assert "tensorflow" not in pins("requirements.txt")
@@ -50,6 +57,7 @@ def test_each_image_gets_its_tensorflow():
     )
 
 
+@pytest.mark.needs("gpu")
 def test_shared_packages_have_the_same_versions_in_every_image():
     amd64, arm64, gpu = (
         pins("requirements.txt"),
@@ -84,6 +92,7 @@ def test_select_locks():
         locks.select_locks(gpu=True, platform=None, dev=True)
 
 
+@pytest.mark.needs("gpu", "notebook")
 def test_input_chains_follow_includes_and_constraints():
     assert locks.input_files(PROJECT_DIR, "requirements-cpu.in") == [
         "requirements-cpu.in",
@@ -101,8 +110,9 @@ def test_input_chains_follow_includes_and_constraints():
     ]
 
 
-@pytest.mark.parametrize("lock", locks.ALL, ids=lambda lock: lock.output)
+@pytest.mark.parametrize("lock", [needed_by(lock) for lock in (each.output for each in locks.ALL)])
 def test_committed_locks_are_current(lock):
+    lock = next(each for each in locks.ALL if each.output == lock)
     assert locks.is_current(PROJECT_DIR, lock), (
         f"{lock.output} does not match its inputs: run `invoke lock`"
     )
@@ -115,6 +125,7 @@ def project_copy(tmp_path):
     return tmp_path
 
 
+@pytest.mark.needs("gpu")
 def test_an_edited_in_file_makes_every_lock_built_on_it_stale(project_copy):
     with (project_copy / "requirements.in").open("a") as file:
         file.write("tabulate\n")
@@ -125,6 +136,7 @@ def test_an_edited_in_file_makes_every_lock_built_on_it_stale(project_copy):
     ]
 
 
+@pytest.mark.needs("gpu")
 def test_a_new_cpu_lock_makes_the_gpu_lock_stale(project_copy):
     lock = project_copy / "requirements.txt"
     lock.write_text(
@@ -134,6 +146,7 @@ def test_a_new_cpu_lock_makes_the_gpu_lock_stale(project_copy):
     assert not locks.is_current(project_copy, locks.GPU)
 
 
+@pytest.mark.needs("gpu")
 def test_a_hand_edited_or_missing_lock_is_stale(project_copy):
     lock = project_copy / "requirements-arm64.txt"
     lock.write_text(lock.read_text().replace("numpy==", "numpy>="))
@@ -187,6 +200,7 @@ def test_pip_compile_reason_drops_the_traceback():
 # --- what a compiled lock must hold, and what it changed ---------------------------------------------
 
 
+@pytest.mark.needs("gpu")
 def test_required_names_follow_includes_and_the_markers_of_each_platform():
     assert locks.required_names(PROJECT_DIR, locks.CPU_AMD64) == [
         "tensorflow-cpu",
@@ -218,8 +232,9 @@ def test_required_names_skip_options_comments_and_continuations(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("lock", locks.ALL, ids=lambda lock: lock.output)
+@pytest.mark.parametrize("lock", [needed_by(lock) for lock in (each.output for each in locks.ALL)])
 def test_committed_locks_hold_every_requirement(lock):
+    lock = next(each for each in locks.ALL if each.output == lock)
     assert (
         locks.missing_requirements(PROJECT_DIR, lock, (PROJECT_DIR / lock.output).read_text()) == []
     )

@@ -8,6 +8,7 @@ from invoke import Exit
 
 import tasks
 from helpers.command_lines import commands_run, dry_context
+from helpers.project import with_capabilities
 
 PROJECT_DIR = tasks.PROJECT_DIR
 
@@ -20,6 +21,7 @@ def project(tmp_path, monkeypatch):
     for lock in [*PROJECT_DIR.glob("requirements*.txt"), *PROJECT_DIR.glob("requirements*.in")]:
         shutil.copy(lock, folder)
     (folder / "tests" / "container").mkdir(parents=True)
+    with_capabilities(folder)
     monkeypatch.setattr(tasks, "PROJECT_DIR", folder)
     for key in (
         "IMAGE_NAME",
@@ -91,10 +93,11 @@ def test_lock_check_names_what_is_stale(project):
     ("task", "kwargs", "message"),
     [
         (tasks.push, {}, "error: REGISTRY is not set, so there is nowhere to push; set it in .env"),
-        (
+        pytest.param(
             tasks.build,
             {"gpu": True, "platform": "linux/arm64"},
             "error: the GPU image is linux/amd64 only",
+            marks=pytest.mark.needs("gpu"),
         ),
         (tasks.build, {"build_arg": ["NOPE"]}, "error: --build-arg 'NOPE': expected NAME=VALUE"),
         (tasks.run, {"cmd": "'unclosed"}, 'error: --cmd "\'unclosed": No closing quotation'),
@@ -109,15 +112,17 @@ def test_lock_check_names_what_is_stale(project):
             "error: --publish '9000:': expected HOST_PORT or HOST_PORT:CONTAINER_PORT",
         ),
         (tasks.logs, {}, "error: there is no container proj; `invoke run --detach` starts it"),
-        (
+        pytest.param(
             tasks.logs,
             {"gpu": True},
             "error: there is no container proj-gpu; `invoke run --detach --gpu` starts it",
+            marks=pytest.mark.needs("gpu"),
         ),
-        (
+        pytest.param(
             tasks.lock,
             {"dev": True, "gpu": True},
             "error: --dev locks the host tools; it does not go with --gpu or --platform",
+            marks=pytest.mark.needs("gpu"),
         ),
     ],
 )

@@ -1,0 +1,24 @@
+"""For every test folder: `@pytest.mark.needs("gpu")` skips a test, saying so, in a project that was
+generated without that capability (copier.yml's questions; devkit/capabilities.py tells them)."""
+
+import pytest
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "needs(capability): skip where the project was generated without it"
+    )
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("needs"):
+        # Imported here: the in-container tests share this file, and the image has no devkit.
+        from devkit import capabilities
+        from helpers.project import PROJECT_DIR
+
+        for name in mark.args:
+            if not capabilities.present(PROJECT_DIR, name):
+                pytest.skip(
+                    f"this project was generated without {name}: "
+                    f"`copier update --trust --data {name}=true` adds it"
+                )
