@@ -6,9 +6,11 @@ it does the same on the same input every time:
 
 - with `example=False`, the minimal app of template/minimal/ goes in (the example is excluded);
 - in the files below, a block between `<!-- if NAME -->` and `<!-- endif NAME -->` lines (`# if
-  NAME` and `# endif NAME` in a Dockerfile), or a single line ending in `<!-- if NAME -->`, stays
-  where NAME was answered true and goes where it was false; the marker lines go either way.
-  NAME `template` is false in every project: what only the template's own README says;
+  NAME` and `# endif NAME` in a Dockerfile or a workflow), or a single line ending in
+  `<!-- if NAME -->`, stays where NAME was answered true and goes where it was false; a block
+  between `<!-- if not NAME` and `endif not NAME -->` (a comment, unseen in the template's own
+  README) the other way round. The marker lines go either way. NAME `template` is false in every
+  project: what only the template's own README says;
 - the README's title becomes the project's name.
 """
 
@@ -18,9 +20,16 @@ import sys
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parent
-MARKED = ("README.md", "Dockerfile", "Dockerfile.gpu", ".env.example", "docs/*.md")
-_BEGIN = re.compile(r"^\s*(?:<!--|#)\s*if (\w+)\s*(?:-->)?\s*$")
-_END = re.compile(r"^\s*(?:<!--|#)\s*endif (\w+)\s*(?:-->)?\s*$")
+MARKED = (
+    "README.md",
+    "Dockerfile",
+    "Dockerfile.gpu",
+    ".env.example",
+    "docs/*.md",
+    ".github/workflows/*.y*ml",
+)
+_BEGIN = re.compile(r"^\s*(?:<!--|#)\s*if (not )?(\w+)\s*(?:-->)?\s*$")
+_END = re.compile(r"^\s*(?:<!--|#)?\s*endif (?:not )?(\w+)\s*(?:-->)?\s*$")
 _LINE = re.compile(r"\s*<!--\s*if (\w+)\s*-->\s*$")
 
 
@@ -29,7 +38,8 @@ def keep_answered(text: str, answers: dict[str, bool]) -> str:
     kept, dropping = [], []
     for line in text.splitlines(keepends=True):
         if begin := _BEGIN.match(line):
-            dropping.append(not answers[begin[1]])
+            negated, name = begin[1] is not None, begin[2]
+            dropping.append(answers[name] == negated)
         elif _END.match(line):
             dropping.pop()
         elif any(dropping):
