@@ -315,3 +315,12 @@ def test_a_malformed_package_index_is_refused_without_showing_it(project):
         str(error.value)
         == "PIP_INDEX_URL (from environment): expected http(s)://host/path, e.g. https://user:token@pypi.example.com/simple"
     )
+
+
+def test_default_image_name_is_the_project_name_copier_generated_the_project_with(tmp_path):
+    project = tmp_path / "Checkout Folder"
+    project.mkdir()
+    assert default_image_name(project) == "checkout-folder"
+    (project / ".copier-answers.yml").write_text("_commit: v1.0.0\nexample: true\nproject_name: acme\n")
+    assert default_image_name(project) == "acme"
+    assert load_settings(project, environ={}).image_name == "acme"
