@@ -321,6 +321,8 @@ def test_default_image_name_is_the_project_name_copier_generated_the_project_wit
     project = tmp_path / "Checkout Folder"
     project.mkdir()
     assert default_image_name(project) == "checkout-folder"
-    (project / ".copier-answers.yml").write_text("_commit: v1.0.0\nexample: true\nproject_name: acme\n")
+    (project / ".copier-answers.yml").write_text(
+        "_commit: v1.0.0\nexample: true\nproject_name: acme\n"
+    )
     assert default_image_name(project) == "acme"
     assert load_settings(project, environ={}).image_name == "acme"
