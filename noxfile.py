@@ -29,6 +29,12 @@ DEVCONTAINERS = sorted(
 _JSONC_TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
 
 
+def only_with(path: str):
+    """A session that exists only where `path` does: a capability's (copier.yml's questions leave
+    it out of a project), or the template's own."""
+    return nox.session if Path(path).exists() else (lambda function: function)
+
+
 def with_example(folder: str) -> list[str]:
     """A test folder of the template, and its counterpart in tests/example/ while the example is there."""
     example = Path("tests", "example", Path(folder).name)
@@ -96,8 +102,7 @@ def _check_devcontainer(session: nox.Session, path: Path) -> None:
     session.log(f"{path}: parses; builds the {target or 'last'} stage of {dockerfile}")
 
 
-# The sessions of a capability exist only in a project that has it (copier.yml's questions).
-@nox.session if Path("deploy/k8s").is_dir() else (lambda function: function)
+@only_with("deploy/k8s")
 def manifests(session: nox.Session) -> None:
     """Every rendering of `invoke k8s` (CPU and GPU, 1 and 3 workers) against Kubernetes' own schemas, offline and strict."""
     session.install("-r", DEV_LOCK)
@@ -115,8 +120,18 @@ def lock_check(session: nox.Session) -> None:
 def integration(session: nox.Session) -> None:
     """Build and run the images for real through the invoke tasks: ports, volumes, ownership, stop, errors."""
     session.install("-r", DEV_LOCK)
+    # The template's own engine test (a generated project builds and serves), in the template only.
+    generated = [folder for folder in ["tests/template/integration"] if Path(folder).is_dir()]
     # -rs: the reason of any skip is printed (only where no engine exists; in CI a missing engine fails).
-    session.run("pytest", *with_example("tests/integration"), "-rs", *session.posargs)
+    session.run("pytest", *with_example("tests/integration"), *generated, "-rs", *session.posargs)
+
+
+@only_with("copier.yml")
+def template(session: nox.Session) -> None:
+    """The template's own, never in a project made from it: copier generates a project per answer
+    left out, and their `nox -s tests` and `nox -s lint` pass; `copier update` keeps their edits."""
+    session.install("-r", DEV_LOCK)
+    session.run("pytest", "tests/template", "--ignore=tests/template/integration", *session.posargs)
 
 
 @nox.session(default=False)
