@@ -308,6 +308,9 @@ def k8s(c, workers="1", gpu=False, kserve=False):
     """
     from devkit import kubernetes  # PyYAML: imported for this task only
 
+    if gpu:
+        capabilities.require(PROJECT_DIR, "gpu")
+
     sys.stdout.write(
         kubernetes.manifests(load_settings(PROJECT_DIR), workers=workers, gpu=gpu, kserve=kserve)
     )

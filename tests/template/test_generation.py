@@ -11,7 +11,7 @@ QUESTIONS = ("example", "gpu", "kubernetes", "notebook", "devcontainer", "github
 # What each capability left out leaves out (a sample of its paths: copier.yml lists them all).
 FILES = {
     "example": ["data/iris.csv", "tests/example", "docs/example.md", "src/app/server.py"],
-    "gpu": ["Dockerfile.gpu", "requirements-gpu.in", "requirements-gpu.txt", ".devcontainer/gpu"],
+    "gpu": ["Dockerfile.gpu", "requirements-gpu.in", "requirements-gpu.txt", "docs/gpu.md"],
     "kubernetes": ["deploy", "devkit/kubernetes.py", "tests/manifests", "docs/kubernetes.md"],
     "notebook": ["notebooks", "requirements-notebook.in", "requirements-notebook.txt"],
     "devcontainer": [".devcontainer", "docs/devcontainer.md"],
@@ -48,6 +48,8 @@ def test_a_generated_project_has_only_what_was_asked_and_its_checks_pass(generat
                 f"{path} {'present' if name in left_out else 'missing'} with {name}="
                 f"{name not in left_out}"
             )
+    gpu_devcontainer = not {"gpu", "devcontainer"} & set(left_out)
+    assert (project / ".devcontainer/gpu").exists() == gpu_devcontainer
     for path in TEMPLATE_ONLY:
         assert not (project / path).exists(), f"template-only {path} was copied into the project"
 

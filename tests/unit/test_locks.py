@@ -125,7 +125,7 @@ def project_copy(tmp_path):
     return tmp_path
 
 
-@pytest.mark.needs("gpu")
+@pytest.mark.needs("gpu", "notebook")
 def test_an_edited_in_file_makes_every_lock_built_on_it_stale(project_copy):
     with (project_copy / "requirements.in").open("a") as file:
         file.write("tabulate\n")
