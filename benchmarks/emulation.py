@@ -1,4 +1,5 @@
-"""The arm64 CPU image under emulation against the native amd64 one: `python -m benchmarks.emulation`.
+"""The arm64 CPU image under emulation against the native amd64 one:
+`python -m benchmarks.emulation`.
 
 What an x86-64 machine pays to build and prove the image that Apple Silicon and ARM servers run.
 Through the real tasks, for both platforms, under a benchmark-only IMAGE_NAME:
@@ -25,11 +26,15 @@ from devkit.settings import load_settings
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 IMAGE_NAME = "tf-bench-emulation"
-IMPORT_PROBE = "import time; started = time.perf_counter(); import tensorflow; print(time.perf_counter() - started)"
+IMPORT_PROBE = (
+    "import time; started = time.perf_counter(); import tensorflow; "
+    "print(time.perf_counter() - started)"
+)
 
 
 def timed_invoke(*args: str, env: dict[str, str]) -> float:
-    """Seconds that `invoke ARGS` takes in the project folder; a failure ends the benchmark with its reason."""
+    """Seconds that `invoke ARGS` takes in the project folder; a failure ends the benchmark with
+    its reason."""
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "invoke", *args],
@@ -53,7 +58,8 @@ def main() -> int:
     docker = load_settings(PROJECT_DIR, os.environ).docker
     if Engine(docker).native_platform() != AMD64:
         print(
-            "emulation benchmark: this host is not x86-64, so arm64 is native here; nothing to compare",
+            "emulation benchmark: this host is not x86-64, so arm64 is native here; "
+            "nothing to compare",
             file=sys.stderr,
         )
         return 0

@@ -33,7 +33,10 @@ OURS, PLAIN = "tf-bench-ours", "tf-bench-plain"
 DATA_FILE_BYTES = 1024**3
 # Small pure-Python packages that no lock of this template pins: one is added per "new package" run.
 NEW_PACKAGES = ("six", "toml", "text-unidecode")
-IMPORT_PROBE = "import time; started = time.perf_counter(); import tensorflow; print(time.perf_counter() - started)"
+IMPORT_PROBE = (
+    "import time; started = time.perf_counter(); import tensorflow; "
+    "print(time.perf_counter() - started)"
+)
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,8 @@ class Bench:
         self.runs = runs
         self.ours_dir, self.plain_dir = work / "ours", work / "plain"
         self.work = work
-        # In every edit and addition, so that no rebuild finds layers cached by an earlier benchmark.
+        # In every edit and addition, so that no rebuild finds layers cached by an earlier
+        # benchmark.
         self.nonce = uuid.uuid4().hex
 
     # --- set-up -------------------------------------------------------------------------------
@@ -142,7 +146,8 @@ class Bench:
         seconds = time.perf_counter() - started
         if result.returncode != 0:
             raise UserError(
-                f"{' '.join(argv[:4])} ... failed in {cwd}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+                f"{' '.join(argv[:4])} ... failed in {cwd}:\n"
+                f"{result.stdout[-3000:]}{result.stderr[-3000:]}"
             )
         if (
             replaced
@@ -169,8 +174,12 @@ class Bench:
         return statistics.median(times[1:])
 
     def installed_bytes(self, image: str) -> int:
-        """What pip says it installed into the image's environment: the sizes in the packages' RECORDs."""
-        probe = "import importlib.metadata as m; print(sum(f.size or 0 for d in m.distributions() for f in d.files or []))"
+        """What pip says it installed into the image's environment: the sizes in the packages'
+        RECORDs."""
+        probe = (
+            "import importlib.metadata as m; "
+            "print(sum(f.size or 0 for d in m.distributions() for f in d.files or []))"
+        )
         return int(
             self.docker_cli(
                 "run", "--rm", "--platform", self.platform, image, "python", "-c", probe
@@ -183,7 +192,8 @@ class Bench:
                 file.write(f"# benchmark {self.nonce}, edit {run}\n")
 
     def add_package(self, name: str) -> None:
-        """Pin `name` in our lock with its wheel's hash (as `invoke lock` would), and list it in the plain requirements."""
+        """Pin `name` in our lock with its wheel's hash (as `invoke lock` would), and list it in the
+        plain requirements."""
         download = self.work / "wheels" / name
         self._run(
             [
@@ -311,11 +321,15 @@ def report(figures: list[Figure], extra: dict, runs: int) -> bool:
     for figure in figures:
         verdict = "met" if figure.met else "MISSED"
         print(
-            f"{figure.name:<42} {human(figure.ours, figure.unit):>10} {human(figure.plain, figure.unit):>10} "
+            f"{figure.name:<42} {human(figure.ours, figure.unit):>10} "
+            f"{human(figure.plain, figure.unit):>10} "
             f"{figure.ratio:>11.3f} {'<= ' + str(figure.goal):>8}  {verdict}"
         )
     ours_first, plain_first = extra["first build, no cache"]
-    first = f"{human(ours_first, 's'):>10} {human(plain_first, 's'):>10} {ours_first / plain_first:>11.3f}"
+    first = (
+        f"{human(ours_first, 's'):>10} {human(plain_first, 's'):>10} "
+        f"{ours_first / plain_first:>11.3f}"
+    )
     print(f"{'first build, no cache (no goal)':<42} {first}")
     floor = extra["base image"] + extra["installed size of the locked packages"]
     floor_ratio = extra["image"] / floor
@@ -323,8 +337,9 @@ def report(figures: list[Figure], extra: dict, runs: int) -> bool:
     print()
     print(
         f"physical floor: base image {human(extra['base image'], 'bytes')} + installed packages "
-        f"{human(extra['installed size of the locked packages'], 'bytes')} = {human(floor, 'bytes')}; "
-        f"our image {human(extra['image'], 'bytes')} = {floor_ratio:.3f} of it (goal <= 1.05)  {'met' if floor_met else 'MISSED'}"
+        f"{human(extra['installed size of the locked packages'], 'bytes')} = "
+        f"{human(floor, 'bytes')}; our image {human(extra['image'], 'bytes')} = "
+        f"{floor_ratio:.3f} of it (goal <= 1.05)  {'met' if floor_met else 'MISSED'}"
     )
     print(f"times are medians of {runs} runs")
     return all(figure.met for figure in figures) and floor_met

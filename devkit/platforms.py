@@ -46,13 +46,14 @@ def platform_of_machine(machine: str) -> str:
         return _MACHINES[machine.strip().lower()]
     except KeyError:
         raise UserError(
-            f"unsupported host architecture {machine!r}: TensorFlow images exist for x86-64 and arm64"
+            f"unsupported host architecture {machine!r}: "
+            "TensorFlow images exist for x86-64 and arm64"
         ) from None
 
 
 def host_platform(engine_platform: str | None = None) -> str:
-    """The platform native to this host: the engine's own where known (see `engine.native_platform`),
-    else the one of the machine Python runs on."""
+    """The platform native to this host: the engine's own where known (see
+    `engine.native_platform`), else the one of the machine Python runs on."""
     return engine_platform or platform_of_machine(_platform.machine())
 
 

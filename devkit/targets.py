@@ -1,4 +1,5 @@
-"""Which image a task is about: CPU or GPU, for which platform, under which tag and container name."""
+"""Which image a task is about: CPU or GPU, for which platform, under which tag and container
+name."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ from devkit.locks import Lock, image_lock
 from devkit.platforms import AMD64, SUPPORTED, arch, normalize_platform
 from devkit.settings import Settings, load_settings
 
-# The label on every image and container the template makes; its value names the project (its folder),
-# so that `invoke clean`, `stop` and `run` act on what is this project's, never on another's of the same name.
+# The label on every image and container the template makes; its value names the project (its
+# folder), so that `invoke clean`, `stop` and `run` act on what is this project's, never on
+# another's of the same name.
 PROJECT_LABEL = "org.tensorflow-template.project"
 
 
 def project_id(settings: Settings) -> str:
-    """A stable id of the project: a hash of its folder's path (two checkouts of one repository differ)."""
+    """A stable id of the project: a hash of its folder's path (two checkouts of one repository
+    differ)."""
     return hashlib.sha256(os.fsencode(settings.project_dir.resolve())).hexdigest()[:16]
 
 
@@ -48,12 +51,14 @@ class Target:
 
     @property
     def container_test_container(self) -> str:
-        """The container of `invoke container-test`, apart from the one `invoke run` may have running."""
+        """The container of `invoke container-test`, apart from the one `invoke run` may have
+        running."""
         return f"{self.container}-container-test"
 
     @property
     def selection(self) -> str:
-        """The flags that choose this image in a task: ` --gpu`, ` --platform linux/arm64`, or none."""
+        """The flags that choose this image in a task: ` --gpu`, ` --platform linux/arm64`, or
+        none."""
         return (
             f"{' --gpu' if self.gpu else ''}{'' if self.native else f' --platform {self.platform}'}"
         )
@@ -70,7 +75,8 @@ class Target:
 def resolve_target(
     settings: Settings, *, gpu: bool, platform_flag: str | None, host: str
 ) -> Target:
-    """The image asked for: `--platform` beats PLATFORM; the CPU image defaults to the host's platform.
+    """The image asked for: `--platform` beats PLATFORM; the CPU image defaults to the host's
+    platform.
 
     A CPU image for another architecture than the host's gets a tag suffix (`latest-arm64`), so that
     building it never replaces the native image under the plain tag.
@@ -83,7 +89,8 @@ def resolve_target(
     if gpu:
         if requested not in (None, AMD64):
             raise UserError(
-                f"the GPU image is {AMD64} only (TensorFlow's CUDA wheels are x86-64 only); {origin} asks for {requested}"
+                f"the GPU image is {AMD64} only (TensorFlow's CUDA wheels are x86-64 only); "
+                f"{origin} asks for {requested}"
             )
         platform_name = AMD64
         suffix = "-gpu"
@@ -117,7 +124,8 @@ def tensorboard_target(target: Target) -> Target:
 
 
 def every_target(settings: Settings, *, host: str) -> list[Target]:
-    """Every image the project can build here: the CPU image for each platform, then the GPU image."""
+    """Every image the project can build here: the CPU image for each platform, then the GPU
+    image."""
     cpu = [resolve_target(settings, gpu=False, platform_flag=name, host=host) for name in SUPPORTED]
     return [*cpu, resolve_target(settings, gpu=True, platform_flag=None, host=host)]
 
@@ -125,7 +133,8 @@ def every_target(settings: Settings, *, host: str) -> list[Target]:
 def open_target(
     context, project_dir: Path, *, gpu: bool = False, platform: str | None = None
 ) -> tuple[Engine, Settings, Target]:
-    """What a task works with: the engine (through invoke's context), the settings, and the image asked for."""
+    """What a task works with: the engine (through invoke's context), the settings, and the image
+    asked for."""
     if gpu:
         capabilities.require(project_dir, "gpu")
     settings = load_settings(project_dir)

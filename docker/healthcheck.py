@@ -1,5 +1,6 @@
-"""The images' HEALTHCHECK, part of the template (not of the app in src/): exit 0 when the app answers 200
-on http://127.0.0.1:$PORT/health, 1 otherwise. Any app that keeps the README's app contract passes it.
+"""The images' HEALTHCHECK, part of the template (not of the app in src/): exit 0 when the app
+answers 200 on http://127.0.0.1:$PORT/health, 1 otherwise. Any app that keeps the README's app
+contract passes it.
 
 The call goes straight to the app: a proxy set for the app (http_proxy or HTTP_PROXY in .env) would
 otherwise carry this local call too, and a healthy container would be reported unhealthy.

@@ -1,7 +1,8 @@
-"""The Iris dataset as the template ships it, data/iris.csv: 150 flowers, 4 measurements in cm, 3 species.
+"""The Iris dataset as the template ships it, data/iris.csv: 150 flowers, 4 measurements in cm,
+3 species.
 
-R. A. Fisher's data (1936), public domain, in the version that R and scikit-learn carry. Plain Python
-(no TensorFlow, no pandas), so that the host's tests can check the file as well.
+R. A. Fisher's data (1936), public domain, in the version that R and scikit-learn carry. Plain
+Python (no TensorFlow, no pandas), so that the host's tests can check the file as well.
 """
 
 import csv
@@ -66,7 +67,8 @@ def load(path: Path) -> Dataset:
 
 
 def split(dataset: Dataset, test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Row indexes for training and held-out testing, stratified by class, the same for the same seed."""
+    """Row indexes for training and held-out testing, stratified by class, the same for the same
+    seed."""
     generator = random.Random(seed)  # noqa: S311 (a reproducible split, not a secret)
     train, test = [], []
     for label in range(len(dataset.classes)):
