@@ -11,6 +11,7 @@ from devkit.errors import UserError
 
 # The file or folder whose presence means the project has the capability.
 MARKERS = {
+    "example": "tests/example",
     "gpu": "Dockerfile.gpu",
     "kubernetes": "deploy/k8s",
     "notebook": "requirements-notebook.in",

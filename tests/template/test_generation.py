@@ -3,8 +3,11 @@ project holds none of a left-out capability's files, tasks, sessions or README t
 `nox -s tests` and `nox -s lint` pass (run with these host tools: `nox --no-venv --no-install`)."""
 
 import re
+import subprocess
 
 import pytest
+
+from helpers.project import PROJECT_DIR
 
 QUESTIONS = ("example", "gpu", "kubernetes", "notebook", "devcontainer", "github_actions")
 
@@ -17,7 +20,17 @@ FILES = {
     "devcontainer": [".devcontainer", "docs/devcontainer.md"],
     "github_actions": [".github", "docs/ci.md"],
 }
-TEMPLATE_ONLY = ["copier.yml", "template", "tests/template", "docs/changing-the-template.md"]
+TEMPLATE_ONLY = [
+    "copier.yml",
+    ".copier-answers.yml.jinja",
+    "template",
+    "tests/template",
+    "docs/changing-the-template.md",
+]
+# The files template/finish.py fits to the answers (its marked blocks); every other file is copied.
+FITTED = re.compile(
+    r"README\.md|Dockerfile(\.gpu)?|\.env\.example|docs/.*\.md|\.github/workflows/.*"
+)
 TASKS = {"kubernetes": "k8s", "notebook": "notebook"}
 # What the README says of a capability (its task's row, its page), which a project without it must
 # not say. The task table still lists the flags `--gpu` and `stop --notebook`, which answer in one
@@ -105,3 +118,32 @@ def test_an_impossible_project_name_is_refused_by_the_validator(generate, tmp_pa
         generate(project_name="Not_An-Image-")
     assert len(str(error.value).splitlines()) == 1
     assert not (tmp_path / "acme").exists(), "a refused answer left a half-made project"
+
+
+def test_the_defaults_give_this_repository_less_the_template_only_files(generate):
+    project = generate()
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    ours = {
+        name
+        for name in listed.split("\0")
+        if name
+        and (PROJECT_DIR / name).is_file()
+        and not any(name == path or name.startswith(f"{path}/") for path in TEMPLATE_ONLY)
+    }
+    generated = {
+        str(path.relative_to(project)) for path in project.rglob("*") if path.is_file()
+    } - {".copier-answers.yml"}
+    assert generated == ours
+    changed = [
+        name
+        for name in sorted(ours)
+        if not FITTED.fullmatch(name)
+        and (project / name).read_bytes() != (PROJECT_DIR / name).read_bytes()
+    ]
+    assert changed == [], "copier changed files that no answer fits"
