@@ -5,8 +5,10 @@ project holds none of a left-out capability's files, tasks, sessions or README t
 import re
 import subprocess
 
+import copier
 import pytest
 
+from devkit.settings import load_settings
 from helpers.project import PROJECT_DIR
 
 QUESTIONS = ("example", "gpu", "kubernetes", "notebook", "devcontainer", "github_actions")
@@ -106,11 +108,21 @@ def test_a_flag_of_a_capability_left_out_says_in_one_line_what_adds_it(generate,
         ]
 
 
-def test_project_name_defaults_to_the_folder_made_valid_and_names_the_image(generate):
+def test_project_name_defaults_to_the_folder_made_valid_and_names_the_image(
+    generate, tmp_path, monkeypatch
+):
     project = generate(name="My Project")
     answers = (project / ".copier-answers.yml").read_text()
     assert "project_name: my-project\n" in answers
     assert (project / "README.md").read_text().startswith("# my-project\n")
+    assert load_settings(project, environ={}).image_name == "my-project"
+
+    # `copier copy ... .` over a checkout: the folder's own name, not ".".
+    checkout = tmp_path / "Our_Checkout"
+    checkout.mkdir()
+    monkeypatch.chdir(checkout)
+    copier.run_copy(str(PROJECT_DIR), ".", vcs_ref="HEAD", defaults=True, unsafe=True, quiet=True)
+    assert "project_name: our-checkout\n" in (checkout / ".copier-answers.yml").read_text()
 
 
 def test_an_impossible_project_name_is_refused_by_the_validator(generate, tmp_path):

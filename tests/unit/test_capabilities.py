@@ -6,14 +6,17 @@ from invoke import Exit
 from devkit import capabilities
 from devkit.errors import UserError
 from helpers.command_lines import commands_run, dry_context
-from helpers.project import PROJECT_DIR
 
 
 def test_a_capability_is_told_by_its_files(tmp_path):
-    assert all(capabilities.present(PROJECT_DIR, name) for name in capabilities.MARKERS)
     assert not any(capabilities.present(tmp_path, name) for name in capabilities.MARKERS)
-    assert capabilities.absent_tasks(PROJECT_DIR) == []
     assert capabilities.absent_tasks(tmp_path) == ["k8s", "notebook"]
+    (tmp_path / "deploy" / "k8s").mkdir(parents=True)
+    (tmp_path / "requirements-notebook.in").touch()
+    (tmp_path / "Dockerfile.gpu").touch()
+    assert capabilities.absent_tasks(tmp_path) == []
+    assert capabilities.present(tmp_path, "gpu")
+    assert not capabilities.present(tmp_path, "devcontainer")
 
 
 def test_a_missing_capability_is_one_line_naming_the_update_that_adds_it(tmp_path):
