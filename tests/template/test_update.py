@@ -162,3 +162,26 @@ def test_a_project_cloned_with_git_adopts_copier_as_the_readme_says(tmp_path, te
     assert (clone / ".dockerignore").read_text().endswith(TEMPLATE_CHANGE)
     assert (clone / "README.md").read_text().startswith("# cloned\n")
     assert [name for name in TEMPLATE_ONLY if (clone / name).exists()] == []
+
+
+def test_the_minimal_app_keeps_the_project_own_work_across_an_update(tmp_path, template):
+    project = tmp_path / "minimal"
+    copier.run_copy(
+        str(template), project, data={"example": False}, defaults=True, unsafe=True, quiet=True
+    )
+    git(project, "init", "-q", "-b", "main")
+    commit(project, "From the template")
+    app = project / "src" / "app" / "__main__.py"
+    app.write_text(app.read_text().replace("no model yet", "our model is coming"))
+    (project / "tests" / "container" / "test_app.py").unlink()
+    (project / "src" / "app" / "model.py").write_text('"""Our model."""\n')
+    commit(project, "Our own app")
+    release_a_change(template)
+
+    update(project)
+
+    assert "our model is coming" in app.read_text()
+    assert (project / "src" / "app" / "model.py").read_text() == '"""Our model."""\n'
+    assert not (project / "tests" / "container" / "test_app.py").exists(), "a deletion was undone"
+    assert (project / ".dockerignore").read_text().endswith(TEMPLATE_CHANGE)
+    assert not (project / "src" / "app" / "server.py").exists()
