@@ -59,7 +59,8 @@ _IMAGE_NAME = re.compile(_REPOSITORY)
 # A tag has at most 128 characters; room is kept for the suffixes `-gpu` and `-arm64`.
 _IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,117}")
 _REGISTRY = re.compile(rf"{_DOMAIN}(?:/{_PATH_COMPONENT})*")
-# [registry/]repository[:tag][@digest], e.g. python:3.11-slim or mirror.example:5000/python@sha256:...
+# [registry/]repository[:tag][@digest], e.g. python:3.11-slim or
+# mirror.example:5000/python@sha256:...
 _REFERENCE = re.compile(
     rf"(?P<name>(?:{_DOMAIN}/)?{_REPOSITORY})(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(?:@{_DIGEST})?"
 )
@@ -87,7 +88,8 @@ class Settings:
     # Host ports of `invoke tensorboard` and `invoke notebook`, published on host_address.
     tensorboard_port: int = 6006
     notebook_port: int = 8889
-    # A registry repository that `invoke build` takes its layer cache from (and with --export-cache, sends it to).
+    # A registry repository that `invoke build` takes its layer cache from (and with --export-cache,
+    # sends it to).
     build_cache: str | None = None
     # PIP_INDEX_URL and PIP_EXTRA_INDEX_URL, where set.
     package_index: dict[str, str] = field(default_factory=dict)
@@ -147,13 +149,15 @@ def read_dotenv(path: Path) -> dict[str, str]:
 
 
 def _check_binding(path: Path, binding) -> None:
-    """One line where a `.env` statement does not parse or holds a NUL byte, which no environment can carry."""
+    """One line where a `.env` statement does not parse or holds a NUL byte, which no environment
+    can carry."""
     where = f"{path.name} line {binding.original.line}"
     if binding.error:
         key = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=", binding.original.string)
         subject = f"the line of {key.group(1)}" if key else "a line without KEY="
         raise UserError(
-            f"{where}: cannot parse {subject} (not shown: it may hold a secret); expected KEY=value, any quotes closed"
+            f"{where}: cannot parse {subject} (not shown: it may hold a secret); "
+            "expected KEY=value, any quotes closed"
         )
     if binding.key is not None and "\0" in binding.key:
         raise UserError(f"{where}: the key {binding.key!r} holds a NUL byte; remove it")
@@ -182,7 +186,8 @@ def load_settings(project_dir: Path, environ: Mapping[str, str] | None = None) -
         "IMAGE_NAME",
         image_name,
         lambda value: SHORTEST_NAME <= len(value) <= LONGEST_NAME,
-        f"{SHORTEST_NAME} to {LONGEST_NAME} characters (an image name at most {LONGEST_NAME}; its container's, at least {SHORTEST_NAME})",
+        f"{SHORTEST_NAME} to {LONGEST_NAME} characters (an image name at most {LONGEST_NAME}; "
+        f"its container's, at least {SHORTEST_NAME})",
     )
     image_tag = _choose(source, "IMAGE_TAG", "latest")
     _require(
@@ -203,7 +208,8 @@ def load_settings(project_dir: Path, environ: Mapping[str, str] | None = None) -
             "BUILD_CACHE",
             build_cache,
             lambda value: "/" in value and _REGISTRY.fullmatch(value),
-            "expected a registry and repository without a tag, e.g. ghcr.io/acme/my-project-cache or 127.0.0.1:5000/my-project-cache",
+            "expected a registry and repository without a tag, "
+            "e.g. ghcr.io/acme/my-project-cache or 127.0.0.1:5000/my-project-cache",
         )
     if registry is not None:
         _not_an_option(source, "REGISTRY", registry)
@@ -219,7 +225,8 @@ def load_settings(project_dir: Path, environ: Mapping[str, str] | None = None) -
             "REGISTRY",
             registry,
             lambda value: len(f"{value}/{image_name}") <= LONGEST_NAME,
-            f"{registry}/{image_name} is longer than an image name may be ({LONGEST_NAME} characters); shorten REGISTRY or IMAGE_NAME",
+            f"{registry}/{image_name} is longer than an image name may be "
+            f"({LONGEST_NAME} characters); shorten REGISTRY or IMAGE_NAME",
         )
 
     platform_value, platform_origin = source.get("PLATFORM")
@@ -336,8 +343,8 @@ def _project_path(source: _Source, key: str, project_dir: Path, value: str) -> P
 
 
 def _exists(source: _Source, key: str, value: str, path: Path) -> bool:
-    """Whether something is at `path`; one line where the system cannot tell (a folder we may not look
-    into, a symlink loop, a name too long)."""
+    """Whether something is at `path`; one line where the system cannot tell (a folder we may not
+    look into, a symlink loop, a name too long)."""
     try:
         path.stat()
     except (FileNotFoundError, NotADirectoryError):
@@ -365,7 +372,8 @@ def _data_dir(source: _Source, project_dir: Path) -> Path:
 
 
 def _docker(source: _Source) -> str:
-    """The container CLI: a command looked up on PATH when it is run, or a path, which must be a program.
+    """The container CLI: a command looked up on PATH when it is run, or a path, which must be a
+    program.
 
     A path that does not exist yet is let through: `invoke --dry` works without any CLI, and the
     tasks that need one say "no such command".
@@ -430,7 +438,8 @@ def _fail_quietly(source: _Source, key: str, reason: str) -> UserError:
     return UserError(f"{key} (from {origin}): {reason}")
 
 
-# Keys the template sets in every container itself (`--env`, which beats an app key of the same name).
+# Keys the template sets in every container itself (`--env`, which beats an app key of the same
+# name).
 CONTAINER_KEYS = {"PORT": "set CONTAINER_PORT instead", "HOME": "the container's user gets its own"}
 
 
@@ -442,7 +451,8 @@ def check_app_keys(keys: Iterable[str]) -> None:
             continue
         if key.upper().startswith("DOCKER_"):
             raise UserError(
-                f".env key {key}: DOCKER_* variables steer the docker CLI, and .env keys other than the settings go to the app only",
+                f".env key {key}: DOCKER_* variables steer the docker CLI, "
+                "and .env keys other than the settings go to the app only",
                 "set it in your shell to choose the engine, or rename it for the app",
             )
         if key in CONTAINER_KEYS:
@@ -452,6 +462,7 @@ def check_app_keys(keys: Iterable[str]) -> None:
         resembles = difflib.get_close_matches(key.upper(), SETTING_KEYS, n=1, cutoff=0.85)
         if resembles:
             print(
-                f"warning: .env key {key} is not a setting, so it goes to the app; did you mean {resembles[0]}?",
+                f"warning: .env key {key} is not a setting, so it goes to the app; "
+                f"did you mean {resembles[0]}?",
                 file=sys.stderr,
             )
