@@ -36,7 +36,9 @@ _HELP_PLATFORM = "linux/amd64 or linux/arm64; default: PLATFORM from .env, else 
         "platform": _HELP_PLATFORM + " (the GPU image: linux/amd64 only)",
         "no-cache": "rebuild every layer (the pip download cache is kept)",
         "build-arg": "NAME=VALUE for the Dockerfile, repeatable: KEEP_TF_HEADERS=1 keeps TensorFlow's C++ headers, "
-        "STRIP_TF_LIBRARIES=0 its symbol tables; not what invoke build sets itself (BASE_IMAGE, CONTAINER_PORT, the labels)",
+        "STRIP_TF_LIBRARIES=0 its symbol tables; not what invoke build sets itself (BASE_IMAGE, "
+        "CONTAINER_PORT, the labels) or BuildKit does (TARGETARCH and its other platform "
+        "arguments: use --platform)",
         "export-cache": "also send the layer cache to BUILD_CACHE (CI on the main branch, say), which every build takes it from",
     },
 )

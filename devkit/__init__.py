@@ -1,6 +1,6 @@
 """What `tasks.py` is built from, one module per job; imports run one way, tasks.py on top.
 
-settings    .env, the environment and defaults -> one validated Settings
+settings    the table of settings; .env, the environment and defaults -> one checked Settings
 platforms   the two image platforms and the host's     targets   which image, lock, tag and container
 engine      the one door to docker, git and other programs: queries run, actions print under --dry
 host        this machine's side: who a container runs as, a free port, a writable DATA_DIR, proxies

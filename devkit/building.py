@@ -18,19 +18,26 @@ from devkit.errors import UserError
 from devkit.host import proxies
 from devkit.locks import pinned_tensorflow
 from devkit.platforms import arch
-from devkit.settings import Settings
+from devkit.settings import BUILD_ARG_KEYS, Goes, Settings
 from devkit.targets import Target, project_label
 
 # The build arguments `invoke build` sets itself, and where each comes from: `--build-arg` may not
 # override them, or an image would carry a base, a port or labels that its settings do not say.
 TEMPLATE_BUILD_ARGS = {
-    "BASE_IMAGE": "the BASE_IMAGE setting; set it in .env",
-    "CONTAINER_PORT": "the CONTAINER_PORT setting; set it in .env",
+    **{key: f"the {key} setting; set it in .env" for key in BUILD_ARG_KEYS},
     "TENSORFLOW_VERSION": "the lock, for the image's labels",
     "SOURCE_URL": "git's remote.origin.url, for the image's labels",
     "REVISION": "git's checked-out commit, for the image's labels",
     "CREATED": "the checked-out commit's time (or SOURCE_DATE_EPOCH), for the image's labels",
 }
+
+# What BuildKit sets in every build from `--platform` and the builder's own platform: a value given
+# would be honoured, e.g. an amd64 image that installs the arm64 lock.
+PLATFORM_BUILD_ARGS = tuple(
+    f"{side}{part}"
+    for side in ("TARGET", "BUILD")
+    for part in ("PLATFORM", "OS", "ARCH", "VARIANT")
+)
 
 
 def parse_build_args(values: Iterable[str]) -> dict[str, str]:
@@ -40,6 +47,11 @@ def parse_build_args(values: Iterable[str]) -> dict[str, str]:
         name, equals, content = value.partition("=")
         if not equals or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise UserError(f"--build-arg {value!r}: expected NAME=VALUE, e.g. KEEP_TF_HEADERS=1")
+        if name in PLATFORM_BUILD_ARGS:
+            raise UserError(
+                f"--build-arg {name}: BuildKit sets it from the platforms of the build",
+                "choose the image's with `invoke build --platform`",
+            )
         if name in TEMPLATE_BUILD_ARGS:
             raise UserError(
                 f"--build-arg {name}: `invoke build` sets it itself, from {TEMPLATE_BUILD_ARGS[name]}"
@@ -144,8 +156,8 @@ def build_command(
     argv += ["--tag", target.image]
     argv += ["--label", project_label(settings)]
     argv += cache or []
-    argv += ["--build-arg", f"BASE_IMAGE={settings.base_image}"]
-    argv += ["--build-arg", f"CONTAINER_PORT={settings.container_port}"]
+    for name, value in settings.going_to(Goes.BUILD_ARG).items():
+        argv += ["--build-arg", f"{name}={value}"]
     for name, value in (labels or {}).items():
         argv += ["--build-arg", f"{name}={value}"]
     for name in proxies:

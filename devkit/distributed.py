@@ -54,7 +54,8 @@ _SIGNAL_REASONS = {
 def parse_workers(value: str) -> int:
     """The number of `--workers`: a whole number from 1 to MAX_WORKERS."""
     text = str(value).strip()
-    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+    # ASCII digits only: str.isdigit() also takes `²` (int() fails) and `٣` (int() makes it 3).
+    if not re.fullmatch(r"[0-9]{1,4}", text) or not 1 <= int(text) <= MAX_WORKERS:
         raise UserError(f"--workers {value}: expected a whole number from 1 to {MAX_WORKERS}")
     return int(text)
 

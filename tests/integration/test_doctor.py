@@ -89,6 +89,15 @@ def test_a_healthy_machine(invoke):
             ".env",
             ".env line 1: cannot parse the line of PIP_INDEX_URL",
         ),
+        # Both passed every check ("ok ... the container's user can write it"); docker then
+        # refused `::1:8888:8888` ("too many colons"), and the app wrote into the host's root.
+        (
+            {"DATA_DIR": "root-link"},
+            None,
+            ".env",
+            "DATA_DIR='root-link' (from environment): it is / (",
+        ),
+        ({}, "HOST_ADDRESS=::1\n", ".env", "HOST_ADDRESS='::1' (from .env): an IPv6 address; "),
         (
             {"BASE_IMAGE": "127.0.0.1:5000/no-such-image:1"},
             None,
@@ -101,6 +110,7 @@ def test_each_broken_part_is_named_with_a_fix(invoke, tmp_path, env, dotenv, sub
     if env.get("DOCKER") == "without buildx":
         env = {"DOCKER": cli_without_buildx(tmp_path)}
     project = project_copy(tmp_path, dotenv)
+    (project / "root-link").symlink_to("/")
     result = invoke("doctor", cwd=project, env=env)
     assert result.returncode == 1, result.stdout
     line = report(result)[subject]

@@ -67,3 +67,65 @@ def test_the_apps_own_keys_draw_no_warning(project, capsys):
     )
     load_settings(project, environ={})
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "PATH",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "VIRTUAL_ENV",
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "NVIDIA_VISIBLE_DEVICES",
+        "NVIDIA_DRIVER_CAPABILITIES",
+    ],
+)
+def test_the_images_own_environment_is_not_an_app_key(project, key):
+    # An app key PATH replaced the container's PATH: the venv's python was no longer found.
+    (project / ".env").write_text(f"API_TOKEN=x\n{key}=/canary\n")
+    with pytest.raises(UserError, match=rf"^\.env key {key}: the image's own") as refused:
+        load_settings(project, environ={})
+    assert "\n" not in str(refused.value)
+    assert "canary" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "'API TOKEN'=canary",
+        "'API\tTOKEN'=canary",
+        "'#TOKEN'=canary",
+        "'A=B'=canary",
+        "'TOKEN\u00a0'=canary",
+        "'1TOKEN'=canary",
+        "'TOKEN*'=canary",
+    ],
+)
+def test_a_key_the_engine_cannot_carry_is_refused_without_its_value(project, line):
+    # docker run --env-file fails on "API TOKEN", drops "#TOKEN" as a comment, splits "A=B".
+    (project / ".env").write_text(f"{line}\n")
+    with pytest.raises(UserError) as refused:
+        load_settings(project, environ={})
+    assert str(refused.value).startswith(".env key ")
+    assert str(refused.value).endswith(
+        ": not a name an --env-file can carry; rename it (letters, digits, _ . -, "
+        "not starting with a digit)"
+    )
+    assert "canary" not in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_build_argument_of_a_dockerfile_is_not_an_app_key(project):
+    # Meant for the build (or a setting not declared in devkit/settings.py): it would go to the app.
+    (project / "Dockerfile").write_text("FROM scratch\nARG KEEP_TF_HEADERS=0\nARG NEW_SETTING\n")
+    for key in ("KEEP_TF_HEADERS", "NEW_SETTING"):
+        (project / ".env").write_text(f"{key}=1\n")
+        with pytest.raises(UserError) as refused:
+            load_settings(project, environ={})
+        assert str(refused.value) == (
+            f".env key {key}: a build argument of Dockerfile, which .env does not pass to builds; "
+            f"pass it with `invoke build --build-arg {key}=...`, or declare a setting in "
+            "devkit/settings.py"
+        )

@@ -317,6 +317,61 @@ def test_a_malformed_package_index_is_refused_without_showing_it(project):
     )
 
 
+@pytest.mark.parametrize("where", ["link", "/"])
+def test_a_data_dir_that_is_the_filesystem_root_is_refused(project, where):
+    # A symlink to / passed every check, and the app then wrote into the host's root.
+    (project / "link").symlink_to("/")
+    with pytest.raises(UserError) as error:
+        load_settings(project, environ={"DATA_DIR": where})
+    assert str(error.value) == (
+        f"DATA_DIR={where!r} (from environment): it is / (the filesystem's root); "
+        "the container may write anything in DATA_DIR"
+    )
+
+
+@pytest.mark.parametrize("value", [".", "..", "{home}", "/etc", "/usr/lib/.."])
+def test_a_data_dir_that_holds_the_project_or_the_system_is_refused(project, value, monkeypatch):
+    monkeypatch.setenv("HOME", str(project.parent))
+    value = value.format(home=project.parent)
+    with pytest.raises(UserError) as error:
+        load_settings(project, environ={"DATA_DIR": value})
+    assert str(error.value).startswith(f"DATA_DIR={value!r} (from environment): it is ")
+    assert str(error.value).endswith("; the container may write anything in DATA_DIR")
+
+
+@pytest.mark.parametrize("value", ["data\nset", "data\rset", "data\tset", "data\x1bset"])
+def test_a_data_dir_with_a_control_character_is_refused_before_anything_is_made(project, value):
+    with pytest.raises(UserError) as error:
+        load_settings(project, environ={"DATA_DIR": value})
+    assert str(error.value) == (
+        f"DATA_DIR={value!r} (from environment): a line break or another control character, "
+        "which a mount of the engine cannot take"
+    )
+    assert list(project.iterdir()) == []
+
+
+def test_a_data_dir_whose_link_leads_to_a_control_character_is_refused(project):
+    (project / "link").symlink_to(project / "odd\nname")
+    with pytest.raises(UserError, match="a line break or another control character"):
+        load_settings(project, environ={"DATA_DIR": "link"})
+
+
+@pytest.mark.parametrize("value", ["::1", "::", "fe80::1", "::ffff:127.0.0.1"])
+def test_an_ipv6_host_address_is_refused_in_one_line(project, value):
+    # docker took `::1:8888:8888` as "too many colons", and http://::1:8888 is no URL.
+    with pytest.raises(UserError) as error:
+        load_settings(project, environ={"HOST_ADDRESS": value})
+    assert str(error.value) == (
+        f"HOST_ADDRESS={value!r} (from environment): an IPv6 address; the ports are published on "
+        "IPv4: 127.0.0.1 for this machine only, 0.0.0.0 for every network"
+    )
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1", "0.0.0.0", "192.168.1.20"])  # noqa: S104
+def test_ipv4_host_addresses_are_taken(project, value):
+    assert load_settings(project, environ={"HOST_ADDRESS": value}).host_address == value
+
+
 def test_default_image_name_is_the_project_name_copier_generated_the_project_with(tmp_path):
     project = tmp_path / "Checkout Folder"
     project.mkdir()

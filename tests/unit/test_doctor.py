@@ -284,3 +284,21 @@ def test_a_low_port_that_only_root_may_bind_is_a_warning(project, tmp_path, monk
     assert capsys.readouterr().err.startswith(
         "warning: HOST_PORT 80 on 127.0.0.1: cannot check whether it is free"
     )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        # The doctor said "ok ... the container's user can write it" of a link to the host's root.
+        ("DATA_DIR", "root-link", "DATA_DIR='root-link' (from environment): it is / "),
+        # docker then refused `::1:8888:8888` ("too many colons").
+        ("HOST_ADDRESS", "::1", "HOST_ADDRESS='::1' (from environment): an IPv6 address"),
+        ("DATA_DIR", "data\nset", "DATA_DIR='data\\nset' (from environment): a line break"),
+    ],
+)
+def test_a_setting_that_cannot_work_fails_the_settings_check(project, tmp_path, key, value, says):
+    (project / "root-link").symlink_to("/")
+    result = findings(project, fake_cli(tmp_path, HEALTHY_ENGINE), **{key: value})
+    assert result[".env"].verdict == FAIL
+    assert result[".env"].detail.startswith(says)
+    assert [result[s].verdict for s in ("port", "DATA_DIR", "disk", "base image")] == [SKIP] * 4
