@@ -1,5 +1,6 @@
 """For every test folder: `@pytest.mark.needs("gpu")` skips a test, saying so, in a project that was
-generated without that capability (copier.yml's questions; devkit/capabilities.py tells them)."""
+generated without that capability (copier.yml's questions; devkit/capabilities.py tells them). A
+test that takes the `gpu_image` fixture or is marked `gpu_run` needs the GPU image."""
 
 import pytest
 
@@ -11,12 +12,16 @@ def pytest_configure(config):
 
 
 def pytest_runtest_setup(item):
-    for mark in item.iter_markers("needs"):
+    needed = [name for mark in item.iter_markers("needs") for name in mark.args]
+    # The GPU image's fixture, and a container on a GPU, need the GPU image.
+    if "gpu_image" in getattr(item, "fixturenames", ()) or item.get_closest_marker("gpu_run"):
+        needed.append("gpu")
+    if needed:
         # Imported here: the in-container tests share this file, and the image has no devkit.
         from devkit import capabilities
         from helpers.project import PROJECT_DIR
 
-        for name in mark.args:
+        for name in needed:
             if not capabilities.present(PROJECT_DIR, name):
                 pytest.skip(
                     f"this project was generated without {name}: "
