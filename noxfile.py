@@ -29,10 +29,10 @@ DEVCONTAINERS = sorted(
 _JSONC_TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
 
 
-def only_with(path: str):
-    """A session that exists only where `path` does: a capability's (copier.yml's questions leave
-    it out of a project), or the template's own."""
-    return nox.session if Path(path).exists() else (lambda function: function)
+def only_with(path: str, **options):
+    """nox.session(**options) for a session that exists only where `path` does: a capability's
+    (copier.yml's questions leave it out of a project), or the template's own."""
+    return nox.session(**options) if Path(path).exists() else (lambda function: function)
 
 
 def with_example(folder: str) -> list[str]:
@@ -128,8 +128,10 @@ def integration(session: nox.Session) -> None:
 
 @only_with("copier.yml")
 def template(session: nox.Session) -> None:
-    """The template's own, never in a project made from it: copier generates a project per answer
-    left out, and their `nox -s tests` and `nox -s lint` pass; `copier update` keeps their edits."""
+    """The template's own: copier generates projects (their tests and lint pass) and updates them.
+
+    Never in a project made from the template: copier.yml leaves it and tests/template out.
+    """
     session.install("-r", DEV_LOCK)
     session.run("pytest", "tests/template", "--ignore=tests/template/integration", *session.posargs)
 
