@@ -27,7 +27,6 @@ TEMPLATE_ONLY = [
     ".copier-answers.yml.jinja",
     "template",
     "tests/template",
-    "docs/changing-the-template.md",
 ]
 # The files template/finish.py fits to the answers (its marked blocks); every other file is copied.
 FITTED = re.compile(

@@ -21,7 +21,6 @@ TEMPLATE_ONLY = (
     ".copier-answers.yml.jinja",
     "template",
     "tests/template",
-    "docs/changing-the-template.md",
 )
 
 
