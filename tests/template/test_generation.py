@@ -75,6 +75,10 @@ def test_a_generated_project_has_only_what_was_asked_and_its_checks_pass(generat
         for words in README_WORDS[name]:
             assert words not in readme, f"the README describes {name}, left out: {words}"
 
+    for page in [project / "README.md", *(project / "docs").glob("*.md")]:
+        for link in re.findall(r"\]\(([^)#:]+\.md)(?:#[^)]*)?\)", page.read_text()):
+            assert (page.parent / link).is_file(), f"{page.name} links {link}, which is absent"
+
     listed = run(project, "invoke", "--list")
     assert listed.returncode == 0, listed.stderr
     for name, task in TASKS.items():
