@@ -2,10 +2,14 @@
 
 import json
 import logging
+import os
 import re
+import shutil
+import sys
 from pathlib import Path
 
 import nox
+import yaml
 
 nox.options.error_on_missing_interpreters = True
 # The standard library's venv, named. nox still probes for uv whenever it makes a venv; its
@@ -104,9 +108,110 @@ def _check_devcontainer(session: nox.Session, path: Path) -> None:
 
 @only_with("deploy/k8s")
 def manifests(session: nox.Session) -> None:
-    """Every rendering of `invoke k8s` (CPU and GPU, 1 and 3 workers) against Kubernetes' own schemas, offline and strict."""
+    """Every rendering of `invoke k8s` against Kubernetes' schemas (1.29 on); offline, strict."""
     session.install("-r", DEV_LOCK)
     session.run("pytest", "tests/manifests", *session.posargs)
+
+
+# checkov and its ~60 dependencies, hash-pinned in a lock of their own: other sessions stay light.
+CHECKOV_LOCK = "requirements-checkov.txt"
+# The findings that the manifests accept, each with its reason: the one list of them.
+CHECKOV_ACCEPTED = Path("deploy/k8s/checkov-accepted.yaml")
+# Every kind of rendering of `invoke k8s`, from a copy of the project whose .env holds one app key.
+K8S_RENDERINGS = {
+    "cpu": [],
+    "cpu-3-workers": ["--workers", "3"],
+    "gpu-3-workers": ["--gpu", "--workers", "3"],
+    "kserve": ["--kserve", "--model", "model"],
+    "kserve-gpu": ["--kserve", "--model", "model", "--gpu"],
+    "cluster-flags": [
+        *("--namespace", "ml", "--pull-secret", "registry", "--service-account", "trainer"),
+        *("--storage-class", "standard", "--workers", "2", "--app-secret"),
+    ],
+}
+
+
+@only_with("deploy/k8s")
+def checkov(session: nox.Session) -> None:
+    """checkov, offline, over every rendering of `invoke k8s`: no finding but the accepted ones."""
+    session.install("-r", CHECKOV_LOCK)
+    accepted = yaml.safe_load(CHECKOV_ACCEPTED.read_text(encoding="utf-8"))
+    if not isinstance(accepted, dict) or not all(
+        isinstance(reason, str) and reason.strip() for reason in accepted.values()
+    ):
+        session.error(f"{CHECKOV_ACCEPTED}: expected CHECK_ID: reason, a reason for each")
+    tmp = Path(session.create_tmp())
+    project, renderings = tmp / "project", tmp / "renderings"
+    shutil.rmtree(project, ignore_errors=True)
+    shutil.rmtree(renderings, ignore_errors=True)
+    shutil.copytree(
+        ".", project, ignore=shutil.ignore_patterns(".git", ".nox", "data", ".env", "*cache*")
+    )
+    (project / ".env").write_text("APP_TOKEN=not-a-real-token\n", encoding="utf-8")
+    renderings.mkdir()
+    for name, flags in K8S_RENDERINGS.items():
+        with (
+            (renderings / f"{name}.yaml").open("w", encoding="utf-8") as output,
+            session.chdir(project),
+        ):
+            # The invoke that runs nox (the dev lock's), not a package of the checkov lock.
+            session.run(
+                *(sys.executable, "-m", "invoke", "k8s", *flags),
+                env={"REGISTRY": "registry.example.com/team", "IMAGE_TAG": "latest"},
+                external=True,
+                stdout=output,
+                stderr=None,
+            )
+    checkov_run = ("checkov", "--directory", str(renderings), "--framework", "kubernetes")
+    offline = ("--skip-download", "--quiet", "--compact")
+    session.run(*checkov_run, *offline, "--skip-check", ",".join(accepted))
+    # The accepted list stays true: each of its checks still fails somewhere, or it goes.
+    reports = tmp / "reports"
+    session.run(
+        *checkov_run,
+        *offline,
+        *("--check", ",".join(accepted), "--output", "json", "--output-file-path", str(reports)),
+        silent=True,
+        success_codes=[0, 1],
+    )
+    results = json.loads((reports / "results_json.json").read_text(encoding="utf-8"))
+    fired = {
+        check["check_id"]
+        for result in (results if isinstance(results, list) else [results])
+        for check in result["results"]["failed_checks"]
+    }
+    if stale := sorted(set(accepted) - fired):
+        session.error(f"{CHECKOV_ACCEPTED} accepts {', '.join(stale)}, which no rendering fails")
+    session.log(f"accepted, with the reasons in {CHECKOV_ACCEPTED}: {', '.join(sorted(fired))}")
+
+
+# Every lock: the images', the notebook's and the host tools' (checkov's too).
+LOCKS = sorted(str(path) for path in Path(".").glob("requirements*.txt"))
+
+
+@nox.session(default=False)
+def pip_audit(session: nox.Session) -> None:
+    """pip-audit over every lock's pins (OSV's vulnerability data, online): CI runs it."""
+    if not os.environ.get("CI"):
+        # Each pin is looked up online: outside CI this session says it did not audit, and passes.
+        session.skip(
+            "did not audit: pip-audit looks every pin up in OSV's online database; CI runs this "
+            "session (CI set), or run `CI=1 nox -s pip_audit` on a machine that reaches api.osv.dev"
+        )
+    session.install("-r", DEV_LOCK)
+    pins = Path(session.create_tmp()) / "pins"
+    pins.mkdir(exist_ok=True)
+    for lock in LOCKS:
+        # Every pin, whatever platform its marker names (pip-audit would skip an arm64-only pin on
+        # an x86-64 runner). The locks are complete: nothing to resolve, nothing to install.
+        text = Path(lock).read_text(encoding="utf-8")
+        (pins / lock).write_text(re.sub(r"^(\S+==\S+) ;[^\\\n]*", r"\1 ", text, flags=re.M))
+        session.log(f"{lock}: every pin, markers left out")
+        session.run(
+            *("pip-audit", "--requirement", str(pins / lock), "--no-deps", "--disable-pip"),
+            *("--vulnerability-service", "osv", "--progress-spinner", "off"),
+            *session.posargs,
+        )
 
 
 @nox.session

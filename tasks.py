@@ -258,7 +258,8 @@ def doctor(c, gpu=False):
     help={
         "gpu": "only the GPU lock (requirements-gpu.txt)",
         "platform": "only the CPU lock of this platform: linux/amd64 (requirements.txt) or linux/arm64 (requirements-arm64.txt)",
-        "dev": "only the host tools' lock (requirements-dev.txt), compiled on this machine",
+        "dev": "only the host tools' locks (requirements-dev.txt, requirements-checkov.txt), "
+        "compiled on this machine",
         "upgrade": "let every package move to its newest allowed version (default: keep the pins, add what is new)",
         "upgrade-package": "let this package move to its newest allowed version; repeat for more, or NAME==VERSION",
         "check": "change nothing; exit 1 naming every lock that no longer matches its .in files",
@@ -298,23 +299,57 @@ def lock(c, gpu=False, platform=None, dev=False, upgrade=False, upgrade_package=
     help={
         "workers": "training pods that train one model together (default 1)",
         "gpu": "the GPU image (<IMAGE_TAG>-gpu) and a GPU (nvidia.com/gpu) per pod",
-        "kserve": "also a KServe InferenceService for the SavedModels on the data volume (needs KServe on the cluster)",
+        "kserve": "also a KServe InferenceService for the SavedModels on the data volume "
+        "(needs KServe on the cluster)",
+        "model": "the app's model for --kserve: its folder under models/ on the data volume "
+        "(default: the one folder under DATA_DIR/models); the InferenceService is named after it",
+        "namespace": "the namespace of every object (default: the kubectl context's)",
+        "pull-secret": "an imagePullSecret for the pods, a private registry's (GHCR's packages "
+        "start private)",
+        "service-account": "the pods' serviceAccountName (default: the namespace's default)",
+        "storage-class": "the data volume's storageClassName (default: the cluster's default)",
+        "cmd": 'the training Job\'s command (default "python -m app.train")',
+        "app-secret": "also print the Secret of .env's app keys, their values on standard output "
+        "(by default the pods only name it)",
     }
 )
 @one_line_errors
-def k8s(c, workers="1", gpu=False, kserve=False):
+def k8s(
+    c,
+    workers="1",
+    gpu=False,
+    kserve=False,
+    model=None,
+    namespace=None,
+    pull_secret=None,
+    service_account=None,
+    storage_class=None,
+    cmd=None,
+    app_secret=False,
+):
     """Print the Kubernetes manifests (deploy/k8s/) for the image `invoke push` publishes: `invoke k8s | kubectl apply -f -`.
 
     An Indexed Job of N training workers and its headless Service, the data volume, the serving
-    Deployment with its Service, autoscaler and disruption budget.
+    Deployment with its Service, autoscaler and disruption budget, the NetworkPolicies. When .env
+    holds app keys, the pods read them from a Secret, which --app-secret prints too.
     """
     from devkit import kubernetes  # PyYAML: imported for this task only
 
     if gpu:
         capabilities.require(PROJECT_DIR, "gpu")
 
+    cluster = kubernetes.Cluster(namespace, pull_secret, service_account, storage_class)
     sys.stdout.write(
-        kubernetes.manifests(load_settings(PROJECT_DIR), workers=workers, gpu=gpu, kserve=kserve)
+        kubernetes.manifests(
+            load_settings(PROJECT_DIR),
+            workers=workers,
+            gpu=gpu,
+            kserve=kserve,
+            cluster=cluster,
+            cmd=cmd,
+            model=model,
+            app_secret=app_secret,
+        )
     )
 
 

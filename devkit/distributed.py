@@ -1,11 +1,14 @@
-"""`invoke train`: N containers of the built image train one model together, as the pods of the training Job do.
+"""`invoke train`: N containers of the built image train one model together, as the pods of the
+training Job do.
 
 Each container gets what a pod of the Indexed Job in deploy/k8s/ gets from Kubernetes and its
-manifest: JOB_COMPLETION_INDEX, TRAIN_WORKERS, TRAIN_JOB, TRAIN_SERVICE, TRAIN_PORT, and the hostname
-`<job>-<index>`, reachable as `<job>-<index>.<service>` on a network of their own. From these the
-application derives TF_CONFIG (the example: src/app/distributed.py), the same code path as on the
-cluster. Beyond that, each is the container `invoke run` makes: DATA_DIR, the user, no capabilities,
-the app's .env keys, the project's label; and, as in the pod, a read-only root with an empty /tmp.
+manifest: JOB_COMPLETION_INDEX, TRAIN_WORKERS, TRAIN_JOB, TRAIN_SERVICE, TRAIN_PORT, and the
+hostname `<job>-<index>`, reachable as `<job>-<index>.<service>` on a network of their own. From
+these the training derives TF_CONFIG (src/distributed_training), the same code path as on the
+cluster. Beyond that, each is the container `invoke run` makes: DATA_DIR, the user, no
+capabilities, the app's .env keys, the project's label; and, as in the pod, a read-only root with an
+empty /tmp. Workers that never open their TensorFlow port (code that never reads TF_CONFIG) fail
+the training: they were N trainings, not one.
 """
 
 from __future__ import annotations
@@ -45,6 +48,16 @@ WORKER_MEMORY = 512 * 2**20
 GRACE_SECONDS = 60
 # The Job's pods are <name>-train-<index>: a hostname label has at most 63 characters.
 MAX_NAME_LENGTH = 40
+# The lines of each worker's output kept to say why it failed: enough to reach back from a tensor
+# dump in an exception's message to the traceback's start.
+TAIL_LINES = 2000
+# How often, until one is seen, the workers are asked whether they listen on WORKER_PORT.
+PROBE_SECONDS = 0.5
+_LISTEN = "0A"  # a socket's state in /proc/net/tcp: TCP_LISTEN
+_TRACEBACK = "Traceback (most recent call last):"
+# A line of glog / absl logging (TensorFlow's C++ side, gRPC): `W0000 00:00:...`, never a message's.
+_LOG_LINE = re.compile(r"[IWEF]\d{4} ")
+_MAX_REASON = 300
 _SIGNAL_REASONS = {
     137: "killed (SIGKILL: `docker kill`, or out of memory)",
     143: "stopped (SIGTERM)",
@@ -61,11 +74,13 @@ def parse_workers(value: str) -> int:
 
 
 def kubernetes_name(settings: Settings) -> str:
-    """The project's name on Kubernetes and in the workers' hostnames: the last part of IMAGE_NAME, made a DNS label."""
+    """The project's name on Kubernetes and in the workers' hostnames: the last part of IMAGE_NAME,
+    made a DNS label."""
     name = re.sub(r"[^a-z0-9]+", "-", settings.image_name.rsplit("/", 1)[-1]).strip("-")
     if not name or len(name) > MAX_NAME_LENGTH:
         raise UserError(
-            f"IMAGE_NAME {settings.image_name!r} does not make a Kubernetes name of 1 to {MAX_NAME_LENGTH} characters",
+            f"IMAGE_NAME {settings.image_name!r} does not make a Kubernetes name "
+            f"of 1 to {MAX_NAME_LENGTH} characters",
             "set a shorter IMAGE_NAME in .env",
         )
     return name
@@ -87,7 +102,8 @@ class Worker:
 
     @property
     def address(self) -> str:
-        """The name the other workers reach it by: the pod's hostname in the headless Service's subdomain."""
+        """The name the other workers reach it by: the pod's hostname in the headless Service's
+        subdomain."""
         return f"{self.hostname}.{self.service}"
 
     @property
@@ -95,7 +111,8 @@ class Worker:
         return f"worker {self.index}{' (the chief)' if self.index == 0 else ''}, {self.container}"
 
     def environment(self) -> dict[str, str]:
-        """What the Job's pod number `index` has: Kubernetes' JOB_COMPLETION_INDEX and the manifest's TRAIN_*."""
+        """What the Job's pod number `index` has: Kubernetes' JOB_COMPLETION_INDEX and the
+        manifest's TRAIN_*."""
         return {
             "JOB_COMPLETION_INDEX": str(self.index),
             "TRAIN_WORKERS": str(self.count),
@@ -110,7 +127,8 @@ def network_name(target: Target) -> str:
 
 
 def workers_of(settings: Settings, target: Target, count: int) -> list[Worker]:
-    """The workers of a training: containers named after the image's, hostnames after the Job's pods."""
+    """The workers of a training: containers named after the image's, hostnames after the Job's
+    pods."""
     name = kubernetes_name(settings)
     return [
         Worker(
@@ -154,7 +172,8 @@ def train(
     workers: str = "1",
     cmd: str | None = None,
 ) -> None:
-    """`invoke train`: everything checked before the first container starts; nothing left when it ends."""
+    """`invoke train`: everything checked before the first container starts; nothing left when it
+    ends."""
     count = parse_workers(workers)
     command = parse_command(cmd) if cmd is not None else DEFAULT_COMMAND
     user = container_user(settings)
@@ -172,7 +191,8 @@ def train(
     if created.failed:
         raise UserError(f"cannot create the network {network}: {first_line(created.stderr)}")
     print(
-        f"training with {count} worker{'s' * (count > 1)} of {target.image} on the network {network}",
+        f"training with {count} worker{'s' * (count > 1)} of {target.image} "
+        f"on the network {network}",
         file=sys.stderr,
     )
     names = [worker.container for worker in crew]
@@ -187,11 +207,12 @@ def train(
                 for worker in crew
             ]
             # Nothing to watch where nothing started (`--dry` prints the commands instead).
-            failure = (
-                _watch(crew, processes, stopping=lambda: stopped.received is not None)
-                if all(processes)
-                else None
-            )
+            failure = None
+            if all(processes):
+                with PortWatch(engine, crew if count > 1 else []) as ports:
+                    failure = _watch(crew, processes, stopping=lambda: stopped.received is not None)
+                if failure is None and count > 1 and not ports.seen.is_set():
+                    failure = not_one_cluster(count)
         finally:
             _remove(engine, settings, target, crew)
     if stopped.received is not None:
@@ -203,13 +224,14 @@ def train(
 
 
 def _require_memory_for(engine: Engine, count: int) -> None:
-    """The engine's memory holds `count` workers; one line saying how many it holds where it does not."""
+    """The engine's memory holds `count` workers; one line saying how many it holds where it does
+    not."""
     answer = engine.query([engine.docker, "info", "--format", "{{.MemTotal}}"]).stdout.strip()
     if answer.isdigit() and count * WORKER_MEMORY > int(answer):
         most = int(answer) // WORKER_MEMORY
         raise UserError(
-            f"--workers {count}: each worker needs at least {WORKER_MEMORY // 2**20} MiB and the engine has "
-            f"{int(answer) / 2**30:.1f} GiB, room for {most} at most",
+            f"--workers {count}: each worker needs at least {WORKER_MEMORY // 2**20} MiB "
+            f"and the engine has {int(answer) / 2**30:.1f} GiB, room for {most} at most",
             "ask for fewer, or train on a cluster (`invoke k8s`)",
         )
 
@@ -217,7 +239,8 @@ def _require_memory_for(engine: Engine, count: int) -> None:
 def _require_not_running(
     engine: Engine, settings: Settings, target: Target, crew: list[Worker]
 ) -> None:
-    """No training of this image runs; what a crash left (stopped containers, the network) is removed."""
+    """No training of this image runs; what a crash left (stopped containers, the network) is
+    removed."""
     running = [
         worker.container for worker in crew if engine.container_state(worker.container) == "running"
     ]
@@ -244,14 +267,15 @@ def _remove(engine: Engine, settings: Settings, target: Target, crew: list[Worke
 def _watch(
     crew: list[Worker], processes: list, *, stopping: Callable[[], bool]
 ) -> UserError | None:
-    """Show each worker's output under its name until the chief has ended; None, or why the training failed.
+    """Show each worker's output under its name until the chief has ended; None, or why the
+    training failed.
 
-    A worker that fails (the chief included) ends the training at once; once a signal has asked every
-    worker to stop (`stopping`), each gets the time to clean up that `docker stop` gives it.
+    A worker that fails (the chief included) ends the training at once; once a signal has asked
+    every worker to stop (`stopping`), each gets the time to clean up that `docker stop` gives it.
     """
     ended: queue.Queue[tuple[int, int]] = queue.Queue()
     width = max(len(worker.container) for worker in crew)
-    tails = [deque(maxlen=20) for _ in crew]
+    tails = [deque(maxlen=TAIL_LINES) for _ in crew]
     readers = [
         threading.Thread(target=_relay, args=(worker, process, width, tail, ended), daemon=True)
         for worker, process, tail in zip(crew, processes, tails, strict=True)
@@ -277,11 +301,16 @@ def _watch(
         if stopping():
             continue
         if status != 0 and deadline is None:
-            reason = f"{crew[index].label} failed with exit status {status}: {_reason(status, tails[index])}"
-            return UserError(reason, "the other workers were stopped and removed")
+            reason = failure_reason(status, list(tails[index]))
+            return UserError(
+                f"{crew[index].label} failed with exit status {status}: {reason}",
+                f"its whole output is above, under '{crew[index].container} |'; "
+                "the other workers were stopped and removed",
+            )
         if status != 0:
             print(
-                f"warning: {crew[index].label} ended with exit status {status} after the chief: {_reason(status, tails[index])}",
+                f"warning: {crew[index].label} ended with exit status {status} after the chief: "
+                f"{failure_reason(status, list(tails[index]))}",
                 file=sys.stderr,
             )
         if index == 0:
@@ -297,10 +326,102 @@ def _relay(worker: Worker, process, width: int, tail: deque, ended: queue.Queue)
     ended.put((worker.index, process.wait()))
 
 
-def _reason(status: int, tail: deque) -> str:
-    """Why a worker ended: the signal that killed it, or its own last error line."""
+def failure_reason(status: int, lines: list[str]) -> str:
+    """Why a worker ended, in one line: the signal that killed it, else the exception it died of,
+    else its last error line, else its last line."""
     if status in _SIGNAL_REASONS:
         return _SIGNAL_REASONS[status]
-    lines = [line.strip() for line in tail if line.strip()]
+    exception = exception_line(lines)
+    lines = [line.strip() for line in lines if line.strip()]
     errors = [line for line in lines if line.lower().startswith("error")]
-    return (errors or lines or ["no output"])[-1]
+    # A program that says `error: ...` last has said why: a traceback before it was another's
+    # (a library logging an exception it recovered from).
+    if exception is not None and not (errors and errors[-1] == lines[-1]):
+        return exception
+    return _shortened((errors or lines or ["no output"])[-1])
+
+
+def exception_line(lines: list[str]) -> str | None:
+    """The exception of the last Python traceback in `lines` (`ValueError: ...`), None without one.
+
+    A message of several lines (a tensor dump inside it) is its first line and its last, joined by
+    an ellipsis; the log lines that TensorFlow's C++ side prints after it are left out.
+    """
+    starts = [number for number, line in enumerate(lines) if line.strip() == _TRACEBACK]
+    if not starts:
+        return None
+    after = lines[starts[-1] + 1 :]
+    # The frames are indented; the first line that is not is the exception's.
+    header = next(
+        (n for n, line in enumerate(after) if line.strip() and not line[0].isspace()), None
+    )
+    if header is None:
+        return None
+    message = [
+        line.strip() for line in after[header:] if line.strip() and not _LOG_LINE.match(line)
+    ]
+    if len(message) == 1:
+        return _shortened(message[0])
+    return _shortened(f"{message[0]} … {message[-1]}")
+
+
+def _shortened(line: str) -> str:
+    return line if len(line) <= _MAX_REASON else f"{line[: _MAX_REASON - 1]}…"
+
+
+def listening_ports(proc_net_tcp: str) -> set[int]:
+    """The ports listened on, from the text of /proc/net/tcp and /proc/net/tcp6."""
+    ports = set()
+    for line in proc_net_tcp.splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == _LISTEN and ":" in fields[1]:
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def not_one_cluster(count: int) -> UserError:
+    """What `invoke train` says when no worker ever opened its TensorFlow port."""
+    return UserError(
+        f"the {count} workers never formed one cluster: none opened its TensorFlow port "
+        f"{WORKER_PORT}, so each trained alone (the command never read TF_CONFIG)",
+        "train with the template's distributed_training (README: Beyond one machine), "
+        "or with --workers 1",
+    )
+
+
+class PortWatch:
+    """Asks the running workers, until one says yes, whether they listen on WORKER_PORT: the sign
+    that their TensorFlow servers started, as a MultiWorkerMirroredStrategy's do."""
+
+    def __init__(self, engine: Engine, crew: list[Worker]) -> None:
+        self.engine = engine
+        self.crew = crew
+        self.seen = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._probe, daemon=True)
+
+    def __enter__(self) -> PortWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def listens(self, worker: Worker) -> bool:
+        files = ["/proc/net/tcp", "/proc/net/tcp6"]
+        # stdout even on a failure: /proc/net/tcp6 is missing where IPv6 is off.
+        try:
+            answer = self.engine.query(
+                [self.engine.docker, "exec", worker.container, "cat", *files], timeout=10
+            )
+        except UserError:  # no answer in time: not seen this time
+            return False
+        return WORKER_PORT in listening_ports(answer.stdout)
+
+    def _probe(self) -> None:
+        while self.crew and not self._done.is_set():
+            if any(self.listens(worker) for worker in self.crew):
+                self.seen.set()
+                return
+            self._done.wait(PROBE_SECONDS)

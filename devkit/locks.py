@@ -68,7 +68,11 @@ NOTEBOOK_ARM64 = Lock(
     constraint=CPU_ARM64.output,
 )
 DEV = Lock("requirements-dev.in", "requirements-dev.txt", None)
-ALL = (CPU_AMD64, CPU_ARM64, GPU, NOTEBOOK_AMD64, NOTEBOOK_ARM64, DEV)
+# checkov (`nox -s checkov`), ~60 packages of its own: a host-tool lock apart, so that the dev lock
+# and every other session stay light.
+CHECKOV = Lock("requirements-checkov.in", "requirements-checkov.txt", None)
+HOST_LOCKS = (DEV, CHECKOV)
+ALL = (CPU_AMD64, CPU_ARM64, GPU, NOTEBOOK_AMD64, NOTEBOOK_ARM64, *HOST_LOCKS)
 IMAGE_LOCKS = (CPU_AMD64, CPU_ARM64, GPU)
 
 _PIN = re.compile(r"^([A-Za-z0-9._-]+)(?:\[[^\]]*\])?==([^\s;\\]+)", re.MULTILINE)
@@ -97,7 +101,7 @@ def select_locks(*, gpu: bool, platform: str | None, dev: bool) -> tuple[Lock, .
     if dev:
         if gpu or platform:
             raise UserError("--dev locks the host tools; it does not go with --gpu or --platform")
-        return (DEV,)
+        return HOST_LOCKS
     if gpu:
         if platform not in (None, AMD64):
             raise UserError(

@@ -57,7 +57,7 @@ log = logging.getLogger("app")
 
 @dataclass(frozen=True)
 class Options:
-    """How the server serves: the app keys of .env set the first three (`from_environment`)."""
+    """How the server serves: the app keys of .env set the first four (`from_environment`)."""
 
     batch_max_rows: int = (
         256  # BATCH_MAX_ROWS: the most rows in one call of the model; 0 turns batching off
@@ -66,6 +66,9 @@ class Options:
         2.0  # BATCH_TIMEOUT_MS: the longest a request waits for others to share its call
     )
     model_version: int | None = None  # MODEL_VERSION: serve this version, not the newest valid one
+    # TRAIN_IF_NO_MODEL: with no version yet, train one first (1, the default) or wait for one (0:
+    # /health answers 503 "no model yet"; the Kubernetes Deployment sets it, its volume read-only).
+    train_if_no_model: bool = True
     max_requests: int = (
         MAX_REQUESTS_IN_PROGRESS  # predictions in progress at once; more get a 503 at once
     )
@@ -97,6 +100,12 @@ class Options:
                     f"MODEL_VERSION={value!r}: a version number as in the folder's name (1, 2, 3...), or unset for the newest"
                 )
             options["model_version"] = int(value)
+        if value := environ.get("TRAIN_IF_NO_MODEL", "").strip():
+            if value not in ("0", "1"):
+                raise ValueError(
+                    f"TRAIN_IF_NO_MODEL={value!r}: 1 trains a model when there is none, 0 waits"
+                )
+            options["train_if_no_model"] = value == "1"
         return cls(**options)
 
 
@@ -171,10 +180,18 @@ def parse_instances(body: bytes, feature_count: int) -> list[list[float]]:
 class ModelSlot:
     """The model being served, and how far it is: loading, training, ready or failed."""
 
-    def __init__(self, models_dir: Path, data_path: Path, train_epochs: int, pinned: int | None):
+    def __init__(
+        self,
+        models_dir: Path,
+        data_path: Path,
+        train_epochs: int,
+        pinned: int | None,
+        train_if_no_model: bool = True,
+    ):
         self.models_dir = models_dir
         self.data_path = data_path
         self.train_epochs = train_epochs
+        self.train_if_no_model = train_if_no_model
         self.pinned = pinned
         self.status = "loading"
         self.error = ""
@@ -203,7 +220,13 @@ class ModelSlot:
                     return
                 except store.InvalidVersion as error:
                     log.warning("skipping version %d (%s): %s", version, folder, error)
-            self._train_first()
+            if self.train_if_no_model:
+                self._train_first()
+            else:
+                self.status = "no model yet"
+                log.info(
+                    "no model under %s yet (TRAIN_IF_NO_MODEL=0: not training)", self.models_dir
+                )
         except dataset.DatasetError as error:
             self._fail(train.explain(error, self.data_path))
         except Exception as error:  # noqa: BLE001 (any failure must reach /health and the log, not end a background thread unseen)
@@ -306,7 +329,9 @@ def create_app(
     options: Options = Options(),
 ) -> Starlette:
     """The application; the model is loaded or trained in a thread once the server starts."""
-    slot = ModelSlot(models_dir, data_path, train_epochs, options.model_version)
+    slot = ModelSlot(
+        models_dir, data_path, train_epochs, options.model_version, options.train_if_no_model
+    )
     if options.batch_max_rows:
         batcher = batching.Batcher(
             slot.predict, max_rows=options.batch_max_rows, timeout=options.batch_timeout_ms / 1000

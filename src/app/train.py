@@ -1,16 +1,19 @@
 """Train the Iris classifier and publish it as the next model version.
 
-    invoke run --cmd "python -m app.train"            # in the container: data/ is the host's DATA_DIR
-    invoke train --workers 2                          # two containers train one model together
+    invoke run --cmd "python -m app.train"   # in the container: data/ is the host's DATA_DIR
+    invoke train --workers 2                 # two containers train one model together
     python -m app.train --epochs 200 --output data/models
 
-One process, several local GPUs or several workers: `distributed.py` reads which from the environment
-and picks the strategy; this loop is the same for all of them. Seeded: in one process, two runs with
-the same data, epochs and seed give the same model and the same metrics. TensorBoard logs (loss and
+One process, several local GPUs or several workers: the template's `distributed_training` reads
+which from the environment and picks the strategy; this loop is the same for all of them. Seeded:
+in one process, two runs with the same data, epochs and seed give the same model and the same
+metrics. TensorBoard logs (loss and
 accuracy per epoch, held out too, and the graph of a training step) go to <logs>/iris/<version>/.
 
 A custom loop (strategy.run) rather than Keras' model.fit: with Keras 3, model.fit under
 MultiWorkerMirroredStrategy fails (keras-team/keras#20585); this loop runs under every strategy.
+It also logs accuracy and held-out figures each epoch; for a model of your own,
+`distributed_training.Training.fit` is the same loop, ready to use.
 """
 
 import argparse
@@ -27,7 +30,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from app import dataset, distributed, store
+import distributed_training
+from app import dataset, store
+from distributed_training.training import TrainingError, reason
 
 DEFAULT_DATASET = Path("data/iris.csv")  # relative to the working directory: /app in the image
 DEFAULT_MODELS = Path("data/models")
@@ -41,21 +46,19 @@ TEST_FRACTION = 0.2
 STOP = threading.Event()
 
 
-class TrainingError(Exception):
-    """Training stopped: most often another worker failed, or did not answer within the collective timeout."""
-
-
 @dataclass(frozen=True)
 class TrainedModel:
     metrics: dict
-    cluster: distributed.Cluster
-    # The published version and its folder; None on a worker that is not the chief (it publishes nothing).
+    cluster: distributed_training.Cluster
+    # The published version and its folder; None on a worker that is not the chief (it publishes
+    # nothing).
     version: int | None = None
     folder: Path | None = None
 
 
 def build_model(train_features, class_count: int):
-    """A small dense network; its first layer normalises raw measurements, so clients send them as they are."""
+    """A small dense network; its first layer normalises raw measurements, so clients send them as
+    they are."""
     import keras
 
     normalizer = keras.layers.Normalization(name="normalize")
@@ -78,13 +81,15 @@ def train(
     epochs: int = DEFAULT_EPOCHS,
     seed: int = DEFAULT_SEED,
     logs_dir: Path | None = None,
-    cluster: distributed.Cluster | None = None,
+    cluster: distributed_training.Cluster | None = None,
 ) -> TrainedModel:
-    """Train on a stratified split of the dataset, evaluate on the held-out rows; the chief publishes the next version.
+    """Train on a stratified split of the dataset, evaluate on the held-out rows; the chief
+    publishes the next version.
 
-    logs_dir: where TensorBoard logs go (default: `logs` beside models_dir). cluster: default, from the environment.
+    logs_dir: where TensorBoard logs go (default: `logs` beside models_dir). cluster: default, from
+    the environment.
     """
-    cluster = distributed.from_environment(os.environ) if cluster is None else cluster
+    cluster = distributed_training.from_environment(os.environ) if cluster is None else cluster
     data = dataset.load(
         data_path
     )  # first: a missing dataset fails before TensorFlow takes seconds to import
@@ -97,8 +102,9 @@ def train(
     features = np.asarray(data.features, dtype="float32")
     labels = np.asarray(data.labels, dtype="int32")
     keras.utils.set_random_seed(seed)  # Python's, NumPy's and TensorFlow's generators
-    tf.config.experimental.enable_op_determinism()  # the same result from multi-threaded kernels too
-    name, strategy = distributed.create_strategy(cluster)
+    # The same result from multi-threaded kernels too.
+    tf.config.experimental.enable_op_determinism()
+    name, strategy = distributed_training.create_strategy(cluster)
     replicas = strategy.num_replicas_in_sync
     global_batch = BATCH_PER_REPLICA * replicas
     steps_per_epoch = math.ceil(
@@ -106,13 +112,15 @@ def train(
     )  # the same on every worker, or the exchanges would not pair up
     across = f" over {cluster.workers} workers" if cluster.workers > 1 else ""
     print(
-        f"{cluster.describe()}: {name}{across}, {replicas} replica{'s' * (replicas > 1)} in sync, global batch {global_batch}",
+        f"{cluster.describe()}: {name}{across}, {replicas} replica{'s' * (replicas > 1)} in sync, "
+        f"global batch {global_batch}",
         file=sys.stderr,
         flush=True,
     )
 
     def shard(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        """This worker's share of the training rows, reshuffled every pass, in batches of one replica's size."""
+        """This worker's share of the training rows, reshuffled every pass, in batches of one
+        replica's size."""
         rows = tf.data.Dataset.from_tensor_slices((features[train_rows], labels[train_rows]))
         rows = rows.shard(context.num_input_pipelines, context.input_pipeline_id)
         return (
@@ -184,7 +192,8 @@ def train(
                 logs.epoch(epoch, train_loss, train_accuracy, test_loss, test_accuracy)
                 if epoch == 0 or (epoch + 1) % 10 == 0 or epoch + 1 == epochs:
                     print(
-                        f"epoch {epoch + 1}/{epochs}: loss {train_loss:.4f}, accuracy {train_accuracy:.3f}; "
+                        f"epoch {epoch + 1}/{epochs}: loss {train_loss:.4f}, "
+                        f"accuracy {train_accuracy:.3f}; "
                         f"held out: loss {test_loss:.4f}, accuracy {test_accuracy:.3f}",
                         file=sys.stderr,
                         flush=True,
@@ -192,7 +201,8 @@ def train(
     except BaseException as error:
         logs.discard()
         if isinstance(error, tf.errors.OpError) and STOP.is_set():
-            raise KeyboardInterrupt from None  # stopped too, while waiting for another worker that had stopped
+            # Stopped too, while waiting for another worker that had stopped.
+            raise KeyboardInterrupt from None
         if isinstance(error, tf.errors.OpError):
             raise TrainingError(
                 f"training stopped on {cluster.describe()}: {reason(error)}"
@@ -224,10 +234,11 @@ def train(
         )
 
     if not cluster.chief:
-        # Every worker saves, as TensorFlow's multi-worker saving expects; only the chief's copy is kept.
+        # Every worker saves, as TensorFlow's multi-worker saving expects; only the chief's copy is
+        # kept.
         with tempfile.TemporaryDirectory(prefix="worker-save-") as scratch:
             write(Path(scratch))
-        distributed.wait_for_chief(cluster)
+        distributed_training.wait_for_chief(cluster)
         return TrainedModel(metrics=metrics, cluster=cluster)
     try:
         version, folder = store.publish(models_dir, write)
@@ -238,25 +249,9 @@ def train(
     return TrainedModel(metrics=metrics, cluster=cluster, version=version, folder=folder)
 
 
-def reason(error) -> str:
-    """What a TensorFlow error says, in one line: its cause, without the graph's trace, and which peer failed."""
-    lines = [line.strip() for line in error.message.splitlines() if line.strip()]
-    noise = (
-        "Graph execution error",
-        "Detected at node",
-        "File ",
-        "[[",
-        "Additional GRPC",
-        ":UNKNOWN:",
-        "The error could be",
-    )
-    cause = next((line for line in lines if not line.startswith(noise)), type(error).__name__)
-    peer = re.search(r"remote target /job:(\w+)/replica:\d+/task:(\d+)", error.message)
-    return f"{cause} (from {peer[1]} {peer[2]})" if peer else cause
-
-
 class _Logs:
-    """TensorBoard logs of one training: written under a hidden name, named after the version once it is published."""
+    """TensorBoard logs of one training: written under a hidden name, named after the version once
+    it is published."""
 
     def __init__(self, logs_dir: Path, *, enabled: bool):
         import tensorflow as tf
@@ -292,8 +287,9 @@ class _Logs:
     ) -> None:
         """Keras' TensorBoard tags, so the dashboards look as they do for model.fit.
 
-        tf.summary.scalar needs the tensorboard package, which TensorFlow 2.21 no longer installs; this
-        writes the very record it writes (a float tagged for TensorBoard's scalars plugin) with TensorFlow alone.
+        tf.summary.scalar needs the tensorboard package, which TensorFlow 2.21 no longer installs;
+        this writes the very record it writes (a float tagged for TensorBoard's scalars plugin) with
+        TensorFlow alone.
         """
         from tensorflow.core.framework import summary_pb2
 
@@ -310,6 +306,9 @@ class _Logs:
                     self.tf.summary.write(
                         tag, self.tf.constant(value, dtype=self.tf.float32), metadata=scalar
                     )
+        # A sign of life: the folder's time is what tells another training's publish that this
+        # run is still under way, not left by a training that was killed (store.remove_abandoned).
+        os.utime(self.folder)
 
     def _close(self) -> None:
         self.train.close()
@@ -321,15 +320,18 @@ class _Logs:
             shutil.rmtree(self.folder, ignore_errors=True)
 
     def publish(self, version: int) -> None:
-        """The run becomes <logs>/iris/<version>; logs left there by a deleted version of that number are replaced."""
+        """The run becomes <logs>/iris/<version>; logs left there by a deleted version of that
+        number are replaced, and those that killed trainings left unfinished are removed."""
         self._close()
+        store.remove_abandoned(self.root)
         target = self.root / str(version)
         shutil.rmtree(target, ignore_errors=True)
         os.rename(self.folder, target)
 
 
 def superseded(models_dir: Path, version: int) -> tuple[int, dict | None] | None:
-    """The version before `version` and its metrics (None where its metrics.json is unreadable); None for the first."""
+    """The version before `version` and its metrics (None where its metrics.json is unreadable);
+    None for the first."""
     older = [number for number in store.versions(models_dir) if number < version]
     if not older:
         return None
@@ -348,7 +350,10 @@ def comparison(version: int, metrics: dict, previous: tuple[int, dict | None]) -
     """One line: the new version's held-out figures next to those of the version it supersedes."""
     number, old = previous
     if old is None:
-        return f"version {number}, which it supersedes, has no readable {store.METRICS_FILE} to compare with"
+        return (
+            f"version {number}, which it supersedes, has no readable {store.METRICS_FILE} "
+            "to compare with"
+        )
     figures = []
     for key, label, digits in (("accuracy", "held-out accuracy", 3), ("loss", "held-out loss", 4)):
         if isinstance(old.get(key), int | float):
@@ -368,16 +373,18 @@ def explain(error: dataset.DatasetError, data_path: Path) -> str:
 
 
 def positive_whole_number(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:  # ASCII: "²".isdigit() is true
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
     return int(text)
 
 
 def _ask_to_stop(signum, frame) -> None:
-    """The first SIGTERM or Ctrl-C asks the training to stop after its current step; a second one acts at once.
+    """The first SIGTERM or Ctrl-C asks the training to stop after its current step; a second one
+    acts at once.
 
     Not an exception raised from here: one raised while TensorFlow is in the middle of an operation
-    garbles TensorFlow's own error (pybind11's "MISMATCH of original and normalized active exception").
+    garbles TensorFlow's own error (pybind11's "MISMATCH of original and normalized active
+    exception").
     """
     STOP.set()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -398,12 +405,14 @@ def main(argv: list[str] | None = None) -> int:
         "--output",
         type=Path,
         default=DEFAULT_MODELS,
-        help=f"models folder; the model goes to <output>/{store.MODEL_NAME}/<version>/ (default {DEFAULT_MODELS})",
+        help=f"models folder; the model goes to <output>/{store.MODEL_NAME}/<version>/ "
+        f"(default {DEFAULT_MODELS})",
     )
     parser.add_argument(
         "--logs",
         type=Path,
-        help=f"TensorBoard logs folder; a run per version in <logs>/{store.MODEL_NAME}/<version>/ (default: beside --output)",
+        help=f"TensorBoard logs folder; a run per version in <logs>/{store.MODEL_NAME}/<version>/ "
+        "(default: beside --output)",
     )
     parser.add_argument(
         "--data",
@@ -418,11 +427,12 @@ def main(argv: list[str] | None = None) -> int:
         help=f"random seed of the split, the weights and the shuffling (default {DEFAULT_SEED})",
     )
     arguments = parser.parse_args(argv)
-    # SIGTERM (`docker stop`, a pod deleted) ends the training as Ctrl-C does: what was half written is removed.
+    # SIGTERM (`docker stop`, a pod deleted) ends the training as Ctrl-C does: what was half written
+    # is removed.
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, _ask_to_stop)
     try:
-        cluster = distributed.from_environment(os.environ)
+        cluster = distributed_training.from_environment(os.environ)
         trained = train(
             arguments.data,
             arguments.output,
@@ -431,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             logs_dir=arguments.logs,
             cluster=cluster,
         )
-    except (distributed.ClusterError, TrainingError) as error:
+    except (distributed_training.ClusterError, TrainingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except dataset.DatasetError as error:
@@ -449,14 +459,18 @@ def main(argv: list[str] | None = None) -> int:
     metrics = trained.metrics
     if trained.version is None:
         print(
-            f"{trained.cluster.describe()}: done, held-out accuracy {metrics['accuracy']:.3f}, loss {metrics['loss']:.4f}; "
+            f"{trained.cluster.describe()}: done, held-out accuracy {metrics['accuracy']:.3f}, "
+            f"loss {metrics['loss']:.4f}; "
             "the chief publishes the model version"
         )
         return 0
+    workers, replicas = metrics["workers"], metrics["replicas"]
     print(
-        f"trained {store.MODEL_NAME} version {trained.version}: accuracy {metrics['accuracy']:.3f} on {metrics['test_rows']} held-out rows "
-        f"({metrics['train_rows']} training rows, {metrics['epochs']} epochs, seed {metrics['seed']}, "
-        f"{metrics['workers']} worker{'s' * (metrics['workers'] > 1)}, {metrics['replicas']} replica{'s' * (metrics['replicas'] > 1)}); "
+        f"trained {store.MODEL_NAME} version {trained.version}: "
+        f"accuracy {metrics['accuracy']:.3f} on {metrics['test_rows']} held-out rows "
+        f"({metrics['train_rows']} training rows, {metrics['epochs']} epochs, "
+        f"seed {metrics['seed']}, {workers} worker{'s' * (workers > 1)}, "
+        f"{replicas} replica{'s' * (replicas > 1)}); "
         f"saved to {trained.folder}"
     )
     previous = superseded(arguments.output, trained.version)

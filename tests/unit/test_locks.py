@@ -85,7 +85,7 @@ def test_select_locks():
         locks.CPU_AMD64,
         locks.NOTEBOOK_AMD64,
     )
-    assert locks.select_locks(gpu=False, platform=None, dev=True) == (locks.DEV,)
+    assert locks.select_locks(gpu=False, platform=None, dev=True) == (locks.DEV, locks.CHECKOV)
     with pytest.raises(UserError, match="GPU lock is linux/amd64 only"):
         locks.select_locks(gpu=True, platform="linux/arm64", dev=False)
     with pytest.raises(UserError, match="--dev locks the host tools"):

@@ -13,6 +13,16 @@ from devkit.targets import project_label
 from helpers.command_lines import settings_of, target_of, value_after
 from helpers.recording_engine import RecordingEngine
 
+# A worker's /proc/net/tcp and tcp6 while its TensorFlow server runs: port 2222 (08AE) listened on,
+# on every IPv6 address, and a connection from it to a peer's 2222.
+PROC_NET_TCP = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0B00007F:A1F3 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1
+   1: 020012AC:C2D4 030012AC:08AE 01 00000000:00000000 00:00000000 00000000  1000        0 2 1
+  sl  local_address                         remote_address                        st tx_queue
+   0: 00000000000000000000000000000000:08AE 00000000000000000000000000000000:0000 0A 00000000:0
+"""
+
 BUILT = {
     "image inspect": (0, "linux/amd64\n", ""),
     "info --format {{.MemTotal}}": (0, f"{8 * 2**30}\n", ""),
@@ -136,11 +146,13 @@ def test_dry_prints_the_network_and_every_worker_and_starts_nothing(project, cap
 class ScriptedWorkers(RecordingEngine):
     """Each worker a shell script instead of a container: `scripts` by worker index."""
 
-    def __init__(self, scripts: dict[int, str], **kwargs) -> None:
+    def __init__(self, scripts: dict[int, str], *, listening: bool = True, **kwargs) -> None:
         answers = {
             **BUILT,
             "network inspect": (0, "[]", ""),
             "inspect --format {{.State.Status}}": (0, "exited\n", ""),
+            # Each worker's TensorFlow server, as MultiWorkerMirroredStrategy starts it; or none.
+            "cat /proc/net/tcp /proc/net/tcp6": (0, PROC_NET_TCP if listening else "", ""),
         }
         super().__init__(answers=answers, **kwargs)
         self.scripts = scripts
@@ -151,8 +163,8 @@ class ScriptedWorkers(RecordingEngine):
         return Engine._start_process(self, ["sh", "-c", self.scripts[index]])
 
 
-def run_scripted(project, scripts: dict[int, str]):
-    engine = ScriptedWorkers(scripts)
+def run_scripted(project, scripts: dict[int, str], *, listening: bool = True):
+    engine = ScriptedWorkers(scripts, listening=listening)
     settings = settings_of(project, "acme/flowers")
     distributed.train(engine, settings, target_of(settings), workers=str(len(scripts)))
     return engine
@@ -197,7 +209,10 @@ def test_the_first_worker_that_fails_is_named_with_why_and_the_others_are_stoppe
     with pytest.raises(UserError) as raised:
         run_scripted(project, scripts)
     assert str(raised.value).startswith(message)
-    assert str(raised.value).endswith("; the other workers were stopped and removed")
+    name = message.split(", ")[1].split(" ")[0]
+    assert str(raised.value).endswith(
+        f"; its whole output is above, under '{name} |'; the other workers were stopped and removed"
+    )
 
 
 def test_once_the_chief_has_ended_the_others_get_a_grace_period(project, monkeypatch, capsys):
@@ -241,3 +256,81 @@ def test_the_engine_starts_a_process_whose_output_and_errors_share_one_pipe():
     assert sorted(process.stdout.read().splitlines()) == ["err", "out"]
     assert process.wait() == 0
     assert isinstance(process, subprocess.Popen)
+
+
+def test_workers_that_never_open_their_tensorflow_port_are_a_failure_not_n_trainings(project):
+    with pytest.raises(UserError) as raised:
+        run_scripted(project, {0: "echo trained alone", 1: "echo trained alone"}, listening=False)
+    assert str(raised.value) == (
+        "the 2 workers never formed one cluster: none opened its TensorFlow port 2222, so each "
+        "trained alone (the command never read TF_CONFIG); train with the template's "
+        "distributed_training (README: Beyond one machine), or with --workers 1"
+    )
+
+
+def test_one_worker_is_never_asked_for_its_port(project):
+    engine = run_scripted(project, {0: "sleep 0.3; echo trained"}, listening=False)
+    assert not any("/proc/net/tcp" in line for _, line in engine.log)
+
+
+def test_the_workers_are_asked_for_their_port_until_one_listens(project):
+    engine = run_scripted(project, {0: "sleep 1.5", 1: "sleep 1.5"})
+    probes = [line for _, line in engine.log if "/proc/net/tcp" in line]
+    assert probes == ["docker exec acme-flowers-train-0 cat /proc/net/tcp /proc/net/tcp6"]
+
+
+def test_the_ports_listened_on_are_read_from_proc_net_tcp():
+    assert distributed.listening_ports(PROC_NET_TCP) == {0xA1F3, 2222}
+    assert distributed.listening_ports("") == set()
+
+
+# What a Python program prints as it dies of model.fit under MultiWorkerMirroredStrategy: the frames,
+# an exception whose message holds a tensor dump, then TensorFlow's C++ side logging at exit.
+PER_REPLICA_FAILURE = """\
+Epoch 1/3
+Traceback (most recent call last):
+  File "/app/data/mine.py", line 30, in <module>
+    model.fit(features, target, epochs=3)
+  File "/opt/venv/lib/python3.11/site-packages/keras/src/utils/traceback_utils.py", line 122, in error_handler
+    raise e.with_traceback(filtered_tb) from None
+ValueError: Attempt to convert a value (PerReplica:{
+  0: <tf.Tensor: shape=(16, 1), dtype=float32, numpy=
+array([[0.1],
+       [0.2]], dtype=float32)>
+}) with an unsupported type (<class 'tensorflow.python.distribute.values.PerReplica'>) to a Tensor.
+W0000 00:00:1733330000.000000      12 grpc_server_lib.cc:123] shutting down
+"""
+
+
+@pytest.mark.parametrize(
+    ("status", "output", "reason"),
+    [
+        (
+            1,
+            PER_REPLICA_FAILURE,
+            "ValueError: Attempt to convert a value (PerReplica:{ … }) with an unsupported type "
+            "(<class 'tensorflow.python.distribute.values.PerReplica'>) to a Tensor.",
+        ),
+        (
+            1,
+            "Traceback (most recent call last):\n  File \"a.py\", line 1\nKeyError: 'x'\n\n"
+            "During handling of the above exception, another exception occurred:\n\n"
+            'Traceback (most recent call last):\n  File "a.py", line 3\n'
+            "    raise RuntimeError('no data')\nRuntimeError: no data\n",
+            "RuntimeError: no data",
+        ),
+        (1, "epoch 1\nerror: no dataset at data/x.csv\nbye\n", "error: no dataset at data/x.csv"),
+        (
+            1,
+            'Traceback (most recent call last):\n  File "lib.py", line 1\nOSError: retried\n'
+            "epoch 1\nerror: training stopped on worker 1 of 2: peer gone\n",
+            "error: training stopped on worker 1 of 2: peer gone",
+        ),
+        (3, "a\nb\n", "b"),
+        (1, "", "no output"),
+        (137, PER_REPLICA_FAILURE, "killed (SIGKILL: `docker kill`, or out of memory)"),
+        (1, "ValueError: " + "x" * 400, "ValueError: " + "x" * 287 + "…"),
+    ],
+)
+def test_a_failed_workers_reason_is_the_exception_it_died_of_in_one_line(status, output, reason):
+    assert distributed.failure_reason(status, output.splitlines()) == reason

@@ -125,6 +125,30 @@ def test_liveness_answers_while_readiness_says_the_model_is_not_ready(tmp_path):
         assert call(f"{url}/health")[0] == 200
 
 
+def test_with_training_off_and_no_model_health_says_no_model_yet_and_nothing_is_written(tmp_path):
+    """Serving on Kubernetes (TRAIN_IF_NO_MODEL=0): the volume is read-only there, training is the
+    Job's; the server waits for a version instead of training one."""
+    models = tmp_path / "models"
+    options = Options.from_environment({"TRAIN_IF_NO_MODEL": "0"})
+    with serving(models, write_iris_like(tmp_path / "iris.csv"), options) as url:
+        deadline = time.monotonic() + 60
+        while (health := call(f"{url}/health"))[1]["status"] == "loading":
+            assert time.monotonic() < deadline, health
+            time.sleep(0.1)
+        assert health == (503, {"status": "no model yet", "model": "iris"})
+        time.sleep(1)
+        assert call(f"{url}/health")[1]["status"] == "no model yet", "it never starts training"
+        assert call(f"{url}/live") == (200, {"status": "alive"})
+    assert not models.exists(), "nothing written"
+
+
+@pytest.mark.parametrize(("value", "trains"), [("", True), ("1", True), ("0", False)])
+def test_train_if_no_model_is_1_or_0(value, trains):
+    assert Options.from_environment({"TRAIN_IF_NO_MODEL": value}).train_if_no_model is trains
+    with pytest.raises(ValueError, match="^TRAIN_IF_NO_MODEL='no': 1 trains a model when"):
+        Options.from_environment({"TRAIN_IF_NO_MODEL": "no"})
+
+
 # --- stalled clients ---------------------------------------------------------------------------
 
 

@@ -1,14 +1,17 @@
 """Training in one process (no TF_CONFIG, no training Job variables): seeded, published whole, logged for TensorBoard."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
-from app import distributed, store, train
+import distributed_training as distributed
+from app import store, train
 from example.iris import CENTRES, write_iris_like
 
 EPOCHS = 15
@@ -185,3 +188,16 @@ def test_a_logs_folder_that_cannot_be_written_is_one_line_before_training(
     assert error[-1].endswith(": Not a directory")
     assert not any(line.startswith("epoch") for line in error)
     assert not (tmp_path / "models").exists()
+
+
+def test_publishing_removes_the_logs_that_killed_trainings_left_and_keeps_one_under_way(
+    tmp_path, iris_csv
+):
+    logs = tmp_path / "logs" / "iris"
+    killed, under_way = logs / ".incomplete-killed", logs / ".incomplete-under-way"
+    for folder in (killed, under_way):
+        (folder / "train").mkdir(parents=True)
+    hour_ago = time.time() - 3600  # before this process started: no living training writes it
+    os.utime(killed, (hour_ago, hour_ago))
+    train.train(iris_csv, tmp_path / "models", epochs=1, cluster=distributed.Cluster())
+    assert sorted(path.name for path in logs.iterdir()) == [".incomplete-under-way", "1"]

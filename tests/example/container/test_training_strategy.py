@@ -8,7 +8,8 @@ import socket
 import subprocess
 import sys
 
-from app import distributed, store
+import distributed_training as distributed
+from app import store
 from example.iris import write_iris_like
 
 EPOCHS = 15

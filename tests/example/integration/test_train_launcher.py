@@ -150,7 +150,7 @@ def test_a_killed_worker_fails_the_training_naming_it_and_nothing_is_published_o
     last = stderr.strip().splitlines()[-1]
     assert last == (
         f"error: worker 1, {invoke.image_name}-train-1 failed with exit status 137: killed (SIGKILL: `docker kill`, or out of memory); "
-        "the other workers were stopped and removed"
+        f"its whole output is above, under '{invoke.image_name}-train-1 |'; the other workers were stopped and removed"
     )
     assert versions(data) == [], "no version published"
     assert leftovers(invoke) == ("", "")

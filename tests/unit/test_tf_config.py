@@ -1,9 +1,9 @@
-"""The example's training derives the same TF_CONFIG as a pod of the Kubernetes Job that `invoke k8s`
-renders and as a worker of `invoke train`: app.distributed against devkit's launcher and manifests."""
+"""A training derives the same TF_CONFIG as a pod of the Kubernetes Job that `invoke k8s` renders and
+as a worker of `invoke train`: distributed_training against devkit's launcher and manifests."""
 
 import pytest
 
-from app import distributed as app_distributed
+import distributed_training
 from devkit import distributed, kubernetes
 from helpers.command_lines import settings_of, target_of
 from helpers.manifests import env_of, the
@@ -36,7 +36,7 @@ def test_a_pod_of_the_job_derives_the_tf_config_of_its_hostname_and_port(base, i
     job, service = the(documents, "Job"), the(documents, "Service", "flowers-workers")
     container = job["spec"]["template"]["spec"]["containers"][0]
     # What Kubernetes adds to the manifest's environment: the pod's index.
-    cluster = app_distributed.from_environment(
+    cluster = distributed_training.from_environment(
         {**env_of(container), "JOB_COMPLETION_INDEX": str(index)}
     )
     assert cluster.spec == {
@@ -75,6 +75,6 @@ def test_a_worker_has_the_environment_of_the_pod_invoke_k8s_renders_and_derives_
         f"{job['metadata']['name']}-{index}",
         job["spec"]["template"]["spec"]["subdomain"],
     )
-    assert app_distributed.from_environment(
+    assert distributed_training.from_environment(
         worker.environment()
-    ) == app_distributed.from_environment(pod | {"TRAIN_COLLECTIVE_TIMEOUT": "300"})
+    ) == distributed_training.from_environment(pod | {"TRAIN_COLLECTIVE_TIMEOUT": "300"})

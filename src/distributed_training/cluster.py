@@ -1,31 +1,27 @@
-"""Where this training process stands among its peers, and the tf.distribute strategy that follows.
+"""Where this training process stands among its peers, read from its environment alone.
 
-Keep this module when you replace the example: it is how a training script learns, from its
-environment alone, whether it is one of several workers, and it runs unchanged on a laptop, in
-`invoke train`'s containers, in a Kubernetes Indexed Job, on Vertex AI and under Ray. In order:
+The same code runs on a laptop, in `invoke train`'s containers, in a Kubernetes Indexed Job, on
+Vertex AI and under Ray. In order:
 
 1. `TF_CONFIG`, as Vertex AI custom jobs, Ray Train's TensorflowTrainer and Kubeflow set it, is used
    as it is (chief and worker tasks; MultiWorkerMirroredStrategy has no parameter servers).
-2. `TRAIN_WORKERS`, as a pod of the training Job (deploy/k8s/) and every container of `invoke train`
-   have it, together with `JOB_COMPLETION_INDEX` (set by Kubernetes for an Indexed Job), `TRAIN_JOB`,
-   `TRAIN_SERVICE` and `TRAIN_PORT`: worker i listens on `<TRAIN_JOB>-<i>.<TRAIN_SERVICE>:<TRAIN_PORT>`,
-   the hostname Kubernetes gives the Job's pod i in the subdomain of a headless Service.
-3. Neither: one process, as before.
+2. `TRAIN_WORKERS`, as a pod of the training Job (deploy/k8s/) and every container of
+   `invoke train` have it, together with `JOB_COMPLETION_INDEX` (set by Kubernetes for an Indexed
+   Job), `TRAIN_JOB`, `TRAIN_SERVICE` and `TRAIN_PORT`: worker i listens on
+   `<TRAIN_JOB>-<i>.<TRAIN_SERVICE>:<TRAIN_PORT>`, the hostname Kubernetes gives the Job's pod i in
+   the subdomain of a headless Service.
+3. Neither: one process.
 
 `TRAIN_COLLECTIVE_TIMEOUT` (seconds, default 300) bounds each exchange between workers, so that a
-worker that died fails the others instead of leaving them waiting for ever.
-
-The strategy: several workers -> MultiWorkerMirroredStrategy; one worker with several GPUs ->
-MirroredStrategy; else TensorFlow's default strategy. Worker 0 (or the `chief` task) is the chief.
-Reading the environment needs no TensorFlow, so the host's tests check it and a bad value is one
-line before TensorFlow takes seconds to import.
+worker that died fails the others instead of leaving them waiting for ever. Worker 0 (or the
+`chief` task) is the chief. Nothing here imports TensorFlow: the host's tests check it, and a bad
+value is one line before TensorFlow takes seconds to import.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import signal
 import socket
 import time
 from collections.abc import Mapping
@@ -37,15 +33,18 @@ POD_KEYS = ("JOB_COMPLETION_INDEX", "TRAIN_WORKERS", "TRAIN_JOB", "TRAIN_SERVICE
 # RFC 1123 label: what Kubernetes accepts as a Job or Service name that becomes part of a hostname.
 _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _ROLES = ("chief", "worker")
+_DIGITS = re.compile(r"[0-9]+")
 
 
 class ClusterError(Exception):
-    """The environment describes no valid cluster; the message names the variable and what is wrong."""
+    """The environment describes no valid cluster; the message names the variable and what is
+    wrong."""
 
 
 @dataclass(frozen=True)
 class Cluster:
-    """This process's place: `workers` processes train together; this one is number `index`, 0 the chief."""
+    """This process's place: `workers` processes train together; this one is number `index`, 0 the
+    chief."""
 
     workers: int = 1
     index: int = 0
@@ -81,7 +80,8 @@ def pod_tf_config(*, index: int, workers: int, job: str, service: str, port: int
 
 
 def from_environment(environ: Mapping[str, str]) -> Cluster:
-    """The cluster that TF_CONFIG, or else the Job's variables, describe; one process when neither is set."""
+    """The cluster that TF_CONFIG, or else the Job's variables, describe; one process when neither
+    is set."""
     timeout = _collective_timeout(environ)
     if environ.get("TF_CONFIG", "").strip():
         return _from_tf_config(environ["TF_CONFIG"], timeout)
@@ -103,7 +103,8 @@ def from_environment(environ: Mapping[str, str]) -> Cluster:
     for key, name in (("TRAIN_JOB", f"{job}-{workers - 1}"), ("TRAIN_SERVICE", service)):
         if not _LABEL.fullmatch(name):
             raise ClusterError(
-                f"{key}={environ[key]!r} does not make a hostname {name!r}: lower case letters, digits and -, at most 63"
+                f"{key}={environ[key]!r} does not make a hostname {name!r}: "
+                "lower case letters, digits and -, at most 63"
             )
     if workers == 1:
         return Cluster(collective_timeout=timeout)
@@ -119,7 +120,8 @@ def from_environment(environ: Mapping[str, str]) -> Cluster:
 
 def _whole_number(environ: Mapping[str, str], key: str, *, minimum: int) -> int:
     value = environ[key].strip()
-    if not value.isdigit() or int(value) < minimum:
+    # ASCII digits only: str.isdigit() also takes `²` (int() fails) and `٣` (int() makes it 3).
+    if not _DIGITS.fullmatch(value) or int(value) < minimum:
         raise ClusterError(f"{key}={environ[key]!r} is not a whole number of at least {minimum}")
     return int(value)
 
@@ -144,7 +146,8 @@ def _from_tf_config(text: str, timeout: int) -> Cluster:
     for role, addresses in spec.items():
         if role not in _ROLES:
             raise ClusterError(
-                f"TF_CONFIG has {role!r} tasks; MultiWorkerMirroredStrategy runs only chief and worker tasks"
+                f"TF_CONFIG has {role!r} tasks; "
+                "MultiWorkerMirroredStrategy runs only chief and worker tasks"
             )
         if not isinstance(addresses, list) or not all(
             isinstance(address, str) and ":" in address for address in addresses
@@ -176,49 +179,12 @@ def _from_tf_config(text: str, timeout: int) -> Cluster:
     )
 
 
-def strategy_name(cluster: Cluster, gpus: int) -> str:
-    """Which tf.distribute strategy fits: all the workers' devices, this machine's GPUs, or one device."""
-    if cluster.workers > 1:
-        return "MultiWorkerMirroredStrategy"
-    if gpus > 1:
-        return "MirroredStrategy"
-    return "the default strategy"
-
-
-def create_strategy(cluster: Cluster):
-    """The name and the tf.distribute strategy for `cluster`; for several workers, once all of them are up."""
-    import tensorflow as tf
-
-    name = strategy_name(cluster, len(tf.config.list_physical_devices("GPU")))
-    if name == "MultiWorkerMirroredStrategy":
-        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
-            tf.train.ClusterSpec(cluster.spec),
-            task_type=cluster.task["type"],
-            task_id=cluster.task["index"],
-            rpc_layer="grpc",
-        )
-        options = tf.distribute.experimental.CommunicationOptions(
-            timeout_seconds=cluster.collective_timeout
-        )
-        sigterm = signal.getsignal(signal.SIGTERM)
-        strategy = tf.distribute.MultiWorkerMirroredStrategy(
-            cluster_resolver=resolver, communication_options=options
-        )
-        # TensorFlow's coordination service takes SIGTERM over, to note a preemption, and carries on:
-        # given back, `docker stop` and a deleted pod end a worker again.
-        if sigterm is not None:
-            signal.signal(signal.SIGTERM, sigterm)
-        return name, strategy
-    if name == "MirroredStrategy":
-        return name, tf.distribute.MirroredStrategy()
-    return name, tf.distribute.get_strategy()
-
-
 def wait_for_chief(cluster: Cluster) -> None:
-    """On a worker other than the chief: stay until the chief's process has ended (at most the collective timeout).
+    """On a worker other than the chief: stay until the chief's process has ended (at most the
+    collective timeout).
 
-    TensorFlow's collectives fetch from the sender: a worker that left straight after the last exchange
-    could leave the chief without the last piece it still had to fetch.
+    TensorFlow's collectives fetch from the sender: a worker that left straight after the last
+    exchange could leave the chief without the last piece it still had to fetch.
     """
     if cluster.chief or cluster.chief_address is None:
         return
