@@ -23,9 +23,13 @@ LOCKS = (
 )
 
 
+# The capability (copier.yml) a lock belongs to, by a part of its name.
+CAPABILITY_OF = {"-gpu": "gpu", "-notebook": "notebook", "-checkov": "kubernetes"}
+
+
 def needed_by(lock: str):
-    """A lock's test, marked with the capability (copier.yml) the lock belongs to, if any."""
-    capability = "gpu" if "-gpu" in lock else "notebook" if "-notebook" in lock else None
+    """A lock's test, marked with the capability the lock belongs to, if any."""
+    capability = next((name for part, name in CAPABILITY_OF.items() if part in lock), None)
     return pytest.param(lock, marks=[pytest.mark.needs(capability)] if capability else [], id=lock)
 
 
@@ -125,7 +129,7 @@ def project_copy(tmp_path):
     return tmp_path
 
 
-@pytest.mark.needs("gpu", "notebook")
+@pytest.mark.needs("gpu", "notebook", "kubernetes")
 def test_an_edited_in_file_makes_every_lock_built_on_it_stale(project_copy):
     with (project_copy / "requirements.in").open("a") as file:
         file.write("tabulate\n")
