@@ -60,9 +60,3 @@ def run() -> Callable[..., subprocess.CompletedProcess[str]]:
         )
 
     return run_in
-
-
-@pytest.fixture
-def template_source():
-    """copier's source and --vcs-ref for this repository as it is, uncommitted changes included."""
-    return PROJECT_DIR, "HEAD"
