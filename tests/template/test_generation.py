@@ -128,9 +128,10 @@ def test_project_name_defaults_to_the_folder_made_valid_and_names_the_image(
     assert "project_name: our-checkout\n" in (checkout / ".copier-answers.yml").read_text()
 
 
-def test_an_impossible_project_name_is_refused_by_the_validator(generate, tmp_path):
+@pytest.mark.parametrize("name", ["Not_An-Image", "2-starts-with-a-digit", "a", "ends-with-"])
+def test_an_impossible_project_name_is_refused_by_the_validator(generate, tmp_path, name):
     with pytest.raises(ValueError, match=r"^Validation error for question 'project_name'") as error:
-        generate(project_name="Not_An-Image-")
+        generate(project_name=name)
     assert len(str(error.value).splitlines()) == 1
     assert not (tmp_path / "acme").exists(), "a refused answer left a half-made project"
 
