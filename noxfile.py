@@ -1,5 +1,7 @@
-"""The project's checks. `nox` runs every session; `nox -l` lists them; `nox -s NAME` runs one."""
+"""The project's checks. `nox` runs the fast sessions (minutes); `nox -s integration` the engine
+suite; `nox -l` lists them all; `nox -s NAME` runs one."""
 
+import hashlib
 import json
 import logging
 import os
@@ -17,7 +19,8 @@ nox.options.error_on_missing_interpreters = True
 nox.options.default_venv_backend = "venv"
 logging.getLogger("nox").addFilter(lambda record: record.getMessage() != "uv binary not found.")
 
-# The pinned host tools: every session that needs packages installs them from this lock, hash-checked.
+# The pinned host tools: every session that needs packages installs them from this lock,
+# hash-checked.
 DEV_LOCK = "requirements-dev.txt"
 # Dockerfile.gpu is absent from a project generated without the GPU image (copier.yml).
 DOCKERFILES = [name for name in ("Dockerfile", "Dockerfile.gpu") if Path(name).is_file()]
@@ -40,38 +43,65 @@ def only_with(path: str, **options):
 
 
 def with_example(folder: str) -> list[str]:
-    """A test folder of the template, and its counterpart in tests/example/ while the example is there."""
+    """A test folder of the template, and its counterpart in tests/example/ while the example is
+    there."""
     example = Path("tests", "example", Path(folder).name)
     return [folder, *([str(example)] if example.is_dir() else [])]
 
 
+def lock_step(installed: str | None, wanted: str) -> str | None:
+    """What a session's venv needs, from the sha256 of the lock installed there (None: nothing yet)
+    and of the lock at hand: "install" into a new venv, "sync" a venv whose lock changed (pip-sync
+    also removes what the lock dropped), or None: the venv is the lock's."""
+    if installed is None:
+        return "install"
+    return None if installed == wanted else "sync"
+
+
+def install_lock(session: nox.Session, lock: str) -> None:
+    """`lock` in the session's venv, which nox keeps between runs (reuse_venv): installed once,
+    synced when the lock changes, untouched (no pip at all) while it does not."""
+    mark = Path(session.virtualenv.location, f"{lock}.sha256")
+    wanted = hashlib.sha256(Path(lock).read_bytes()).hexdigest()
+    step = lock_step(mark.read_text().strip() if mark.is_file() else None, wanted)
+    if step == "install":
+        session.install("-r", lock)
+    elif step == "sync":
+        # The pip-sync of the host tools that run nox, on the venv's interpreter.
+        python = str(Path(session.virtualenv.bin, "python"))
+        session.run("pip-sync", "--quiet", "--python-executable", python, lock, external=True)
+    else:
+        session.log(f"{lock} unchanged: the venv is reused as it is")
+        return
+    mark.write_text(wanted + "\n")
+
+
 @nox.session(venv_backend="none")
 def container_test(session: nox.Session) -> None:
-    """The container test (tests/container) inside the image `invoke build` makes (`-- --gpu`, `-- --platform linux/arm64`)."""
-    # Only drives Docker, through the invoke that runs nox: the image is built first (in seconds when
-    # it is up to date), then tests/container (and tests/example/container) runs inside it with pytest
-    # mounted, not installed.
-    session.run("invoke", "build", *session.posargs, external=True)
+    """The container test in the image, built first (`-- --gpu`, `-- --platform linux/arm64`)."""
+    # Only drives Docker, through the invoke that runs nox: `invoke container-test` builds the
+    # image (seconds when it is up to date), then runs tests/container (and tests/example/container)
+    # in it.
     session.run("invoke", "container-test", *session.posargs, external=True)
 
 
-@nox.session
+@nox.session(reuse_venv=True)
 def tests(session: nox.Session) -> None:
-    """Host-side tests of tasks.py and the configuration (and of the example's plain-Python parts); no engine, seconds."""
-    session.install("-r", DEV_LOCK)
+    """Host-side tests of tasks.py and the configuration (and the example's); no engine, seconds."""
+    install_lock(session, DEV_LOCK)
     session.run("pytest", *with_example("tests/unit"), *session.posargs)
 
 
-@nox.session
+@nox.session(reuse_venv=True)
 def lint(session: nox.Session) -> None:
-    """ruff on all Python, hadolint on both Dockerfiles, the CI workflow and the dev containers; offline."""
-    session.install("-r", DEV_LOCK)
+    """ruff, hadolint on both Dockerfiles, the CI workflow and the dev containers; offline."""
+    install_lock(session, DEV_LOCK)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("hadolint", *DOCKERFILES)
     if WORKFLOWS:
-        # GitHub's workflow schema, and a timeout on every job (both bundled with check-jsonschema), then
-        # actionlint: expressions and their contexts, the actions' inputs, the jobs' needs.
+        # GitHub's workflow schema, and a timeout on every job (both bundled with check-jsonschema),
+        # then actionlint: expressions and their contexts, the actions' inputs, the jobs' needs.
         session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *WORKFLOWS)
         session.run(
             "check-jsonschema",
@@ -85,7 +115,8 @@ def lint(session: nox.Session) -> None:
 
 
 def _check_devcontainer(session: nox.Session, path: Path) -> None:
-    """check-jsonschema bundles no schema for devcontainer.json: it must parse, and build a stage that exists."""
+    """check-jsonschema bundles no schema for devcontainer.json: it must parse, and build a stage
+    that exists."""
     text = _JSONC_TOKEN.sub(
         lambda token: token[0] if token[0].startswith('"') else "", path.read_text(encoding="utf-8")
     )
@@ -106,10 +137,10 @@ def _check_devcontainer(session: nox.Session, path: Path) -> None:
     session.log(f"{path}: parses; builds the {target or 'last'} stage of {dockerfile}")
 
 
-@only_with("deploy/k8s")
+@only_with("deploy/k8s", reuse_venv=True)
 def manifests(session: nox.Session) -> None:
     """Every rendering of `invoke k8s` against Kubernetes' schemas (1.29 on); offline, strict."""
-    session.install("-r", DEV_LOCK)
+    install_lock(session, DEV_LOCK)
     session.run("pytest", "tests/manifests", *session.posargs)
 
 
@@ -131,10 +162,10 @@ K8S_RENDERINGS = {
 }
 
 
-@only_with("deploy/k8s")
+@only_with("deploy/k8s", reuse_venv=True)
 def checkov(session: nox.Session) -> None:
     """checkov, offline, over every rendering of `invoke k8s`: no finding but the accepted ones."""
-    session.install("-r", CHECKOV_LOCK)
+    install_lock(session, CHECKOV_LOCK)
     accepted = yaml.safe_load(CHECKOV_ACCEPTED.read_text(encoding="utf-8"))
     if not isinstance(accepted, dict) or not all(
         isinstance(reason, str) and reason.strip() for reason in accepted.values()
@@ -189,7 +220,7 @@ def checkov(session: nox.Session) -> None:
 LOCKS = sorted(str(path) for path in Path(".").glob("requirements*.txt"))
 
 
-@nox.session(default=False)
+@nox.session(default=False, reuse_venv=True)
 def pip_audit(session: nox.Session) -> None:
     """pip-audit over every lock's pins (OSV's vulnerability data, online): CI runs it."""
     if not os.environ.get("CI"):
@@ -198,7 +229,7 @@ def pip_audit(session: nox.Session) -> None:
             "did not audit: pip-audit looks every pin up in OSV's online database; CI runs this "
             "session (CI set), or run `CI=1 nox -s pip_audit` on a machine that reaches api.osv.dev"
         )
-    session.install("-r", DEV_LOCK)
+    install_lock(session, DEV_LOCK)
     pins = Path(session.create_tmp()) / "pins"
     pins.mkdir(exist_ok=True)
     for lock in LOCKS:
@@ -214,44 +245,55 @@ def pip_audit(session: nox.Session) -> None:
         )
 
 
-@nox.session
+@nox.session(reuse_venv=True)
 def lock_check(session: nox.Session) -> None:
-    """`invoke lock --check`: every lock still matches its .in files (no resolving, milliseconds)."""
-    session.install("-r", DEV_LOCK)
+    """`invoke lock --check`: every lock matches its .in files (no resolving, milliseconds)."""
+    install_lock(session, DEV_LOCK)
     session.run("invoke", "lock", "--check")
 
 
-@nox.session
+@nox.session(default=False, reuse_venv=True)
 def integration(session: nox.Session) -> None:
-    """Build and run the images for real through the invoke tasks: ports, volumes, ownership, stop, errors."""
-    session.install("-r", DEV_LOCK)
+    """The engine suite, not in `nox`: the images built and run for real through the tasks."""
+    install_lock(session, DEV_LOCK)
     # The template's own engine test (a generated project builds and serves), in the template only.
     generated = [folder for folder in ["tests/template/integration"] if Path(folder).is_dir()]
-    # -rs: the reason of any skip is printed (only where no engine exists; in CI a missing engine fails).
-    session.run("pytest", *with_example("tests/integration"), *generated, "-rs", *session.posargs)
+    # -rs: the reason of any skip is printed (only where no engine exists; in CI a missing engine
+    # fails). --durations=10: the ten slowest tests, to see where the suite's time goes.
+    session.run(
+        "pytest",
+        *with_example("tests/integration"),
+        *generated,
+        "-rs",
+        "--durations=10",
+        *session.posargs,
+    )
 
 
-@only_with("copier.yml")
+@only_with("copier.yml", reuse_venv=True)
 def template(session: nox.Session) -> None:
     """The template's own: copier generates projects (their tests and lint pass) and updates them.
 
     Never in a project made from the template: copier.yml leaves it and tests/template out.
     """
-    session.install("-r", DEV_LOCK)
+    install_lock(session, DEV_LOCK)
     session.run("pytest", "tests/template", "--ignore=tests/template/integration", *session.posargs)
 
 
-@nox.session(default=False)
+@nox.session(default=False, reuse_venv=True)
 def bench(session: nox.Session) -> None:
-    """Performance against the plain tutorial Dockerfile (ratios and goals), serving figures, arm64 under emulation; not in `nox`."""
-    session.install("-r", DEV_LOCK)
+    """Not in `nox`: our image against a tutorial's, serving figures, arm64 under emulation.
+
+    Ratios and goals against the plain tutorial Dockerfile."""
+    install_lock(session, DEV_LOCK)
     # Several minutes: cold builds of both images, then medians of rebuilds, imports and requests.
     session.run("python", "-m", "benchmarks.images", *session.posargs)
     if Path("src/app/server.py").is_file():
         session.run("python", "-m", "benchmarks.serving")
     else:
         session.log(
-            "benchmarks.serving skipped: it measures the example's server, and src/app/server.py is gone"
+            "benchmarks.serving skipped: it measures the example's server,"
+            " and src/app/server.py is gone"
         )
     # On x86-64: what building and testing the arm64 image under emulation costs against native.
     session.run("python", "-m", "benchmarks.emulation")

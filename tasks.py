@@ -162,14 +162,14 @@ def logs(c, gpu=False, platform=None, follow=False):
 @task(help={"gpu": _HELP_GPU + "; needs the NVIDIA Container Toolkit", "platform": _HELP_PLATFORM})
 @one_line_errors
 def container_test(c, gpu=False, platform=None):
-    """Run the container test (tests/container, and tests/example/container) inside the built image.
+    """Build the image (seconds when nothing changed), then run the container test in it.
 
-    `nox -s container_test` builds first. pytest is mounted into the container for the run, never
-    installed in the image.
+    The container test is tests/container, and tests/example/container while the example is there.
+    pytest is mounted into the container for the run, never installed in the image.
     """
-    containers.container_test(
-        *open_target(c, PROJECT_DIR, gpu=gpu, platform=platform), python=sys.executable
-    )
+    engine, settings, target = open_target(c, PROJECT_DIR, gpu=gpu, platform=platform)
+    building.build(engine, settings, target)
+    containers.container_test(engine, settings, target, python=sys.executable)
 
 
 @task(help={"gpu": _HELP_GPU, "platform": _HELP_PLATFORM})
@@ -215,7 +215,7 @@ def clean(c, all_=False):
     """Remove this project's containers, its images under IMAGE_TAG (-gpu, -notebook, other architectures) and its untagged ones.
 
     Only what carries this project's label. Never DATA_DIR, the locks or what you pushed; without --all,
-    neither the caches that make the next lock and build fast. Says how much space it freed.
+    neither the caches that make the next lock and build fast. Says what it removed and what stays.
     """
     settings = load_settings(PROJECT_DIR)
     engine = Engine(settings.docker, c)

@@ -1,5 +1,8 @@
 """How fast the example application serves, through the real tasks and the built image: `python -m benchmarks.serving`.
 
+The example's benchmark, not the template's: it goes with the example (`nox -s bench` skips it once
+src/app/server.py is gone).
+
 1. `invoke build` (seconds when nothing changed); in a temporary DATA_DIR holding only data/iris.csv, the
    time from `invoke run --detach` to the first 200 from /health, with no model yet (the server trains
    one first) and with that model trained.

@@ -2,8 +2,12 @@
 
 settings    the table of settings; .env, the environment and defaults -> one checked Settings
 platforms   the two image platforms and the host's     targets   which image, lock, tag and container
-engine      the one door to docker, git and other programs: queries run, actions print under --dry
-host        this machine's side: who a container runs as, a free port, a writable DATA_DIR, proxies
+engine      the one door to docker, git and other programs: queries run, actions print under --dry;
+            every outcome sentence ("# would ..." under --dry); the engine's dialect
+runtime     where every container is started: ContainerSpec -> `docker run`, and one start that owns
+            the name check, ports, image, secret env-file, stop on a signal, clean-up, outcome
+host        this machine's side: who a container runs as, a free port, a writable DATA_DIR, proxies,
+            folders for secrets that go on a signal
 locks       which .in makes which lock, digests, pins    locking   `invoke lock`: pip-compile, all or none
 building    `invoke build`, its labels, secrets and layer cache
 containers  `invoke run`, `shell`, `container-test`, `stop`, `logs`, `clean`

@@ -8,14 +8,14 @@ import io
 import os
 import re
 import sys
-import tempfile
 import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 
-from devkit.engine import Engine, first_line, is_podman
+from devkit import runtime
+from devkit.engine import Dialect, Engine, first_line
 from devkit.errors import UserError
-from devkit.host import proxies
+from devkit.host import private_folder, proxies
 from devkit.locks import pinned_tensorflow
 from devkit.platforms import arch
 from devkit.settings import BUILD_ARG_KEYS, Goes, Settings
@@ -107,12 +107,12 @@ def cache_ref(settings: Settings, target: Target) -> str:
 
 
 def cache_mode(engine: Engine, *, buildx: bool) -> str:
-    """How this builder imports and exports a layer cache: `podman` (Buildah's cache repository),
+    """How this builder imports and exports a layer cache: `repository` (one tag per layer in it),
     `registry` (buildx on a builder that exports any stage: mode=max), or `inline` (the classic
     `docker build`, and buildx on its default `docker` driver: the cache rides in the image's own
     config, for the final stage's layers only, and goes out as that image)."""
-    if engine.podman:
-        return "podman"
+    if engine.dialect.layer_cache_in_repository:
+        return "repository"
     return "registry" if buildx and engine.buildx_driver() != "docker" else "inline"
 
 
@@ -120,8 +120,8 @@ def cache_options(settings: Settings, target: Target, *, mode: str, export: bool
     """The build flags that take the layer cache from BUILD_CACHE and, with `export`, send it there."""
     if settings.build_cache is None:
         return []
-    if mode == "podman":
-        # Buildah keeps one tag per cached layer in the repository itself.
+    if mode == "repository":
+        # One tag per cached layer in the repository itself.
         argv = ["--layers", "--cache-from", settings.build_cache]
         return argv + (["--cache-to", settings.build_cache] if export else [])
     ref = cache_ref(settings, target)
@@ -144,11 +144,10 @@ def build_command(
     cache: list[str] | None = None,
 ) -> list[str]:
     """`docker buildx build --load` where the buildx plugin exists, else the classic `docker build`
-    (which builds with BuildKit when DOCKER_BUILDKIT=1 is in its environment), or `podman build`."""
+    (which builds with BuildKit when DOCKER_BUILDKIT=1 is in its environment), and what the
+    engine's dialect adds."""
     argv = [settings.docker, "buildx", "build", "--load"] if buildx else [settings.docker, "build"]
-    if is_podman(settings.docker):
-        # Podman's default OCI format has no HEALTHCHECK: it would drop the Dockerfile's with a warning.
-        argv += ["--format", "docker"]
+    argv += Dialect(settings.docker).build_options()
     argv += ["--platform", target.platform]
     argv += ["--file", str(settings.project_dir / target.dockerfile)]
     if target.stage is not None:
@@ -238,15 +237,17 @@ def build(
     # Here rather than in the middle of the build's output: a misspelt or unreachable BASE_IMAGE is one line.
     engine.pull_base_image(settings.base_image, target.platform)
     if not target.native:
-        engine.require_platform_support(settings.base_image, target.platform)
+        runtime.require_platform_support(engine, settings.base_image, target.platform)
         print(
             f"building {target.image} for {target.platform}: not this host's platform, so it runs under emulation",
             file=sys.stderr,
         )
-    with tempfile.TemporaryDirectory(prefix="invoke-build-") as secrets:
+    # The index's credentials are in pip.conf: its folder goes on SIGTERM and SIGHUP too, and one
+    # that SIGKILL left goes with the next build or `invoke clean`.
+    with private_folder("build") as secrets:
         pip_config_file = None
         if settings.package_index:
-            pip_config_file = Path(secrets) / "pip.conf"
+            pip_config_file = secrets / "pip.conf"
             pip_config_file.touch(mode=0o600)
             pip_config_file.write_text(pip_config(settings.package_index), encoding="utf-8")
         argv = build_command(

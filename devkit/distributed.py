@@ -20,13 +20,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 
+from devkit import runtime
 from devkit.containers import (
-    StopOnSignal,
-    app_env_file,
-    container_options,
+    container_spec,
     parse_command,
     prepare_data_dir,
     require_engine_for,
@@ -35,8 +33,9 @@ from devkit.containers import (
 from devkit.engine import Engine, first_line
 from devkit.errors import UserError
 from devkit.host import container_user
+from devkit.runtime import ContainerSpec
 from devkit.settings import Settings
-from devkit.targets import Target, project_label
+from devkit.targets import Target, project_id, project_label
 
 DEFAULT_COMMAND = ["python", "-m", "app.train"]
 WORKER_PORT = 2222
@@ -138,30 +137,22 @@ def workers_of(settings: Settings, target: Target, count: int) -> list[Worker]:
     ]
 
 
-def worker_command(
-    settings: Settings,
-    target: Target,
-    worker: Worker,
-    *,
-    user: str | None,
-    command: list[str],
-    env_file: Path | None = None,
-) -> list[str]:
-    """`docker run` of one worker: attached, so that its output can be shown under its name."""
-    argv = [settings.docker, "run", "--name", worker.container]
-    argv += container_options(settings, target, user, env_file)
-    argv += ["--read-only", "--tmpfs", "/tmp"]  # noqa: S108 (the pod's emptyDir)
-    argv += [
-        "--network",
-        network_name(target),
-        "--hostname",
-        worker.hostname,
-        "--network-alias",
-        worker.address,
-    ]
-    for key, value in worker.environment().items():
-        argv += ["--env", f"{key}={value}"]
-    return [*argv, target.image, *command]
+def worker_spec(
+    settings: Settings, target: Target, worker: Worker, *, user: str | None, command: list[str]
+) -> ContainerSpec:
+    """One worker: as the pod, a read-only root with an empty /tmp (the pod's emptyDir), on the
+    training's network under the pod's hostname. Run attached, so that its output can be shown
+    under its name."""
+    spec = container_spec(settings, target, name=worker.container, user=user, command=command)
+    variables = tuple(f"{key}={value}" for key, value in worker.environment().items())
+    return replace(
+        spec,
+        env=(*spec.env, *variables),
+        read_only=True,
+        network=network_name(target),
+        hostname=worker.hostname,
+        network_alias=worker.address,
+    )
 
 
 def train(
@@ -178,11 +169,13 @@ def train(
     command = parse_command(cmd) if cmd is not None else DEFAULT_COMMAND
     user = container_user(settings)
     crew = workers_of(settings, target, count)
+    specs = [worker_spec(settings, target, worker, user=user, command=command) for worker in crew]
     require_engine_for(engine, target)
     engine.require(require_image, engine, target)
     engine.require(_require_memory_for, engine, count)
-    _require_not_running(engine, settings, target, crew)
+    leftovers = _require_not_running(engine, settings, target, specs)
     prepare_data_dir(engine, settings, user)
+    _remove(engine, settings, target, leftovers)
     network = network_name(target)
     created = engine.run(
         [settings.docker, "network", "create", "--label", project_label(settings), network],
@@ -196,15 +189,13 @@ def train(
         file=sys.stderr,
     )
     names = [worker.container for worker in crew]
-    with StopOnSignal(engine, settings, names) as stopped, app_env_file(settings) as env_file:
+    with (
+        runtime.StopOnSignal(engine, names) as stopped,
+        runtime.env_file_of(specs[0]) as env_file,
+    ):
         try:
             processes = [
-                engine.start(
-                    worker_command(
-                        settings, target, worker, user=user, command=command, env_file=env_file
-                    )
-                )
-                for worker in crew
+                engine.start(runtime.command(engine, spec, env_file=env_file)) for spec in specs
             ]
             # Nothing to watch where nothing started (`--dry` prints the commands instead).
             failure = None
@@ -214,7 +205,8 @@ def train(
                 if failure is None and count > 1 and not ports.seen.is_set():
                     failure = not_one_cluster(count)
         finally:
-            _remove(engine, settings, target, crew)
+            runtime.remove_started(engine, *specs)
+            engine.run([settings.docker, "network", "rm", network], hide=True)
     if stopped.received is not None:
         raise UserError(
             f"stopped on {stopped.received.name}", "every worker was stopped and removed"
@@ -237,30 +229,34 @@ def _require_memory_for(engine: Engine, count: int) -> None:
 
 
 def _require_not_running(
-    engine: Engine, settings: Settings, target: Target, crew: list[Worker]
-) -> None:
-    """No training of this image runs; what a crash left (stopped containers, the network) is
-    removed."""
-    running = [
-        worker.container for worker in crew if engine.container_state(worker.container) == "running"
-    ]
+    engine: Engine, settings: Settings, target: Target, specs: list[ContainerSpec]
+) -> list[runtime.Found]:
+    """No training of this image runs, and no container or network of its names is another
+    project's; what a crash of this project's left (stopped containers, the network) is returned,
+    to be removed once nothing can refuse the training."""
+    found = {spec.name: runtime.inspect(engine, spec.name) for spec in specs}
+    for name, there in found.items():
+        if there is not None and there.project != project_id(settings):
+            raise UserError(
+                runtime.foreign_line(engine, name), "or set IMAGE_NAME in .env to another name"
+            )
+    running = [name for name, there in found.items() if there and there.state == "running"]
     if running:
         raise UserError(
             f"a training already runs in {', '.join(running)}",
             "wait for it, or stop it (Ctrl-C where it runs)",
         )
-    _remove(engine, settings, target, crew)
+    runtime.require_free_network(engine, network_name(target), project_id(settings))
+    return [there for there in found.values() if there is not None]
 
 
-def _remove(engine: Engine, settings: Settings, target: Target, crew: list[Worker]) -> None:
-    """The workers' containers and their network, where they exist."""
-    leftovers = [
-        worker.container for worker in crew if engine.container_state(worker.container) is not None
-    ]
-    if leftovers:
-        engine.run([settings.docker, "container", "rm", "--force", *leftovers], hide=True)
+def _remove(
+    engine: Engine, settings: Settings, target: Target, leftovers: list[runtime.Found]
+) -> None:
+    """What a crash of this project's training left: its containers, and its network."""
+    runtime.remove(engine, *leftovers)
     network = network_name(target)
-    if engine.query([settings.docker, "network", "inspect", network]).returncode == 0:
+    if runtime.require_free_network(engine, network, project_id(settings)):
         engine.run([settings.docker, "network", "rm", network], hide=True)
 
 

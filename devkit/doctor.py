@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devkit import capabilities, host
-from devkit.engine import CDI_SPEC_DIRS, NVIDIA_FIX, PODMAN_NVIDIA_FIX, Engine, cdi_nvidia_spec
+from devkit.engine import CDI_NVIDIA_FIX, CDI_SPEC_DIRS, NVIDIA_FIX, Engine, cdi_nvidia_spec
 from devkit.errors import UserError
 from devkit.platforms import AMD64, ARM64
 from devkit.settings import Settings, load_settings
@@ -26,14 +26,6 @@ OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 # and its build snapshots as much again.
 CPU_BUILD_BYTES = 5 * 1000**3
 GPU_BUILD_BYTES = 20 * 1000**3
-
-# Where Podman packages put catatonit, the init that `podman run --init` starts (`invoke run` asks
-# for one).
-CATATONIT_PATHS = (
-    "/usr/libexec/podman/catatonit",
-    "/usr/local/libexec/podman/catatonit",
-    "/usr/lib/podman/catatonit",
-)
 
 
 @dataclass(frozen=True)
@@ -74,7 +66,7 @@ def examine(machine: Machine, *, gpu: bool) -> Iterator[Finding]:
     yield engine_finding
     engine_up = engine_finding.verdict == OK
     yield check_buildkit(engine) if engine_up else skipped("BuildKit", "needs the engine")
-    if engine.podman:
+    if engine.dialect.init_is_separate:
         yield check_init(engine) if engine_up else skipped("init", "needs the engine")
     # A project generated without the GPU image has no use for the NVIDIA runtime.
     if capabilities.present(machine.project_dir, "gpu"):
@@ -158,13 +150,8 @@ def check_buildkit(engine: Engine) -> Finding:
         buildx = engine.uses_buildx()
     except UserError as error:
         return failed("BuildKit", error)
-    if engine.podman:
-        return Finding(
-            OK,
-            "BuildKit",
-            "Podman builds with Buildah (RUN --mount and build secrets), "
-            "in the docker image format",
-        )
+    if engine.dialect.builder is not None:
+        return Finding(OK, "BuildKit", engine.dialect.builder)
     if buildx:
         return Finding(OK, "BuildKit", "the buildx plugin builds with BuildKit")
     return Finding(
@@ -173,7 +160,8 @@ def check_buildkit(engine: Engine) -> Finding:
 
 
 def check_init(engine: Engine) -> Finding:
-    """Podman's `--init` needs catatonit, which not every Podman package brings."""
+    """The engine's `run --init` needs an init (catatonit), which not every package of it brings."""
+    init = f"`{Path(engine.docker).name} run --init`"
     if (
         engine.query(
             [engine.docker, "info", "--format", "{{.Host.ServiceIsRemote}}"]
@@ -181,27 +169,27 @@ def check_init(engine: Engine) -> Finding:
         == "true"
     ):
         return Finding(
-            OK, "init", "a remote Podman (podman machine): its VM brings catatonit for --init"
+            OK,
+            "init",
+            f"a remote {engine.dialect.name} (a machine): its VM brings catatonit for --init",
         )
-    found = next((path for path in CATATONIT_PATHS if Path(path).is_file()), None) or shutil.which(
+    paths = engine.dialect.init_paths()
+    found = next((path for path in paths if Path(path).is_file()), None) or shutil.which(
         "catatonit"
     )
     if found is None:
-        fix = (
-            "install catatonit (Debian, Ubuntu: `sudo apt install catatonit`; "
-            "Fedora: `sudo dnf install catatonit`)"
-        )
+        fix = "install catatonit (Debian, Ubuntu: `sudo apt install catatonit`; Fedora: `sudo dnf install catatonit`)"
         return Finding(
             FAIL,
             "init",
-            "no catatonit: `podman run --init`, which every task's container uses, cannot start",
+            f"no catatonit: {init}, which every task's container uses, cannot start",
             fix,
         )
-    return Finding(OK, "init", f"{found}: the init of `podman run --init`")
+    return Finding(OK, "init", f"{found}: the init of {init}")
 
 
 def check_nvidia(engine: Engine, *, gpu: bool) -> Finding:
-    if engine.podman:
+    if engine.dialect.gpus_by_cdi:
         return check_cdi(gpu=gpu)
     found = engine.runtimes()
     if "nvidia" not in found:
@@ -216,8 +204,7 @@ def check_nvidia(engine: Engine, *, gpu: bool) -> Finding:
 
 
 def check_cdi(*, gpu: bool, spec_dirs: tuple[Path, ...] = CDI_SPEC_DIRS) -> Finding:
-    """Podman takes GPUs as CDI devices (`--device nvidia.com/gpu=all`): it needs the toolkit's CDI
-    spec."""
+    """GPUs as CDI devices (`--device nvidia.com/gpu=all`) need the toolkit's CDI spec."""
     spec = cdi_nvidia_spec(spec_dirs)
     if spec is None:
         needed = (
@@ -225,9 +212,8 @@ def check_cdi(*, gpu: bool, spec_dirs: tuple[Path, ...] = CDI_SPEC_DIRS) -> Find
             if gpu
             else "only the GPU image needs it (`invoke doctor --gpu` to require it)"
         )
-        folders = " or ".join(str(folder) for folder in spec_dirs)
-        detail = f"no CDI spec of NVIDIA GPUs in {folders}: {needed}"
-        return Finding(FAIL if gpu else WARN, "NVIDIA", detail, PODMAN_NVIDIA_FIX)
+        detail = f"no CDI spec of NVIDIA GPUs in {' or '.join(str(folder) for folder in spec_dirs)}: {needed}"
+        return Finding(FAIL if gpu else WARN, "NVIDIA", detail, CDI_NVIDIA_FIX)
     return Finding(
         OK,
         "NVIDIA",
@@ -240,23 +226,18 @@ def check_architecture(host: str, engine_platform: str | None, *, gpu: bool) -> 
         return Finding(
             WARN,
             "architecture",
-            f"Python runs as {host} but the engine as {engine_platform}: "
-            "the CPU image follows the engine",
+            f"Python runs as {host} but the engine as {engine_platform}: the CPU image follows the engine",
             "use a Python built for this machine (on Apple Silicon: not under Rosetta)",
         )
     native = engine_platform or host
     if native == ARM64:
-        detail = (
-            f"{native}: the CPU image (tensorflow) runs natively; "
-            f"the GPU image is {AMD64} only and cannot run here"
-        )
+        detail = f"{native}: the CPU image (tensorflow) runs natively; the GPU image is {AMD64} only and cannot run here"
         if gpu:
             return Finding(
                 FAIL,
                 "architecture",
                 detail,
-                "build the GPU image here if you like, "
-                "and run it on a Linux x86-64 host with an NVIDIA GPU",
+                "build the GPU image here if you like, and run it on a Linux x86-64 host with an NVIDIA GPU",
             )
         return Finding(OK, "architecture", detail)
     return Finding(
@@ -305,17 +286,13 @@ def check_disk(engine: Engine, *, gpu: bool) -> Finding:
         )
     free = shutil.disk_usage(root).free
     needed = GPU_BUILD_BYTES if gpu else CPU_BUILD_BYTES
-    detail = (
-        f"{free / 1000**3:.1f} GB free in {root}; "
-        f"a {'GPU' if gpu else 'CPU'} build needs about {needed / 1000**3:.0f} GB"
-    )
+    detail = f"{free / 1000**3:.1f} GB free in {root}; a {'GPU' if gpu else 'CPU'} build needs about {needed / 1000**3:.0f} GB"
     if free < needed:
         return Finding(
             FAIL,
             "disk",
             detail,
-            "free space: `docker image prune` and `docker builder prune` "
-            "remove what no image needs",
+            "free space: `docker image prune` and `docker builder prune` remove what no image needs",
         )
     return Finding(OK, "disk", detail)
 
@@ -326,10 +303,7 @@ def check_base_image(engine: Engine, base_image: str, platform: str) -> Finding:
     local = engine.image_platform(base_image)
     if local == platform:
         return Finding(OK, "base image", f"{base_image} for {platform}: pulled")
-    fix = (
-        "check the name and your registry access (`docker login`), "
-        "or set BASE_IMAGE in .env (a mirror your network reaches)"
-    )
+    fix = "check the name and your registry access (`docker login`), or set BASE_IMAGE in .env (a mirror your network reaches)"
     try:
         platforms = engine.registry_platforms(base_image)
     except UserError as error:

@@ -10,12 +10,14 @@ so preconditions are not checked there. Unit tests replace `_query_process`, `_a
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -23,20 +25,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from invoke import Local
+
 from devkit.errors import UserError
-from devkit.platforms import arch, host_platform, platform_of_machine
+from devkit.host import Signalled, signals_interrupt
+from devkit.platforms import host_platform, platform_of_machine
 
 # The first docker CLI release whose `docker build` needs the buildx plugin for BuildKit.
 _BUILDX_REQUIRED_FROM = 23
 
 NVIDIA_FIX = (
-    "install the NVIDIA driver and the NVIDIA Container Toolkit, then `sudo nvidia-ctk runtime configure --runtime=docker` "
-    "and restart Docker"
+    "install the NVIDIA driver and the NVIDIA Container Toolkit, "
+    "then `sudo nvidia-ctk runtime configure --runtime=docker` and restart Docker"
 )
 # Podman reaches GPUs through CDI: a device spec that the NVIDIA Container Toolkit writes.
-PODMAN_NVIDIA_FIX = (
+CDI_NVIDIA_FIX = (
     "install the NVIDIA driver and the NVIDIA Container Toolkit, "
     "then `sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`"
+)
+# Where Podman packages put catatonit, the init that `podman run --init` starts (every container of
+# the tasks asks for one).
+CATATONIT_PATHS = (
+    "/usr/libexec/podman/catatonit",
+    "/usr/local/libexec/podman/catatonit",
+    "/usr/lib/podman/catatonit",
 )
 # Where Podman looks for CDI specs (the toolkit writes to either).
 CDI_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
@@ -71,7 +83,8 @@ def cmd_exe_line(argv: list[str]) -> str:
 
 
 def first_line(text: str) -> str:
-    """The first line of a command's error output that says anything: the reason, without the noise below it."""
+    """The first line of a command's error output that says anything: the reason, without the
+    noise below it."""
     return next((line.strip() for line in text.splitlines() if line.strip()), "no message")
 
 
@@ -93,8 +106,90 @@ class Outcome:
 
 
 def is_podman(cli: str) -> bool:
-    """DOCKER names Podman (`podman`, `podman-remote`, or a path to either), whose CLI spells a few things its own way."""
+    """DOCKER names Podman (`podman`, `podman-remote`, or a path to either), whose CLI spells a few
+    things its own way."""
     return Path(cli).name.lower().startswith("podman")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How the container CLI spells what differs between Docker and Podman: the one place that
+    knows, so that the command builders ask instead of testing the CLI's name themselves."""
+
+    cli: str
+
+    @property
+    def podman(self) -> bool:
+        return is_podman(self.cli)
+
+    @property
+    def name(self) -> str:
+        """The engine's name, for a line about it."""
+        return "Podman" if self.podman else "Docker"
+
+    @property
+    def gpus_by_cdi(self) -> bool:
+        """GPUs reach containers as CDI devices (Podman), not through an NVIDIA runtime (Docker)."""
+        return self.podman
+
+    @property
+    def init_is_separate(self) -> bool:
+        """`run --init` needs an init the engine's package may lack (Podman's catatonit); Docker
+        ships its own."""
+        return self.podman
+
+    @property
+    def builder(self) -> str | None:
+        """What builds where BuildKit does not: Podman builds with Buildah; None for BuildKit."""
+        return (
+            "Podman builds with Buildah (RUN --mount and build secrets), in the docker image format"
+            if self.podman
+            else None
+        )
+
+    def init_paths(self) -> tuple[str, ...]:
+        """Where the engine's packages put the init of `run --init`."""
+        return CATATONIT_PATHS if self.podman else ()
+
+    def gpu_options(self) -> list[str]:
+        """Every NVIDIA GPU for a container. Podman has no --gpus: it takes them as CDI devices."""
+        return ["--device", CDI_NVIDIA_GPUS] if self.podman else ["--gpus", "all"]
+
+    def build_options(self) -> list[str]:
+        """What a build needs beside the common flags. Podman's default OCI image format has no
+        HEALTHCHECK: it would drop the Dockerfile's with a warning."""
+        return ["--format", "docker"] if self.podman else []
+
+    @property
+    def layer_cache_in_repository(self) -> bool:
+        """The builder keeps one tag per cached layer in a repository (Podman's Buildah: `--layers
+        --cache-from REPO`), rather than BuildKit's cache exports."""
+        return self.podman
+
+    def manifest_commands(self, name: str, images: list[str], *, insecure: bool) -> list[list[str]]:
+        """Drop a stale local draft of the list `name`, make it of the pushed `images`, push it.
+
+        `docker manifest` (in every docker CLI since 20.10, no buildx needed) keeps a local draft
+        of the list: `rm` drops one that an interrupted push left, whose entries `create` would
+        reuse instead of reading the registry; `push --purge` publishes the list and deletes the
+        draft. Podman's lists are local images: made from the pushed images in the registry
+        (`docker://`), pushed to it, then removed (`--rm`); registries.conf tells it which
+        registries are plain HTTP.
+        """
+        cli = self.cli
+        if self.podman:
+            remote = [f"docker://{image}" for image in images]
+            return [
+                [cli, "manifest", "rm", name],
+                [cli, "manifest", "create", name, *remote],
+                [cli, "manifest", "push", "--rm", name, f"docker://{name}"],
+            ]
+        insecure_flag = ["--insecure"] if insecure else []
+        return [
+            [cli, "manifest", "rm", name],
+            [cli, "manifest", "create", *insecure_flag, name, *images],
+            [cli, "manifest", "push", "--purge", *insecure_flag, name],
+        ]
 
 
 def cdi_nvidia_spec(spec_dirs: tuple[Path, ...] = CDI_SPEC_DIRS) -> Path | None:
@@ -118,6 +213,24 @@ def _no_cli(docker: str) -> UserError:
     )
 
 
+class ForwardingLocal(Local):
+    """invoke's runner, passing on to the command the signal that interrupted invoke.
+
+    invoke answers Ctrl-C by typing `\x03` into the command's input, which only a terminal (pty)
+    turns into SIGINT: with a pipe, a signal to invoke alone (an IDE's stop button, CI, `kill -INT`)
+    never reached the command, which ran on and counted as a success. Here the signal itself is
+    sent: SIGINT, or SIGTERM and SIGHUP, which `host.signals_interrupt` turns into interrupts.
+    """
+
+    def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
+        number = interrupt.number if isinstance(interrupt, Signalled) else signal.SIGINT
+        if self.using_pty and number == signal.SIGINT:
+            super().send_interrupt(interrupt)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.get_pid(), number)
+
+
 class Engine:
     """The container engine behind `docker` (the DOCKER setting), and the door for every command.
 
@@ -134,8 +247,12 @@ class Engine:
         return bool(self._context is not None and self._context.config.run.dry)
 
     @property
+    def dialect(self) -> Dialect:
+        return Dialect(self.docker)
+
+    @property
     def podman(self) -> bool:
-        return is_podman(self.docker)
+        return self.dialect.podman
 
     # --- the door ------------------------------------------------------------------------------
 
@@ -145,7 +262,7 @@ class Engine:
             return self._query_process(argv, timeout)
         except FileNotFoundError:
             if self.dry:
-                # `--dry` shows the commands even where no CLI is installed yet: nothing exists there.
+                # `--dry` shows the commands even where no CLI is installed yet: nothing exists.
                 return subprocess.CompletedProcess(argv, 127, "", "")
             raise _no_cli(argv[0]) from None
         except (
@@ -183,25 +300,31 @@ class Engine:
         )
 
     def start(self, argv: list[str]) -> subprocess.Popen[str] | None:
-        """Start an action in the background, its output and errors in one pipe that the caller reads line
-        by line (several containers at once, each line shown with its name); under `--dry`, print it instead."""
+        """Start an action in the background, its output and errors in one pipe that the caller
+        reads line by line (several containers at once, each line shown with its name); under
+        `--dry`, print it instead."""
         if self.dry:
             print(command_line(argv), flush=True)
             return None
         return self._start_process(argv)
 
     def require(self, check: Callable[..., object], *args) -> None:
-        """A precondition on this host (a free port, a writable folder): checked, except under `--dry`."""
+        """A precondition on this host (a free port, a writable folder): checked, except under
+        `--dry`."""
         if not self.dry:
             check(*args)
 
-    def report(self, message: str) -> None:
-        """What the actions did, for the user: said, except under `--dry`, where they did nothing."""
+    def report(self, message: str, *, would: str | None = None) -> None:
+        """What the actions did, for the user: said, except under `--dry`, where they did nothing;
+        there `would` (if given) says what they would do, as `# would ...`."""
         if not self.dry:
             print(message, file=sys.stderr)
+        elif would is not None:
+            print(f"# would {would}", file=sys.stderr)
 
     def change(self, what: str, apply: Callable[[], T]) -> T | None:
-        """A change on this host (a file written, a folder made): done, or under `--dry` only said."""
+        """A change on this host (a file written, a folder made): done, or under `--dry` only
+        said."""
         if self.dry:
             print(f"# would {what}", file=sys.stderr)
             return None
@@ -219,7 +342,7 @@ class Engine:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
     def _start_process(self, argv: list[str]) -> subprocess.Popen[str]:
-        # stdin closed; in our process group, so that a terminal's Ctrl-C reaches it as it reaches us.
+        # stdin closed; in our process group, so that a terminal's Ctrl-C reaches it as it does us.
         return subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -236,11 +359,13 @@ class Engine:
             )
         run = dict(env=options["env"], pty=options["tty"], hide=options["hide"], warn=True)
         run["in_stream"] = None if options["stdin"] or options["tty"] else False
-        if options["cwd"] is None:
+        # A signal to invoke alone (an IDE's stop button, CI, `kill`) reaches the command too.
+        context.config.runners.local = ForwardingLocal
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(signals_interrupt())
+            if options["cwd"] is not None:
+                stack.enter_context(context.cd(options["cwd"]))
             result = context.run(command_line(argv), **run)
-        else:
-            with context.cd(options["cwd"]):
-                result = context.run(command_line(argv), **run)
         return Outcome(result.exited, result.stdout, result.stderr)
 
     # --- queries -------------------------------------------------------------------------------
@@ -251,9 +376,11 @@ class Engine:
         ).stdout.strip()
 
     def server_platform(self) -> str | None:
-        """The platform the engine runs natively, e.g. linux/arm64 for Docker Desktop on Apple Silicon
-        even when asked by an x86-64 Python under Rosetta; None where it does not say or is no Linux."""
-        # Podman's version has no Server.Arch: OsArch is both, its machine's for a remote (macOS) Podman.
+        """The platform the engine runs natively, e.g. linux/arm64 for Docker Desktop on Apple
+        Silicon even when asked by an x86-64 Python under Rosetta; None where it does not say or is
+        no Linux."""
+        # Podman's version has no Server.Arch: OsArch is both, its machine's for a remote (macOS)
+        # Podman.
         layout = "{{.Server.OsArch}}" if self.podman else "{{.Server.Os}}/{{.Server.Arch}}"
         answer = self.query([self.docker, "version", "--format", layout]).stdout.strip()
         system, _, machine = answer.partition("/")
@@ -263,10 +390,12 @@ class Engine:
             return None
 
     def native_platform(self) -> str:
-        """The platform whose images run natively here: the engine's own where it answers, else Python's view.
+        """The platform whose images run natively here: the engine's own where it answers, else
+        Python's view.
 
-        They differ where Python itself is emulated, as an x86-64 Python under Rosetta on Apple Silicon
-        is: Docker Desktop still runs linux/arm64 there, and the containers are what must run natively.
+        They differ where Python itself is emulated, as an x86-64 Python under Rosetta on Apple
+        Silicon is: Docker Desktop still runs linux/arm64 there, and the containers are what must
+        run natively.
         Without an answer (no CLI, engine stopped), the machine Python runs on decides.
         """
         try:
@@ -276,9 +405,11 @@ class Engine:
         return host_platform(answer)
 
     def uses_buildx(self) -> bool:
-        """True where the buildx plugin exists; False where the classic `docker build` does BuildKit.
+        """True where the buildx plugin exists; False where the classic `docker build` does
+        BuildKit.
 
-        Refuses a CLI that has neither: from version 23 on, `docker build` with BuildKit needs buildx.
+        Refuses a CLI that has neither: from version 23 on, `docker build` with BuildKit needs
+        buildx.
         """
         try:
             return self._uses_buildx()
@@ -298,14 +429,16 @@ class Engine:
         major = version.split(".", 1)[0]
         if re.fullmatch(r"[0-9]+", major) and int(major) >= _BUILDX_REQUIRED_FROM:
             raise UserError(
-                f"{self.docker} (CLI {version}) needs the buildx plugin to build with BuildKit, and has none",
-                "install it (Debian/Ubuntu: docker-buildx-plugin; Docker Desktop ships it), or set DOCKER to a CLI that has it",
+                f"{self.docker} (CLI {version}) needs the buildx plugin to build with BuildKit, "
+                "and has none",
+                "install it (Debian/Ubuntu: docker-buildx-plugin; Docker Desktop ships it), "
+                "or set DOCKER to a CLI that has it",
             )
         return False
 
     def buildx_driver(self) -> str:
-        """The driver of buildx's current builder: `docker` (the engine's own BuildKit, which exports
-        no registry cache) or `docker-container`, `kubernetes`, `remote` (which do)."""
+        """The driver of buildx's current builder: `docker` (the engine's own BuildKit, which
+        exports no registry cache) or `docker-container`, `kubernetes`, `remote` (which do)."""
         answer = self.query([self.docker, "buildx", "inspect"]).stdout
         return next(
             (
@@ -317,7 +450,8 @@ class Engine:
         )
 
     def runtimes(self) -> list[str]:
-        """The container runtimes the engine offers (`runc`; `nvidia` once the NVIDIA toolkit is set up)."""
+        """The container runtimes the engine offers (`runc`; `nvidia` once the NVIDIA toolkit is
+        set up)."""
         if self.podman:
             # Podman runs one OCI runtime (crun or runc); GPUs come through CDI, not a runtime.
             answer = self.query(
@@ -354,9 +488,10 @@ class Engine:
         return self.image_platform(image) is not None
 
     def registry_is_insecure(self, registry: str) -> bool:
-        """The engine reaches `registry` over plain HTTP, as it does loopback registries and those it lists
-        as insecure: `docker manifest` must then be told so, where `docker push` knows it by itself.
-        Podman decides that from its registries.conf for every command alike: never told here."""
+        """The engine reaches `registry` over plain HTTP, as it does loopback registries and those
+        it lists as insecure: `docker manifest` must then be told so, where `docker push` knows it
+        by itself. Podman decides that from its registries.conf for every command alike: never
+        told here."""
         if self.podman:
             return False
         config = self.query([self.docker, "info", "--format", "{{json .RegistryConfig}}"]).stdout
@@ -367,9 +502,9 @@ class Engine:
         return insecure_by_config(registry.split("/", 1)[0], registry_config)
 
     def registry_platforms(self, image: str) -> list[str]:
-        """The platforms `image`'s registry holds it for, read without pulling (`docker manifest inspect`);
-        [] for an image of one platform, whose manifest does not say which. A UserError where the
-        registry has no such image or cannot be reached."""
+        """The platforms `image`'s registry holds it for, read without pulling (`docker manifest
+        inspect`); [] for an image of one platform, whose manifest does not say which. A UserError
+        where the registry has no such image or cannot be reached."""
         registry = image.split("/", 1)[0] if "/" in image else ""
         is_registry = (
             "." in registry or ":" in registry or registry == "localhost"
@@ -378,7 +513,8 @@ class Engine:
         result = self.query([self.docker, "manifest", "inspect", *insecure, image], timeout=60)
         if result.returncode != 0:
             raise UserError(
-                f"{image} is neither on this engine nor in its registry ({first_line(result.stderr)})"
+                f"{image} is neither on this engine nor in its registry "
+                f"({first_line(result.stderr)})"
             )
         try:
             manifests = json.loads(result.stdout).get("manifests") or []
@@ -407,7 +543,8 @@ class Engine:
         result = self.query([self.docker, "version", "--format", "{{.Server.Version}}"])
         if result.returncode != 0 or not result.stdout.strip():
             raise UserError(
-                f"the container engine is not running or not reachable ({first_line(result.stderr)})",
+                "the container engine is not running or not reachable "
+                f"({first_line(result.stderr)})",
                 "start Docker Desktop, or `sudo systemctl start docker` on Linux",
             )
         return result.stdout.strip()
@@ -418,8 +555,8 @@ class Engine:
             self.version()
 
     def require_nvidia_runtime(self) -> None:
-        """The engine can start GPU containers (`--gpus all`; Podman: a CDI spec of the GPUs): the NVIDIA
-        Container Toolkit is set up."""
+        """The engine can start GPU containers (`--gpus all`; Podman: a CDI spec of the GPUs): the
+        NVIDIA Container Toolkit is set up."""
         if self.dry:
             return
         if self.podman:
@@ -427,30 +564,15 @@ class Engine:
                 folders = " or ".join(str(folder) for folder in CDI_SPEC_DIRS)
                 raise UserError(
                     f"--gpu: Podman finds no CDI spec of NVIDIA GPUs (nvidia.com/gpu) in {folders}",
-                    PODMAN_NVIDIA_FIX,
+                    CDI_NVIDIA_FIX,
                 )
             return
         found = self.runtimes()
         if "nvidia" not in found:
             raise UserError(
-                f"--gpu: this engine has no NVIDIA runtime (runtimes: {', '.join(found) or 'none'})",
+                "--gpu: this engine has no NVIDIA runtime "
+                f"(runtimes: {', '.join(found) or 'none'})",
                 NVIDIA_FIX,
-            )
-
-    def require_platform_support(self, image: str, platform: str) -> None:
-        """The engine runs `platform` programs, natively or emulated (QEMU registered with binfmt_misc),
-        as building or running an image for another architecture needs; `image` is one for `platform`."""
-        if self.dry:
-            return
-        probe = self.query(
-            [self.docker, "run", "--rm", "--platform", platform, "--entrypoint", "true", image],
-            timeout=120,
-        )
-        if probe.returncode != 0 and "exec format error" in probe.stderr:
-            raise UserError(
-                f"this engine cannot run {platform} programs, so it can neither build nor run a {platform} image",
-                f"enable emulation once: `docker run --privileged --rm tonistiigi/binfmt --install {arch(platform)}` "
-                "(Docker Desktop has it built in)",
             )
 
     def pull_base_image(self, image: str, platform: str) -> None:
@@ -458,12 +580,10 @@ class Engine:
 
         An engine that cannot pull (an image only built locally, no network) may still have it.
         """
-        if self.dry:
-            return
-        pulled = self.query(
-            [self.docker, "pull", "--quiet", "--platform", platform, image], timeout=600
+        pulled = self.run(
+            [self.docker, "pull", "--quiet", "--platform", platform, image], hide=True
         )
-        if pulled.returncode == 0:
+        if pulled.ok or self.dry:
             return
         if self.image_platform(image) != platform:
             raise UserError(

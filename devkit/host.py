@@ -3,12 +3,19 @@ writable, and which proxy variables the tasks pass on."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import re
 import shlex
+import shutil
+import signal
 import socket
 import stat
 import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from platform import system as host_system
 
@@ -48,11 +55,11 @@ def run_as_user(
     """The `--user` for a container on this host, or None for the image's own non-root user.
 
     On Linux, bind-mounted files keep their numeric owner, so the container runs as the caller and
-    what it writes to DATA_DIR belongs to the caller. A root caller gets the user behind `sudo`, else
-    the owner of DATA_DIR when that is not root: root outside is no reason for root inside. Only
-    where both are root does the container run as root, as only root can write such a DATA_DIR, and
-    then without any capability (see `containers.container_options`). Docker Desktop (macOS, Windows)
-    maps ownership itself, so the image's own user serves there.
+    what it writes to DATA_DIR belongs to the caller. A root caller gets the user behind `sudo`,
+    else the owner of DATA_DIR when that is not root: root outside is no reason for root inside.
+    Only where both are root does the container run as root, as only root can write such a
+    DATA_DIR, and then without any capability (see `runtime.command`). Docker Desktop (macOS,
+    Windows) maps ownership itself, so the image's own user serves there.
     """
     if system != "Linux":
         return None
@@ -71,7 +78,8 @@ def user_ids(user: str | None) -> tuple[int, int]:
 
 
 def container_user(settings: Settings) -> str | None:
-    """The `--user` of the project's containers: the caller, or for root the user behind sudo or DATA_DIR's owner."""
+    """The `--user` of the project's containers: the caller, or for root the user behind sudo or
+    DATA_DIR's owner."""
     if not hasattr(os, "getuid"):
         return None  # Windows: Docker Desktop maps ownership
     sudo = (os.environ.get("SUDO_UID", ""), os.environ.get("SUDO_GID", ""))
@@ -86,7 +94,8 @@ def container_user(settings: Settings) -> str | None:
 
 
 def container_ids(settings: Settings) -> tuple[int, int] | None:
-    """uid and gid that files written by the container get on this host; None where Docker Desktop maps them."""
+    """uid and gid that files written by the container get on this host; None where Docker
+    Desktop maps them."""
     return user_ids(container_user(settings)) if host_system() == "Linux" else None
 
 
@@ -116,8 +125,8 @@ def probe_port(address: str, port: int, key: str = "HOST_PORT") -> str | None:
                 ) from None
             if error.errno == errno.EACCES:
                 return (
-                    f"{key} {port} on {address}: cannot check whether it is free (only root may bind a port so low); "
-                    "the engine may publish it all the same"
+                    f"{key} {port} on {address}: cannot check whether it is free (only root may "
+                    "bind a port so low); the engine may publish it all the same"
                 )
             raise UserError(f"cannot publish {address}:{port}: {error.strerror}") from None
     return None
@@ -131,8 +140,8 @@ def require_free_port(address: str, port: int, key: str = "HOST_PORT") -> None:
 
 
 def require_writable_by(path: Path, uid: int, gid: int, name: str = "DATA_DIR") -> None:
-    """The container's user (uid:gid) may create files in the host folder `path` (a bind mount keeps numeric owners);
-    `name` is what the folder is to the user: DATA_DIR, or the project's notebooks/."""
+    """The container's user (uid:gid) may create files in the host folder `path` (a bind mount
+    keeps numeric owners); `name` is what the folder is to the user: DATA_DIR, or notebooks/."""
     info = path.stat()
     if info.st_uid == uid:
         needed = stat.S_IWUSR | stat.S_IXUSR
@@ -145,6 +154,91 @@ def require_writable_by(path: Path, uid: int, gid: int, name: str = "DATA_DIR") 
             ", or set DATA_DIR to a folder that user can write" if name == "DATA_DIR" else ""
         )
         raise UserError(
-            f"{name} {path} belongs to uid {info.st_uid}, and the container's user (uid {uid}) cannot write it",
+            f"{name} {path} belongs to uid {info.st_uid}, and the container's user (uid {uid}) "
+            "cannot write it",
             f"`sudo chown -R {uid}:{gid} {shlex.quote(str(path))}`{alternative}",
         )
+
+
+class Signalled(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised as Ctrl-C's KeyboardInterrupt is: `finally` blocks run (a secret
+    file goes), invoke passes it on to the command it waits for, and the task ends non-zero."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(signal.Signals(number).name)
+        self.number = signal.Signals(number)
+
+
+def _raise_signalled(number: int, frame) -> None:
+    raise Signalled(number)
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP interrupt it as SIGINT does, instead of ending the
+    process at once (Python's default), which would skip every clean-up. A handler that someone
+    else set (a container's stop-on-signal) is left as it is, as is any outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    numbers = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {number: signal.getsignal(number) for number in numbers}
+    for number, handler in previous.items():
+        if handler in (signal.SIG_DFL, None):
+            signal.signal(number, _raise_signalled)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            if handler in (signal.SIG_DFL, None):
+                signal.signal(number, handler)
+
+
+# Folders for files that hold secrets (the app's keys, the package index's credentials): named
+# `invoke-<kind>-<pid>-<random>`, so that one whose process is gone (killed with SIGKILL, which no
+# process can catch) is recognised, and removed by the next task that makes one, or `invoke clean`.
+_PRIVATE_FOLDER = re.compile(r"invoke-[a-z-]+?-([0-9]+)-[^/]+")
+
+
+@contextlib.contextmanager
+def private_folder(kind: str) -> Iterator[Path]:
+    """A new folder only this user can enter, removed when the block ends: on an error, Ctrl-C,
+    SIGTERM and SIGHUP too."""
+    remove_orphaned_folders()
+    with (
+        signals_interrupt(),
+        tempfile.TemporaryDirectory(prefix=f"invoke-{kind}-{os.getpid()}-") as folder,
+    ):
+        yield Path(folder)
+
+
+def remove_orphaned_folders(parent: Path | None = None) -> list[Path]:
+    """Remove the private folders of this user's tasks whose process has ended; those removed."""
+    removed = []
+    parent = Path(tempfile.gettempdir()) if parent is None else parent
+    for folder in parent.glob("invoke-*"):
+        match = _PRIVATE_FOLDER.fullmatch(folder.name)
+        try:
+            mine = folder.is_dir() and not folder.is_symlink() and folder.stat().st_uid == _uid()
+        except OSError:
+            continue
+        if match and mine and not _alive(int(match[1])):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _uid() -> int:
+    return os.getuid() if hasattr(os, "getuid") else -1
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":  # Windows' os.kill would end the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True

@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import os
 import re
+import secrets
 import shlex
 import signal
 import sys
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from devkit import runtime
 from devkit.containers import mount_spec
 from devkit.engine import Engine, Outcome
 from devkit.errors import UserError
@@ -30,7 +32,9 @@ from devkit.locks import (
     tool_requirements,
     with_footer,
 )
+from devkit.runtime import ContainerSpec
 from devkit.settings import Settings
+from devkit.targets import project_id
 
 # Inside the lock container: the project (read-only), and a folder with what this run brings.
 LOCK_SOURCE_DIR = "/src"
@@ -44,7 +48,7 @@ _COMPILED_LOCK = "/tmp/lock.txt"  # noqa: S108
 LOCK_CACHE_DIR = "/var/tmp"  # noqa: S108
 
 
-def lock_command(
+def lock_spec(
     settings: Settings,
     lock: Lock,
     *,
@@ -55,8 +59,8 @@ def lock_command(
     proxies: tuple[str, ...] = (),
     staged: tuple[str, ...] = (),
     user: str | None = None,
-) -> list[str]:
-    """`docker run` of pip-compile in BASE_IMAGE for the lock's platform, so the pins fit the container.
+) -> ContainerSpec:
+    """The container of pip-compile in BASE_IMAGE for the lock's platform, so the pins fit the container.
 
     The project is mounted read-only: pip-compile works on a copy of the current lock (to keep its
     pins) and prints the result, which the task writes only when every chosen lock compiled. work_dir
@@ -85,50 +89,32 @@ def lock_command(
     )
     # --init: Ctrl-C reaches pip-compile and ends the container. The init (tini) passes signals to
     # the shell's whole process group: to the shell alone, they would wait for pip-compile to finish.
-    argv = [
-        settings.docker,
-        "run",
-        "--rm",
-        "--init",
-        "--env",
-        "TINI_KILL_PROCESS_GROUP=1",
-        "--platform",
-        str(lock.platform),
+    mounts = [mount_spec(settings.project_dir, LOCK_SOURCE_DIR, readonly=True)]
+    mounts += [
+        mount_spec(work_dir / "staged" / name, f"{LOCK_SOURCE_DIR}/{name}", readonly=True)
+        for name in staged
     ]
-    argv += ["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
-    if user is not None:
-        # A uid without an entry in the image's /etc/passwd has no home; give it a writable one.
-        argv += ["--user", user, "--env", "HOME=/tmp"]
-    argv += [
-        "--mount",
-        mount_spec(settings.project_dir, LOCK_SOURCE_DIR, readonly=True),
-        "--workdir",
-        LOCK_SOURCE_DIR,
-    ]
-    for name in staged:
-        argv += [
-            "--mount",
-            mount_spec(work_dir / "staged" / name, f"{LOCK_SOURCE_DIR}/{name}", readonly=True),
-        ]
-    argv += ["--mount", mount_spec(work_dir, LOCK_WORK_DIR, readonly=True)]
+    mounts.append(mount_spec(work_dir, LOCK_WORK_DIR, readonly=True))
     # pip's cache in a named volume: a repeated lock downloads nothing it has seen.
-    argv += [
-        "--mount",
-        f"type=volume,source={cache_volume},target={LOCK_CACHE_DIR}",
-        "--env",
-        f"XDG_CACHE_HOME={LOCK_CACHE_DIR}",
-    ]
-    argv += ["--env", "CUSTOM_COMPILE_COMMAND=invoke lock"]
+    mounts.append(f"type=volume,source={cache_volume},target={LOCK_CACHE_DIR}")
+    env = ["TINI_KILL_PROCESS_GROUP=1", f"XDG_CACHE_HOME={LOCK_CACHE_DIR}"]
+    env.append("CUSTOM_COMPILE_COMMAND=invoke lock")
     if settings.build_ca_bundle is not None:
-        argv += [
-            "--mount",
-            mount_spec(settings.build_ca_bundle, "/run/secrets/ca_bundle", readonly=True),
-        ]
-        argv += ["--env", "PIP_CERT=/run/secrets/ca_bundle"]
+        mounts.append(mount_spec(settings.build_ca_bundle, "/run/secrets/ca_bundle", readonly=True))
+        env.append("PIP_CERT=/run/secrets/ca_bundle")
     # By name: docker reads the values (index URLs may hold credentials) from the task's environment.
-    for name in (*proxies, *settings.package_index):
-        argv += ["--env", name]
-    return [*argv, settings.base_image, "sh", "-c", script]
+    env += [*proxies, *settings.package_index]
+    return ContainerSpec(
+        image=settings.base_image,
+        name=f"{cache_volume.removesuffix('-cache')}-{secrets.token_hex(3)}",
+        project=project_id(settings),
+        command=("sh", "-c", script),
+        platform=str(lock.platform),
+        user=user,
+        mounts=tuple(mounts),
+        env=tuple(env),
+        workdir=LOCK_SOURCE_DIR,
+    )
 
 
 def host_lock_command(
@@ -335,7 +321,7 @@ def _compile_in_base_image(
     (work_dir / "staged").chmod(0o755)
     for name, text in staged.items():
         _write_readable(work_dir / "staged" / name, text)
-    argv = lock_command(
+    spec = lock_spec(
         settings,
         entry,
         work_dir=work_dir,
@@ -348,7 +334,10 @@ def _compile_in_base_image(
     )
     engine.require_running()
     engine.pull_base_image(settings.base_image, str(entry.platform))
-    return engine.run(argv, env=settings.package_index, hide=True)
+    ended = runtime.start(engine, spec, capture=True, cli_env=settings.package_index)
+    if ended.signal is not None:
+        return Outcome(ended.outcome.exited or 1, "", f"stopped on {ended.signal.name}")
+    return ended.outcome
 
 
 def _write_readable(path: Path, text: str) -> None:

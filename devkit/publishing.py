@@ -1,11 +1,10 @@
-"""`invoke push`: per-architecture tags in REGISTRY and the multi-architecture list that names them."""
+"""`invoke push`: per-architecture tags in REGISTRY and the multi-architecture list that names
+them."""
 
 from __future__ import annotations
 
-import sys
-
 from devkit.containers import require_image
-from devkit.engine import Engine, first_line, is_podman
+from devkit.engine import Engine, first_line
 from devkit.errors import UserError
 from devkit.platforms import arch
 from devkit.settings import Settings
@@ -13,7 +12,8 @@ from devkit.targets import Target, resolve_target
 
 
 def multi_arch_image(settings: Settings) -> str:
-    """`<REGISTRY>/<IMAGE_NAME>:<IMAGE_TAG>`: the one name that Macs and Linux servers pull alike."""
+    """`<REGISTRY>/<IMAGE_NAME>:<IMAGE_TAG>`: the one name that Macs and Linux servers pull
+    alike."""
     if settings.registry is None:
         raise UserError(
             "REGISTRY is not set, so there is nowhere to push",
@@ -23,8 +23,8 @@ def multi_arch_image(settings: Settings) -> str:
 
 
 def registry_image(settings: Settings, target: Target) -> str:
-    """Where `invoke push` publishes one image: `<REGISTRY>/<IMAGE_NAME>:<IMAGE_TAG>-<arch>` for a CPU image
-    (the multi-architecture tag lists these), `...:<IMAGE_TAG>-gpu` for the GPU image."""
+    """Where `invoke push` publishes one image: `<REGISTRY>/<IMAGE_NAME>:<IMAGE_TAG>-<arch>` for a
+    CPU image (the multi-architecture tag lists these), `...:<IMAGE_TAG>-gpu` for the GPU image."""
     suffix = "-gpu" if target.gpu else f"-{arch(target.platform)}"
     return f"{multi_arch_image(settings)}{suffix}"
 
@@ -42,39 +42,9 @@ def untag_command(settings: Settings, name: str) -> list[str]:
     return [settings.docker, "image", "rm", name]
 
 
-def manifest_commands(
-    settings: Settings, name: str, images: list[str], *, insecure: bool
-) -> list[list[str]]:
-    """Publish `name` as a manifest list of the pushed `images`, one per architecture.
-
-    `docker manifest` (in every docker CLI since 20.10, no buildx needed) keeps a local draft of the
-    list: `rm` drops one that an interrupted push left, whose entries `create` would reuse instead
-    of reading the registry; `push --purge` publishes the list and deletes the draft. Podman's
-    lists are local images: made from the pushed images in the registry (`docker://`), pushed to
-    it, then removed (`--rm`); registries.conf tells it which registries are plain HTTP.
-    """
-    if is_podman(settings.docker):
-        return [
-            [settings.docker, "manifest", "rm", name],
-            [
-                settings.docker,
-                "manifest",
-                "create",
-                name,
-                *(f"docker://{image}" for image in images),
-            ],
-            [settings.docker, "manifest", "push", "--rm", name, f"docker://{name}"],
-        ]
-    insecure_flag = ["--insecure"] if insecure else []
-    return [
-        [settings.docker, "manifest", "rm", name],
-        [settings.docker, "manifest", "create", *insecure_flag, name, *images],
-        [settings.docker, "manifest", "push", "--purge", *insecure_flag, name],
-    ]
-
-
 def push(engine: Engine, settings: Settings, *, gpu: bool, platforms: list[str | None]) -> None:
-    """Push the GPU image, or the CPU image of each platform and one multi-architecture tag naming them.
+    """Push the GPU image, or the CPU image of each platform and one multi-architecture tag naming
+    them.
 
     Every image is checked before the first goes out: no half-published set.
     """
@@ -94,7 +64,7 @@ def push(engine: Engine, settings: Settings, *, gpu: bool, platforms: list[str |
     what = (
         pushed[0] if gpu else f"{published} for {', '.join(target.platform for target in targets)}"
     )
-    print(f"pushed {what}", file=sys.stderr)
+    engine.report(f"pushed {what}", would=f"push {what}")
 
 
 def _push_image(engine: Engine, settings: Settings, target: Target) -> str:
@@ -117,7 +87,9 @@ def _publish_manifest_list(
 ) -> None:
     """`published` becomes a manifest list of the pushed per-architecture `images`."""
     insecure = engine.registry_is_insecure(settings.registry)
-    drop_draft, create, publish = manifest_commands(settings, published, images, insecure=insecure)
+    drop_draft, create, publish = engine.dialect.manifest_commands(
+        published, images, insecure=insecure
+    )
     engine.run(drop_draft, hide=True)  # fails where there is no draft, as there should not be
     for argv in (create, publish):
         result = engine.run(argv, hide=True)

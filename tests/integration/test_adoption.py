@@ -10,6 +10,7 @@ go through it. nox runs with this test's own host tools (its interpreter's folde
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -109,10 +110,8 @@ def test_the_example_replaced_by_an_app_of_ones_own_builds_tests_serves_and_is_h
         container = run(adopted, env, "nox", "-s", "container_test")
         output = container.stdout + container.stderr
         assert "Session container_test was successful" in output
-        assert (
-            "PASSED tests/container/test_smoke.py::test_tensorflow_is_the_version_in_the_lock"
-            in output
-        )
+        # A dot for each test of the file, every one passed.
+        assert re.search(r"^tests/container/test_smoke\.py \.+ ", output, re.MULTILINE), output
         assert "tests/example" not in output
 
         run(adopted, env, "invoke", "run", "--detach")

@@ -88,8 +88,8 @@ def test_a_one_off_publishes_only_what_it_asks_for(invoke, server):
         assert re.fullmatch(rf"{name}-run-[0-9a-f]{{6}}", one_off)
         assert said == f"{one_off} runs in the background on http://127.0.0.1:{port}"
         assert (
-            follow
-            == f"`{DOCKER} logs --follow {one_off}` shows its output; `{DOCKER} stop {one_off}` stops it"
+            follow == f"`{DOCKER} logs --follow {one_off}` shows its output; "
+            f"`{DOCKER} rm --force {one_off}` stops and removes it"
         )
         wait_until_healthy(f"http://127.0.0.1:{port}/health")
         assert docker("port", one_off).stdout.split() == ["8888/tcp", "->", f"127.0.0.1:{port}"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -454,3 +455,40 @@ def test_two_projects_side_by_side_run_at_once(invoke, cpu_image, tmp_path, data
         for name in ("churn-model", "vision-model"):
             docker("rm", "--force", name, check=False)
             docker("image", "rm", f"{name}:latest", check=False)
+
+
+def test_two_detached_runs_at_once_leave_exactly_one_server(invoke, cpu_image, container):
+    """The one that loses the name removes nothing: not the winner's container, by name or else."""
+    for _ in range(2):
+        runs = [invoke.popen("run", "--detach") for _ in range(2)]
+        ended = [(process.wait(timeout=180), process.communicate()[1]) for process in runs]
+        assert sorted(status for status, _ in ended) == [0, 1], ended
+        refused = next(stderr for status, stderr in ended if status == 1)
+        # Which line depends on how far the other run got: "already running", "did not start:
+        # ... Conflict", or its port "already in use". One line, in any case.
+        assert refused.strip().splitlines()[-1].startswith("error: "), refused
+        assert "Traceback" not in refused
+        assert len(containers_named(container)) == 1, "exactly one server"
+        wait_until_healthy(f"http://127.0.0.1:{invoke.env['HOST_PORT']}/health")
+        stopped = invoke("stop")
+        assert stopped.returncode == 0, stopped.stderr
+        assert containers_named(container) == []
+
+
+def test_a_detached_container_that_exits_at_once_fails_with_its_last_lines(
+    invoke, cpu_image, container
+):
+    result = invoke("run", "--detach", "--cmd", "sh -c 'echo the reason >&2; exit 3'")
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "the reason" in lines
+    assert re.fullmatch(
+        rf"error: {container}-run-[0-9a-f]{{6}} exited at once with status 3; its last lines "
+        "are above",
+        lines[-1],
+    )
+    left = docker(
+        "container", "ls", "--all", "--quiet", "--filter", f"name={container}-run-"
+    ).stdout.split()
+    assert left == [], "removed once its lines are read"
+    assert not re.search(r"\b[0-9a-f]{64}\b", result.stdout + result.stderr), "no container id"

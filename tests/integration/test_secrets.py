@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import tempfile
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from helpers.engine import DOCKER, docker
+from helpers.engine import DOCKER, docker, free_port
 from helpers.lock_files import lock_entry
 from helpers.project import PROJECT_DIR, project_copy
 
@@ -122,3 +125,44 @@ def test_no_secret_reaches_a_layer_or_the_history(invoke, tmp_path, canaries, va
     finally:
         docker("image", "rm", "--force", image, check=False)
     shutil.rmtree(project)
+
+
+def private_folders(kind: str, pid: int) -> list[Path]:
+    """The folders of secrets that the invoke process `pid` made (`invoke-<kind>-<pid>-*`)."""
+    return sorted(Path(tempfile.gettempdir()).glob(f"invoke-{kind}-{pid}-*"))
+
+
+def wait_for(found, process: subprocess.Popen[str], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not found():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"{what} never appeared:\n{process.communicate()}")
+        time.sleep(0.05)
+
+
+def test_sigterm_during_a_build_leaves_no_index_credentials_behind(invoke, cpu_image):
+    env = {"PIP_EXTRA_INDEX_URL": "https://user:canary-token@127.0.0.1:9/simple"}
+    process = invoke.popen("build", "--no-cache", env=env, start_new_session=True)
+    wait_for(lambda: private_folders("build", process.pid), process, "the build's pip.conf")
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0, stderr[-2000:]
+    assert private_folders("build", process.pid) == []
+
+
+def test_what_sigkill_leaves_of_the_app_keys_goes_with_the_next_run(invoke, cpu_image, tmp_path):
+    project = project_copy(tmp_path)
+    (project / ".env").write_text("API_TOKEN=canary-sigkill\n")
+    env = {"HOST_PORT": str(free_port())}
+    process = invoke.popen("run", cwd=project, env=env, start_new_session=True)
+    try:
+        wait_for(lambda: private_folders("app-env", process.pid), process, "the app's env-file")
+        process.kill()  # invoke alone: nothing can catch SIGKILL
+        process.wait(timeout=30)
+        assert private_folders("app-env", process.pid) != []
+        after = invoke("run", "--cmd", "true", cwd=project, env=env)
+        assert after.returncode == 0, after.stderr
+        assert private_folders("app-env", process.pid) == []
+    finally:
+        docker("rm", "--force", invoke.image_name, check=False)

@@ -17,6 +17,7 @@ import urllib.request
 
 import pytest
 
+from devkit.targets import PROJECT_LABEL
 from helpers.engine import containers_named, docker, free_port
 from helpers.invoking import Invoke, run_as
 
@@ -147,3 +148,17 @@ def test_a_busy_tensorboard_port_is_one_line(board, cpu_image):
         == f"error: TENSORBOARD_PORT {port} on 127.0.0.1 is already in use; stop what uses it, or set TENSORBOARD_PORT in .env"
     )
     assert containers_named(f"{board.image_name}-tensorboard") == []
+
+
+def test_another_projects_container_of_tensorboards_name_is_left_alone(board, cpu_image):
+    name = f"{board.image_name}-tensorboard"
+    # Another project's: the label that the image gives its containers names another folder.
+    docker("create", "--name", name, "--label", f"{PROJECT_LABEL}=0123456789abcdef", cpu_image)
+    created = docker("container", "inspect", "--format", "{{.Id}}", name).stdout.strip()
+    result = board("tensorboard", "--detach")
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(
+        f"error: {name} is a container of the same name that is not this project's"
+    ), result.stderr
+    assert f"rm --force {name}` removes it" in result.stderr
+    assert docker("container", "inspect", "--format", "{{.Id}}", name).stdout.strip() == created

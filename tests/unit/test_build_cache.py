@@ -94,14 +94,14 @@ def test_classic_builder_imports_and_with_export_pushes_the_image_that_carries_t
     settings = settings_of(project, BUILD_CACHE=CACHE)
     importing = RecordingEngine()
     building.build(importing, settings, target_of(settings))
-    (build,) = importing.actions
+    _, build = importing.actions
     assert f" --cache-from {CACHE}:amd64 " in build
     assert "BUILDKIT_INLINE_CACHE" not in build, (
         "without --export-cache the image is exactly the one without BUILD_CACHE"
     )
     exporting = RecordingEngine()
     building.build(exporting, settings, target_of(settings), export_cache=True)
-    build, tag, push, untag = exporting.actions
+    _, build, tag, push, untag = exporting.actions
     assert " --build-arg BUILDKIT_INLINE_CACHE=1 " in build
     assert (tag, push, untag) == (
         f"docker tag tf:latest {CACHE}:amd64",
@@ -120,7 +120,7 @@ def test_buildx_exports_every_stage_where_its_builder_can(project):
         }
     )
     building.build(container_driver, settings, target_of(settings), export_cache=True)
-    (build,) = container_driver.actions
+    _, build = container_driver.actions
     assert f"--cache-to type=registry,ref={CACHE}:amd64,mode=max" in build
     # The default `docker` driver exports no registry cache: the inline cache and a push of the image instead.
     docker_driver = RecordingEngine(
@@ -130,8 +130,14 @@ def test_buildx_exports_every_stage_where_its_builder_can(project):
         }
     )
     building.build(docker_driver, settings, target_of(settings), export_cache=True)
-    assert [line.split()[1] for line in docker_driver.actions] == ["buildx", "tag", "push", "image"]
-    assert "BUILDKIT_INLINE_CACHE=1" in docker_driver.actions[0]
+    assert [line.split()[1] for line in docker_driver.actions] == [
+        "pull",
+        "buildx",
+        "tag",
+        "push",
+        "image",
+    ]
+    assert "BUILDKIT_INLINE_CACHE=1" in docker_driver.actions[1]
 
 
 def test_export_without_build_cache_is_refused_before_anything_runs(project):
@@ -165,4 +171,4 @@ def test_a_failed_build_pushes_no_cache(project):
     settings = settings_of(project, BUILD_CACHE=CACHE)
     with pytest.raises(UserError, match="building tf:latest failed"):
         building.build(engine, settings, target_of(settings), export_cache=True)
-    assert len(engine.actions) == 1
+    assert [line.split()[1] for line in engine.actions] == ["pull", "build"]

@@ -11,31 +11,35 @@ from devkit.building import (
     public_source_url,
 )
 from devkit.containers import (
-    container_test_command,
     parse_command,
     parse_publish,
-    remove_container_command,
     remove_containers_command,
     remove_images_command,
-    run_command,
-    shell_command,
 )
 from devkit.engine import command_line
 from devkit.errors import UserError
 from devkit.host import run_as_user, user_ids
-from devkit.locking import lock_command
 from devkit.locks import pinned_tensorflow
 from devkit.publishing import (
-    manifest_commands,
     multi_arch_image,
     push_command,
     registry_image,
     tag_command,
     untag_command,
 )
+from devkit.runtime import START_LABEL
 from devkit.settings import load_settings
 from devkit.targets import every_target, project_label
-from helpers.command_lines import settings_of, target_of, value_after
+from helpers.command_lines import (
+    container_test_command,
+    lock_command,
+    manifest_commands,
+    run_command,
+    settings_of,
+    shell_command,
+    target_of,
+    value_after,
+)
 
 
 @pytest.fixture
@@ -293,8 +297,9 @@ def test_shell_has_the_same_mounts_and_no_port(project):
 
 def test_stop_removes_by_name(project):
     settings = settings_of(project)
-    assert remove_container_command(settings, target_of(settings, gpu=True).container) == [
+    assert remove_containers_command(settings, [target_of(settings, gpu=True).container]) == [
         "docker",
+        "container",
         "rm",
         "--force",
         "tf-gpu",
@@ -339,9 +344,12 @@ def test_every_container_drops_all_capabilities_and_new_privileges(project):
     ):
         assert value_after(argv, "--cap-drop") == ["ALL"]
         assert value_after(argv, "--security-opt") == ["no-new-privileges"]
-        assert value_after(argv, "--label") == [project_label(settings)], (
+        project_labels = [label for label in value_after(argv, "--label") if "start" not in label]
+        assert project_labels == [project_label(settings)], (
             "clean, stop and run act only on what carries it"
         )
+        (start,) = [label for label in value_after(argv, "--label") if label not in project_labels]
+        assert start.startswith(f"{START_LABEL}="), "the clean-up after a start knows its own"
 
 
 def test_read_only_run_has_a_tmpfs_for_tmp(project):
@@ -432,6 +440,10 @@ def test_container_test_mounts_tests_and_pytest_read_only(project):
     assert value_after(argv, "--user") == ["1000:1000"]
     image_at = argv.index("tf:latest-gpu")
     assert argv[image_at + 1 : image_at + 4] == ["python", "-m", "pytest"]
+    # A line for each test that did not pass; the output of those that passed stays out (-rA printed
+    # it all: 3,400 lines).
+    assert "-ra" in argv[image_at:]
+    assert not {"-rA", "-rP", "-rp"} & set(argv[image_at:])
     assert argv[-1] == "/app/tests/container", "the example's folder only where it exists"
     assert "--publish" not in argv
 
@@ -476,15 +488,10 @@ def test_lock_command(tmp_path):
         upgrade_packages=("numpy", "keras"),
         user="1001:1002",
     )
-    assert argv[:7] == [
-        "docker",
-        "run",
-        "--rm",
-        "--init",
-        "--env",
-        "TINI_KILL_PROCESS_GROUP=1",
-        "--platform",
-    ]
+    assert argv[:3] == ["docker", "run", "--name"]
+    assert value_after(argv, "--name")[0].startswith("x-lock-"), "a name of its own, to stop it by"
+    assert {"--rm", "--init"} <= set(argv)
+    assert "TINI_KILL_PROCESS_GROUP=1" in value_after(argv, "--env")
     assert value_after(argv, "--platform") == ["linux/arm64"]
     # The least privilege of every other container of the project, and the caller's uid.
     assert value_after(argv, "--cap-drop") == ["ALL"]

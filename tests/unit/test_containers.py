@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from devkit import containers
+from devkit import containers, runtime
 from devkit.engine import Outcome
 from devkit.errors import UserError
 from devkit.settings import load_settings
@@ -20,8 +20,12 @@ from helpers.command_lines import target_of
 from helpers.engine import free_port
 from helpers.recording_engine import RecordingEngine
 
-# The query that says whether a container exists, runs, and is this project's.
+# The query that says whether a container exists, runs, is this project's and which start made it.
 INSPECT = 'container inspect --format {{.State.Status}} {{index .Config.Labels "org.tensorflow-template.project"}}'
+# The server's container `tf`, as that query asks for it.
+SERVER = " {{.Id}} tf$"
+# A detached container, a moment after it started: running, and healthy.
+HEALTHY = {"{{.State.ExitCode}}": (0, "running 0 healthy\n", "")}
 
 
 @pytest.fixture
@@ -122,7 +126,7 @@ def test_without_app_keys_there_is_no_env_file(project):
 
 def test_a_container_of_the_same_name_from_another_project_is_left_alone(project, capsys):
     settings = settings_of(project)
-    foreign = {INSPECT + " tf$": (0, "running 0123456789abcdef\n", "")}
+    foreign = {SERVER: (0, "running 0123456789abcdef\n", "")}
     with pytest.raises(
         UserError,
         match=r"^tf is a container of the same name that is not this project's .*or set IMAGE_NAME",
@@ -170,7 +174,7 @@ def test_stop_removes_what_the_stop_left(project, capsys):
         answers={INSPECT: (0, f"running {project_id(settings)}\n", ""), **left}
     )
     containers.stop(engine, settings, target_of(settings, gpu=True))
-    assert engine.actions == ["docker stop tf-gpu", "docker rm --force tf-gpu"]
+    assert engine.actions == ["docker stop tf-gpu", "docker container rm --force tf-gpu"]
 
 
 # --- one-off commands, detached runs, logs --------------------------------------------------------
@@ -180,7 +184,7 @@ def test_a_one_off_runs_beside_the_server_in_a_container_of_its_own_and_says_wha
     project, capsys
 ):
     settings = settings_of(project)
-    engine = RecordingEngine(answers={INSPECT: (0, f"running {project_id(settings)}\n", "")})
+    engine = RecordingEngine(answers={SERVER: (0, f"running {project_id(settings)}\n", "")})
     with socket.socket() as server_port:
         server_port.bind(("127.0.0.1", settings.host_port))
         server_port.listen()
@@ -217,7 +221,9 @@ def test_a_one_off_publishes_what_it_asks_for_once_the_port_is_free(project):
 def test_a_detached_server_says_its_name_its_url_and_how_to_read_its_output(project, capsys):
     settings = settings_of(project)
     nvidia = {"{{json .Runtimes}}": (0, '{"nvidia": {}, "runc": {}}', "")}
-    engine = RecordingEngine(answers=nvidia, outcomes={"docker run": Outcome(0, "f00dcafe\n", "")})
+    engine = RecordingEngine(
+        answers={**nvidia, **HEALTHY}, outcomes={"docker run": Outcome(0, "f00dcafe\n", "")}
+    )
     containers.run(engine, settings, target_of(settings, gpu=True), detach=True)
     err = capsys.readouterr().err.splitlines()
     assert err[-2] == f"tf-gpu runs in the background on http://127.0.0.1:{settings.host_port}"
@@ -226,12 +232,14 @@ def test_a_detached_server_says_its_name_its_url_and_how_to_read_its_output(proj
 
 def test_a_detached_one_off_says_how_to_read_and_stop_it(project, capsys):
     settings = settings_of(project)
-    containers.run(RecordingEngine(), settings, target_of(settings), detach=True, cmd="sleep 60")
+    engine = RecordingEngine(answers=HEALTHY)
+    containers.run(engine, settings, target_of(settings), detach=True, cmd="sleep 60")
     *_, started, follow = capsys.readouterr().err.splitlines()
     name = started.split()[0]
     assert started == f"{name} runs in the background"
     assert (
-        follow == f"`docker logs --follow {name}` shows its output; `docker stop {name}` stops it"
+        follow == f"`docker logs --follow {name}` shows its output; "
+        f"`docker rm --force {name}` stops and removes it"
     )
 
 
@@ -300,12 +308,11 @@ def test_in_a_terminal_ctrl_c_is_left_to_invoke_which_types_it_into_the_containe
     assert not engine.ran("docker stop")
 
 
-def test_a_container_created_just_after_the_signal_is_stopped_too(project):
-    settings = settings_of(project)
+def test_a_container_created_just_after_the_signal_is_stopped_too():
     engine = RecordingEngine(
         outcomes={"docker stop": Outcome(1, "", "Error: No such container: tf-run-1\n")}
     )
-    with containers.StopOnSignal(engine, settings, ["tf-run-1", "tf-run-2"]) as stopped:
+    with runtime.StopOnSignal(engine, ["tf-run-1", "tf-run-2"]) as stopped:
         os.kill(os.getpid(), signal.SIGTERM)
         deadline = time.monotonic() + 10
         while engine.actions.count("docker stop tf-run-1 tf-run-2") < 2:

@@ -4,9 +4,11 @@ import json
 
 import pytest
 
-from devkit.engine import Engine, cmd_exe_line
+from devkit import runtime
+from devkit.engine import Engine, Outcome, cmd_exe_line
 from devkit.errors import UserError
 from helpers.fake_cli import fake_cli
+from helpers.recording_engine import RecordingEngine
 
 
 def test_buildx_plugin_is_used_where_it_exists(tmp_path):
@@ -117,23 +119,26 @@ def test_registry_security_follows_the_engine(tmp_path, registry, insecure):
     assert Engine(cli).registry_is_insecure(f"{registry}/acme") is insecure
 
 
-def test_an_engine_without_emulation_is_refused_with_the_fix(tmp_path):
-    cli = fake_cli(
-        tmp_path,
-        '"run --rm --platform linux/arm64 --entrypoint true base") '
-        'echo "exec /usr/bin/true: exec format error" >&2; exit 1 ;;\n'
-        '"run --rm --platform linux/amd64 --entrypoint true base") exit 0 ;;\n'
-        '"run --rm --platform linux/arm64 --entrypoint true gone") echo "Unable to find image" >&2; exit 125 ;;',
+def test_an_engine_without_emulation_is_refused_with_the_fix():
+    engine = RecordingEngine(
+        outcomes={
+            "linux/arm64 --entrypoint true base$": Outcome(
+                1, "", "exec /usr/bin/true: exec format error\n"
+            ),
+            "linux/arm64 --entrypoint true gone$": Outcome(125, "", "Unable to find image\n"),
+        }
     )
     with pytest.raises(
         UserError,
-        match=r"^this engine cannot run linux/arm64 programs, so it can neither build nor run a linux/arm64 image; "
-        r"enable emulation once: `docker run --privileged --rm tonistiigi/binfmt --install arm64`",
+        match=r"^this engine cannot run linux/arm64 programs, so it can neither build nor run a "
+        r"linux/arm64 image; enable emulation once: "
+        r"`docker run --privileged --rm tonistiigi/binfmt --install arm64`",
     ):
-        Engine(cli).require_platform_support("base", "linux/arm64")
-    Engine(cli).require_platform_support("base", "linux/amd64")
+        runtime.require_platform_support(engine, "base", "linux/arm64")
+    runtime.require_platform_support(engine, "base", "linux/amd64")
     # Any other failure is the real command's to report, in its own words.
-    Engine(cli).require_platform_support("gone", "linux/arm64")
+    runtime.require_platform_support(engine, "gone", "linux/arm64")
+    assert engine.actions[0] == "docker run --rm --platform linux/arm64 --entrypoint true base"
 
 
 @pytest.mark.parametrize(

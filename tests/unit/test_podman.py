@@ -5,18 +5,27 @@ from pathlib import Path
 
 import pytest
 
-from devkit import building, doctor, workbench
+from devkit import building, doctor
+from devkit import engine as engine_module
 from devkit.building import build_command
-from devkit.containers import container_test_command, run_command, shell_command
 from devkit.doctor import FAIL, OK, WARN
 from devkit.engine import Engine, is_podman
 from devkit.errors import UserError
-from devkit.locking import lock_command
 from devkit.locks import CPU_AMD64
-from devkit.publishing import manifest_commands, push_command, tag_command, untag_command
+from devkit.publishing import push_command, tag_command, untag_command
 from devkit.settings import load_settings
 from devkit.targets import notebook_target, tensorboard_target
-from helpers.command_lines import target_of, value_after
+from helpers.command_lines import (
+    container_test_command,
+    lock_command,
+    manifest_commands,
+    notebook_command,
+    run_command,
+    shell_command,
+    target_of,
+    tensorboard_command,
+    value_after,
+)
 from helpers.doctor_findings import findings
 from helpers.fake_cli import fake_cli
 from helpers.project import with_capabilities
@@ -87,7 +96,7 @@ def test_podman_layer_cache_is_a_repository_of_its_own(project):
     settings = settings_of(project, BUILD_CACHE="127.0.0.1:5000/acme/tf-cache")
     engine = RecordingEngine(docker="podman")
     building.build(engine, settings, target_of(settings), export_cache=True)
-    (build,) = engine.actions
+    _, build = engine.actions
     assert (
         " --layers --cache-from 127.0.0.1:5000/acme/tf-cache --cache-to 127.0.0.1:5000/acme/tf-cache "
         in build
@@ -129,9 +138,7 @@ def test_every_container_of_a_gpu_target_gets_the_cdi_device(project, tmp_path):
         container_test_command(
             settings, gpu, user=None, tools_dir=tmp_path, tensorflow_version="2.21.0"
         ),
-        workbench.notebook_command(
-            settings, notebook_target(gpu), user=None, detach=False, env_file=tmp_path / "e"
-        ),
+        notebook_command(settings, notebook_target(gpu), user=None),
     ):
         assert argv[0] == "podman"
         assert value_after(argv, "--device") == ["nvidia.com/gpu=all"]
@@ -141,7 +148,7 @@ def test_every_container_of_a_gpu_target_gets_the_cdi_device(project, tmp_path):
 
 def test_tensorboard_under_podman(project):
     settings = settings_of(project)
-    argv = workbench.tensorboard_command(
+    argv = tensorboard_command(
         settings, tensorboard_target(target_of(settings)), user="1000:1000", detach=True
     )
     assert argv[:5] == ["podman", "run", "--name", "tf-tensorboard", "--detach"]
@@ -244,14 +251,14 @@ def test_doctor_with_podman(project, tmp_path):
 
 def test_doctor_init_check(tmp_path, monkeypatch):
     engine = Engine(podman_cli(tmp_path))
-    monkeypatch.setattr(doctor, "CATATONIT_PATHS", (str(tmp_path / "none"),))
+    monkeypatch.setattr(engine_module, "CATATONIT_PATHS", (str(tmp_path / "none"),))
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     missing = doctor.check_init(engine)
     assert missing.verdict == FAIL
     assert "sudo apt install catatonit" in missing.fix
     catatonit = tmp_path / "catatonit"
     catatonit.write_text("")
-    monkeypatch.setattr(doctor, "CATATONIT_PATHS", (str(catatonit),))
+    monkeypatch.setattr(engine_module, "CATATONIT_PATHS", (str(catatonit),))
     assert doctor.check_init(engine).verdict == OK
 
 

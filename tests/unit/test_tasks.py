@@ -1,13 +1,17 @@
 """The task menu under `invoke --dry`, with no container CLI at all: each task reaches its pipeline
 and prints the commands it would run; refusals are one line."""
 
+import re
 import shutil
 
 import pytest
-from invoke import Exit
+from invoke import Collection, Exit
 
 import tasks
+from devkit.settings import load_settings
+from devkit.targets import project_id
 from helpers.command_lines import commands_run, dry_context
+from helpers.fake_cli import fake_cli
 from helpers.project import with_capabilities
 
 PROJECT_DIR = tasks.PROJECT_DIR
@@ -15,7 +19,8 @@ PROJECT_DIR = tasks.PROJECT_DIR
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    """A project folder with the real locks and their inputs, tests/container, and no engine anywhere."""
+    """A project folder with the real locks and their inputs, tests/container, and no engine
+    anywhere."""
     folder = tmp_path / "proj"
     folder.mkdir()
     for lock in [*PROJECT_DIR.glob("requirements*.txt"), *PROJECT_DIR.glob("requirements*.in")]:
@@ -41,7 +46,9 @@ def project(tmp_path, monkeypatch):
 def test_dry_build_prints_one_build(project):
     context = dry_context()
     tasks.build(context, platform="linux/arm64")
-    (command,) = commands_run(context)
+    pull, probe, command = commands_run(context)
+    assert pull.endswith(" pull --quiet --platform linux/arm64 python:3.11-slim")
+    assert " run --rm --platform linux/arm64 --entrypoint true " in probe, "emulation, probed"
     assert " build --platform linux/arm64 " in command
     assert "--tag proj:latest" in command
 
@@ -60,13 +67,20 @@ def test_dry_run_and_shell_print_their_container_and_create_nothing(project):
     assert not (project / "data").exists()
 
 
-def test_dry_container_test_installs_pytest_and_runs_the_tests(project):
+def test_dry_container_test_builds_installs_pytest_and_runs_the_tests(project):
     context = dry_context()
-    tasks.container_test(context)
-    install, test = commands_run(context)
+    tasks.container_test(context, gpu=True)
+    pull, build, install, test = commands_run(context)
+    assert " pull " in pull, "the base image for the platform, then"
+    assert " build " in build, "the image it tests, built first"
+    assert "/Dockerfile.gpu " in build
+    assert "--tag proj:latest-gpu" in build
     assert " -m pip install " in install
-    assert " run --name proj-container-test " in test
-    assert test.endswith("--rootdir /app/tests /app/tests/container")
+    assert " run --name proj-gpu-container-test " in test
+    assert test.endswith(
+        "proj:latest-gpu python -m pytest -p no:cacheprovider -ra --import-mode=importlib"
+        " --rootdir /app/tests /app/tests/container"
+    )
 
 
 def test_dry_stop_clean_and_lock_need_no_engine(project):
@@ -136,7 +150,11 @@ def test_refusals_are_one_line(project, task, kwargs, message):
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("HOST_PORT", "²", "error: HOST_PORT='²' (from environment): not a port number (1-65535)"),
+        (
+            "HOST_PORT",
+            "²",
+            "error: HOST_PORT='²' (from environment): not a port number (1-65535)",
+        ),
         (
             "DATA_DIR",
             "~no-such-user-here/x",
@@ -165,3 +183,75 @@ def test_a_bad_setting_is_one_line_and_exit_1_even_under_dry(
         assert refused.value.code == 1
         assert str(refused.value.message).startswith(message)
         assert "\n" not in refused.value.message
+
+
+# What a line may say only once it happened: never under --dry, which runs no action.
+OUTCOME_WORDS = re.compile(
+    r"\b(removed|pushed|stopped|started|freed|replaced|built|runs in the background|"
+    r"ended|exited|serving \S+ as|running `)",
+    re.IGNORECASE,
+)
+
+
+def test_every_task_under_dry_prints_commands_and_claims_no_outcome(
+    project, tmp_path, capfd, monkeypatch
+):
+    """Under --dry, with an engine that holds this project's containers, images and a stale lock
+    (so that each task has something to act on), no line says that anything happened."""
+    (project / "requirements-dev.in").write_text("invoke\n")  # a lock that is out of date
+    (project / "requirements-notebook.txt").write_text("")
+    (project / "tests" / "container").mkdir(parents=True, exist_ok=True)
+    if (PROJECT_DIR / "deploy").is_dir():  # absent where the project has no Kubernetes
+        shutil.copytree(PROJECT_DIR / "deploy", project / "deploy", dirs_exist_ok=True)
+    mine = project_id(load_settings(project, environ={}))
+    docker = fake_cli(
+        tmp_path,
+        f"""*"version --format"*) echo 24.0.7 ;;
+"buildx version") echo v0.17.1 ;;
+"buildx inspect") echo "Driver: docker" ;;
+*"info --format"*) echo '{{}}' ;;
+"container ls"*) echo proj-run-1a2b3c ;;
+"network ls"*) echo proj-train ;;
+"container inspect --format {{{{.State.Status}}}} {{{{.State.ExitCode}}}}"*) echo exited 3 ;;
+"container inspect --format {{{{.State.Status}}}} "*) echo "exited {mine}" ;;
+"container inspect --format {{{{.State.Status}}}}"*) echo running ;;
+"image inspect --format {{{{.Os}}}}/{{{{.Architecture}}}}"*) echo linux/amd64 ;;
+"image inspect --format"*) echo {mine} ;;
+"image ls"*) echo sha256:aaa ;;
+"volume inspect"*) echo '[]' ;;
+"network inspect"*) echo {mine} ;;
+"system df"*) echo 1GB ;;
+"manifest inspect"*) echo '{{}}' ;;""",
+    )
+    monkeypatch.setenv("DOCKER", docker)
+    monkeypatch.setenv("REGISTRY", "127.0.0.1:5000/acme")
+    # Every task of the menu, a new one included; these with the flags that give them work to do.
+    flags = {
+        "run": {"detach": True},
+        "tensorboard": {"detach": True},
+        "notebook": {"detach": True},
+        "lock": {"dev": True},
+        "train": {"workers": "2"},
+    }
+    menu = Collection.from_module(tasks).tasks
+    calls = {task: flags.get(name, {}) for name, task in menu.items()}
+    printed, refusals = {}, {}
+    for task, kwargs in calls.items():
+        context = dry_context()
+        try:
+            task(context, **kwargs)
+        except Exit as refused:
+            refusals[task.name] = refused.message
+        out, err = capfd.readouterr()
+        printed[task.name.replace("_", "-")] = (out + err, commands_run(context))
+    # Only doctor may refuse: it also checks this machine (its disk, its architecture).
+    assert set(refusals) <= {"doctor"}, refusals
+    claims = {
+        name: [line for line in text.splitlines() if OUTCOME_WORDS.search(line)]
+        for name, (text, _) in printed.items()
+    }
+    assert {name: lines for name, lines in claims.items() if lines} == {}
+    for name in ("run", "tensorboard", "notebook", "push", "clean", "train", "lock"):
+        assert printed[name][1], f"`invoke --dry {name}` shows the commands it would run"
+    assert "would remove" in printed["clean"][0]
+    assert "would push" in printed["push"][0]

@@ -9,8 +9,8 @@ import pytest
 from devkit import distributed
 from devkit.engine import Engine
 from devkit.errors import UserError
-from devkit.targets import project_label
-from helpers.command_lines import settings_of, target_of, value_after
+from devkit.targets import project_id, project_label
+from helpers.command_lines import argv_of, settings_of, target_of, value_after
 from helpers.recording_engine import RecordingEngine
 
 # A worker's /proc/net/tcp and tcp6 while its TensorFlow server runs: port 2222 (08AE) listened on,
@@ -40,15 +40,17 @@ def test_each_worker_is_the_jobs_pod_of_its_index_as_a_container_of_invoke_run(p
     settings = settings_of(project, "acme/flowers")
     target = target_of(settings)
     workers = distributed.workers_of(settings, target, 3)
-    argv = distributed.worker_command(
-        settings, target, workers[2], user="1234:1234", command=distributed.DEFAULT_COMMAND
+    argv = argv_of(
+        distributed.worker_spec(
+            settings, target, workers[2], user="1234:1234", command=distributed.DEFAULT_COMMAND
+        )
     )
     assert argv[:4] == ["docker", "run", "--name", "acme-flowers-train-2"]
     assert value_after(argv, "--network") == ["acme-flowers-train"]
     assert value_after(argv, "--hostname") == ["flowers-train-2"]
     assert value_after(argv, "--network-alias") == ["flowers-train-2.flowers-workers"]
     environment = [value for value in value_after(argv, "--env") if "=" in value]
-    assert environment[-5:] == [
+    assert environment[1:6] == [
         "JOB_COMPLETION_INDEX=2",
         "TRAIN_WORKERS=3",
         "TRAIN_JOB=flowers-train",
@@ -71,8 +73,8 @@ def test_the_gpu_images_workers_get_the_gpus_and_names_of_their_own(project):
     settings = settings_of(project, "acme/flowers")
     target = target_of(settings, gpu=True)
     [worker] = distributed.workers_of(settings, target, 1)
-    argv = distributed.worker_command(
-        settings, target, worker, user=None, command=["python", "train.py"]
+    argv = argv_of(
+        distributed.worker_spec(settings, target, worker, user=None, command=["python", "train.py"])
     )
     assert worker.container == "acme-flowers-gpu-train-0"
     assert value_after(argv, "--gpus") == ["all"]
@@ -105,13 +107,13 @@ def test_more_workers_than_the_engines_memory_holds_are_refused_before_anything_
 
 
 def test_a_training_that_runs_already_is_refused(project):
+    settings = settings_of(project, "acme/flowers")
     engine = RecordingEngine(
         answers={
             **BUILT,
-            "inspect --format {{.State.Status}} acme-flowers-train-1": (0, "running\n", ""),
+            " {{.Id}} acme-flowers-train-1": (0, f"running {project_id(settings)}\n", ""),
         }
     )
-    settings = settings_of(project, "acme/flowers")
     with pytest.raises(
         UserError, match="^a training already runs in acme-flowers-train-1; wait for it"
     ):
@@ -139,33 +141,35 @@ def test_dry_prints_the_network_and_every_worker_and_starts_nothing(project, cap
     assert [line.split(" --")[0] for line in printed] == ["docker run", "docker run"]
     assert printed[1].endswith("acme/flowers:latest python -m app.train --epochs 5")
     assert engine.actions == [
-        f"docker network create --label {project_label(settings)} acme-flowers-train"
+        f"docker network create --label {project_label(settings)} acme-flowers-train",
+        "docker network rm acme-flowers-train",
     ]
 
 
 class ScriptedWorkers(RecordingEngine):
     """Each worker a shell script instead of a container: `scripts` by worker index."""
 
-    def __init__(self, scripts: dict[int, str], *, listening: bool = True, **kwargs) -> None:
+    def __init__(self, scripts: dict[int, str], project_id: str, *, listening: bool = True) -> None:
         answers = {
             **BUILT,
-            "network inspect": (0, "[]", ""),
-            "inspect --format {{.State.Status}}": (0, "exited\n", ""),
+            "network inspect": (0, f"{project_id}\n", ""),
+            "container inspect": (0, f"exited {project_id} from-a-crash\n", ""),
             # Each worker's TensorFlow server, as MultiWorkerMirroredStrategy starts it; or none.
             "cat /proc/net/tcp /proc/net/tcp6": (0, PROC_NET_TCP if listening else "", ""),
         }
-        super().__init__(answers=answers, **kwargs)
+        super().__init__(answers=answers, run_leaves="exited")
         self.scripts = scripts
 
     def _start_process(self, argv):
         self.log.append(("start", " ".join(argv)))
+        self.remember(argv)
         index = int(argv[argv.index("--name") + 1].rsplit("-", 1)[1])
         return Engine._start_process(self, ["sh", "-c", self.scripts[index]])
 
 
 def run_scripted(project, scripts: dict[int, str], *, listening: bool = True):
-    engine = ScriptedWorkers(scripts, listening=listening)
     settings = settings_of(project, "acme/flowers")
+    engine = ScriptedWorkers(scripts, project_id(settings), listening=listening)
     distributed.train(engine, settings, target_of(settings), workers=str(len(scripts)))
     return engine
 
@@ -180,8 +184,11 @@ def test_each_workers_lines_show_under_its_name_and_nothing_is_left(project, cap
         "acme-flowers-train-0 | chief two",
     ]
     assert "acme-flowers-train-1 | other" in out
+    assert engine.actions[0] == (
+        "docker container rm --force acme-flowers-train-0 acme-flowers-train-1"
+    ), "what a crash of this project's left goes first"
     assert engine.actions[-2:] == [
-        "docker container rm --force acme-flowers-train-0 acme-flowers-train-1",
+        "docker container rm --force id-of-acme-flowers-train-0 id-of-acme-flowers-train-1",
         "docker network rm acme-flowers-train",
     ]
 
@@ -222,7 +229,9 @@ def test_once_the_chief_has_ended_the_others_get_a_grace_period(project, monkeyp
         "the chief has ended, and acme-flowers-train-1 still ran 0.5 s later: stopped"
         in capsys.readouterr().err
     )
-    assert engine.ran("docker container rm --force acme-flowers-train-0 acme-flowers-train-1")
+    assert engine.ran(
+        "docker container rm --force id-of-acme-flowers-train-0 id-of-acme-flowers-train-1"
+    )
 
 
 def test_a_worker_that_fails_after_the_chief_is_a_warning_not_a_failure(project, capsys):
@@ -240,15 +249,17 @@ def test_sigterm_stops_every_worker_and_says_so(project, capsys):
         0: f"kill -TERM {os.getpid()}; sleep 1; echo cleaned up; exit 130",
         1: "sleep 0.2; exit 143",
     }
-    engine = ScriptedWorkers(scripts)
     settings = settings_of(project, "acme/flowers")
+    engine = ScriptedWorkers(scripts, project_id(settings))
     with pytest.raises(
         UserError, match="^stopped on SIGTERM; every worker was stopped and removed$"
     ):
         distributed.train(engine, settings, target_of(settings), workers="2")
     assert engine.ran("docker stop acme-flowers-train-0 acme-flowers-train-1")
     assert "acme-flowers-train-0 | cleaned up" in capsys.readouterr().out
-    assert engine.ran("docker container rm --force acme-flowers-train-0 acme-flowers-train-1")
+    assert engine.ran(
+        "docker container rm --force id-of-acme-flowers-train-0 id-of-acme-flowers-train-1"
+    )
 
 
 def test_the_engine_starts_a_process_whose_output_and_errors_share_one_pipe():

@@ -21,7 +21,16 @@ from devkit.targets import (
     project_id,
     tensorboard_target,
 )
-from helpers.command_lines import commands_run, dry_context, settings_of, target_of, value_after
+from helpers.command_lines import (
+    argv_of,
+    commands_run,
+    dry_context,
+    notebook_command,
+    settings_of,
+    target_of,
+    tensorboard_command,
+    value_after,
+)
 from helpers.engine import free_port
 from helpers.project import with_capabilities
 from helpers.recording_engine import RecordingEngine
@@ -76,7 +85,7 @@ def test_the_tools_have_containers_of_their_own(project):
 def test_tensorboard_command(project):
     (project / ".env").write_text("API_TOKEN=s3cret\n")
     settings = settings_of(project, TENSORBOARD_PORT="7006", HOST_ADDRESS="0.0.0.0")  # noqa: S104
-    argv = workbench.tensorboard_command(
+    argv = tensorboard_command(
         settings, tensorboard_target(target_of(settings)), user="1001:1001", detach=True
     )
     assert argv[:5] == ["docker", "run", "--name", "tf-tensorboard", "--detach"]
@@ -131,10 +140,10 @@ def test_a_running_tensorboard_is_not_started_twice(project):
     engine = RecordingEngine(
         answers={
             "image inspect": (0, "linux/amd64\n", ""),
-            "container inspect": (0, "running\n", ""),
         }
     )
     settings = settings_of(project, TENSORBOARD_PORT=str(free_port()))
+    engine.answers["container inspect"] = (0, f"running {project_id(settings)}\n", "")
     with pytest.raises(
         UserError, match=r"tf-tensorboard is already running; `invoke stop --tensorboard` stops it"
     ):
@@ -142,7 +151,12 @@ def test_a_running_tensorboard_is_not_started_twice(project):
 
 
 def test_a_detached_tensorboard_says_how_to_stop_it(project, capsys):
-    engine = RecordingEngine(answers={"image inspect": (0, "linux/amd64\n", "")})
+    engine = RecordingEngine(
+        answers={
+            "image inspect": (0, "linux/amd64\n", ""),
+            "{{.State.ExitCode}}": (0, "running 0 healthy\n", ""),
+        }
+    )
     settings = settings_of(project, TENSORBOARD_PORT=str(free_port()))
     workbench.tensorboard(engine, settings, target_of(settings), detach=True)
     assert (
@@ -157,11 +171,12 @@ def test_a_detached_tensorboard_says_how_to_stop_it(project, capsys):
 def test_notebook_command(project, tmp_path):
     (project / ".env").write_text("API_TOKEN=s3cret\n")
     settings = settings_of(project, NOTEBOOK_PORT="7888")
-    env_file, app_env = tmp_path / "notebook.env", tmp_path / "app.env"
     target = notebook_target(target_of(settings))
-    argv = workbench.notebook_command(
-        settings, target, user="1001:1001", detach=False, env_file=env_file, app_env=app_env
+    spec = workbench.notebook_spec(settings, target, user="1001:1001", token="t0ken")  # noqa: S106
+    assert spec.secret_env == {"API_TOKEN": "s3cret", "JUPYTER_TOKEN": "t0ken"}, (
+        "the app's keys as `invoke run` passes them, and the token"
     )
+    argv = argv_of(spec, env_file=tmp_path / "app.env")
     assert argv[:4] == ["docker", "run", "--name", "tf-notebook"]
     assert value_after(argv, "--publish") == ["127.0.0.1:7888:8888"]
     assert value_after(argv, "--mount") == [
@@ -169,10 +184,8 @@ def test_notebook_command(project, tmp_path):
         f"type=bind,source={project / 'src'},target=/app/src,readonly",
         f"type=bind,source={project / 'notebooks'},target=/app/notebooks",
     ]
-    assert value_after(argv, "--env-file") == [str(app_env), str(env_file)], (
-        "the app's keys as `invoke run` passes them, and the token"
-    )
-    assert "s3cret" not in argv
+    assert value_after(argv, "--env-file") == [str(tmp_path / "app.env")]
+    assert not any("s3cret" in word or "t0ken" in word for word in argv)
     assert value_after(argv, "--cap-drop") == ["ALL"]
     assert argv[argv.index("tf:latest-notebook") + 1 :] == workbench.JUPYTER_LAB
     assert "--allow-root" not in argv
@@ -180,13 +193,7 @@ def test_notebook_command(project, tmp_path):
 
 def test_jupyterlab_is_told_to_run_as_root_only_where_the_container_is_root(project, tmp_path):
     settings = settings_of(project)
-    argv = workbench.notebook_command(
-        settings,
-        notebook_target(target_of(settings)),
-        user="0:0",
-        detach=True,
-        env_file=tmp_path / "e",
-    )
+    argv = notebook_command(settings, notebook_target(target_of(settings)), user="0:0", detach=True)
     assert argv[-1] == "--allow-root"
     assert "--detach" in argv
 
@@ -226,7 +233,8 @@ def test_notebook_builds_its_stage_then_serves_with_a_token_only_the_caller_sees
 
     engine._action_process = read_the_env_file
     workbench.notebook(engine, settings, target_of(settings))
-    build, run = engine.actions
+    pull, build, run = engine.actions
+    assert pull.startswith("docker pull ")
     assert build.startswith("docker build ")
     assert " --target notebook --tag tf:latest-notebook " in build
     assert run.startswith("docker run --name tf-notebook ")
@@ -395,7 +403,8 @@ def test_dry_tensorboard_and_notebook_print_their_containers(task_project, capsy
     context = dry_context()
     tasks.tensorboard(context, detach=True)
     tasks.notebook(context, gpu=True)
-    board, build, lab = commands_run(context)
+    board, pull, build, lab = commands_run(context)
+    assert " pull " in pull
     assert " run --name proj-tensorboard --detach " in board
     assert board.endswith(
         "proj:latest tensorboard --logdir /app/data/logs --host 0.0.0.0 --port 6006"
