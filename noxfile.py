@@ -60,7 +60,11 @@ def lock_step(installed: str | None, wanted: str) -> str | None:
 
 def install_lock(session: nox.Session, lock: str) -> None:
     """`lock` in the session's venv, which nox keeps between runs (reuse_venv): installed once,
-    synced when the lock changes, untouched (no pip at all) while it does not."""
+    synced when the lock changes, untouched (no pip at all) while it does not. Under `nox
+    --no-venv` there is no venv: the tools on PATH run, and nothing is installed."""
+    if session.venv_backend == "none":
+        session.log(f"no venv (--no-venv): {lock} is not installed, the tools on PATH run")
+        return
     mark = Path(session.virtualenv.location, f"{lock}.sha256")
     wanted = hashlib.sha256(Path(lock).read_bytes()).hexdigest()
     step = lock_step(mark.read_text().strip() if mark.is_file() else None, wanted)

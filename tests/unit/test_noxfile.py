@@ -49,6 +49,7 @@ class RecordingSession:
 
     def __init__(self, venv: Path):
         self.virtualenv = SimpleNamespace(location=str(venv), bin=str(venv / "bin"))
+        self.venv_backend = "venv"
         self.posargs: list[str] = []
         self.done: list[tuple[str, ...]] = []
 
@@ -136,3 +137,12 @@ def test_the_pre_commit_hooks_run_what_the_lint_session_and_the_lock_check_run(
     assert {hook["language"] for hook in hooks} == {"system"}
     entries = {hook["entry"].replace(" --force-exclude", "") for hook in hooks}
     assert entries == commands
+
+
+def test_no_venv_installs_nothing_and_leaves_the_tools_on_path(tmp_path):
+    """`nox --no-venv` (as the template's generation tests run a generated project's sessions)."""
+    session = RecordingSession(tmp_path / "venv")
+    session.venv_backend = "none"
+    session.virtualenv = SimpleNamespace()  # nox's PassthroughEnv has no location
+    noxfile.install_lock(session, "requirements-dev.txt")
+    assert session.done == []
