@@ -70,15 +70,21 @@ def build(c, gpu=False, platform=None, no_cache=False, build_arg=None, export_ca
         "(<IMAGE_NAME>-run-<random>, beside a running server), no port published unless --publish asks",
         "publish": "with --cmd, publish HOST_PORT (to the app's CONTAINER_PORT) or HOST_PORT:CONTAINER_PORT on HOST_ADDRESS; repeatable",
         "read-only": "a read-only root filesystem: only DATA_DIR and an in-memory /tmp are writable",
+        "dev": "mount src/ read-only over the image's /app/src: edit, then restart to run the edit",
     },
 )
 @one_line_errors
-def run(c, gpu=False, platform=None, detach=False, cmd=None, publish=None, read_only=False):
+def run(
+    c, gpu=False, platform=None, detach=False, cmd=None, publish=None, read_only=False, dev=False
+):
     """Serve the image on HOST_PORT, or run a one-off --cmd beside it: DATA_DIR at /app/data, the app's .env keys.
 
     Ctrl-C stops and removes the container; so do SIGTERM, and SIGINT where no terminal passes Ctrl-C on.
     It runs as you (as root only where you and DATA_DIR's owner both are), without Linux capabilities
-    and with no-new-privileges.
+    and with no-new-privileges. Only the image `invoke build` made runs, never one pulled.
+    Where src/ or the image's lock changed since that build, a line says so and the run goes on
+    with the image as built (no build: a lock's change takes minutes); `invoke build` or --dev
+    brings an edit of src/ in.
     """
     engine, settings, target = open_target(c, PROJECT_DIR, gpu=gpu, platform=platform)
     tty = sys.stdin.isatty() and not detach
@@ -91,6 +97,7 @@ def run(c, gpu=False, platform=None, detach=False, cmd=None, publish=None, read_
         read_only=read_only,
         cmd=cmd,
         publish=tuple(publish or ()),
+        dev=dev,
     )
 
 
@@ -198,7 +205,8 @@ def push(c, gpu=False, platform=None):
 
     Each CPU image also goes out as <IMAGE_TAG>-<arch>, which the multi-architecture tag lists: a Mac
     and a Linux server pull the same name and each gets its own. Run `docker login` first where the
-    registry asks for credentials.
+    registry asks for credentials. Records the digest of what went out in .push-digests.json, by
+    which `invoke k8s` then names the image.
     """
     settings = load_settings(PROJECT_DIR)
     publishing.push(Engine(settings.docker, c), settings, gpu=gpu, platforms=platform or [])
@@ -330,8 +338,9 @@ def k8s(
     """Print the Kubernetes manifests (deploy/k8s/) for the image `invoke push` publishes: `invoke k8s | kubectl apply -f -`.
 
     An Indexed Job of N training workers and its headless Service, the data volume, the serving
-    Deployment with its Service, autoscaler and disruption budget, the NetworkPolicies. When .env
-    holds app keys, the pods read them from a Secret, which --app-secret prints too.
+    Deployment with its Service, autoscaler and disruption budget, the NetworkPolicies. The image
+    is named by the digest `invoke push` recorded, else by its tag (one line on standard error says
+    so). When .env holds app keys, the pods read them from a Secret, which --app-secret prints too.
     """
     from devkit import kubernetes  # PyYAML: imported for this task only
 

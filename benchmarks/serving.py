@@ -1,31 +1,37 @@
-"""How fast the example application serves, through the real tasks and the built image: `python -m benchmarks.serving`.
+"""How fast the example application serves, against the floor of Python HTTP serving, in one run:
+`python -m benchmarks.serving` (needs wrk: `apt-get install wrk`, `brew install wrk` on macOS).
 
-The example's benchmark, not the template's: it goes with the example (`nox -s bench` skips it once
-src/app/server.py is gone).
+The example's benchmark, not the template's: it goes with the example (`nox -s bench` skips it
+once src/app/server.py is gone).
 
-1. `invoke build` (seconds when nothing changed); in a temporary DATA_DIR holding only data/iris.csv, the
-   time from `invoke run --detach` to the first 200 from /health, with no model yet (the server trains
-   one first) and with that model trained.
-2. That model under load: two containers of the image, each limited to one CPU (`--cpus 1`), one with
-   batching (the defaults), one without (BATCH_MAX_ROWS=0: each request calls the model alone, in a thread,
-   as before batching). Keep-alive clients on 127.0.0.1 send 8-row requests for a few seconds per point,
-   1, 8 and 32 at once, to each server in turn: requests/s, p50 and p99 side by side.
-3. The goals of batching, each with its figure: met or missed. Exits 1 when one is missed.
+1. `invoke build` (seconds when nothing changed); in a temporary DATA_DIR holding only
+   data/iris.csv, the time from `invoke run --detach` to the first 200 from /health, with no model
+   yet (the server trains one first) and with that model trained.
+2. Five containers of the image, each limited to one CPU (`--cpus 1`), the trained model mounted
+   read-only: ours with batching (the defaults), ours without (BATCH_MAX_ROWS=0), ours without its
+   log line per request (ACCESS_LOG=0: what that line costs), and two floors
+   (benchmarks/serving_floor.py: a constant answer of the same size from Starlette, on uvicorn's
+   h11 + asyncio, and on its httptools + uvloop). wrk (one thread, keep-alive connections to
+   127.0.0.1) sends 8-row POST /predict requests for a few seconds per point, at 1, 8 and 32
+   connections, to each server in turn: requests/s, p50, p99, the server's CPU use (of its one
+   CPU) and CPU time per request (which other load on the machine changes least), and ours over
+   each. The median time of one call of the model (8 rows) is measured in the image too.
+3. The goals, each with its figure: met or missed. Exits 1 when one is missed.
+
+wrk, not Python threads, is the client: it costs a fraction of a core, so the figures are the
+server's. Published ports go through the engine's port forwarding, the same for every server.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -36,12 +42,51 @@ from devkit.settings import load_settings
 from devkit.targets import resolve_target
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+FLOOR_APP = PROJECT_DIR / "benchmarks" / "serving_floor.py"
 
 ROWS_PER_REQUEST = 8
-CLIENTS = (1, 8, 32)
-WARM_UP_S = 0.5
 ROW = [5.1, 3.5, 1.4, 0.2]
-SERVERS = {"batching": {}, "no batching": {"BATCH_MAX_ROWS": "0"}}  # the app keys of each server
+CLIENTS = (1, 8, 32)
+WARM_UP_S = 2
+OURS, UNBATCHED, UNLOGGED = "ours, batching", "ours, no batching", "ours, ACCESS_LOG=0"
+FLOOR_H11, FLOOR = "floor: h11 + asyncio", "floor: httptools + uvloop"
+# Each server: its app keys and its command (None: the image's own, `python -m app`).
+SERVERS: dict[str, tuple[dict[str, str], list[str] | None]] = {
+    OURS: ({}, None),
+    UNBATCHED: ({"BATCH_MAX_ROWS": "0"}, None),
+    UNLOGGED: ({"ACCESS_LOG": "0"}, None),
+    FLOOR_H11: ({}, ["python", "/bench/floor.py", "--http", "h11", "--loop", "asyncio"]),
+    FLOOR: ({}, ["python", "/bench/floor.py", "--http", "httptools", "--loop", "uvloop"]),
+}
+# The median time of one call of the SavedModel's signature on 8 rows, as the server calls it.
+MODEL_CALL_PROBE = f"""
+import statistics, time
+import numpy as np
+from app import server, store
+server.limit_tensorflow_threads()
+(_, folder), *_ = store.scan(__import__("pathlib").Path("/app/data/models"))[0]
+signature = store.load_signature(folder)
+rows = np.array([{ROW}] * {ROWS_PER_REQUEST}, dtype="float32")
+times = []
+for _ in range(600):
+    started = time.perf_counter()
+    signature.call(rows)
+    times.append(time.perf_counter() - started)
+print(statistics.median(times[100:]) * 1000)
+"""
+# wrk's script: the request, and the figures as one JSON line once the run is done.
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = '%s'
+wrk.headers["Content-Type"] = "application/json"
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %%d, "duration_us": %%d, "errors": %%d, "p50_us": %%d, "p99_us": %%d}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
 
 
 def invoke(*args: str, env: dict[str, str]) -> None:
@@ -82,35 +127,9 @@ def seconds_to_first_health(url: str, env: dict[str, str]) -> float:
     return wait_for_health(url, started)
 
 
-# --- the load: keep-alive clients on plain sockets, so that the client costs little CPU ---------------
-
-
-def _request(port: int) -> bytes:
-    body = json.dumps({"instances": [ROW] * ROWS_PER_REQUEST}).encode()
-    head = f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    return head.encode() + body
-
-
-def _read_response(connection: socket.socket, buffer: bytes) -> tuple[bytes, bytes]:
-    """One HTTP response's status line, and what was read beyond the response."""
-    while b"\r\n\r\n" not in buffer:
-        buffer += _received(connection)
-    head, _, rest = buffer.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    while len(rest) < length:
-        rest += _received(connection)
-    return head.split(b"\r\n", 1)[0], rest[length:]
-
-
-def _received(connection: socket.socket) -> bytes:
-    data = connection.recv(65536)
-    if not data:
-        raise ConnectionError("the server closed the connection")
-    return data
+def load_average() -> str:
+    path = Path("/proc/loadavg")
+    return " ".join(path.read_text().split()[:3]) if path.exists() else "unknown (no /proc)"
 
 
 @dataclass
@@ -118,104 +137,156 @@ class Point:
     requests_per_s: float
     p50_ms: float
     p99_ms: float
+    cpu: float  # the server's CPU time over the wall time: 1.0 is its whole --cpus 1
 
 
-def load(port: int, clients: int, seconds: float) -> Point:
-    """`clients` keep-alive connections, each sending one request after the other; the figures of the
-    requests that end between the warm-up and the end."""
-    request = _request(port)
-    barrier = threading.Barrier(clients + 1)
-    latencies: list[list[float]] = [[] for _ in range(clients)]
-    failures: list[str] = []
-    window: list[float] = []
-
-    def client(record: list[float]) -> None:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
-                connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                buffer = b""
-                barrier.wait()
-                measure_from, end = window
-                while (started := time.perf_counter()) < end:
-                    connection.sendall(request)
-                    status, buffer = _read_response(connection, buffer)
-                    ended = time.perf_counter()
-                    if not status.startswith(b"HTTP/1.1 200"):
-                        raise ConnectionError(status.decode(errors="replace"))
-                    if measure_from <= started and ended <= end:
-                        record.append(ended - started)
-        except (OSError, threading.BrokenBarrierError) as error:
-            failures.append(f"{type(error).__name__}: {error}")
-            barrier.abort()
-
-    threads = [threading.Thread(target=client, args=(record,)) for record in latencies]
-    for thread in threads:
-        thread.start()
-    now = time.perf_counter()
-    window.extend([now + WARM_UP_S, now + WARM_UP_S + seconds])
-    with contextlib.suppress(threading.BrokenBarrierError):  # a client failed: it says why below
-        barrier.wait()
-    for thread in threads:
-        thread.join()
-    if failures:
-        sys.exit(f"a client failed at {clients} clients: {failures[0]}")
-    every = sorted(latency for record in latencies for latency in record)
-    percentiles = statistics.quantiles(every, n=100, method="inclusive")
-    return Point(len(every) / seconds, percentiles[49] * 1000, percentiles[98] * 1000)
+# The container's CPU time so far, in microseconds, from its cgroup: v2's cpu.stat, or v1's cpuacct.
+CPU_USAGE = (
+    "if [ -f /sys/fs/cgroup/cpu.stat ]; then sed -n 's/^usage_usec //p' /sys/fs/cgroup/cpu.stat;"
+    " else echo $(( $(cat /sys/fs/cgroup/cpuacct/cpuacct.usage) / 1000 )); fi"
+)
 
 
-def start_server(docker: str, image: str, name: str, data: Path, app_keys: dict[str, str]) -> str:
+def cpu_seconds(docker: str, container: str) -> float:
+    """The CPU time the container has used so far."""
+    usage = subprocess.run(
+        [docker, "exec", container, "sh", "-c", CPU_USAGE],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return int(usage) / 1e6
+
+
+def wrk(script: Path, url: str, clients: int, seconds: float) -> dict:
+    """One wrk run: `clients` keep-alive connections, one thread; its figures (the script's)."""
+    result = subprocess.run(
+        ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script)]
+        + [f"{url}/predict"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    figures = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode != 0 or not figures:
+        sys.exit(f"wrk failed at {clients} clients on {url}: {result.stderr or result.stdout}")
+    return json.loads(figures[-1])
+
+
+def measure(docker: str, container: str, script: Path, url: str, clients: int, seconds: float):
+    used = cpu_seconds(docker, container)
+    started = time.perf_counter()
+    figures = wrk(script, url, clients, seconds)
+    wall = time.perf_counter() - started
+    cpu = (cpu_seconds(docker, container) - used) / wall
+    if figures["errors"]:
+        sys.exit(f"{container}: {figures['errors']} failed requests at {clients} clients")
+    return Point(
+        requests_per_s=figures["requests"] / (figures["duration_us"] / 1e6),
+        p50_ms=figures["p50_us"] / 1000,
+        p99_ms=figures["p99_us"] / 1000,
+        cpu=cpu,
+    )
+
+
+def start_server(
+    docker: str, image: str, name: str, data: Path, keys: dict[str, str], command: list[str] | None
+) -> str:
     """A server container on one CPU, the models mounted read-only; its URL."""
     port = free_port()
-    argv = [
-        docker,
-        "run",
-        "--detach",
-        "--rm",
-        "--name",
-        name,
-        "--cpus",
-        "1",
-        "--publish",
-        f"127.0.0.1:{port}:8888",
-    ]
+    argv = [docker, "run", "--detach", "--rm", "--name", name, "--cpus", "1"]
+    argv += ["--publish", f"127.0.0.1:{port}:8888"]
     argv += ["--mount", f"type=bind,source={data},target=/app/data,readonly"]
-    for key, value in app_keys.items():
+    argv += ["--mount", f"type=bind,source={FLOOR_APP},target=/bench/floor.py,readonly"]
+    for key, value in keys.items():
         argv += ["--env", f"{key}={value}"]
-    subprocess.run([*argv, image], capture_output=True, text=True, check=True)
+    subprocess.run([*argv, image, *(command or [])], capture_output=True, text=True, check=True)
     return f"http://127.0.0.1:{port}"
 
 
-def goals(figures: dict[str, dict[int, Point]]) -> list[tuple[str, str, bool]]:
-    """Each goal of batching: what it asks, the figure, met."""
-    on, off = figures["batching"], figures["no batching"]
-    ratio = on[32].requests_per_s / on[1].requests_per_s
-    latency = on[1].p50_ms / off[1].p50_ms
+def model_call_ms(docker: str, image: str, data: Path) -> float:
+    """The median time of one call of the model on 8 rows, in the image on one CPU."""
+    argv = [docker, "run", "--rm", "--cpus", "1"]
+    argv += ["--mount", f"type=bind,source={data},target=/app/data,readonly"]
+    result = subprocess.run(
+        [*argv, image, "python", "-c", MODEL_CALL_PROBE], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        sys.exit(f"the model call probe failed:\n{result.stderr.strip()[-2000:]}")
+    return float(result.stdout.split()[-1])
+
+
+def goals(figures: dict[str, dict[int, Point]], model_ms: float) -> list[tuple[str, str, bool]]:
+    """Each goal: what it asks, the figure, met."""
+    ours, unbatched, floor = figures[OURS], figures[UNBATCHED], figures[FLOOR]
+    share = ours[32].requests_per_s / floor[32].requests_per_s
+    gain = ours[8].requests_per_s / unbatched[8].requests_per_s
+    bound = floor[1].p50_ms + model_ms + 0.5
     return [
-        ("requests/s at 32 clients >= 2x at 1 client", f"{ratio:.2f}x", ratio >= 2),
-        ("p99 at 32 clients <= 100 ms", f"{on[32].p99_ms:.1f} ms", on[32].p99_ms <= 100),
-        ("p50 at 1 client <= 1.1x that of no batching", f"{latency:.2f}x", latency <= 1.1),
+        ("32 clients: requests/s >= 0.5x the httptools floor", f"{share:.2f}x", share >= 0.5),
+        ("32 clients: p99 <= 50 ms", f"{ours[32].p99_ms:.1f} ms", ours[32].p99_ms <= 50),
+        ("8 clients: requests/s >= 2x without batching", f"{gain:.2f}x", gain >= 2),
+        (
+            f"1 client: p50 <= floor p50 + model call + 0.5 ms = {bound:.2f} ms",
+            f"{ours[1].p50_ms:.2f} ms",
+            ours[1].p50_ms <= bound,
+        ),
     ]
+
+
+def report(figures, model_ms: float, seconds: float, loads: tuple[str, str]) -> int:
+    print(
+        f"\nPOST /predict, {ROWS_PER_REQUEST} rows per request; each server on one CPU (--cpus 1),"
+        f" {os.cpu_count()} cores here; wrk: 1 thread, keep-alive, {seconds:g} s per point"
+    )
+    print(f"one call of the model ({ROWS_PER_REQUEST} rows), median: {model_ms:.2f} ms")
+    print(f"load average (1, 5, 15 min): {loads[0]} before, {loads[1]} after")
+    print(
+        f"\n{'clients':>7}  {'server':<27}{'requests/s':>11}{'p50':>10}{'p99':>10}"
+        f"{'server CPU':>12}{'CPU/request':>13}{'ours/server':>13}"
+    )
+    for clients in CLIENTS:
+        ours = figures[OURS][clients].requests_per_s
+        for index, (server, points) in enumerate(figures.items()):
+            point = points[clients]
+            print(
+                f"{clients if index == 0 else '':>7}  {server:<27}{point.requests_per_s:>11.0f}"
+                f"{point.p50_ms:>7.2f} ms{point.p99_ms:>7.1f} ms{point.cpu:>11.0%}"
+                f"{point.cpu / point.requests_per_s * 1000:>10.3f} ms"
+                f"{ours / point.requests_per_s:>13.2f}"
+            )
+    print(f"\n{'goal':<60}{'figure':>10}  result")
+    results = goals(figures, model_ms)
+    for goal, figure, met in results:
+        print(f"{goal:<60}{figure:>10}  {'met' if met else 'MISSED'}")
+    return 0 if all(met for _, _, met in results) else 1
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--seconds", type=float, default=3, help="seconds of load per point (default 3)"
+        "--seconds", type=float, default=5, help="seconds of load per point (default 5)"
     )
     arguments = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit(
+            "benchmarks.serving needs wrk, the HTTP load generator: `apt-get install wrk` "
+            "(Debian, Ubuntu) or `brew install wrk` (macOS)"
+        )
     settings = load_settings(PROJECT_DIR, os.environ)
+    docker = settings.docker
     image = resolve_target(
-        settings, gpu=False, platform_flag=None, host=Engine(settings.docker).native_platform()
+        settings, gpu=False, platform_flag=None, host=Engine(docker).native_platform()
     ).image
-    names = {
-        server: f"serving-bench-{server.replace(' ', '-')}-{os.getpid()}" for server in SERVERS
-    }
+    names = {server: f"serving-bench-{index}-{os.getpid()}" for index, server in enumerate(SERVERS)}
     with tempfile.TemporaryDirectory(prefix="serving-bench-") as work:
         Path(work).chmod(0o755)  # the servers' user reads the models
         data = Path(work) / "data"
         data.mkdir()
         shutil.copy(PROJECT_DIR / "data" / "iris.csv", data)
+        script = Path(work) / "predict.lua"
+        body = json.dumps({"instances": [ROW] * ROWS_PER_REQUEST})
+        script.write_text(WRK_SCRIPT % body, encoding="utf-8")
         port = free_port()
         env = {**os.environ, "DATA_DIR": str(data), "HOST_PORT": str(port)}
         url = f"http://127.0.0.1:{port}"
@@ -225,21 +296,24 @@ def main() -> int:
             invoke("stop", env=env)
             trained = seconds_to_first_health(url, env)
             invoke("stop", env=env)
+            model_ms = model_call_ms(docker, image, data)
             urls = {
-                server: start_server(settings.docker, image, names[server], data, keys)
-                for server, keys in SERVERS.items()
+                server: start_server(docker, image, names[server], data, keys, command)
+                for server, (keys, command) in SERVERS.items()
             }
             for server_url in urls.values():
                 wait_for_health(server_url, time.perf_counter())
+                wrk(script, server_url, CLIENTS[-1], WARM_UP_S)
+            loads = [load_average()]
             figures: dict[str, dict[int, Point]] = {server: {} for server in SERVERS}
-            for (
-                clients
-            ) in CLIENTS:  # the servers in turn, so that both see what else this machine does
+            # The servers in turn at each point, so that all see what else this machine does.
+            for clients in CLIENTS:
                 for server, server_url in urls.items():
                     print(f"{server}, {clients} clients ...", file=sys.stderr, flush=True)
-                    figures[server][clients] = load(
-                        int(server_url.rsplit(":", 1)[1]), clients, arguments.seconds
+                    figures[server][clients] = measure(
+                        docker, names[server], script, server_url, clients, arguments.seconds
                     )
+            loads.append(load_average())
         finally:
             subprocess.run(
                 [sys.executable, "-m", "invoke", "stop"],
@@ -249,28 +323,11 @@ def main() -> int:
                 check=False,
             )
             subprocess.run(
-                [settings.docker, "rm", "--force", *names.values()],
-                capture_output=True,
-                check=False,
+                [docker, "rm", "--force", *names.values()], capture_output=True, check=False
             )
     print(f"{'invoke run --detach to first /health 200, no model yet':<58} {untrained:.1f} s")
     print(f"{'invoke run --detach to first /health 200, model trained':<58} {trained:.1f} s")
-    print(
-        f"\nPOST /predict, {ROWS_PER_REQUEST} rows per request, server on one CPU (--cpus 1), {os.cpu_count()} cores here"
-    )
-    print(f"{'clients':>7}  {'':>10}{'batching':^30}{'no batching':^30}")
-    print(f"{'':>7}  {'':>10}" + f"{'requests/s':>12}{'p50':>9}{'p99':>9}" * 2)
-    for clients in CLIENTS:
-        row = "".join(
-            f"{point.requests_per_s:>12.0f}{point.p50_ms:>6.1f} ms{point.p99_ms:>6.1f} ms"
-            for point in (figures[server][clients] for server in SERVERS)
-        )
-        print(f"{clients:>7}  {'':>10}{row}")
-    print(f"\n{'goal':<48}{'figure':>10}  result")
-    results = goals(figures)
-    for goal, figure, met in results:
-        print(f"{goal:<48}{figure:>10}  {'met' if met else 'MISSED'}")
-    return 0 if all(met for _, _, met in results) else 1
+    return report(figures, model_ms, arguments.seconds, (loads[0], loads[1]))
 
 
 if __name__ == "__main__":

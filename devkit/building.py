@@ -12,7 +12,7 @@ import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 
-from devkit import runtime
+from devkit import runtime, sources
 from devkit.engine import Dialect, Engine, first_line
 from devkit.errors import UserError
 from devkit.host import private_folder, proxies
@@ -154,6 +154,11 @@ def build_command(
         argv += ["--target", target.stage]
     argv += ["--tag", target.image]
     argv += ["--label", project_label(settings)]
+    if target.stage is None:
+        # What the image is made from, which `invoke run` compares with the project (sources.py).
+        lock = settings.project_dir / target.lock.output
+        for name, value in sources.digest_labels(settings.project_dir, lock).items():
+            argv += ["--label", f"{name}={value}"]
     argv += cache or []
     for name, value in settings.going_to(Goes.BUILD_ARG).items():
         argv += ["--build-arg", f"{name}={value}"]

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from platform import system as host_system
 
-from devkit import runtime
+from devkit import runtime, sources
 from devkit.engine import Engine, Outcome, command_line, first_line
 from devkit.errors import UserError
 from devkit.host import container_user, remove_orphaned_folders, require_writable_by, user_ids
@@ -28,6 +28,8 @@ from devkit.targets import PROJECT_LABEL, Target, project_id, project_label
 
 # Where DATA_DIR appears inside the container.
 CONTAINER_DATA_DIR = "/app/data"
+# Where the Dockerfile copies src/, which `invoke run --dev` mounts over (read-only).
+CONTAINER_SOURCE_DIR = "/app/src"
 
 # Inside the container test's container: the project's tests and pytest, both mounted read-only,
 # so nothing for testing is installed in the image that users ship.
@@ -120,11 +122,15 @@ def run_spec(
     ports: list[tuple[int, int]],
     read_only: bool = False,
     command: list[str] | None = None,
+    dev: bool = False,
 ) -> ContainerSpec:
-    """`invoke run`'s container: the server, or a one-off command, published on HOST_ADDRESS."""
+    """`invoke run`'s container: the server, or a one-off command, published on HOST_ADDRESS;
+    with `dev`, the project's src/ mounted read-only over the image's."""
     spec = container_spec(settings, target, name=name, user=user, command=command or ())
     published = tuple(Port(settings.host_address, host, inner) for host, inner in ports)
-    return replace(spec, ports=published, read_only=read_only)
+    source = settings.project_dir / sources.SOURCE_DIR
+    mounts = (mount_spec(source, CONTAINER_SOURCE_DIR, readonly=True),) if dev else ()
+    return replace(spec, ports=published, read_only=read_only, mounts=(*spec.mounts, *mounts))
 
 
 def shell_spec(settings: Settings, target: Target, *, name: str, user: str | None) -> ContainerSpec:
@@ -226,6 +232,20 @@ def require_image(engine: Engine, target: Target) -> None:
     runtime.require_image(engine, target.image, target.platform, target.build_hint())
 
 
+def warn_if_stale(
+    engine: Engine, settings: Settings, target: Target, *, source: bool = True
+) -> None:
+    """One line on stderr where src/ (unless `source` is False: mounted) or the image's lock
+    changed since the image was built. A warning, not a build: the run starts with what is built
+    (a lock's change can mean minutes of building, an edit in src/ `invoke run --dev` serves)."""
+    lock = settings.project_dir / target.lock.output
+    changed = sources.changed_since_build(
+        engine, target.image, settings.project_dir, lock, source=source
+    )
+    if changed:
+        print(sources.stale_line(target.image, changed, target.build_hint()), file=sys.stderr)
+
+
 def _inspect_container(engine: Engine, settings: Settings, name: str) -> tuple[str, bool] | None:
     """The state of the container `name` and whether it is this project's (carries its label);
     None if there is none."""
@@ -250,11 +270,13 @@ def run(
     read_only: bool = False,
     cmd: str | None = None,
     publish: tuple[str, ...] = (),
+    dev: bool = False,
 ) -> None:
     """`invoke run`: the server (no `cmd`), or a one-off command in a container of its own beside
-    it.
+    it; with `dev`, src/ mounted read-only over the image's.
 
-    Everything is checked before the container is created; a foreground one is removed after.
+    Everything is checked before the container is created (the image first: never pulled); a
+    foreground one is removed after.
     """
     command = parse_command(cmd) if cmd is not None else None
     if command is None and publish:
@@ -270,17 +292,27 @@ def run(
     name = target.container if command is None else one_off_name(target)
     user = container_user(settings)
     spec = run_spec(
-        settings, target, name=name, user=user, ports=ports, read_only=read_only, command=command
+        settings,
+        target,
+        name=name,
+        user=user,
+        ports=ports,
+        read_only=read_only,
+        command=command,
+        dev=dev,
     )
     require_engine_for(engine, target)
     urls = ", ".join(port.url for port in spec.ports)
+    mounted = f", src/ {settings.project_dir / sources.SOURCE_DIR} read-only" if dev else ""
     if command is None:
-        doing = f"serving {target.image} as {name} on {urls} (DATA_DIR {settings.data_dir})"
+        doing = (
+            f"serving {target.image} as {name} on {urls} (DATA_DIR {settings.data_dir}{mounted})"
+        )
     else:
         published = urls or "no port published"
         doing = (
             f"running `{shlex.join(command)}` in {name} ({target.image}; {published}; "
-            f"DATA_DIR {settings.data_dir})"
+            f"DATA_DIR {settings.data_dir}{mounted})"
         )
     ended = runtime.start(
         engine,
@@ -288,7 +320,12 @@ def run(
         detach=detach,
         tty=tty,
         stop_hint=f"`invoke stop{target.selection}`",
-        prepare=lambda: (prepare_data_dir(engine, settings, user), engine.report(doing)),
+        build_hint=target.build_hint(),
+        prepare=lambda: (
+            warn_if_stale(engine, settings, target, source=not dev),
+            prepare_data_dir(engine, settings, user),
+            engine.report(doing),
+        ),
     )
     result = ended.outcome
     # 130: the container ended on Ctrl-C, which is how a foreground run is meant to stop.
@@ -321,7 +358,11 @@ def shell(engine: Engine, settings: Settings, target: Target, *, tty: bool) -> O
         spec,
         interactive=True,
         tty=tty,
-        prepare=lambda: prepare_data_dir(engine, settings, user),
+        build_hint=target.build_hint(),
+        prepare=lambda: (
+            warn_if_stale(engine, settings, target),
+            prepare_data_dir(engine, settings, user),
+        ),
     )
     return ended.outcome
 

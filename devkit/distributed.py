@@ -29,6 +29,7 @@ from devkit.containers import (
     prepare_data_dir,
     require_engine_for,
     require_image,
+    warn_if_stale,
 )
 from devkit.engine import Engine, first_line
 from devkit.errors import UserError
@@ -172,6 +173,7 @@ def train(
     specs = [worker_spec(settings, target, worker, user=user, command=command) for worker in crew]
     require_engine_for(engine, target)
     engine.require(require_image, engine, target)
+    warn_if_stale(engine, settings, target)
     engine.require(_require_memory_for, engine, count)
     leftovers = _require_not_running(engine, settings, target, specs)
     prepare_data_dir(engine, settings, user)

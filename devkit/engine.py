@@ -166,8 +166,16 @@ class Dialect:
         --cache-from REPO`), rather than BuildKit's cache exports."""
         return self.podman
 
-    def manifest_commands(self, name: str, images: list[str], *, insecure: bool) -> list[list[str]]:
-        """Drop a stale local draft of the list `name`, make it of the pushed `images`, push it.
+    def digest_file_options(self, path: str) -> list[str]:
+        """A push writes the digest it pushed to `path`: Podman's pushes print none, docker's print
+        it (`docker push`: `<tag>: digest: sha256:...`, `docker manifest push`: `sha256:...`)."""
+        return ["--digestfile", path] if self.podman else []
+
+    def manifest_commands(
+        self, name: str, images: list[str], *, insecure: bool, digest_file: str
+    ) -> list[list[str]]:
+        """Drop a stale local draft of the list `name`, make it of the pushed `images`, push it
+        (its digest to `digest_file`, where the CLI writes one there).
 
         `docker manifest` (in every docker CLI since 20.10, no buildx needed) keeps a local draft
         of the list: `rm` drops one that an interrupted push left, whose entries `create` would
@@ -182,7 +190,15 @@ class Dialect:
             return [
                 [cli, "manifest", "rm", name],
                 [cli, "manifest", "create", name, *remote],
-                [cli, "manifest", "push", "--rm", name, f"docker://{name}"],
+                [
+                    cli,
+                    "manifest",
+                    "push",
+                    "--rm",
+                    *self.digest_file_options(digest_file),
+                    name,
+                    f"docker://{name}",
+                ],
             ]
         insecure_flag = ["--insecure"] if insecure else []
         return [

@@ -2,10 +2,11 @@
 
 The files in deploy/k8s/ are plain, kustomize-friendly YAML that say `tensorflow-app` wherever the
 project's name goes and name the image `tensorflow-app` (KServe's files say `tensorflow-model` for
-the app's model). Rendering sets the image, the names, the number of training workers, for the GPU
-image a GPU per pod, and what the flags say of the cluster: namespace, pull secret, service
-account, storage class, the Job's command, the Secret of the app keys. Pure functions but `load`,
-`model_name` and `manifests`, which read files.
+the app's model). Rendering sets the image (by the digest `invoke push` recorded, else by its tag),
+the names, the number of training workers, for the GPU image a GPU per pod, and what the flags say
+of the cluster: namespace, pull secret, service account, storage class, the Job's command, the
+Secret of the app keys. Pure functions but `load`, `model_name`, `pushed_image` and `manifests`,
+which read files.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import yaml
 from devkit.containers import parse_command
 from devkit.distributed import kubernetes_name, parse_workers
 from devkit.errors import UserError
+from devkit.publishing import PUSH_DIGESTS, recorded_digest
 from devkit.settings import Settings
 
 MANIFESTS_DIR = Path("deploy") / "k8s"
@@ -155,14 +157,25 @@ def _read(path: Path) -> list:
         raise UserError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
 
 
-def pushed_image(settings: Settings, *, gpu: bool) -> str:
-    """The image `invoke push` publishes: REGISTRY/IMAGE_NAME:IMAGE_TAG, or its -gpu tag."""
+def pushed_image(settings: Settings, *, gpu: bool, notes: TextIO = sys.stderr) -> str:
+    """The image `invoke push` publishes, REGISTRY/IMAGE_NAME:IMAGE_TAG or its -gpu tag, by the
+    digest `invoke push` recorded for it (REGISTRY/IMAGE_NAME@sha256:...); by the tag where it
+    recorded none, which `notes` says."""
     if settings.registry is None:
         raise UserError(
             "REGISTRY is not set, so there is no image a cluster could pull",
             "set it in .env to where `invoke push` publishes",
         )
-    return f"{settings.registry}/{settings.image_name}:{settings.image_tag}{'-gpu' if gpu else ''}"
+    repository = f"{settings.registry}/{settings.image_name}"
+    reference = f"{repository}:{settings.image_tag}{'-gpu' if gpu else ''}"
+    digest = recorded_digest(settings, reference)
+    if digest is None:
+        notes.write(
+            f"`invoke push` recorded no digest of {reference} in {PUSH_DIGESTS}: the pods pull "
+            "it by its tag\n"
+        )
+        return reference
+    return f"{repository}@{digest}"
 
 
 def render(
@@ -325,8 +338,8 @@ def manifests(
     """What `invoke k8s` prints; what its reader should know goes to `notes` (standard error)."""
     count = parse_workers(workers)
     command = parse_command(cmd) if cmd is not None else None
-    image = pushed_image(settings, gpu=gpu)
     name = project_name(settings)
+    image = pushed_image(settings, gpu=gpu, notes=notes)
     documents = load(settings.project_dir / MANIFESTS_DIR)
     if kserve:
         documents += load(settings.project_dir / KSERVE_DIR)

@@ -92,7 +92,9 @@ def command(
     Every container gets the project's label and the least privilege: no Linux capability, and
     nothing in it may gain privileges (setuid binaries included). One that runs in the foreground
     is removed when it ends (`--rm`); a detached one is kept once ended, so that `invoke logs`
-    still shows why (`invoke stop` and the next start remove it).
+    still shows why (`invoke stop` and the next start remove it). `--pull never` (Docker and
+    Podman spell it alike): only a local image runs, never one of the same name from a registry
+    (Docker Hub's, for a common IMAGE_NAME) where the project's is missing.
     """
     argv = [engine.docker, "run", "--name", spec.name]
     if detach:
@@ -110,6 +112,7 @@ def command(
         f"{START_LABEL}={spec.start_id}",
     ]
     argv += ["--platform", spec.platform] if spec.platform else []
+    argv += ["--pull", "never"]
     argv += ["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
     for mount in spec.mounts:
         argv += ["--mount", mount]
@@ -247,7 +250,8 @@ def require_platform_support(engine: Engine, image: str, platform: str) -> None:
     """The engine runs `platform` programs, natively or emulated (QEMU registered with
     binfmt_misc), as building or running an image for another architecture needs; `image` is one
     for `platform`. A probe, printed under `--dry`."""
-    probe = [engine.docker, "run", "--rm", "--platform", platform, "--entrypoint", "true", image]
+    probe = [engine.docker, "run", "--rm", "--pull", "never", "--platform", platform]
+    probe += ["--entrypoint", "true", image]
     result = engine.run(probe, hide=True)
     if result.failed and "exec format error" in result.stderr:
         arch = platform.rsplit("/", 1)[-1]

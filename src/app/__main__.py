@@ -1,11 +1,15 @@
-"""Serve the newest valid model (or MODEL_VERSION's) on $PORT, the container port that `invoke run` publishes: `python -m app`.
+"""Serve the newest valid model (or MODEL_VERSION's) on $PORT, the container port that `invoke run`
+publishes: `python -m app`.
 
-App keys (from .env): BATCH_MAX_ROWS, BATCH_TIMEOUT_MS and MODEL_VERSION; see .env.example.
+App keys (from .env): BATCH_MAX_ROWS, BATCH_TIMEOUT_MS, MODEL_VERSION and ACCESS_LOG; see
+.env.example.
 SIGTERM (`docker stop`, a rolling update) finishes the requests in progress, then exits 0.
 """
 
 import argparse
+import asyncio
 import copy
+import logging
 import os
 import signal
 import sys
@@ -18,9 +22,47 @@ from app import train
 from app.server import Options, create_app, uvicorn_config
 
 
+class LinesPerTurn(logging.StreamHandler):
+    """A StreamHandler that writes the lines logged in one turn of the event loop together: under
+    load, one write for the access lines of a whole batch of answers, not one each (a write to the
+    engine's log pipe costs more than the line). Elsewhere, as StreamHandler does."""
+
+    def __init__(self, stream=None):
+        super().__init__(stream)
+        self._lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not in the event loop's thread
+            super().emit(record)
+            return
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:  # noqa: BLE001 (logging's own policy: report, never raise)
+            self.handleError(record)
+            return
+        with self.lock:
+            if not self._lines:
+                loop.call_soon(self.flush)
+            self._lines.append(line)
+
+    def flush(self) -> None:
+        with self.lock:
+            lines, self._lines = self._lines, []
+            if lines and self.stream:
+                self.stream.write("".join(lines))
+        super().flush()
+
+
 def _log_config() -> dict:
     """uvicorn's own logging (one access line per request), extended to the app's messages."""
     config = copy.deepcopy(LOGGING_CONFIG)
+    config["handlers"]["access"] = {
+        "()": LinesPerTurn,
+        "formatter": "access",
+        "stream": "ext://sys.stdout",
+    }
     config["loggers"]["app"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     return config
 
@@ -61,17 +103,23 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    # uvicorn handles SIGTERM while it serves (a graceful shutdown), then sends it again to this handler:
-    # exit 0, as for a stop that went as planned; before uvicorn serves, the same handler ends at once.
+    # uvicorn handles SIGTERM while it serves (a graceful shutdown), then sends it again to this
+    # handler: exit 0, as for a stop that went as planned; before uvicorn serves, the same handler
+    # ends at once.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     # 0.0.0.0: inside the container, so that the published port reaches it; which host addresses
     # may connect is decided by `invoke run`'s port publishing (HOST_ADDRESS).
     app = create_app(
         arguments.models, arguments.data, train_epochs=arguments.epochs, options=options
     )
-    server = uvicorn.Server(
-        uvicorn_config(app, host="0.0.0.0", port=arguments.port, log_config=_log_config())  # noqa: S104
+    config = uvicorn_config(
+        app,
+        host="0.0.0.0",  # noqa: S104
+        port=arguments.port,
+        log_config=_log_config(),
+        access_log=options.access_log,
     )
+    server = uvicorn.Server(config)
     server.run()
     return 0 if server.started else 1  # not started: uvicorn logged why (the port is taken, say)
 

@@ -1,37 +1,43 @@
 """The HTTP API: one model version under data/models/, in TensorFlow Serving's REST shape.
 
-    GET  /health                    readiness: 200 {"status": "ok", "version": ...} once a model is loaded; 503 before
+    GET  /health                    readiness: 200 {"status": "ok", "version": ...} once a model is
+                                    loaded; 503 before
     GET  /live                      liveness: 200 whenever the process answers
-    POST /predict                   {"instances": [[5.1, 3.5, 1.4, 0.2], ...]} -> {"predictions": [[p0, p1, p2], ...]}
+    POST /predict                   {"instances": [[5.1, 3.5, 1.4, 0.2], ...]}
+                                    -> {"predictions": [[p0, p1, p2], ...]}
     POST /v1/models/iris:predict    the same, at the path that TensorFlow Serving clients call
     GET  /                          this list
 
-The version served is the newest valid one (TensorFlow Serving's policy: a damaged or foreign entry is
-logged and skipped), or the one that MODEL_VERSION pins. The port answers at once; the model loads (or,
-when there is none yet, is trained first) in the background, and /health says when it is ready.
-The model is the version's SavedModel, its `serving_default` signature: the artifact TensorFlow Serving
-and KServe serve. Concurrent requests share one call of it (batching.py). Errors are JSON,
-{"error": "..."}, as TensorFlow Serving sends them, unexpected ones (500) included.
+The version served is the newest valid one (TensorFlow Serving's policy: a damaged, unreadable or
+foreign entry is logged and skipped), or the one that MODEL_VERSION pins. The port answers at once;
+the model loads (or, when there is none yet, is trained first) in the background, and /health says
+when it is ready. The model is the version's SavedModel, its `serving_default` signature: the
+artifact TensorFlow Serving and KServe serve. Concurrent requests share one call of it
+(batching.py). Errors are JSON, {"error": "..."}, as TensorFlow Serving sends them, unexpected ones
+(500) included.
 """
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import math
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import orjson
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app import batching, dataset, store, train
 
@@ -48,8 +54,10 @@ SHUTDOWN_GRACE_S = 8.0  # under `docker stop`'s 10 s, after which the engine kil
 ENDPOINTS = {  # what GET / lists
     "GET /health": "readiness: 200 once the model is loaded, 503 before",
     "GET /live": "liveness: 200 whenever the server answers",
-    "POST /predict": '{"instances": [[5.1, 3.5, 1.4, 0.2], ...]} -> {"predictions": [[p0, p1, p2], ...]}',
-    f"POST /v1/models/{store.MODEL_NAME}:predict": "the same, at the path that TensorFlow Serving clients call",
+    "POST /predict": '{"instances": [[5.1, 3.5, 1.4, 0.2], ...]}'
+    ' -> {"predictions": [[p0, p1, p2], ...]}',
+    f"POST /v1/models/{store.MODEL_NAME}:predict": "the same, at the path that TensorFlow Serving"
+    " clients call",
 }
 
 log = logging.getLogger("app")
@@ -57,7 +65,8 @@ log = logging.getLogger("app")
 
 @dataclass(frozen=True)
 class Options:
-    """How the server serves: the app keys of .env set the first four (`from_environment`)."""
+    """How the server serves: the app keys of .env set those named in capitals
+    (`from_environment`)."""
 
     batch_max_rows: int = (
         256  # BATCH_MAX_ROWS: the most rows in one call of the model; 0 turns batching off
@@ -73,6 +82,7 @@ class Options:
         MAX_REQUESTS_IN_PROGRESS  # predictions in progress at once; more get a 503 at once
     )
     body_timeout: float = BODY_TIMEOUT_S  # seconds to send a request's body, from its head
+    access_log: bool = True  # ACCESS_LOG: one log line per request; 0 turns it off
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> "Options":
@@ -97,7 +107,8 @@ class Options:
         if value := environ.get("MODEL_VERSION", "").strip():
             if store.version_number(value) is None:
                 raise ValueError(
-                    f"MODEL_VERSION={value!r}: a version number as in the folder's name (1, 2, 3...), or unset for the newest"
+                    f"MODEL_VERSION={value!r}: a version number as in the folder's name"
+                    " (1, 2, 3...), or unset for the newest"
                 )
             options["model_version"] = int(value)
         if value := environ.get("TRAIN_IF_NO_MODEL", "").strip():
@@ -106,6 +117,10 @@ class Options:
                     f"TRAIN_IF_NO_MODEL={value!r}: 1 trains a model when there is none, 0 waits"
                 )
             options["train_if_no_model"] = value == "1"
+        if value := environ.get("ACCESS_LOG", "").strip():
+            if value not in ("0", "1"):
+                raise ValueError(f"ACCESS_LOG={value!r}: 1 for a log line per request, 0 for none")
+            options["access_log"] = value == "1"
         return cls(**options)
 
 
@@ -117,7 +132,8 @@ class BadRequest(Exception):
 
 
 def _number(value) -> float | None:
-    """The value as a float that float32 holds, or None: JSON booleans and strings are not measurements."""
+    """The value as a float that float32 holds, or None: JSON booleans and strings are not
+    measurements."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
@@ -138,16 +154,46 @@ def _preview(value) -> str:
         return "a value nested too deep to show"
 
 
-def parse_instances(body: bytes, feature_count: int) -> list[list[float]]:
-    """The rows of a TensorFlow Serving request body ("row format"), each checked; BadRequest says what is wrong."""
+def _document(body: bytes):
+    """The body's JSON: orjson's parse, and where it refuses the body, the standard library's, whose
+    errors say more (`NaN is not a JSON number`, too deep) and which also takes what orjson does not
+    (a lone surrogate in a string)."""
     try:
-        document = json.loads(body, parse_constant=_reject_constant)
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
     except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise BadRequest(400, f"the body is not valid JSON: {error}") from None
     except RecursionError:
         raise BadRequest(
             400, 'the body nests JSON too deep; a request is {"instances": [[...], ...]}'
         ) from None
+
+
+def _numbers(instances: list, feature_count: int) -> np.ndarray | None:
+    """The rows as float32, when every one is a list of `feature_count` JSON numbers within
+    float32's range; else None. Checked for the whole request at once, so that the cost of a
+    request stays in C."""
+    if not all(type(row) is list and len(row) == feature_count for row in instances):
+        return None
+    # Not bool, an int to Python: a JSON `true` is no measurement.
+    if not set(map(type, itertools.chain.from_iterable(instances))) <= {float, int}:
+        return None
+    try:
+        rows = np.array(instances, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64
+        return None
+    if not (np.abs(rows) <= FLOAT32_MAX).all():  # also False for inf and NaN
+        return None
+    return rows.astype(np.float32)
+
+
+def parse_instances(body: bytes, feature_count: int) -> np.ndarray:
+    """The rows of a TensorFlow Serving request body ("row format") as float32 [rows, features],
+    each checked; BadRequest says what is wrong."""
+    document = _document(body)
     if not isinstance(document, dict) or "instances" not in document:
         raise BadRequest(400, 'the body must be a JSON object {"instances": [[...], ...]}')
     instances = document["instances"]
@@ -158,23 +204,59 @@ def parse_instances(body: bytes, feature_count: int) -> list[list[float]]:
     if len(instances) > MAX_REQUEST_ROWS:
         raise BadRequest(
             413,
-            f"{len(instances)} instances in one request; send at most {MAX_REQUEST_ROWS} per request",
+            f"{len(instances)} instances in one request;"
+            f" send at most {MAX_REQUEST_ROWS} per request",
         )
-    rows = []
+    rows = _numbers(instances, feature_count)
+    if rows is not None:
+        return rows
+    # Something is wrong: the first row at fault, and why.
     for index, instance in enumerate(instances):
         if not isinstance(instance, list) or len(instance) != feature_count:
             raise BadRequest(
                 400,
-                f"instance {index} must be a list of {feature_count} numbers, got {_preview(instance)}",
+                f"instance {index} must be a list of {feature_count} numbers,"
+                f" got {_preview(instance)}",
             )
-        row = [_number(value) for value in instance]
-        if None in row:
+        if None in (_number(value) for value in instance):
             raise BadRequest(
                 400,
-                f"instance {index} holds a value that is not a finite number within float32's range (±3.4e38): {_preview(instance)}",
+                f"instance {index} holds a value that is not a finite number within float32's"
+                f" range (±3.4e38): {_preview(instance)}",
             )
-        rows.append(row)
-    return rows
+    raise AssertionError("_numbers refused rows that each pass on their own")
+
+
+def cpu_limit(cgroup: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The CPUs this container may use (`docker run --cpus`, a Kubernetes CPU limit), rounded up,
+    from its cgroup (v2's cpu.max, or v1's CFS quota); None where there is no limit or no cgroup."""
+    try:
+        if (cgroup / "cpu.max").exists():
+            quota, period = (cgroup / "cpu.max").read_text().split()
+        else:
+            quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        if quota in ("max", "-1"):
+            return None
+        return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        return None
+
+
+def limit_tensorflow_threads() -> None:
+    """TensorFlow's thread pools sized to the CPUs this process may use, not to the machine's cores:
+    under `--cpus 1` on a larger machine, more threads only wait for one another (a call of the
+    model takes about 0.6 ms with one thread, 1 ms with two, under `--cpus 1`). Before any model."""
+    cpus = cpu_limit()
+    if cpus is None or cpus >= len(os.sched_getaffinity(0)):
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(cpus)
+        tf.config.threading.set_inter_op_parallelism_threads(cpus)
+    except RuntimeError:  # TensorFlow already runs in this process (a test's): its pools stay
+        log.info("TensorFlow's thread pools were set up before the server's: left as they are")
 
 
 class ModelSlot:
@@ -206,8 +288,10 @@ class ModelSlot:
         return self.status == "ready"
 
     def prepare(self) -> None:
-        """Load the version to serve; with none yet (and none pinned), train one first. Runs in a background thread."""
+        """Load the version to serve; with none yet (and none pinned), train one first. Runs in a
+        background thread."""
         try:
+            limit_tensorflow_threads()
             candidates, skipped = store.scan(self.models_dir)
             for reason in skipped:
                 log.warning("skipping %s", reason)
@@ -237,7 +321,8 @@ class ModelSlot:
         if self.pinned not in dict(candidates):
             there = ", ".join(str(version) for version, _ in reversed(candidates)) or "none"
             self._fail(
-                f"MODEL_VERSION={self.pinned}: there is no version folder {folder} (versions there: {there})"
+                f"MODEL_VERSION={self.pinned}: there is no version folder {folder}"
+                f" (versions there: {there})"
             )
             return
         try:
@@ -248,7 +333,8 @@ class ModelSlot:
     def _train_first(self) -> None:
         self.status = "training"
         log.info(
-            "no model under %s yet: training one first on %s (%d epochs), as `python -m app.train` does",
+            "no model under %s yet: training one first on %s (%d epochs),"
+            " as `python -m app.train` does",
             self.models_dir,
             self.data_path,
             self.train_epochs,
@@ -291,28 +377,41 @@ class ModelSlot:
         return self._signature.call(rows)
 
 
-async def _body(request: Request, timeout: float) -> bytes:
-    """The request body, refused (413) past MAX_BODY_BYTES before it is all read, and (408) when it takes
-    longer than `timeout`; Starlette's own max_body_size would answer in plain text."""
-    too_large = BadRequest(
+def _too_large() -> BadRequest:
+    return BadRequest(
         413,
-        f"the body is larger than {MAX_BODY_BYTES} bytes; send at most {MAX_REQUEST_ROWS} rows per request",
+        f"the body is larger than {MAX_BODY_BYTES} bytes;"
+        f" send at most {MAX_REQUEST_ROWS} rows per request",
     )
+
+
+async def _body(request: Request, timeout: float) -> bytes:
+    """The request body, refused (413) past MAX_BODY_BYTES before it is all read, and (408) when it
+    takes longer than `timeout`; Starlette's own max_body_size would answer in plain text."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise too_large
+        raise _too_large()
     body = bytearray()
     try:
         async with asyncio.timeout(timeout):
             async for chunk in request.stream():
                 body += chunk
                 if len(body) > MAX_BODY_BYTES:
-                    raise too_large
+                    raise _too_large()
     except TimeoutError:
         raise BadRequest(
             408, f"the body did not arrive within {timeout:g} s", {"Connection": "close"}
         ) from None
     return bytes(body)
+
+
+class JSONResponse(Response):
+    """Starlette's JSONResponse, written by orjson: in C, numpy arrays included."""
+
+    media_type = "application/json"
+
+    def render(self, content) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _error(
@@ -364,21 +463,24 @@ def create_app(
         if media_type != "application/json":
             return _error(
                 415,
-                f"send the body as JSON with the header Content-Type: application/json, not {media_type or 'no type'}",
+                "send the body as JSON with the header Content-Type: application/json,"
+                f" not {media_type or 'no type'}",
             )
         if not slot.ready:
             return _error(
                 503, f"the model is not ready yet ({slot.status}); GET /health says when it is"
             )
         if in_progress >= options.max_requests:
-            message = f"the server has {options.max_requests} predictions in progress, its limit; retry shortly"
+            message = (
+                f"the server has {options.max_requests} predictions in progress, its limit;"
+                " retry shortly"
+            )
             return _error(503, message, {"Retry-After": "1"})
         in_progress += 1
         try:
             with batcher.arriving():
-                rows = np.asarray(
-                    parse_instances(await _body(request, options.body_timeout), slot.feature_count),
-                    dtype="float32",
+                rows = parse_instances(
+                    await _body(request, options.body_timeout), slot.feature_count
                 )
             probabilities = await batcher.predict(rows)
         except BadRequest as error:
@@ -390,9 +492,10 @@ def create_app(
             index = int(np.argmin(finite))
             return _error(
                 400,
-                f"instance {index} is so far from the measurements the model knows that its output is not a finite number",
+                f"instance {index} is so far from the measurements the model knows"
+                " that its output is not a finite number",
             )
-        return JSONResponse({"predictions": probabilities.tolist()})
+        return JSONResponse({"predictions": probabilities})
 
     async def index(request: Request) -> JSONResponse:
         return JSONResponse({"model": store.MODEL_NAME, "endpoints": ENDPOINTS})
@@ -425,11 +528,12 @@ def create_app(
     return app
 
 
-class _HTTPProtocol(H11Protocol):
-    """uvicorn's HTTP/1.1, with a deadline for each request head: a connection that has not sent a whole
-    request head within the keep-alive timeout of opening, or of its last answer, is closed. (uvicorn's
-    own keep-alive timer stops at the first byte, and a new connection has none: a client that sends
-    nothing, or a head byte by byte, would hold its connection for good.)"""
+class _HTTPProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 on httptools (llhttp, Node.js's parser, in C), with a deadline for each
+    request head: a connection that has not sent a whole request head within the keep-alive timeout
+    of opening, or of its last answer, is closed. (uvicorn's own keep-alive timer stops at the first
+    byte, and a new connection has none: a client that sends nothing, or a head byte by byte, would
+    hold its connection for good.)"""
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -453,13 +557,15 @@ class _HTTPProtocol(H11Protocol):
 def uvicorn_config(
     app: Starlette, *, host: str, port: int, keep_alive: float = KEEP_ALIVE_S, **settings
 ) -> uvicorn.Config:
-    """uvicorn's settings for the app: the head and keep-alive deadline, and the graceful shutdown: on
-    SIGTERM it stops accepting, finishes the requests in progress (for up to SHUTDOWN_GRACE_S), then exits."""
+    """uvicorn's settings for the app: httptools and uvloop, the head and keep-alive deadline, and
+    the graceful shutdown: on SIGTERM it stops accepting, finishes the requests in progress (for up
+    to SHUTDOWN_GRACE_S), then exits."""
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         http=_HTTPProtocol,
+        loop="uvloop",
         ws="none",
         timeout_keep_alive=keep_alive,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,

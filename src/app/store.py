@@ -1,10 +1,12 @@
-"""Trained models on disk, in TensorFlow Serving's layout: <models>/<name>/<version>/, versions numbered 1, 2, 3...
+"""Trained models on disk, in TensorFlow Serving's layout: <models>/<name>/<version>/, versions
+numbered 1, 2, 3...
 
-Each version folder holds one artifact for three servers: a SavedModel (`saved_model.pb` and `variables/`)
-whose `serving_default` signature takes float32 [None, features] and returns the class probabilities, which
-this server, TensorFlow Serving and KServe load as it is; `model.keras`, the Keras file; and `metrics.json`.
-A version appears whole or not at all: it is written under a hidden name, flushed to disk, and renamed
-into place, so a server never loads a half-written model, even after a power cut.
+Each version folder holds one artifact for three servers: a SavedModel (`saved_model.pb` and
+`variables/`) whose `serving_default` signature takes float32 [None, features] and returns the class
+probabilities, which this server, TensorFlow Serving and KServe load as it is; `model.keras`, the
+Keras file; and `metrics.json`. A version appears whole or not at all: it is written under a hidden
+name, flushed to disk, and renamed into place, so a server never loads a half-written model, even
+after a power cut.
 """
 
 import json
@@ -23,8 +25,8 @@ METRICS_FILE = "metrics.json"
 SAVED_MODEL_FILE = "saved_model.pb"
 VARIABLES_DIR = "variables"
 SIGNATURE = "serving_default"
-# The canonical spelling of a whole number, in ASCII digits: not "02" (TensorFlow Serving would read it
-# as 2, beside a "2"), not "²" (a digit to str.isdigit, and no number to int()).
+# The canonical spelling of a whole number, in ASCII digits: not "02" (TensorFlow Serving would read
+# it as 2, beside a "2"), not "²" (a digit to str.isdigit, and no number to int()).
 _VERSION_NAME = re.compile(r"0|[1-9][0-9]*")
 _INCOMPLETE = ".incomplete-"
 # When this process started (near enough: when it first imported this module). An unfinished version
@@ -68,12 +70,17 @@ def versions(models_dir: Path, name: str = MODEL_NAME) -> list[int]:
 
 
 def read_metrics(folder: Path) -> dict:
-    """The version's metrics.json, once its files are all there; InvalidVersion says what is missing."""
+    """The version's metrics.json, once its files are all there and readable; InvalidVersion says
+    what is missing."""
     saved_model = folder / SAVED_MODEL_FILE
-    if not saved_model.is_file() or saved_model.stat().st_size == 0:
-        raise InvalidVersion(f"no SavedModel: {SAVED_MODEL_FILE} is missing or empty")
-    if not (folder / VARIABLES_DIR).is_dir():
-        raise InvalidVersion(f"no {VARIABLES_DIR}/ folder beside {SAVED_MODEL_FILE}")
+    try:
+        os.listdir(folder)  # a folder that this user may not read (`chmod 000`) fails here
+        if not saved_model.is_file() or saved_model.stat().st_size == 0:
+            raise InvalidVersion(f"no SavedModel: {SAVED_MODEL_FILE} is missing or empty")
+        if not (folder / VARIABLES_DIR).is_dir():
+            raise InvalidVersion(f"no {VARIABLES_DIR}/ folder beside {SAVED_MODEL_FILE}")
+    except OSError as error:  # PermissionError above all
+        raise InvalidVersion(f"the folder cannot be read: {error}") from None
     try:
         metrics = json.loads((folder / METRICS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:  # missing, unreadable, not UTF-8 or not JSON
@@ -85,7 +92,8 @@ def read_metrics(folder: Path) -> dict:
 
 @dataclass(frozen=True)
 class Signature:
-    """A version's `serving_default`: a compiled function with a fixed float32 [None, features] input."""
+    """A version's `serving_default`: a compiled function with a fixed float32 [None, features]
+    input."""
 
     feature_count: int
     call: Callable  # float32 array [rows, features] -> float32 array [rows, classes]
@@ -95,15 +103,18 @@ class Signature:
 
 
 def load_signature(folder: Path) -> Signature:
-    """The SavedModel's serving_default signature, checked: one float32 [None, n] input, one output, one output row per row."""
+    """The SavedModel's serving_default signature, checked: one float32 [None, n] input, one
+    output, one output row per row."""
     import numpy as np
     import tensorflow as tf
 
     try:
         saved_model = tf.saved_model.load(str(folder))
-    except Exception as error:  # noqa: BLE001 (TensorFlow raises many types for a damaged SavedModel: all mean "cannot serve it")
+    # TensorFlow raises many types for a damaged SavedModel: all mean "cannot serve it".
+    except Exception as error:  # noqa: BLE001
+        first_line = str(error).strip().splitlines()[0][:300]
         raise InvalidVersion(
-            f"the SavedModel does not load: {type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
+            f"the SavedModel does not load: {type(error).__name__}: {first_line}"
         ) from None
     function = saved_model.signatures.get(SIGNATURE)
     if function is None:
@@ -118,7 +129,8 @@ def load_signature(folder: Path) -> Signature:
         or specs[0].shape[1] is None
     ):
         raise InvalidVersion(
-            f"{SIGNATURE} must take one float32 [None, features] input and give one output, not {inputs} -> {outputs}"
+            f"{SIGNATURE} must take one float32 [None, features] input and give one output,"
+            f" not {inputs} -> {outputs}"
         )
     (input_name,), (output_name,) = inputs, outputs
 
@@ -130,7 +142,8 @@ def load_signature(folder: Path) -> Signature:
         shape = call(np.zeros((1, feature_count), dtype="float32")).shape
     except Exception as error:  # noqa: BLE001 (as above)
         raise InvalidVersion(
-            f"{SIGNATURE} fails on a row of zeros: {type(error).__name__}: {str(error).strip()[:300]}"
+            f"{SIGNATURE} fails on a row of zeros:"
+            f" {type(error).__name__}: {str(error).strip()[:300]}"
         ) from None
     if len(shape) != 2 or shape[0] != 1:
         raise InvalidVersion(
@@ -140,8 +153,8 @@ def load_signature(folder: Path) -> Signature:
 
 
 def export(model, folder: Path) -> None:
-    """Write a Keras model into a version folder as a SavedModel: `serving_default` takes the model's
-    float32 [None, features] input and returns its output, the class probabilities."""
+    """Write a Keras model into a version folder as a SavedModel: `serving_default` takes the
+    model's float32 [None, features] input and returns its output, the class probabilities."""
     model.export(str(folder), format="tf_saved_model", verbose=False)
 
 
@@ -154,7 +167,8 @@ def _fsync(path: Path) -> None:
 
 
 def _flush(folder: Path) -> None:
-    """Every file under `folder`, and each folder's entries, on disk: a rename is durable only after them."""
+    """Every file under `folder`, and each folder's entries, on disk: a rename is durable only
+    after them."""
     for root, _, files in os.walk(folder):
         for file in files:
             _fsync(Path(root) / file)
@@ -162,7 +176,8 @@ def _flush(folder: Path) -> None:
 
 
 def _highest_number(folder: Path) -> int:
-    """The highest number any entry is named by, folder or not: a new version must take none of them."""
+    """The highest number any entry is named by, folder or not: a new version must take none of
+    them."""
     return max(
         (
             number
@@ -174,8 +189,8 @@ def _highest_number(folder: Path) -> int:
 
 
 def remove_abandoned(folder: Path, started: float | None = None) -> list[str]:
-    """Remove the unfinished versions (`.incomplete-*`) that killed trainings left, those older than this
-    process; the names of those removed."""
+    """Remove the unfinished versions (`.incomplete-*`) that killed trainings left, those older
+    than this process; the names of those removed."""
     started = _STARTED if started is None else started
     if not folder.is_dir():
         return []
@@ -192,7 +207,8 @@ def remove_abandoned(folder: Path, started: float | None = None) -> list[str]:
 def publish(
     models_dir: Path, write: Callable[[Path], None], name: str = MODEL_NAME
 ) -> tuple[int, Path]:
-    """Let `write` fill a fresh folder, then make it the next version; returns that version and folder."""
+    """Let `write` fill a fresh folder, then make it the next version; returns that version and
+    its folder."""
     folder = models_dir / name
     remove_abandoned(folder)
     incomplete = folder / f"{_INCOMPLETE}{uuid.uuid4().hex}"
@@ -207,7 +223,8 @@ def publish(
         version = _highest_number(folder) + 1
         target = folder / str(version)
         try:
-            # Fails when another trainer took this number in the meantime (the folder is not empty): retry.
+            # Fails when another trainer took this number in the meantime (the folder is not
+            # empty): retry.
             os.rename(incomplete, target)
         except OSError:
             if os.path.lexists(target):

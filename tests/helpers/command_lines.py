@@ -78,5 +78,7 @@ def notebook_command(settings, target, *, user, detach=False, token="t0ken"):  #
     return argv_of(spec, settings.docker, detach=detach)
 
 
-def manifest_commands(settings, name, images, *, insecure):
-    return Dialect(settings.docker).manifest_commands(name, images, insecure=insecure)
+def manifest_commands(settings, name, images, *, insecure, digest_file="/tmp/push-1/digest"):
+    return Dialect(settings.docker).manifest_commands(
+        name, images, insecure=insecure, digest_file=digest_file
+    )

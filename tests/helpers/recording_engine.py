@@ -15,6 +15,9 @@ _RUNNING_ENGINE = {
     " pull ": (0, "", ""),
 }
 
+# A scripted answer: the image asked for is built, for linux/amd64 (the host of `target_of`).
+BUILT = {"{{.Os}}/{{.Architecture}}": (0, "linux/amd64\n", "")}
+
 
 class RecordingEngine(Engine):
     """Answers each query and action by the first scripted pattern found in its command line.

@@ -11,9 +11,12 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import yaml
 
 from devkit.platforms import arch
+from devkit.publishing import PUSH_DIGESTS
 from helpers.engine import docker, free_port, platform_of
+from helpers.project import PROJECT_DIR
 from helpers.registry import IMAGE_MANIFESTS, MANIFEST_LIST, OCI_INDEX, Repository
 
 
@@ -23,8 +26,15 @@ def repository(invoke, registry) -> Iterator[Repository]:
     repository = Repository(
         registry, namespace, f"{namespace.split('/', 1)[1]}/{invoke.image_name}"
     )
+    # The project's record of what `invoke push` published, as the developer left it.
+    record = PROJECT_DIR / PUSH_DIGESTS
+    before = record.read_bytes() if record.exists() else None
     yield repository
     repository.delete_all()
+    if before is None:
+        record.unlink(missing_ok=True)
+    else:
+        record.write_bytes(before)
 
 
 def diff_ids(image: str) -> list[str]:
@@ -184,3 +194,41 @@ def test_push_refuses_in_one_line_and_pushes_nothing(invoke, cpu_image, amd64_im
     finally:
         docker("image", "rm", f"{wrong}:latest-arm64", check=False)
     assert repository.tags() == []
+
+
+def test_after_push_invoke_k8s_names_the_image_by_the_digest_the_registry_holds(
+    invoke, cpu_image, repository
+):
+    env = {"REGISTRY": repository.namespace}
+    before = invoke("k8s", env=env)
+    assert before.returncode == 0, before.stderr[-3000:]
+    tagged = f"{repository.namespace}/{invoke.image_name}:latest"
+    assert before.stderr.splitlines() == [
+        f"`invoke push` recorded no digest of {tagged} in {PUSH_DIGESTS}: the pods pull it by its "
+        "tag"
+    ]
+    assert images_in(before.stdout) == {tagged}
+
+    pushed = invoke("push", env=env)
+    assert pushed.returncode == 0, pushed.stderr[-3000:]
+    _, digest = repository.manifest("latest")  # the list's digest: Docker-Content-Digest
+    assert digest.startswith("sha256:")
+
+    after = invoke("k8s", env=env)
+    assert after.returncode == 0, after.stderr[-3000:]
+    assert after.stderr == ""
+    assert images_in(after.stdout) == {f"{repository.namespace}/{invoke.image_name}@{digest}"}
+
+    # The cluster pulls exactly that: the registry answers the digest reference with the list.
+    index, same = repository.manifest(digest)
+    assert same == digest
+    assert index["mediaType"] in (MANIFEST_LIST, OCI_INDEX)
+
+
+def images_in(text: str) -> set[str]:
+    return {
+        container["image"]
+        for document in yaml.safe_load_all(text)
+        if document["kind"] in ("Job", "Deployment")
+        for container in document["spec"]["template"]["spec"]["containers"]
+    }

@@ -492,3 +492,50 @@ def test_a_detached_container_that_exits_at_once_fails_with_its_last_lines(
     ).stdout.split()
     assert left == [], "removed once its lines are read"
     assert not re.search(r"\b[0-9a-f]{64}\b", result.stdout + result.stderr), "no container id"
+
+
+def test_a_missing_image_is_one_line_and_nothing_is_pulled_or_created(invoke, tmp_path):
+    # A name that may well exist in a public registry: never pulled in place of the project's.
+    absent = f"{invoke.image_name}-absent"
+    not_yet = tmp_path / "not yet made"
+    env = {"IMAGE_NAME": absent, "DATA_DIR": str(not_yet)}
+    for args in (["run"], ["run", "--detach"], ["run", "--cmd", "true"], ["shell"]):
+        result = invoke(*args, env=env, stdin=subprocess.DEVNULL)
+        assert one_error_line(result) == (
+            f"error: there is no image {absent}:latest; `invoke build` makes it"
+        ), args
+    assert docker("image", "ls", "--quiet", absent).stdout.strip() == "", "nothing pulled"
+    assert docker("ps", "--all", "--quiet", "--filter", f"name={absent}").stdout.strip() == ""
+    assert not not_yet.exists(), "a refused run creates no DATA_DIR"
+
+
+def test_an_edit_in_src_is_said_stale_and_served_by_dev(invoke, cpu_image, tmp_path):
+    project = project_copy(tmp_path)
+    image = f"{invoke.image_name}-stale"
+    env = {"IMAGE_NAME": image}
+    try:
+        built = invoke("build", cwd=project, env=env)
+        assert built.returncode == 0, built.stderr[-2000:]
+        fresh = invoke("run", "--cmd", "true", cwd=project, env=env)
+        assert fresh.returncode == 0, fresh.stderr
+        assert "changed since" not in fresh.stderr
+
+        (project / "src" / "edited_after_build.py").write_text("print('the edit runs')\n")
+        stale = invoke("run", "--cmd", "true", cwd=project, env=env)
+        assert stale.returncode == 0, stale.stderr
+        assert stale.stderr.splitlines()[0] == (
+            f"warning: src/ changed since {image}:latest was built, which still has the old one; "
+            "`invoke build` rebuilds it"
+        )
+
+        served = invoke(
+            "run", "--dev", "--cmd", "python -m edited_after_build", cwd=project, env=env
+        )
+        assert served.returncode == 0, served.stderr
+        assert "the edit runs" in served.stdout
+        assert "changed since" not in served.stderr, "with --dev, src/ is the project's own"
+        write = invoke("run", "--dev", "--cmd", "touch /app/src/x", cwd=project, env=env)
+        assert write.returncode != 0, "src/ is mounted read-only"
+        assert not (project / "src" / "x").exists()
+    finally:
+        docker("image", "rm", f"{image}:latest", check=False)

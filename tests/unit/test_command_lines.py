@@ -2,7 +2,7 @@
 
 import pytest
 
-from devkit import locks
+from devkit import locks, sources
 from devkit.building import (
     TEMPLATE_BUILD_ARGS,
     build_command,
@@ -29,7 +29,7 @@ from devkit.publishing import (
 )
 from devkit.runtime import START_LABEL
 from devkit.settings import load_settings
-from devkit.targets import every_target, project_label
+from devkit.targets import every_target, notebook_target, project_label
 from helpers.command_lines import (
     container_test_command,
     lock_command,
@@ -166,7 +166,7 @@ def test_build_labels_and_proxies_by_name(project):
     assert "HTTPS_PROXY" in args, (
         "a proxy goes by name, so its value (and any password in it) is not in the command line"
     )
-    assert value_after(argv, "--label") == [project_label(settings)], (
+    assert project_label(settings) in value_after(argv, "--label"), (
         "the image carries its project, for invoke clean"
     )
 
@@ -599,7 +599,8 @@ def test_push_one_image_tags_pushes_and_untags_its_registry_name(project):
         "tf:latest-arm64",
         name,
     ]
-    assert push_command(settings, name) == ["/usr/bin/docker", "push", name]
+    # docker prints the pushed digest itself: no file for it.
+    assert push_command(settings, name, "/tmp/push-1/digest") == ["/usr/bin/docker", "push", name]
     assert untag_command(settings, name) == ["/usr/bin/docker", "image", "rm", name]
 
 
@@ -658,3 +659,15 @@ def test_clean_covers_every_image_and_container_of_the_project(
     ]
     images = [target.image for target in targets]
     assert remove_images_command(settings, images) == ["docker", "image", "rm", *images]
+
+
+def test_the_runtime_image_records_what_it_is_made_of(project):
+    (project / "src").mkdir(exist_ok=True)
+    (project / "src" / "main.py").write_text("print(1)\n")
+    settings = settings_of(project)
+    argv = build_command(settings, target_of(settings), buildx=False)
+    labels = dict(label.split("=", 1) for label in value_after(argv, "--label"))
+    assert labels[sources.SOURCE_LABEL] == sources.source_digest(project)
+    assert labels[sources.LOCK_LABEL] == sources.lock_digest(project / "requirements.txt")
+    notebook = build_command(settings, notebook_target(target_of(settings)), buildx=False)
+    assert sources.SOURCE_LABEL not in " ".join(notebook), "the notebook image has no src/"

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from devkit import containers, runtime
+from devkit import containers, distributed, runtime, sources
 from devkit.engine import Outcome
 from devkit.errors import UserError
 from devkit.settings import load_settings
 from devkit.targets import project_id
 from helpers.command_lines import target_of
 from helpers.engine import free_port
-from helpers.recording_engine import RecordingEngine
+from helpers.recording_engine import BUILT, RecordingEngine
 
 # The query that says whether a container exists, runs, is this project's and which start made it.
 INSPECT = 'container inspect --format {{.State.Status}} {{index .Config.Labels "org.tensorflow-template.project"}}'
@@ -62,7 +62,7 @@ def on_action(engine: RecordingEngine, pattern: str, act):
 def test_app_keys_reach_docker_run_in_a_private_file_that_is_gone_after(project, capsys):
     (project / ".env").write_text("API_TOKEN=s3cret value\nMODEL=small\n")
     settings = settings_of(project)
-    engine = RecordingEngine()
+    engine = RecordingEngine(answers=BUILT)
     seen = {}
 
     def read_the_env_file(argv, options):
@@ -88,7 +88,7 @@ def test_app_keys_reach_docker_run_in_a_private_file_that_is_gone_after(project,
 def test_the_app_env_file_is_removed_when_the_run_fails(project):
     (project / ".env").write_text("API_TOKEN=s3cret\n")
     settings = settings_of(project)
-    engine = RecordingEngine()
+    engine = RecordingEngine(answers=BUILT)
     paths = []
 
     def fail(argv, options):
@@ -105,7 +105,7 @@ def test_the_app_env_file_is_removed_when_the_run_fails(project):
 def test_an_app_value_of_several_lines_is_refused_before_anything_runs(project):
     (project / ".env").write_text('CERT="line one\nline two"\n')
     settings = settings_of(project)
-    engine = RecordingEngine()
+    engine = RecordingEngine(answers=BUILT)
     with pytest.raises(
         UserError,
         match=r"^the app key CERT has a value of several lines, which docker's --env-file cannot pass",
@@ -116,7 +116,7 @@ def test_an_app_value_of_several_lines_is_refused_before_anything_runs(project):
 
 def test_without_app_keys_there_is_no_env_file(project):
     settings = settings_of(project)
-    engine = RecordingEngine()
+    engine = RecordingEngine(answers=BUILT)
     containers.run(engine, settings, target_of(settings))
     assert "--env-file" not in engine.actions[0]
 
@@ -184,7 +184,9 @@ def test_a_one_off_runs_beside_the_server_in_a_container_of_its_own_and_says_wha
     project, capsys
 ):
     settings = settings_of(project)
-    engine = RecordingEngine(answers={SERVER: (0, f"running {project_id(settings)}\n", "")})
+    engine = RecordingEngine(
+        answers={SERVER: (0, f"running {project_id(settings)}\n", ""), **BUILT}
+    )
     with socket.socket() as server_port:
         server_port.bind(("127.0.0.1", settings.host_port))
         server_port.listen()
@@ -197,7 +199,7 @@ def test_a_one_off_runs_beside_the_server_in_a_container_of_its_own_and_says_wha
     assert capsys.readouterr().err.startswith(
         f"running `python -m app.train --epochs 1` in {name} (tf:latest; no port published; "
     )
-    again = RecordingEngine()
+    again = RecordingEngine(answers=BUILT)
     containers.run(again, settings, target_of(settings), cmd="python -m app.train")
     assert re.search(r"--name (\S+)", again.actions[0])[1] != name, (
         "several one-offs may run at once"
@@ -222,7 +224,8 @@ def test_a_detached_server_says_its_name_its_url_and_how_to_read_its_output(proj
     settings = settings_of(project)
     nvidia = {"{{json .Runtimes}}": (0, '{"nvidia": {}, "runc": {}}', "")}
     engine = RecordingEngine(
-        answers={**nvidia, **HEALTHY}, outcomes={"docker run": Outcome(0, "f00dcafe\n", "")}
+        answers={**nvidia, **HEALTHY, **BUILT},
+        outcomes={"docker run": Outcome(0, "f00dcafe\n", "")},
     )
     containers.run(engine, settings, target_of(settings, gpu=True), detach=True)
     err = capsys.readouterr().err.splitlines()
@@ -232,7 +235,7 @@ def test_a_detached_server_says_its_name_its_url_and_how_to_read_its_output(proj
 
 def test_a_detached_one_off_says_how_to_read_and_stop_it(project, capsys):
     settings = settings_of(project)
-    engine = RecordingEngine(answers=HEALTHY)
+    engine = RecordingEngine(answers={**HEALTHY, **BUILT})
     containers.run(engine, settings, target_of(settings), detach=True, cmd="sleep 60")
     *_, started, follow = capsys.readouterr().err.splitlines()
     name = started.split()[0]
@@ -281,7 +284,7 @@ def signal_during(engine: RecordingEngine, pattern: str, number: int, exited: in
 def test_a_signal_to_invoke_stops_and_removes_a_foreground_run(project, capsys, number, exited):
     (project / ".env").write_text("API_TOKEN=s3cret\n")
     settings = settings_of(project)
-    engine = RecordingEngine()
+    engine = RecordingEngine(answers=BUILT)
     before = signal.getsignal(number)
     signal_during(engine, "docker run", number, exited)
     containers.run(engine, settings, target_of(settings), cmd="python -m app.train")
@@ -296,7 +299,7 @@ def test_a_signal_to_invoke_stops_and_removes_a_foreground_run(project, capsys, 
 
 def test_in_a_terminal_ctrl_c_is_left_to_invoke_which_types_it_into_the_container(project):
     settings = settings_of(project)
-    engine = RecordingEngine()
+    engine = RecordingEngine(answers=BUILT)
     during = []
     on_action(
         engine,
@@ -334,3 +337,82 @@ def test_a_signal_during_the_container_test_stops_it_and_fails(project):
     ):
         containers.container_test(engine, settings, target_of(settings), python="python3")
     assert "docker stop tf-container-test" in engine.actions
+
+
+# --- an image older than src/ or its lock --------------------------------------------------------
+
+LABELS = "image inspect --format {{index .Config.Labels"
+
+
+def built_from(project: Path) -> dict:
+    """The engine's answers for an image built from the project as it is now."""
+    labels = sources.digest_labels(project, project / "requirements.txt")
+    answer = f"{labels[sources.SOURCE_LABEL]} {labels[sources.LOCK_LABEL]}\n"
+    return {**BUILT, LABELS: (0, answer, "")}
+
+
+@pytest.fixture
+def app(project) -> Path:
+    (project / "src" / "app").mkdir(parents=True)
+    (project / "src" / "app" / "__main__.py").write_text("print('v1')\n")
+    (project / ".dockerignore").write_text("*\n!src/\n**/__pycache__\n**/*.py[cod]\n")
+    return project
+
+
+def test_the_source_digest_follows_content_not_times_and_skips_what_the_build_ignores(app):
+    before = sources.source_digest(app)
+    (app / "src" / "app" / "__pycache__").mkdir()
+    (app / "src" / "app" / "__pycache__" / "__main__.cpython-311.pyc").write_bytes(b"\0")
+    os.utime(app / "src" / "app" / "__main__.py", (0, 0))
+    assert sources.source_digest(app) == before, "bytecode and a touch change nothing"
+    (app / "src" / "app" / "__main__.py").write_text("print('v2')\n")
+    assert sources.source_digest(app) != before
+    (app / "src" / "app" / "__main__.py").write_text("print('v1')\n")
+    (app / "src" / "app" / "extra.py").write_text("")
+    assert sources.source_digest(app) != before, "a new file counts"
+
+
+@pytest.mark.parametrize("task", ["run", "shell", "train"])
+def test_an_edit_in_src_after_the_build_is_one_line_and_the_run_goes_on(app, capsys, task):
+    settings = settings_of(app)
+    answers = {**built_from(app), "{{.MemTotal}}": (0, f"{8 * 2**30}\n", "")}
+    (app / "src" / "app" / "__main__.py").write_text("print('v2')\n")
+    engine = RecordingEngine(answers=answers, dry=task == "train")
+    if task == "train":
+        distributed.train(engine, settings, target_of(settings))
+    else:
+        getattr(containers, task)(engine, settings, target_of(settings), tty=False)
+    stale = [line for line in capsys.readouterr().err.splitlines() if "changed since" in line]
+    assert stale == [
+        "warning: src/ changed since tf:latest was built, which still has the old one; "
+        "`invoke build` rebuilds it"
+    ]
+    started = " network create " if task == "train" else " run "
+    assert any(started in line for line in engine.actions), "the run goes on"
+
+
+def test_a_fresh_image_or_one_without_digests_says_nothing(app, capsys):
+    settings = settings_of(app)
+    containers.run(RecordingEngine(answers=built_from(app)), settings, target_of(settings))
+    containers.run(RecordingEngine(answers=BUILT), settings, target_of(settings))
+    assert "changed since" not in capsys.readouterr().err
+
+
+def test_dev_mounts_src_read_only_over_the_images_and_warns_only_of_the_lock(app, capsys):
+    settings = settings_of(app)
+    answers = built_from(app)
+    (app / "src" / "app" / "__main__.py").write_text("print('v2')\n")
+    (app / "requirements.txt").write_text("tensorflow-cpu==2.22.0 \\\n    --hash=sha256:def\n")
+    engine = RecordingEngine(answers=answers)
+    containers.run(engine, settings, target_of(settings), dev=True, read_only=True)
+    err = capsys.readouterr().err
+    assert "warning: requirements.txt changed since tf:latest was built" in err
+    assert "src/ changed" not in err, "src/ is mounted: the image's own is not what runs"
+    assert f"src/ {app / 'src'} read-only" in err
+    run = next(line for line in engine.actions if " run " in line)
+    assert f"--mount type=bind,source={app / 'src'},target=/app/src,readonly " in run
+    for flag in ("--cap-drop ALL", "--security-opt no-new-privileges", "--read-only"):
+        assert flag in run, "--dev keeps the least privilege"
+    plain = RecordingEngine(answers=answers)
+    containers.run(plain, settings, target_of(settings))
+    assert "target=/app/src" not in plain.actions[0], "without --dev, the image's src/"

@@ -138,7 +138,9 @@ def test_an_engine_without_emulation_is_refused_with_the_fix():
     runtime.require_platform_support(engine, "base", "linux/amd64")
     # Any other failure is the real command's to report, in its own words.
     runtime.require_platform_support(engine, "gone", "linux/arm64")
-    assert engine.actions[0] == "docker run --rm --platform linux/arm64 --entrypoint true base"
+    assert engine.actions[0] == (
+        "docker run --rm --pull never --platform linux/arm64 --entrypoint true base"
+    )
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 import copy
 import io
+import json
 import os
 import re
 import shutil
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 from devkit import distributed as distributed_launcher
-from devkit import kubernetes
+from devkit import kubernetes, publishing
 from devkit.errors import UserError
 from devkit.settings import load_settings
 from helpers.manifests import env_of, the
@@ -237,6 +238,85 @@ def test_the_image_is_the_one_invoke_push_publishes(project):
         "ghcr.io/acme/team/flowers:v2-gpu"
     }
     assert the(documents, "Job")["spec"]["completions"] == 2
+
+
+DIGEST = "sha256:" + "a" * 64
+GPU_DIGEST = "sha256:" + "b" * 64
+
+
+def record(project, entries) -> None:
+    """What `invoke push` would have recorded (or a hand's edit of it)."""
+    (project / publishing.PUSH_DIGESTS).write_text(json.dumps(entries))
+
+
+def images_of(text: str) -> set[str]:
+    documents = list(yaml.safe_load_all(text))
+    return {container["image"] for pod in pods(documents) for container in pod["containers"]}
+
+
+def test_after_invoke_push_every_image_is_named_by_the_pushed_digest(project):
+    record(
+        project,
+        {"ghcr.io/acme/team/flowers:v2": DIGEST, "ghcr.io/acme/team/flowers:v2-gpu": GPU_DIGEST},
+    )
+    settings = load_settings(
+        project,
+        environ={"REGISTRY": "ghcr.io/acme", "IMAGE_NAME": "team/flowers", "IMAGE_TAG": "v2"},
+    )
+    for gpu, digest in ((False, DIGEST), (True, GPU_DIGEST)):
+        notes = io.StringIO()
+        text = kubernetes.manifests(settings, workers="3", gpu=gpu, notes=notes)
+        assert images_of(text) == {f"ghcr.io/acme/team/flowers@{digest}"}
+        assert notes.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [{}, {"ghcr.io/acme/team/flowers:v1": DIGEST, "other.io/acme/team/flowers:v2": DIGEST}],
+    ids=["nothing-pushed", "other-references"],
+)
+def test_without_a_record_of_this_reference_the_tag_is_named_and_one_line_says_so(project, entries):
+    if entries:
+        record(project, entries)
+    settings = load_settings(
+        project,
+        environ={"REGISTRY": "ghcr.io/acme", "IMAGE_NAME": "team/flowers", "IMAGE_TAG": "v2"},
+    )
+    notes = io.StringIO()
+    text = kubernetes.manifests(settings, workers="1", gpu=True, notes=notes)
+    assert images_of(text) == {"ghcr.io/acme/team/flowers:v2-gpu"}
+    assert notes.getvalue() == (
+        "`invoke push` recorded no digest of ghcr.io/acme/team/flowers:v2-gpu in "
+        ".push-digests.json: the pods pull it by its tag\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '{"ghcr.io/acme/flowers:latest": "sha256:not-a-digest"}',
+            ".push-digests.json records 'sha256:not-a-digest' for ghcr.io/acme/flowers:latest, "
+            "which is no digest (sha256: and 64 hex digits)",
+        ),
+        (
+            '{"ghcr.io/acme/flowers:latest": ',
+            ".push-digests.json is not the JSON that `invoke push` writes (",
+        ),
+        ('["sha256:"]', ".push-digests.json is not the JSON object `invoke push` writes"),
+    ],
+    ids=["no-digest", "no-json", "no-object"],
+)
+def test_a_record_edited_by_hand_into_no_digest_is_refused_in_one_line(project, text, message):
+    (project / publishing.PUSH_DIGESTS).write_text(text)
+    settings = load_settings(project, environ={"REGISTRY": "ghcr.io/acme", "IMAGE_NAME": "flowers"})
+    with pytest.raises(UserError) as refused:
+        kubernetes.manifests(settings, workers="1", gpu=False)
+    assert str(refused.value).startswith(message)
+    assert str(refused.value).endswith(
+        "; run `invoke push` again, or delete .push-digests.json to name the images by tag"
+    )
+    assert "\n" not in str(refused.value)
 
 
 def test_without_registry_it_says_to_set_it(project):
@@ -523,6 +603,13 @@ def test_kserve_pins_a_tensorflow_serving_as_new_as_the_locks_tensorflow():
 # --- invoke k8s's own checks: names, the model, the Secret of the app keys ------------------------
 
 
+# What `invoke k8s` says where `invoke push` recorded no digest (none of these tests pushed).
+BY_TAG = (
+    "`invoke push` recorded no digest of ghcr.io/acme/flowers:latest in .push-digests.json: "
+    "the pods pull it by its tag\n"
+)
+
+
 def settings_of(project, dotenv="", **environ):
     (project / ".env").write_text(dotenv)
     return load_settings(project, environ={"REGISTRY": "ghcr.io/acme", **environ})
@@ -571,7 +658,7 @@ def test_the_pods_name_the_secret_of_the_app_keys_whose_values_stay_off_standard
     for pod in pods(documents):
         for container in pod["containers"]:
             assert container["envFrom"] == [{"secretRef": {"name": "flowers-env"}}]
-    assert notes.getvalue() == (
+    assert notes.getvalue() == BY_TAG + (
         "the pods read .env's app keys (WANDB_API_KEY, BATCH_MAX_ROWS) from Secret flowers-env, "
         "which this output leaves out: `invoke k8s --app-secret` adds it, values included\n"
     )
@@ -592,7 +679,7 @@ def test_app_secret_prints_the_secret_with_the_values(project):
     )
     assert secret["type"] == "Opaque"
     assert secret["stringData"] == {"WANDB_API_KEY": "s3cr3t-value"}
-    assert notes.getvalue() == ""
+    assert notes.getvalue() == BY_TAG
 
 
 def test_without_app_keys_the_pods_name_no_secret(project):
@@ -604,7 +691,7 @@ def test_without_app_keys_the_pods_name_no_secret(project):
         )
     )
     assert all("envFrom" not in c for pod in pods(documents) for c in pod["containers"])
-    assert notes.getvalue() == ".env holds no app keys: there is no Secret to print\n"
+    assert notes.getvalue() == BY_TAG + ".env holds no app keys: there is no Secret to print\n"
 
 
 def test_cmd_is_split_as_a_shell_would_and_a_bad_one_is_one_line(project):

@@ -2,19 +2,20 @@
 refused before anything is created, what is cleaned up on failure, what `--dry` leaves alone."""
 
 import io
+import json
 import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from devkit import building, containers, locking, locks, publishing
+from devkit import building, containers, kubernetes, locking, locks, publishing
 from devkit.engine import Outcome
 from devkit.errors import UserError
 from devkit.targets import every_target, project_id
 from helpers.command_lines import settings_of, target_of
 from helpers.engine import free_port
-from helpers.recording_engine import RecordingEngine
+from helpers.recording_engine import BUILT, RecordingEngine
 
 LOCK_TEXT = "tensorflow-cpu==2.21.0 \\\n    --hash=sha256:abc\n"
 # What the engine says of its own platform: an x86-64 host.
@@ -102,7 +103,10 @@ def test_a_source_date_epoch_that_is_no_time_is_one_line(project, monkeypatch, e
 def test_run_checks_before_it_creates_and_removes_a_foreground_container_after(project):
     settings = settings_of(project, HOST_PORT=str(free_port()))
     engine = RecordingEngine(
-        answers={"container inspect": (0, f"exited {project_id(settings)} 0 old-id\n", "")},
+        answers={
+            "container inspect": (0, f"exited {project_id(settings)} 0 old-id\n", ""),
+            **BUILT,
+        },
         run_leaves="exited",
     )
     containers.run(engine, settings, target_of(settings))
@@ -148,11 +152,12 @@ def test_a_refused_run_leaves_a_stopped_leftover_where_it_was(project):
 
 def test_a_detached_run_that_fails_is_removed(project):
     engine = RecordingEngine(
+        answers=BUILT,
         outcomes={
             "docker run": Outcome(
                 125, "", "docker: Error response from daemon: no space left on device.\n"
             )
-        }
+        },
     )
     engine.run_leaves = "created"
     settings = settings_of(project, HOST_PORT=str(free_port()))
@@ -165,7 +170,7 @@ def test_a_detached_run_that_fails_is_removed(project):
 
 
 def test_a_foreground_run_ended_by_ctrl_c_is_no_error(project):
-    engine = RecordingEngine(outcomes={"docker run": Outcome(130)})
+    engine = RecordingEngine(answers=BUILT, outcomes={"docker run": Outcome(130)})
     settings = settings_of(project, HOST_PORT=str(free_port()))
     containers.run(engine, settings, target_of(settings))
 
@@ -270,6 +275,93 @@ def test_push_of_both_platforms_publishes_one_list_naming_them(project):
     name = "127.0.0.1:5000/tf:latest"
     assert f"docker manifest create --insecure {name} {name}-amd64 {name}-arm64" in engine.actions
     assert engine.actions[-1] == f"docker manifest push --purge --insecure {name}"
+
+
+LIST_DIGEST = "sha256:" + "1" * 64
+GPU_DIGEST = "sha256:" + "2" * 64
+# What `docker manifest push` prints on success: the list's digest.
+MANIFEST_PUSHED = {"manifest push": Outcome(0, f"{LIST_DIGEST}\n", "")}
+BOTH_BUILT = {
+    "image inspect --format {{.Os}}/{{.Architecture}} tf:latest-arm64": (0, "linux/arm64\n", ""),
+    "image inspect": (0, "linux/amd64\n", ""),
+    **HOST_AMD64,
+}
+
+
+def recorded(project) -> dict:
+    return json.loads((project / publishing.PUSH_DIGESTS).read_text())
+
+
+def test_push_records_the_digest_of_the_multi_architecture_list_for_invoke_k8s(project):
+    engine = RecordingEngine(answers=BOTH_BUILT, outcomes=MANIFEST_PUSHED)
+    settings = settings_of(project, REGISTRY="127.0.0.1:5000/acme")
+    publishing.push(engine, settings, gpu=False, platforms=["linux/amd64", "linux/arm64"])
+    assert recorded(project) == {"127.0.0.1:5000/acme/tf:latest": LIST_DIGEST}
+    assert kubernetes.pushed_image(settings, gpu=False) == f"127.0.0.1:5000/acme/tf@{LIST_DIGEST}"
+
+
+def test_push_of_the_gpu_image_records_the_digest_docker_push_printed_beside_the_others(project):
+    engine = RecordingEngine(answers=BOTH_BUILT, outcomes=MANIFEST_PUSHED)
+    settings = settings_of(project, REGISTRY="ghcr.io/acme")
+    publishing.push(engine, settings, gpu=False, platforms=[])
+    printed = f"The push refers to repository [ghcr.io/acme/tf]\nlatest-gpu: digest: {GPU_DIGEST} size: 4321\n"
+    engine = RecordingEngine(answers=BOTH_BUILT, outcomes={"docker push": Outcome(0, printed, "")})
+    publishing.push(engine, settings, gpu=True, platforms=[])
+    assert recorded(project) == {
+        "ghcr.io/acme/tf:latest": LIST_DIGEST,
+        "ghcr.io/acme/tf:latest-gpu": GPU_DIGEST,
+    }
+    assert kubernetes.pushed_image(settings, gpu=True) == f"ghcr.io/acme/tf@{GPU_DIGEST}"
+
+
+class PodmanWritingDigests(RecordingEngine):
+    """Podman prints no digest: each push writes the one it pushed to its --digestfile."""
+
+    def _action_process(self, argv, options):
+        if "--digestfile" in argv and not self.dry:
+            digest = LIST_DIGEST if "manifest" in argv else GPU_DIGEST
+            Path(argv[argv.index("--digestfile") + 1]).write_text(digest)
+        return super()._action_process(argv, options)
+
+
+def test_with_podman_push_records_the_digests_it_wrote_to_its_digest_files(project):
+    answers = {
+        "version --format {{.Server.OsArch}}": (0, "linux/amd64\n", ""),
+        "image inspect --format {{.Os}}/{{.Architecture}} tf:latest-gpu": (0, "linux/amd64\n", ""),
+        **BOTH_BUILT,
+    }
+    settings = settings_of(project, REGISTRY="127.0.0.1:5000/acme", DOCKER="podman")
+    for gpu in (False, True):
+        engine = PodmanWritingDigests(docker="podman", answers=answers)
+        publishing.push(engine, settings, gpu=gpu, platforms=[])
+    assert recorded(project) == {
+        "127.0.0.1:5000/acme/tf:latest": LIST_DIGEST,
+        "127.0.0.1:5000/acme/tf:latest-gpu": GPU_DIGEST,
+    }
+
+
+def test_a_push_that_prints_no_digest_drops_the_older_one_and_says_so(project, capsys):
+    settings = settings_of(project, REGISTRY="ghcr.io/acme")
+    engine = RecordingEngine(answers=BOTH_BUILT, outcomes=MANIFEST_PUSHED)
+    publishing.push(engine, settings, gpu=False, platforms=[])
+    engine = RecordingEngine(answers=BOTH_BUILT)  # a CLI that prints no digest
+    capsys.readouterr()
+    publishing.push(engine, settings, gpu=False, platforms=[])
+    assert recorded(project) == {}, "the older push's digest names another build now"
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "the push gave no digest of ghcr.io/acme/tf:latest: `invoke k8s` names it by its tag"
+    )
+
+
+def test_under_dry_push_records_nothing_and_says_it_would(project, capsys):
+    engine = RecordingEngine(dry=True, answers=BOTH_BUILT, outcomes=MANIFEST_PUSHED)
+    settings = settings_of(project, REGISTRY="ghcr.io/acme")
+    publishing.push(engine, settings, gpu=False, platforms=["linux/amd64", "linux/arm64"])
+    assert not (project / publishing.PUSH_DIGESTS).exists()
+    assert capsys.readouterr().err.splitlines() == [
+        "# would push ghcr.io/acme/tf:latest for linux/amd64, linux/arm64",
+        "# would record the digest of ghcr.io/acme/tf:latest in .push-digests.json",
+    ]
 
 
 # --- clean ------------------------------------------------------------------------------------

@@ -170,7 +170,10 @@ def test_push_commands(project):
     settings = settings_of(project, REGISTRY="127.0.0.1:5000/acme")
     name = "127.0.0.1:5000/acme/tf:latest-amd64"
     assert tag_command(settings, "tf:latest", name) == ["podman", "tag", "tf:latest", name]
-    assert push_command(settings, name) == ["podman", "push", name]
+    # Podman prints no digest: it writes the one it pushed to a file.
+    assert push_command(settings, name, "/tmp/push-1/digest") == [
+        *("podman", "push", "--digestfile", "/tmp/push-1/digest", name)
+    ]
     assert untag_command(settings, name) == ["podman", "image", "rm", name]
 
 
@@ -181,7 +184,10 @@ def test_the_multi_architecture_list_is_made_and_pushed_the_podman_way(project):
     assert manifest_commands(settings, name, images, insecure=True) == [
         ["podman", "manifest", "rm", name],
         ["podman", "manifest", "create", name, f"docker://{name}-amd64", f"docker://{name}-arm64"],
-        ["podman", "manifest", "push", "--rm", name, f"docker://{name}"],
+        [
+            *("podman", "manifest", "push", "--rm", "--digestfile", "/tmp/push-1/digest"),
+            *(name, f"docker://{name}"),
+        ],
     ]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from invoke import Config, Context
 
-from devkit import distributed, host, runtime, workbench
+from devkit import containers, distributed, host, runtime, workbench
 from devkit.engine import Engine, Outcome
 from devkit.errors import UserError
 from devkit.targets import project_id
@@ -205,3 +205,41 @@ def test_a_signal_to_invoke_alone_ends_the_command_it_runs(number):
     assert time.monotonic() - started < 10
     assert outcome.exited == -number
     assert outcome.failed
+
+
+# --- only the project's own, local images run ---------------------------------------------------
+
+
+@pytest.mark.parametrize("docker", ["docker", "podman"])
+def test_every_run_takes_the_local_image_and_never_pulls(project, docker):
+    settings = settings_of(project)
+    engine = RecordingEngine(docker=docker)
+    for options in ({}, {"detach": True}, {"interactive": True, "tty": True}):
+        argv = runtime.command(engine, spec_of(settings), **options)
+        assert argv[argv.index("--pull") + 1] == "never", (
+            "a missing image is an error, never one of its name from Docker Hub"
+        )
+    runtime.require_platform_support(engine, "tf:latest-arm64", "linux/arm64")
+    assert " --pull never " in engine.actions[0], "the emulation probe pulls nothing either"
+
+
+@pytest.mark.parametrize(
+    ("task", "options"),
+    [
+        ("run", {}),
+        ("run", {"cmd": "python -m app.train"}),
+        ("run", {"dev": True}),
+        ("shell", {"tty": False}),
+    ],
+)
+def test_a_missing_image_is_one_line_before_anything_is_said_or_made(
+    project, capsys, task, options
+):
+    settings = settings_of(project)
+    engine = RecordingEngine()
+    with pytest.raises(UserError) as refused:
+        getattr(containers, task)(engine, settings, target_of(settings), **options)
+    assert str(refused.value) == "there is no image tf:latest; `invoke build` makes it"
+    assert engine.actions == [], "nothing pulled, nothing created"
+    assert capsys.readouterr().err == "", "no 'serving ...' before the refusal"
+    assert not (project / "data").exists()

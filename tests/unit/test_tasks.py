@@ -8,7 +8,7 @@ import pytest
 from invoke import Collection, Exit
 
 import tasks
-from devkit.settings import load_settings
+from devkit.settings import SETTING_KEYS, load_settings
 from devkit.targets import project_id
 from helpers.command_lines import commands_run, dry_context
 from helpers.fake_cli import fake_cli
@@ -28,16 +28,8 @@ def project(tmp_path, monkeypatch):
     (folder / "tests" / "container").mkdir(parents=True)
     with_capabilities(folder)
     monkeypatch.setattr(tasks, "PROJECT_DIR", folder)
-    for key in (
-        "IMAGE_NAME",
-        "IMAGE_TAG",
-        "PLATFORM",
-        "REGISTRY",
-        "DATA_DIR",
-        "HOST_PORT",
-        "PIP_INDEX_URL",
-        "PIP_EXTRA_INDEX_URL",
-    ):
+    # None of the caller's settings (CI exports BASE_IMAGE, BUILD_CA_BUNDLE, DOCKER): the defaults.
+    for key in SETTING_KEYS:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("DOCKER", str(tmp_path / "no-docker-here"))
     return folder
@@ -48,7 +40,9 @@ def test_dry_build_prints_one_build(project):
     tasks.build(context, platform="linux/arm64")
     pull, probe, command = commands_run(context)
     assert pull.endswith(" pull --quiet --platform linux/arm64 python:3.11-slim")
-    assert " run --rm --platform linux/arm64 --entrypoint true " in probe, "emulation, probed"
+    assert " run --rm --pull never --platform linux/arm64 --entrypoint true " in probe, (
+        "emulation, probed"
+    )
     assert " build --platform linux/arm64 " in command
     assert "--tag proj:latest" in command
 
@@ -258,3 +252,11 @@ def test_every_task_under_dry_prints_commands_and_claims_no_outcome(
             assert printed[name][1], f"`invoke --dry {name}` shows the commands it would run"
     assert "would remove" in printed["clean"][0]
     assert "would push" in printed["push"][0]
+
+
+def test_dry_run_dev_mounts_src_read_only(project):
+    context = dry_context()
+    tasks.run(context, dev=True)
+    (run,) = commands_run(context)
+    assert f" --mount type=bind,source={project / 'src'},target=/app/src,readonly " in run
+    assert " --pull never " in run

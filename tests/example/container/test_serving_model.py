@@ -1,6 +1,7 @@
 """One artifact for this server, TensorFlow Serving and KServe, inside the image: each version folder is a
 SavedModel whose serving_default signature this server serves; which version is served, and which are skipped."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import store, train
+from app import server, store, train
 from app.server import Options
 from example.iris import CENTRES, write_iris_like
 from example.serving import EPOCHS, serving, wait_until_failed, wait_until_ready
@@ -173,6 +174,51 @@ def test_the_newest_valid_version_is_served_and_each_bad_one_is_logged_and_skipp
     assert len(skipped) == len(reasons)
 
 
+@contextlib.contextmanager
+def unreadable(folder: Path):
+    """The folder with no permission for anyone (`chmod 000`), for the block; restored after."""
+    folder.chmod(0)
+    try:
+        # The container runs without capabilities (--cap-drop ALL): not even root may read it.
+        assert not os.access(folder, os.R_OK | os.X_OK), f"{folder} is still readable here"
+        yield folder
+    finally:
+        folder.chmod(0o755)
+
+
+def test_an_unreadable_version_is_logged_and_skipped_and_an_older_valid_one_is_served(
+    trained, tmp_path, caplog
+):
+    models = tmp_path / "models"
+    copy_version(trained, models, "1")
+    with (
+        unreadable(copy_version(trained, models, "2")),
+        caplog.at_level("INFO", logger="app"),
+        serving(models, tmp_path / "unused.csv") as url,
+    ):
+        health = wait_until_ready(url, timeout=60)
+        assert predict(url, ROWS)[0] == 200
+    assert health["version"] == 1
+    skipped = [message for message in caplog.messages if message.startswith("skipping")]
+    assert len(skipped) == 1, skipped
+    assert f"{store.MODEL_NAME}/2" in skipped[0]
+    assert "Permission denied" in skipped[0]
+
+
+def test_an_unreadable_pinned_version_is_a_503_with_the_reason(trained, tmp_path):
+    models = tmp_path / "models"
+    copy_version(trained, models, "1")
+    with (
+        unreadable(copy_version(trained, models, "2")) as folder,
+        serving(models, tmp_path / "unused.csv", Options(model_version=2)) as url,
+    ):
+        health = wait_until_failed(url)
+        status, _ = predict(url, ROWS)
+    assert health["error"].startswith(f"MODEL_VERSION=2: {folder} cannot be served: ")
+    assert "Permission denied" in health["error"]
+    assert status == 503
+
+
 def test_model_version_pins_an_older_version(trained, tmp_path):
     copy_version(trained, tmp_path / "models", "1")
     copy_version(trained, tmp_path / "models", "2")
@@ -228,6 +274,7 @@ def test_a_missing_or_invalid_pinned_version_is_a_503_with_the_reason_and_a_log_
         ),
         ("BATCH_TIMEOUT_MS", "fast", "BATCH_TIMEOUT_MS='fast': milliseconds from 0 to 1000"),
         ("BATCH_TIMEOUT_MS", "5000", "BATCH_TIMEOUT_MS='5000': milliseconds from 0 to 1000"),
+        ("ACCESS_LOG", "off", "ACCESS_LOG='off': 1 for a log line per request, 0 for none"),
     ],
 )
 def test_a_bad_app_key_stops_the_server_at_start_in_one_line(key, value, message):
@@ -244,8 +291,32 @@ def test_a_bad_app_key_stops_the_server_at_start_in_one_line(key, value, message
 
 
 def test_app_keys_set_the_options():
-    environ = {"BATCH_MAX_ROWS": "64", "BATCH_TIMEOUT_MS": "0.5", "MODEL_VERSION": "3"}
+    environ = {
+        "BATCH_MAX_ROWS": "64",
+        "BATCH_TIMEOUT_MS": "0.5",
+        "MODEL_VERSION": "3",
+        "ACCESS_LOG": "0",
+    }
     assert Options.from_environment(environ) == Options(
-        batch_max_rows=64, batch_timeout_ms=0.5, model_version=3
+        batch_max_rows=64, batch_timeout_ms=0.5, model_version=3, access_log=False
     )
     assert Options.from_environment({"MODEL_VERSION": "", "BATCH_MAX_ROWS": " "}) == Options()
+
+
+@pytest.mark.parametrize(
+    ("files", "cpus"),
+    [
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu.max": "150000 100000\n"}, 2),
+        ({"cpu.max": "50000 100000\n"}, 1),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),
+        ({}, None),
+    ],
+    ids=["v2 no limit", "v2 1.5 CPUs", "v2 half a CPU", "v1 no limit", "v1 1 CPU", "no cgroup"],
+)
+def test_the_cpu_limit_that_sizes_tensorflow_threads_comes_from_the_cgroup(tmp_path, files, cpus):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert server.cpu_limit(tmp_path) == cpus
