@@ -8,40 +8,41 @@
 ARG BASE_IMAGE
 
 # ---------------------------------------------------------------------------------------------
-# locks: the target's lock, split in two: TensorFlow's own entry, and every other package.
-# The tensorflow stage copies only the first file, and BuildKit caches a COPY by its content, so
-# adding or upgrading any other package never reinstalls, strips or re-exports TensorFlow's 1 GB.
+# locks: the target architecture's lock in the two halves that `invoke lock` writes beside it in
+# docker/locks/ (TensorFlow's own entry, and every other package), under fixed names. The
+# tensorflow stage copies only the first half, and BuildKit caches a COPY by its content, so adding
+# or upgrading any other package never reinstalls, strips or re-exports TensorFlow's 1 GB. No
+# stage reads pip-compile's text: devkit/locks.py alone does.
 FROM ${BASE_IMAGE:-python:3.11-slim} AS locks
 
 # Set by BuildKit from --platform; picks the lock of that architecture.
 ARG TARGETARCH
 
 # The locks come before the source, so an edit in src/ never reinstalls packages.
-COPY requirements.txt requirements-arm64.txt /tmp/locks/
+COPY docker/locks/requirements-tensorflow.txt docker/locks/requirements-packages.txt \
+     docker/locks/requirements-arm64-tensorflow.txt docker/locks/requirements-arm64-packages.txt \
+     /tmp/locks/
 
-# pip-compile writes each package at the start of a line and its hashes and comments indented
-# below it; pip options (`--index-url`) apply to both halves.
 RUN set -eu; \
     case "${TARGETARCH}" in \
-      amd64) lock=requirements.txt ;; \
-      arm64) lock=requirements-arm64.txt ;; \
+      amd64) lock=requirements ;; \
+      arm64) lock=requirements-arm64 ;; \
       *) echo "no lock for architecture '${TARGETARCH}': the CPU image is built for amd64 or arm64" >&2; exit 1 ;; \
     esac; \
     mkdir /locks; \
-    awk '/^-/ { print > "/locks/tensorflow.txt"; print > "/locks/packages.txt"; next }; \
-         /^[^ #]/ { half = /^tensorflow(-cpu)?[ =]/ ? "/locks/tensorflow.txt" : "/locks/packages.txt" }; \
-         half { print > half }' "/tmp/locks/${lock}"; \
-    grep -q '^tensorflow' /locks/tensorflow.txt
+    cp "/tmp/locks/${lock}-tensorflow.txt" /locks/tensorflow.txt; \
+    cp "/tmp/locks/${lock}-packages.txt" /locks/packages.txt
 
 # ---------------------------------------------------------------------------------------------
-# venv: an empty virtualenv, at the path it keeps in the runtime stage (its scripts hard-code it).
+# venv: an empty virtualenv, at the path it keeps in the environment stage (its scripts hard-code
+# it).
 FROM ${BASE_IMAGE:-python:3.11-slim} AS venv
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 # ---------------------------------------------------------------------------------------------
 # tensorflow: TensorFlow alone, installed under /opt/tensorflow in the venv's layout (scripts
-# point at /opt/venv/bin/python), slimmed, and merged into the venv by the runtime stage.
+# point at /opt/venv/bin/python), slimmed, and merged into the venv by the environment stage.
 FROM venv AS tensorflow
 
 # Slimming, on by default, each switchable for users who need what it removes
@@ -62,20 +63,17 @@ RUN if [ "${STRIP_TF_LIBRARIES}" = 1 ]; then \
 
 COPY --from=locks /locks/tensorflow.txt /tmp/locks/
 
-# --require-hashes: every file pip installs must match the hash in the lock.
-# --no-deps: the lock is complete; pip resolves nothing on its own.
-# --only-binary: wheels only, so no package runs build code inside the image.
-# The pip cache is a BuildKit cache mount: a rebuild after a lock change downloads only what is new,
-# and no cache lands in a layer. BUILD_CA_BUNDLE (for TLS-intercepting proxies) reaches pip only as a
-# BuildKit secret, mounted for this one command and never stored in the image; so is a package index
-# other than PyPI (PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, credentials included), as pip's /etc/pip.conf.
+# Every lock is installed the same way, by docker/install-lock (hash-checked, no resolving, wheels
+# only), mounted for the one command. The pip cache is a BuildKit cache mount: a rebuild after a
+# lock change downloads only what is new, and no cache lands in a layer. BUILD_CA_BUNDLE (for
+# TLS-intercepting proxies) reaches pip only as a BuildKit secret, mounted for this one command and
+# never stored in the image; so is a package index other than PyPI (PIP_INDEX_URL,
+# PIP_EXTRA_INDEX_URL, credentials included), as pip's /etc/pip.conf.
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=secret,id=ca_bundle \
     --mount=type=secret,id=pip_conf,target=/etc/pip.conf \
-    set -eu; \
-    if [ -f /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
-    pip install --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: \
-        --prefix=/opt/tensorflow -r /tmp/locks/tensorflow.txt
+    --mount=type=bind,source=docker/install-lock,target=/tmp/install-lock \
+    sh /tmp/install-lock /tmp/locks/tensorflow.txt --prefix=/opt/tensorflow
 
 # KEEP_TF_HEADERS=1 keeps tensorflow/include, about 290 MB of C++ headers that only compiling custom
 # ops needs; TensorFlow never reads them at run time. Declared here, so switching it reinstalls nothing.
@@ -94,19 +92,18 @@ FROM venv AS packages
 
 COPY --from=locks /locks/packages.txt /tmp/locks/
 
-# The same checks as for TensorFlow above.
+# Installed as TensorFlow is above.
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=secret,id=ca_bundle \
     --mount=type=secret,id=pip_conf,target=/etc/pip.conf \
-    set -eu; \
-    if [ -f /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
-    pip install --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: \
-        -r /tmp/locks/packages.txt
+    --mount=type=bind,source=docker/install-lock,target=/tmp/install-lock \
+    sh /tmp/install-lock /tmp/locks/packages.txt
 
 # ---------------------------------------------------------------------------------------------
 # environment: the base image and the venv, with the user and settings the application runs with;
-# no compilers, caches or lock files. The runtime image (last, the default target) adds src/ to it;
-# the notebook image (`--target notebook`, for `invoke notebook`) adds JupyterLab instead.
+# no compilers, caches or lock files. The runtime stage adds src/ to it (and the release stage, the
+# image `invoke build` makes, its labels); the notebook image (`--target notebook`, for
+# `invoke notebook`) adds JupyterLab instead.
 FROM ${BASE_IMAGE:-python:3.11-slim} AS environment
 
 ARG CONTAINER_PORT=8888
@@ -139,28 +136,23 @@ WORKDIR /app
 # if notebook
 # ---------------------------------------------------------------------------------------------
 # notebook: JupyterLab on the image's Python and TensorFlow, for `invoke notebook`, which mounts
-# src/, notebooks/ and DATA_DIR; never part of the runtime image below.
+# src/, notebooks/ and DATA_DIR; never part of the release image below.
 FROM environment AS notebook
 
-# Set by BuildKit from --platform.
+# Set by BuildKit from --platform; picks the notebook lock of that architecture.
 ARG TARGETARCH
 
-# JupyterLab from the notebook lock of the target's architecture, compiled against its CPU lock.
-# The same checks as for the packages above; the lock is mounted, never copied into a layer.
+# JupyterLab from the notebook lock of the target's architecture, compiled against the CPU lock of
+# that architecture (whose shared packages the GPU lock holds at the same versions), so the
+# packages they share keep the image's versions. Installed as the packages above; the locks are
+# mounted, under their architecture's name, never copied into a layer.
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=secret,id=ca_bundle \
     --mount=type=secret,id=pip_conf,target=/etc/pip.conf \
-    --mount=type=bind,source=requirements-notebook.txt,target=/tmp/locks/requirements-notebook.txt \
-    --mount=type=bind,source=requirements-notebook-arm64.txt,target=/tmp/locks/requirements-notebook-arm64.txt \
-    set -eu; \
-    if [ -f /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
-    case "${TARGETARCH}" in \
-      amd64) lock=requirements-notebook.txt ;; \
-      arm64) lock=requirements-notebook-arm64.txt ;; \
-      *) echo "no notebook lock for architecture '${TARGETARCH}'" >&2; exit 1 ;; \
-    esac; \
-    pip install --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: \
-        -r "/tmp/locks/${lock}"
+    --mount=type=bind,source=docker/install-lock,target=/tmp/install-lock \
+    --mount=type=bind,source=requirements-notebook.txt,target=/tmp/locks/notebook-amd64.txt \
+    --mount=type=bind,source=requirements-notebook-arm64.txt,target=/tmp/locks/notebook-arm64.txt \
+    sh /tmp/install-lock "/tmp/locks/notebook-${TARGETARCH}.txt"
 
 USER 1000:1000
 EXPOSE 8888
@@ -170,7 +162,8 @@ CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--ServerA
 # endif notebook
 
 # ---------------------------------------------------------------------------------------------
-# runtime: the environment and the application; the image `invoke build` makes and you ship.
+# runtime: the environment and the application. The release stage (last) labels it: the image
+# `invoke build` makes and you ship; the dev stage adds the host tools to it.
 FROM environment AS runtime
 
 ARG CONTAINER_PORT=8888
@@ -204,26 +197,15 @@ RUN apt-get update \
 
 COPY requirements-dev.txt /tmp/locks/
 
-# The checks of the installs above, into the same venv, so the tools run with the image's TensorFlow
-# (`python -m pytest`). The image's packages stay as its lock pins them: where the dev lock would move
-# one, the build stops and names it (pip aside, which the dev lock pins newer than the venv's own).
+# Installed as the packages above, into the same venv, so the tools run with the image's TensorFlow
+# (`python -m pytest`). --keep-installed: the image's packages stay as its lock pins them; where the
+# dev lock would move one, the build stops and names it (pip aside, which the dev lock pins newer
+# than the venv's own).
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=secret,id=ca_bundle \
     --mount=type=secret,id=pip_conf,target=/etc/pip.conf \
-    set -eu; \
-    if [ -f /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
-    pip freeze --all --exclude pip > /tmp/image.txt; \
-    pip install --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: \
-        -r /tmp/locks/requirements-dev.txt; \
-    pip freeze --all > /tmp/dev.txt; \
-    sort -o /tmp/image.txt /tmp/image.txt; \
-    sort -o /tmp/dev.txt /tmp/dev.txt; \
-    comm -23 /tmp/image.txt /tmp/dev.txt > /tmp/moved.txt; \
-    if [ -s /tmp/moved.txt ]; then \
-      echo "requirements-dev.txt would move the image's $(tr '\n' ' ' < /tmp/moved.txt)- pin what its lock pins" >&2; \
-      exit 1; \
-    fi; \
-    rm /tmp/image.txt /tmp/dev.txt /tmp/moved.txt
+    --mount=type=bind,source=docker/install-lock,target=/tmp/install-lock \
+    sh /tmp/install-lock --keep-installed /tmp/locks/requirements-dev.txt
 
 # The dev container runs no app of its own (the editor keeps it alive), so the image's probe of the
 # app would only mark it unhealthy. By name, so that the dev container can give the user your uid.
@@ -232,8 +214,8 @@ HEALTHCHECK NONE
 USER app
 
 # ---------------------------------------------------------------------------------------------
-# release: the runtime stage as shipped, with its labels. The last stage, so the one that a build
-# without --target makes.
+# release: the runtime stage with its labels: the image `invoke build` makes and you ship. The last
+# stage, so the one that a build without --target makes too.
 FROM runtime AS release
 
 # Last, as they change on every build and must not invalidate the layers above.

@@ -279,7 +279,8 @@ def lock(c, gpu=False, platform=None, dev=False, upgrade=False, upgrade_package=
 
     Only locks whose inputs changed are compiled, unless --upgrade or --upgrade-package asks for more.
     Every chosen lock is compiled, and checked to pin every requirement with a hash, before any is
-    replaced: a failed compile or Ctrl-C leaves every lock as it was. Ends with what changed in each.
+    replaced: a failed compile or Ctrl-C leaves every lock as it was. Ends with what changed in each,
+    and the locks it left out of date.
     """
     if gpu:
         capabilities.require(PROJECT_DIR, "gpu")

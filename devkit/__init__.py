@@ -8,7 +8,8 @@ runtime     where every container is started: ContainerSpec -> `docker run`, and
             the name check, ports, image, secret env-file, stop on a signal, clean-up, outcome
 host        this machine's side: who a container runs as, a free port, a writable DATA_DIR, proxies,
             folders for secrets that go on a signal
-locks       which .in makes which lock, digests, pins    locking   `invoke lock`: pip-compile, all or none
+locks       which .in makes which lock; LockFile, the one reader of a lock; digests
+locking     `invoke lock`: pip-compile, all or none; the halves the Dockerfiles install
 building    `invoke build`, its labels, secrets and layer cache
 containers  `invoke run`, `shell`, `container-test`, `stop`, `logs`, `clean`
 workbench   `invoke tensorboard`, `invoke notebook`      publishing  `invoke push`

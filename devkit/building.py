@@ -1,4 +1,5 @@
-"""`invoke build`: the image of a target, built with BuildKit for its platform, with its labels and secrets."""
+"""`invoke build`: the image of a target, built with BuildKit for its platform, with its labels
+and secrets."""
 
 from __future__ import annotations
 
@@ -54,14 +55,16 @@ def parse_build_args(values: Iterable[str]) -> dict[str, str]:
             )
         if name in TEMPLATE_BUILD_ARGS:
             raise UserError(
-                f"--build-arg {name}: `invoke build` sets it itself, from {TEMPLATE_BUILD_ARGS[name]}"
+                f"--build-arg {name}: `invoke build` sets it itself, "
+                f"from {TEMPLATE_BUILD_ARGS[name]}"
             )
         pairs[name] = content
     return pairs
 
 
 def secret_option(name: str, source: Path) -> str:
-    """The value of `--secret`, which BuildKit reads as CSV: a path with a comma or a quote is quoted."""
+    """The value of `--secret`, which BuildKit reads as CSV: a path with a comma or a quote is
+    quoted."""
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="").writerow([f"id={name}", f"src={source}"])
     return buffer.getvalue()
@@ -70,7 +73,8 @@ def secret_option(name: str, source: Path) -> str:
 def public_source_url(remote: str) -> str:
     """What of a git remote may go into every image's `org.opencontainers.image.source` label: the
     scheme, host and path of an http(s) URL (`git@host:org/repo` becomes `https://host/org/repo`),
-    without user, password (a CI job's token), query or fragment. Anything else gives no label ("")."""
+    without user, password (a CI job's token), query or fragment. Anything else gives no label
+    ("")."""
     if any(character.isspace() or not character.isprintable() for character in remote):
         return ""
     # scp-like: [user@]host:path, a host of two characters at least (`C:` is a Windows drive).
@@ -92,7 +96,8 @@ def public_source_url(remote: str) -> str:
 
 
 def pip_config(package_index: dict[str, str]) -> str:
-    """A pip.conf that sets PIP_INDEX_URL and PIP_EXTRA_INDEX_URL (pip reads it raw: no interpolation)."""
+    """A pip.conf that sets PIP_INDEX_URL and PIP_EXTRA_INDEX_URL (pip reads it raw: no
+    interpolation)."""
     options = {"PIP_INDEX_URL": "index-url", "PIP_EXTRA_INDEX_URL": "extra-index-url"}
     return "[global]\n" + "".join(
         f"{options[key]} = {value}\n" for key, value in package_index.items()
@@ -101,7 +106,8 @@ def pip_config(package_index: dict[str, str]) -> str:
 
 def cache_ref(settings: Settings, target: Target) -> str:
     """Where BUILD_CACHE keeps one image's layer cache: a tag per image, e.g. `<BUILD_CACHE>:amd64`,
-    `:arm64`, `:gpu`, `:amd64-notebook`, shared by every IMAGE_TAG (branches reuse each other's layers)."""
+    `:arm64`, `:gpu`, `:amd64-notebook`, shared by every IMAGE_TAG (branches reuse each other's
+    layers)."""
     variant = "gpu" if target.gpu else arch(target.platform)
     return f"{settings.build_cache}:{variant}{f'-{target.stage}' if target.stage else ''}"
 
@@ -117,7 +123,8 @@ def cache_mode(engine: Engine, *, buildx: bool) -> str:
 
 
 def cache_options(settings: Settings, target: Target, *, mode: str, export: bool) -> list[str]:
-    """The build flags that take the layer cache from BUILD_CACHE and, with `export`, send it there."""
+    """The build flags that take the layer cache from BUILD_CACHE and, with `export`, send it
+    there."""
     if settings.build_cache is None:
         return []
     if mode == "repository":
@@ -172,7 +179,8 @@ def build_command(
         # A BuildKit secret: mounted for the pip install only, never in a layer or the history.
         argv += ["--secret", secret_option("ca_bundle", settings.build_ca_bundle)]
     if pip_config_file is not None:
-        # The package index and its credentials, as a pip.conf that the pip installs mount as a secret.
+        # The package index and its credentials, as a pip.conf that the pip installs mount as a
+        # secret.
         argv += ["--secret", secret_option("pip_conf", pip_config_file)]
     if no_cache:
         argv.append("--no-cache")
@@ -203,7 +211,8 @@ def source_date(engine: Engine, project_dir: Path) -> str:
 
 
 def image_labels(engine: Engine, settings: Settings, target: Target) -> dict[str, str]:
-    """Build arguments behind the image's OCI labels: source, revision, creation time, TensorFlow."""
+    """Build arguments behind the image's OCI labels: source, revision, creation time,
+    TensorFlow."""
     project_dir = settings.project_dir
     return {
         "TENSORFLOW_VERSION": pinned_tensorflow(
@@ -227,7 +236,8 @@ def build(
     export_cache: bool = False,
 ) -> None:
     """Build the target's image: its lock and base image checked first, then one BuildKit build;
-    with BUILD_CACHE, its layer cache taken from the registry and, with `export_cache`, sent there."""
+    with BUILD_CACHE, its layer cache taken from the registry and, with `export_cache`, sent
+    there."""
     extra_args = parse_build_args(build_args)
     if export_cache and settings.build_cache is None:
         fix = "set it to a registry repository, e.g. BUILD_CACHE=ghcr.io/acme/my-project-cache"
@@ -239,12 +249,14 @@ def build(
         raise UserError(
             f"{target.lock.output} is missing: {target.image} installs it; run `invoke lock`"
         )
-    # Here rather than in the middle of the build's output: a misspelt or unreachable BASE_IMAGE is one line.
+    # Here rather than in the middle of the build's output: a misspelt or unreachable BASE_IMAGE is
+    # one line.
     engine.pull_base_image(settings.base_image, target.platform)
     if not target.native:
         runtime.require_platform_support(engine, settings.base_image, target.platform)
         print(
-            f"building {target.image} for {target.platform}: not this host's platform, so it runs under emulation",
+            f"building {target.image} for {target.platform}: not this host's platform, "
+            "so it runs under emulation",
             file=sys.stderr,
         )
     # The index's credentials are in pip.conf: its folder goes on SIGTERM and SIGHUP too, and one
@@ -269,14 +281,16 @@ def build(
         result = engine.run(argv, env={"DOCKER_BUILDKIT": "1"})
     if result.failed:
         raise UserError(
-            f"building {target.image} failed (exit {result.exited}); the build's output above says why"
+            f"building {target.image} failed (exit {result.exited}); "
+            "the build's output above says why"
         )
     if export_cache and mode == "inline":
         push_inline_cache(engine, settings, target)
 
 
 def push_inline_cache(engine: Engine, settings: Settings, target: Target) -> None:
-    """The inline cache travels in the image: push it under its cache tag, a name lent for the push only."""
+    """The inline cache travels in the image: push it under its cache tag, a name lent for the
+    push only."""
     ref = cache_ref(settings, target)
     engine.run([settings.docker, "tag", target.image, ref], hide=True)
     try:

@@ -24,12 +24,17 @@ from devkit.engine import Engine, Outcome
 from devkit.errors import UserError
 from devkit.host import container_user, proxies
 from devkit.locks import (
+    ALL,
     PIP_COMPILE_OPTIONS,
+    Entry,
     Lock,
     changes,
+    held_packages,
     is_current,
     missing_requirements,
+    stale_layer_files,
     tool_requirements,
+    what_holds,
     with_footer,
 )
 from devkit.runtime import ContainerSpec
@@ -60,11 +65,13 @@ def lock_spec(
     staged: tuple[str, ...] = (),
     user: str | None = None,
 ) -> ContainerSpec:
-    """The container of pip-compile in BASE_IMAGE for the lock's platform, so the pins fit the container.
+    """The container of pip-compile in BASE_IMAGE for the lock's platform, so the pins fit the
+    container.
 
     The project is mounted read-only: pip-compile works on a copy of the current lock (to keep its
-    pins) and prints the result, which the task writes only when every chosen lock compiled. work_dir
-    holds tools.txt (pip-tools and its dependencies, hash-pinned, from requirements-dev.txt),
+    pins) and prints the result, which the task writes only when every chosen lock compiled.
+    work_dir holds tools.txt (pip-tools and its dependencies, hash-pinned, from
+    requirements-dev.txt),
     current.txt, and the locks compiled earlier in this run (`staged`), mounted over the project's
     own, since a later lock is constrained by them. The container has the least privilege of the
     project's others: no capability, no-new-privileges, and `user` (the caller) where it is given.
@@ -76,19 +83,25 @@ def lock_spec(
         compile_args.append("--upgrade")
     for package in upgrade_packages:
         compile_args += ["--upgrade-package", package]
-    install_tools = f"{_TOOLS_VENV}/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps"
+    install_tools = (
+        f"{_TOOLS_VENV}/bin/python -m pip install --quiet --disable-pip-version-check"
+        " --require-hashes --no-deps"
+    )
     script = " && ".join(
         [
             "set -eu",
             f"python -m venv {_TOOLS_VENV}",
             f"{install_tools} -r {LOCK_WORK_DIR}/tools.txt",
-            f"if [ -f {LOCK_WORK_DIR}/current.txt ]; then cp {LOCK_WORK_DIR}/current.txt {_COMPILED_LOCK}; fi",
-            f"{_TOOLS_VENV}/bin/pip-compile {shlex.join(compile_args)} --output-file {_COMPILED_LOCK} {shlex.quote(lock.source)} >&2",
+            f"if [ -f {LOCK_WORK_DIR}/current.txt ]; "
+            f"then cp {LOCK_WORK_DIR}/current.txt {_COMPILED_LOCK}; fi",
+            f"{_TOOLS_VENV}/bin/pip-compile {shlex.join(compile_args)} "
+            f"--output-file {_COMPILED_LOCK} {shlex.quote(lock.source)} >&2",
             f"cat {_COMPILED_LOCK}",
         ]
     )
     # --init: Ctrl-C reaches pip-compile and ends the container. The init (tini) passes signals to
-    # the shell's whole process group: to the shell alone, they would wait for pip-compile to finish.
+    # the shell's whole process group: to the shell alone, they would wait for pip-compile to
+    # finish.
     mounts = [mount_spec(settings.project_dir, LOCK_SOURCE_DIR, readonly=True)]
     mounts += [
         mount_spec(work_dir / "staged" / name, f"{LOCK_SOURCE_DIR}/{name}", readonly=True)
@@ -102,7 +115,8 @@ def lock_spec(
     if settings.build_ca_bundle is not None:
         mounts.append(mount_spec(settings.build_ca_bundle, "/run/secrets/ca_bundle", readonly=True))
         env.append("PIP_CERT=/run/secrets/ca_bundle")
-    # By name: docker reads the values (index URLs may hold credentials) from the task's environment.
+    # By name: docker reads the values (index URLs may hold credentials) from the task's
+    # environment.
     env += [*proxies, *settings.package_index]
     return ContainerSpec(
         image=settings.base_image,
@@ -139,7 +153,8 @@ def pip_compile_reason(stderr: str) -> str:
     if errors:
         reasons.append(_shorten(errors[-1]))
     if lines:
-        # The last line of a traceback: `pip._internal.exceptions.DistributionNotFound: No matching ...`.
+        # The last line of a traceback:
+        # `pip._internal.exceptions.DistributionNotFound: No matching ...`.
         last = re.sub(
             r"^[\w.]+(?:Error|Exception|NotFound|Impossible|Conflict\w*): ", "", lines[-1]
         )
@@ -166,8 +181,8 @@ def lock(
     packages: tuple[str, ...],
     python: str,
 ) -> None:
-    """Compile every chosen lock whose inputs changed (or all, to upgrade), check each, then replace them
-    together and say what changed in each.
+    """Compile every chosen lock whose inputs changed (or all, to upgrade), check each, then replace
+    them together and say what changed in each, and which locks it left out of date.
 
     A lock constrained by another (the GPU lock by the amd64 one) is compiled against that one's new
     text. When any compile fails, or a compiled lock lacks a pinned, hashed entry for something its
@@ -176,13 +191,16 @@ def lock(
     project_dir = settings.project_dir
     native = engine.native_platform()
     staged: dict[str, str] = {}
+    # Per lock: why each package that --upgrade-package asked to move stayed where it was.
+    held: dict[str, list[str]] = {}
     for entry in chosen:
         if not (upgrade or packages) and is_current(project_dir, entry, staged):
             print(f"{entry.output} is up to date", file=sys.stderr)
             continue
         emulated = entry.platform is not None and entry.platform != native
         slow = (
-            f" under emulation: this engine runs {native}, so every step of Python goes through QEMU; expect minutes"
+            f" under emulation: this engine runs {native}, so every step of Python goes through"
+            " QEMU; expect minutes"
             if emulated
             else ""
         )
@@ -192,24 +210,96 @@ def lock(
                 engine, settings, entry, staged, upgrade=upgrade, packages=packages, python=python
             )
         engine.require(require_complete, project_dir, entry, body)
+        held[entry.output] = [
+            f"{package.name} stays at {package.version}: "
+            + what_holds(
+                package, _ask_for_newer(engine, settings, entry, staged, package, python, native)
+            )
+            for package in held_packages(_text(project_dir / entry.output), body, packages)
+        ]
         staged[entry.output] = with_footer(project_dir, entry, body, staged)
-    if not staged:
+    # What the Dockerfiles install, from the locks as they will be (under --dry, as they are; no
+    # lock was compiled), rewritten where they differ.
+    layers = {
+        name: text
+        for entry in chosen
+        for name, text in stale_layer_files(
+            project_dir, entry, {} if engine.dry else staged
+        ).items()
+    }
+    if staged or layers:
+        old = {name: _text(project_dir / name) for name in staged}
+        files = {project_dir / name: text for name, text in {**staged, **layers}.items()}
+        engine.change(f"replace {', '.join([*staged, *layers])}", lambda: _replace(files))
+        if layers:
+            engine.report(f"wrote what the Dockerfiles install: {', '.join(layers)}")
+        for name, text in staged.items():
+            engine.report("; ".join([f"{name}: {changes(old[name], text)}", *held[name]]))
+    report_stale(engine, project_dir)
+
+
+def report_stale(engine: Engine, project_dir: Path) -> None:
+    """The last word of a lock: the locks it left out of date (compiled against one that moved, or
+    stale from an earlier change), and the command that compiles them."""
+    stale = [
+        entry
+        for entry in ALL
+        if (project_dir / entry.source).is_file() and not _matches_inputs(project_dir, entry)
+    ]
+    if not stale:
         return
-    old = {name: _text(project_dir / name) for name in staged}
-    engine.change(
-        f"replace {', '.join(staged)}",
-        lambda: replace_together({project_dir / name: text for name, text in staged.items()}),
+    if all(entry.gpu for entry in stale):
+        command = "invoke lock --gpu"
+    elif all(entry.platform is None for entry in stale):
+        command = "invoke lock --dev"
+    elif len({entry.platform for entry in stale}) == 1 and not any(e.gpu for e in stale):
+        command = f"invoke lock --platform {stale[0].platform}"
+    else:
+        command = "invoke lock"
+    engine.report(
+        f"left out of date: {', '.join(entry.output for entry in stale)}; `{command}` compiles"
+        f" {'it' if len(stale) == 1 else 'them'}"
     )
-    for name, text in staged.items():
-        engine.report(f"{name}: {changes(old[name], text)}")
+
+
+def _matches_inputs(project_dir: Path, entry: Lock) -> bool:
+    """The lock, and the layer files beside it, are what its inputs make (False where one is
+    missing)."""
+    try:
+        return is_current(project_dir, entry) and not stale_layer_files(project_dir, entry)
+    except UserError:
+        return False
+
+
+def _ask_for_newer(
+    engine: Engine, settings: Settings, entry: Lock, staged, package: Entry, python: str, native
+) -> str | None:
+    """pip-compile's error output when asked for a version of `package` newer than its pin (it names
+    the requirement that holds it), or None: under emulation (that would take minutes), under --dry,
+    or where a newer version resolves after all."""
+    if engine.dry or entry.platform not in (None, native):
+        return None
+    print(f"asking pip-compile what holds {package.name} at {package.version}", file=sys.stderr)
+    newer = (f"{package.name}>{package.version}",)
+    with Ticker(f"asking about {package.name}"):
+        result, _ = _compile(engine, settings, entry, staged, False, newer, python)
+    return result.stderr if result.failed else None
+
+
+def _replace(files: dict[Path, str]) -> None:
+    for path in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    replace_together(files)
 
 
 def require_complete(project_dir: Path, entry: Lock, body: str) -> None:
-    """A compiled lock pins, with hashes, every requirement of its .in files: checked before any lock moves."""
+    """A compiled lock pins, with hashes, every requirement of its .in files: checked before any
+    lock moves."""
     missing = missing_requirements(project_dir, entry, body)
     if missing:
         raise UserError(
-            f"pip-compile left no pinned, hashed entry in {entry.output} for {', '.join(missing)}; every lock is unchanged"
+            f"pip-compile left no pinned, hashed entry in {entry.output} for {', '.join(missing)};"
+            " every lock is unchanged"
         )
 
 
@@ -219,9 +309,9 @@ def _text(path: Path) -> str:
 
 class Ticker:
     """Shows, while a long step runs, that it is alive and how long it has taken: on a terminal a
-    spinner on one line, redrawn every second (or `every`, if sooner); elsewhere (CI logs, a pipe) a
-    plain line every `every` seconds. A daemon thread that only writes: Ctrl-C still reaches the step
-    in the main thread, and ends the ticker with it."""
+    spinner on one line, redrawn every second (or `every`, if sooner); elsewhere (CI logs, a pipe)
+    a plain line every `every` seconds. A daemon thread that only writes: Ctrl-C still reaches the
+    step in the main thread, and ends the ticker with it."""
 
     def __init__(self, what: str, *, stream: TextIO | None = None, every: float = 10.0) -> None:
         self.what = what
@@ -260,6 +350,7 @@ class Ticker:
 def check(project_dir: Path, chosen: tuple[Lock, ...]) -> None:
     """`invoke lock --check`: refuse, naming them, the locks that no longer match their inputs."""
     stale = [entry.output for entry in chosen if not is_current(project_dir, entry)]
+    stale += [name for entry in chosen for name in stale_layer_files(project_dir, entry)]
     if stale:
         raise UserError(f"out of date: {', '.join(stale)}; run `invoke lock` to compile them")
     print(f"up to date: {', '.join(entry.output for entry in chosen)}", file=sys.stderr)
@@ -276,6 +367,18 @@ def compile_lock(
     python: str,
 ) -> str:
     """pip-compile's output for `entry`; a failure is one UserError, with every lock as it was."""
+    result, text = _compile(engine, settings, entry, staged, upgrade, packages, python)
+    if result.failed:
+        reason = pip_compile_reason(result.stderr).replace("\n", "; ")
+        raise UserError(f"pip-compile failed for {entry.output}; every lock is unchanged: {reason}")
+    return text
+
+
+def _compile(
+    engine: Engine, settings: Settings, entry: Lock, staged, upgrade, packages, python
+) -> tuple[Outcome, str]:
+    """pip-compile for `entry`, in BASE_IMAGE or on the host: its outcome, and the lock it
+    printed."""
     current = settings.project_dir / entry.output
     with tempfile.TemporaryDirectory(prefix="invoke-lock-") as work:
         work_dir = Path(work)
@@ -283,18 +386,13 @@ def compile_lock(
         if current.exists():
             _write_readable(work_dir / "current.txt", current.read_text(encoding="utf-8"))
         if entry.platform is None:
-            result, text = _compile_on_host(
+            return _compile_on_host(
                 engine, settings, entry, work_dir / "current.txt", upgrade, packages, python
             )
-        else:
-            result = _compile_in_base_image(
-                engine, settings, entry, work_dir, staged, upgrade, packages
-            )
-            text = result.stdout
-    if result.failed:
-        reason = pip_compile_reason(result.stderr).replace("\n", "; ")
-        raise UserError(f"pip-compile failed for {entry.output}; every lock is unchanged: {reason}")
-    return text
+        result = _compile_in_base_image(
+            engine, settings, entry, work_dir, staged, upgrade, packages
+        )
+        return result, result.stdout
 
 
 def _compile_on_host(
@@ -347,9 +445,10 @@ def _write_readable(path: Path, text: str) -> None:
 
 
 def replace_together(files: dict[Path, str]) -> None:
-    """Give every file its new text, or none: each new text goes to a temporary file of its own beside
-    its file (two runs never share one), flushed to disk; then the renames follow one another with
-    Ctrl-C held until they are done, and a rename that fails puts back the files already replaced."""
+    """Give every file its new text, or none: each new text goes to a temporary file of its own
+    beside its file (two runs never share one), flushed to disk; then the renames follow one another
+    with Ctrl-C held until they are done, and a rename that fails puts back the files already
+    replaced."""
     partials: dict[Path, str] = {}
     try:
         for path, text in files.items():

@@ -1,11 +1,11 @@
 """Server-side batching: the rows of requests that arrive together go to the model in one call.
 
-A call of the model costs about the same for 8 rows as for 256: what costs is the call. So, as TensorFlow
-Serving does, requests that are in the server at the same time share one call, and each gets its own
-rows back. The first request of a batch waits for nobody when the server has nothing else to do; while
-other requests are being read, it waits for them, at most `timeout` seconds and until `max_rows` rows.
-Meanwhile, the model computes the previous batch in a thread of its own, and the requests that arrive
-during that call form the next batch.
+A call of the model costs about the same for 8 rows as for 256: what costs is the call. So, as
+TensorFlow Serving does, requests that are in the server at the same time share one call, and each
+gets its own rows back. The first request of a batch waits for nobody when the server has nothing
+else to do; while other requests are being read, it waits for them, at most `timeout` seconds and
+until `max_rows` rows. Meanwhile, the model computes the previous batch in a thread of its own, and
+the requests that arrive during that call form the next batch.
 """
 
 import asyncio
@@ -34,7 +34,8 @@ class Batcher:
 
     @contextlib.contextmanager
     def arriving(self):
-        """Around reading and parsing a request: a batch being gathered waits for it (within its timeout)."""
+        """Around reading and parsing a request: a batch being gathered waits for it (within its
+        timeout)."""
         self._arriving += 1
         try:
             yield
@@ -79,7 +80,8 @@ class Batcher:
 
     async def _gather(self, deadline: float) -> None:
         """Wait for the requests being read while the batch has room and time."""
-        # Requests already scheduled to run (their bytes were read in this turn of the event loop) submit first.
+        # Requests already scheduled to run (their bytes were read in this turn of the event loop)
+        # submit first.
         await asyncio.sleep(0)
         loop = asyncio.get_running_loop()
         while (
@@ -90,7 +92,8 @@ class Batcher:
             await self._next_event(remaining)
 
     def _take(self) -> list[tuple[np.ndarray, asyncio.Future]]:
-        """Whole requests, oldest first, up to max_rows rows: at least one, however many rows it has."""
+        """Whole requests, oldest first, up to max_rows rows: at least one, however many rows it
+        has."""
         batch = [self._pending.popleft()]
         rows = len(batch[0][0])
         while self._pending and rows + len(self._pending[0][0]) <= self._max_rows:
@@ -131,7 +134,8 @@ def _settle(future: asyncio.Future, *, result=None, error: Exception | None = No
 
 
 class Unbatched:
-    """Batching off: each request calls the model on its own rows, in a thread of Starlette's pool."""
+    """Batching off: each request calls the model on its own rows, in a thread of Starlette's
+    pool."""
 
     def __init__(self, model: Model):
         self._model = model

@@ -4,13 +4,12 @@ import json
 import os
 import re
 import shutil
-import uuid
 
 import pytest
 
 from devkit.locks import pinned_tensorflow
 from helpers.engine import docker, host_platform, image_config, platform_of
-from helpers.lock_files import lock_entry
+from helpers.lock_files import add_to_image_lock
 from helpers.project import PROJECT_DIR, project_copy
 
 # The platform of the CPU image that `invoke build` makes here.
@@ -141,6 +140,8 @@ def test_build_context_holds_only_sources_and_locks(tmp_path):
         "src/app/__pycache__/x.pyc",
         "docker/healthcheck.py",
         "docker/notes.txt",
+        "docker/install-lock",
+        "docker/locks/requirements-tensorflow.txt",
         "requirements.txt",
         "requirements-gpu.txt",
         "requirements.in",
@@ -181,8 +182,9 @@ def test_build_context_holds_only_sources_and_locks(tmp_path):
         docker("image", "rm", tag, check=False)
     assert sorted(listing) == [
         "/context/docker/healthcheck.py",
+        "/context/docker/install-lock",
+        "/context/docker/locks/requirements-tensorflow.txt",
         "/context/requirements-gpu.txt",
-        "/context/requirements.txt",
         "/context/src/app/__init__.py",
     ]
 
@@ -265,15 +267,9 @@ def test_adding_a_package_to_the_lock_keeps_the_tensorflow_layer(
     """Only the other packages are reinstalled; TensorFlow's layer (1 GB, 6 GB with CUDA) is the cached one."""
     request.getfixturevalue(f"{variant}_image")  # built from the unchanged lock
     project = project_copy(tmp_path)
-    # A small pure-Python package from the host tools' lock, with its hashes, and a line that no
-    # earlier run of this test wrote, so that BuildKit cannot have cached this lock.
-    added = (
-        lock_entry(PROJECT_DIR / "requirements-dev.txt", "iniconfig")
-        + f"    # test {uuid.uuid4().hex}\n"
-    )
+    # A small pure-Python package from the host tools' lock, as `invoke lock` would add it.
     for lock in locks:
-        with (project / lock).open("a") as file:
-            file.write(added)
+        add_to_image_lock(project, lock)
     name = f"{invoke.image_name}-added"
     image = f"{name}:{'latest-gpu' if variant == 'gpu' else 'latest'}"
     result = invoke("build", *build_args, cwd=project, env={"IMAGE_NAME": name})
@@ -286,7 +282,7 @@ def test_adding_a_package_to_the_lock_keeps_the_tensorflow_layer(
         assert [
             cached
             for title, cached in steps.items()
-            if title.startswith("[packages") and "pip install" in title
+            if title.startswith("[packages") and "install-lock" in title
         ] == [False]
         docker(
             "run",

@@ -64,7 +64,7 @@ def test_ctrl_c_during_build_keeps_the_previous_image(invoke, cpu_image, whom):
     process = invoke.popen("build", "--no-cache", start_new_session=True, stderr=subprocess.STDOUT)
     # Until pip is at work in a step of the new build.
     for line in process.stdout:
-        if "pip install" in line and "RUN" in line:
+        if "install-lock" in line and "RUN" in line:
             break
     else:
         pytest.fail(f"the build ended before pip started (exit {process.wait()})")

@@ -7,6 +7,7 @@ so a repeated run downloads nothing it has seen.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -107,10 +108,38 @@ def test_a_new_package_reaches_every_lock_with_hashes_and_other_pins_stay(invoke
     assert again.returncode == 0, again.stderr
     assert (project / "requirements.txt").read_bytes() == first
     # --platform linux/amd64 takes that platform's locks: the CPU lock, and JupyterLab's compiled against it.
-    assert again.stderr.splitlines()[-2:] == [
-        "requirements.txt: unchanged",
-        "requirements-notebook.txt: unchanged",
-    ]
+    # tabulate, asked to move, stays: pip-compile, asked for a newer one, says why.
+    unchanged, notebook = again.stderr.splitlines()[-2:]
+    assert unchanged.startswith(
+        f"requirements.txt: unchanged; tabulate stays at {pinned_versions(first.decode())['tabulate']}: "
+    ), again.stderr
+    assert notebook == "requirements-notebook.txt: unchanged"
+
+
+@pytest.mark.platform(HOST_PLATFORM)
+def test_a_lock_for_one_platform_names_the_locks_it_left_and_what_holds_a_package(invoke, project):
+    """`--platform P` compiles that platform's locks and ends naming the others it left out of date
+    and the command that compiles them; a package that --upgrade-package could not move is said to
+    stay, with the requirement that holds it (TensorFlow's on h5py, where TensorFlow caps it)."""
+    lock = "requirements.txt" if HOST_PLATFORM == "linux/amd64" else "requirements-arm64.txt"
+    h5py = pinned_versions((project / lock).read_text())["h5py"]
+    with (project / "requirements.in").open("a") as file:
+        file.write("tabulate\n")
+    result = invoke("lock", "--platform", HOST_PLATFORM, "--upgrade-package", "h5py", cwd=project)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    tabulate = pinned_versions((project / lock).read_text())["tabulate"]
+    assert re.fullmatch(
+        rf"{re.escape(lock)}: added tabulate {re.escape(tabulate)}; h5py stays at"
+        rf" {re.escape(h5py)}: (tensorflow|tensorflow-cpu|keras) \S+ requires h5py\S*<\S+",
+        lines[-3],
+    ), result.stderr
+    stale = [name for name in IMAGE_LOCKS if name != lock]
+    assert lines[-1] == f"left out of date: {', '.join(stale)}; `invoke lock` compiles them"
+    check = invoke("lock", "--check", cwd=project)
+    assert check.stderr.strip() == (
+        f"error: out of date: {', '.join(stale)}; run `invoke lock` to compile them"
+    )
 
 
 def test_the_lock_container_runs_as_the_caller_and_fills_its_cache(invoke, project):

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from helpers.engine import DOCKER, docker, free_port
-from helpers.lock_files import lock_entry
-from helpers.project import PROJECT_DIR, project_copy
+from helpers.lock_files import add_to_image_lock
+from helpers.project import project_copy
 
 
 def found_in_image(image: str, canaries: list[str]) -> set[str]:
@@ -70,11 +70,7 @@ def test_no_secret_reaches_a_layer_or_the_history(invoke, tmp_path, canaries, va
         f"APP_TOKEN={canaries['dotenv']}\nPIP_INDEX_URL=https://canary-user:{canaries['index']}@pypi.org/simple\n",
     )
     if variant == "gpu":
-        with (project / "requirements-gpu.txt").open("a") as lock:
-            lock.write(
-                lock_entry(PROJECT_DIR / "requirements-dev.txt", "iniconfig")
-                + f"    # {uuid.uuid4().hex}\n"
-            )
+        add_to_image_lock(project, "requirements-gpu.txt")
     with_git_remote(
         project,
         f"https://gitlab-ci-token:{canaries['remote']}@gitlab.example.com/team/app.git?t={canaries['remote']}",
