@@ -133,6 +133,7 @@ COPY docker/healthcheck.py /opt/healthcheck.py
 
 WORKDIR /app
 
+# if notebook
 # ---------------------------------------------------------------------------------------------
 # notebook: JupyterLab on the image's Python and TensorFlow, for `invoke notebook`, which mounts
 # src/, notebooks/ and DATA_DIR; never part of the release image below.
@@ -158,6 +159,7 @@ EXPOSE 8888
 
 # `invoke notebook` passes the token in the environment (JUPYTER_TOKEN), never on this command line.
 CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--ServerApp.root_dir=/app"]
+# endif notebook
 
 # ---------------------------------------------------------------------------------------------
 # runtime: the environment and the application. The release stage (last) labels it: the image

@@ -22,7 +22,8 @@ logging.getLogger("nox").addFilter(lambda record: record.getMessage() != "uv bin
 # The pinned host tools: every session that needs packages installs them from this lock,
 # hash-checked.
 DEV_LOCK = "requirements-dev.txt"
-DOCKERFILES = ("Dockerfile", "Dockerfile.gpu")
+# Dockerfile.gpu is absent from a project generated without the GPU image (copier.yml).
+DOCKERFILES = [name for name in ("Dockerfile", "Dockerfile.gpu") if Path(name).is_file()]
 # What GitHub Actions and the Dev Containers clients read, where the spec puts them.
 WORKFLOWS = sorted(str(path) for path in Path(".github/workflows").glob("*.y*ml"))
 DEVCONTAINERS = sorted(
@@ -33,6 +34,12 @@ DEVCONTAINERS = sorted(
 )
 # A string (kept) or a comment (dropped) of JSON with comments, as devcontainer.json is written.
 _JSONC_TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
+
+
+def only_with(path: str, **options):
+    """nox.session(**options) for a session that exists only where `path` does: a capability's
+    (copier.yml's questions leave it out of a project), or the template's own."""
+    return nox.session(**options) if Path(path).exists() else (lambda function: function)
 
 
 def with_example(folder: str) -> list[str]:
@@ -53,7 +60,11 @@ def lock_step(installed: str | None, wanted: str) -> str | None:
 
 def install_lock(session: nox.Session, lock: str) -> None:
     """`lock` in the session's venv, which nox keeps between runs (reuse_venv): installed once,
-    synced when the lock changes, untouched (no pip at all) while it does not."""
+    synced when the lock changes, untouched (no pip at all) while it does not. Under `nox
+    --no-venv` there is no venv: the tools on PATH run, and nothing is installed."""
+    if session.venv_backend == "none":
+        session.log(f"no venv (--no-venv): {lock} is not installed, the tools on PATH run")
+        return
     mark = Path(session.virtualenv.location, f"{lock}.sha256")
     wanted = hashlib.sha256(Path(lock).read_bytes()).hexdigest()
     step = lock_step(mark.read_text().strip() if mark.is_file() else None, wanted)
@@ -130,7 +141,7 @@ def _check_devcontainer(session: nox.Session, path: Path) -> None:
     session.log(f"{path}: parses; builds the {target or 'last'} stage of {dockerfile}")
 
 
-@nox.session(reuse_venv=True)
+@only_with("deploy/k8s", reuse_venv=True)
 def manifests(session: nox.Session) -> None:
     """Every rendering of `invoke k8s` against Kubernetes' schemas (1.29 on); offline, strict."""
     install_lock(session, DEV_LOCK)
@@ -159,11 +170,9 @@ K8S_BY_DIGEST = "gpu-by-digest"
 PUSHED = {f"{K8S_REGISTRY}/project:latest-gpu": "sha256:" + "0" * 64}
 
 
-@nox.session(reuse_venv=True)
+@only_with("deploy/k8s", reuse_venv=True)
 def checkov(session: nox.Session) -> None:
     """checkov, offline, over every rendering of `invoke k8s`: no finding but the accepted ones."""
-    if not CHECKOV_ACCEPTED.parent.is_dir():
-        session.skip(f"no {CHECKOV_ACCEPTED.parent}: this project renders no Kubernetes manifests")
     install_lock(session, CHECKOV_LOCK)
     accepted = yaml.safe_load(CHECKOV_ACCEPTED.read_text(encoding="utf-8"))
     if not isinstance(accepted, dict) or not all(
@@ -269,11 +278,28 @@ def lock_check(session: nox.Session) -> None:
 def integration(session: nox.Session) -> None:
     """The engine suite, not in `nox`: the images built and run for real through the tasks."""
     install_lock(session, DEV_LOCK)
+    # The template's own engine test (a generated project builds and serves), in the template only.
+    generated = [folder for folder in ["tests/template/integration"] if Path(folder).is_dir()]
     # -rs: the reason of any skip is printed (only where no engine exists; in CI a missing engine
     # fails). --durations=10: the ten slowest tests, to see where the suite's time goes.
     session.run(
-        "pytest", *with_example("tests/integration"), "-rs", "--durations=10", *session.posargs
+        "pytest",
+        *with_example("tests/integration"),
+        *generated,
+        "-rs",
+        "--durations=10",
+        *session.posargs,
     )
+
+
+@only_with("copier.yml", reuse_venv=True)
+def template(session: nox.Session) -> None:
+    """The template's own: copier generates projects (their tests and lint pass) and updates them.
+
+    Never in a project made from the template: copier.yml leaves it and tests/template out.
+    """
+    install_lock(session, DEV_LOCK)
+    session.run("pytest", "tests/template", "--ignore=tests/template/integration", *session.posargs)
 
 
 @nox.session(default=False, reuse_venv=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from devkit import building, containers, distributed, locking, publishing, workbench
+from devkit import building, capabilities, containers, distributed, locking, publishing, workbench
 from devkit import doctor as checks
 from devkit.engine import Engine
 from devkit.errors import UserError, one_line_errors
@@ -116,6 +116,8 @@ def stop(c, gpu=False, platform=None, tensorboard=False, notebook=False):
         raise UserError(
             "--tensorboard with --gpu: TensorBoard runs from the CPU image; stop it alone with `invoke stop --tensorboard`"
         )
+    if notebook:
+        capabilities.require(PROJECT_DIR, "notebook")
     engine, settings, target = open_target(c, PROJECT_DIR, gpu=gpu, platform=platform)
     chosen = [tensorboard_target(target)] if tensorboard else []
     chosen += [notebook_target(target)] if notebook else []
@@ -243,6 +245,8 @@ def doctor(c, gpu=False):
 
     Exits 1 when something they need is broken; warnings (no NVIDIA runtime for a CPU project) do not count.
     """
+    if gpu:
+        capabilities.require(PROJECT_DIR, "gpu")
     machine = checks.Machine(
         project_dir=PROJECT_DIR,
         environ=os.environ,
@@ -278,9 +282,13 @@ def lock(c, gpu=False, platform=None, dev=False, upgrade=False, upgrade_package=
     replaced: a failed compile or Ctrl-C leaves every lock as it was. Ends with what changed in each,
     and the locks it left out of date.
     """
+    if gpu:
+        capabilities.require(PROJECT_DIR, "gpu")
     chosen = select_locks(
         gpu=gpu, platform=normalize_platform(platform) if platform else None, dev=dev
     )
+    # The locks of a capability the project was generated without (their .in files are absent).
+    chosen = tuple(each for each in chosen if (PROJECT_DIR / each.source).is_file())
     if check:
         locking.check(PROJECT_DIR, chosen)
         return
@@ -337,6 +345,9 @@ def k8s(
     """
     from devkit import kubernetes  # PyYAML: imported for this task only
 
+    if gpu:
+        capabilities.require(PROJECT_DIR, "gpu")
+
     cluster = kubernetes.Cluster(namespace, pull_secret, service_account, storage_class)
     sys.stdout.write(
         kubernetes.manifests(
@@ -370,3 +381,9 @@ def train(c, workers="1", gpu=False, platform=None, cmd=None):
     distributed.train(
         *open_target(c, PROJECT_DIR, gpu=gpu, platform=platform), workers=workers, cmd=cmd
     )
+
+
+# A capability the project was generated without (copier.yml) adds no task: `invoke --list` shows
+# only what the project has; `copier update --trust --data NAME=true` brings a capability back.
+for _name in capabilities.absent_tasks(PROJECT_DIR):
+    del globals()[_name]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from devkit import host
+from devkit import capabilities, host
 from devkit.engine import CDI_NVIDIA_FIX, CDI_SPEC_DIRS, NVIDIA_FIX, Engine, cdi_nvidia_spec
 from devkit.errors import UserError
 from devkit.platforms import AMD64, ARM64
@@ -68,7 +68,9 @@ def examine(machine: Machine, *, gpu: bool) -> Iterator[Finding]:
     yield check_buildkit(engine) if engine_up else skipped("BuildKit", "needs the engine")
     if engine.dialect.init_is_separate:
         yield check_init(engine) if engine_up else skipped("init", "needs the engine")
-    yield check_nvidia(engine, gpu=gpu) if engine_up else skipped("NVIDIA", "needs the engine")
+    # A project generated without the GPU image has no use for the NVIDIA runtime.
+    if capabilities.present(machine.project_dir, "gpu"):
+        yield check_nvidia(engine, gpu=gpu) if engine_up else skipped("NVIDIA", "needs the engine")
     engine_platform = engine.server_platform() if engine_up else None
     yield check_architecture(machine.host, engine_platform, gpu=gpu)
     if settings is None:

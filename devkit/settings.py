@@ -110,9 +110,16 @@ class Setting:
         return self.key.lower()
 
 
+# copier's answers file (copier.yml): the project_name a project was generated with.
+_PROJECT_NAME = re.compile(r"^project_name: ([a-z0-9-]+)$", re.M)
+
+
 def default_image_name(project_dir: Path) -> str:
-    """The project folder's name made a valid image name (`My Project` -> `my-project`), of 2 to
-    128 characters."""
+    """The project_name that copier generated the project with, else the folder's name made a valid
+    image name (`My Project` -> `my-project`), of 2 to 128 characters."""
+    answers = project_dir / ".copier-answers.yml"
+    if answered := answers.is_file() and _PROJECT_NAME.search(answers.read_text(encoding="utf-8")):
+        return answered[1]
     name = re.sub(r"[^a-z0-9]+", "-", project_dir.name.lower()).strip("-")[:128].strip("-")
     return name if len(name) >= SHORTEST_NAME else "tensorflow-app"
 
@@ -325,7 +332,8 @@ SETTINGS = (
         _image_name,
         "image repository",
         Goes.ENGINE,
-        default_help="this folder's name, made a valid image name",
+        default_help="`project_name` of `.copier-answers.yml` where copier made the project, "
+        "else this folder's name made a valid image name",
     ),
     Setting(
         "IMAGE_TAG",

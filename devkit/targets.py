@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from devkit import capabilities
 from devkit.engine import Engine
 from devkit.errors import UserError
 from devkit.locks import Lock, image_lock
@@ -134,6 +135,8 @@ def open_target(
 ) -> tuple[Engine, Settings, Target]:
     """What a task works with: the engine (through invoke's context), the settings, and the image
     asked for."""
+    if gpu:
+        capabilities.require(project_dir, "gpu")
     settings = load_settings(project_dir)
     engine = Engine(settings.docker, context)
     return (

@@ -34,3 +34,19 @@ def copy_shipped_data(folder: Path) -> list[str]:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(PROJECT_DIR / "data" / name, folder / name)
     return [str(name) for name in names]
+
+
+def with_capabilities(folder: Path) -> Path:
+    """Mark in `folder` the capabilities (copier.yml's) this project has, as their files would: an
+    empty Dockerfile.gpu where the project has the GPU image, and so on. Returns the folder."""
+    from devkit import capabilities
+
+    for name, marker in capabilities.MARKERS.items():
+        if capabilities.present(PROJECT_DIR, name) and not (folder / marker).exists():
+            source = PROJECT_DIR / marker
+            (folder / marker).parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                (folder / marker).mkdir()
+            else:
+                (folder / marker).touch()
+    return folder

@@ -89,6 +89,7 @@ def run(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedP
     return result
 
 
+@pytest.mark.needs("example")
 def test_the_example_replaced_by_an_app_of_ones_own_builds_tests_serves_and_is_healthy(
     invoke: Invoke, adopted
 ):

@@ -26,7 +26,13 @@ def dry(invoke, *args):
     ("args", "dockerfile", "platform", "tag"),
     [
         ((), "Dockerfile", HOST_PLATFORM, "latest"),
-        (("--gpu",), "Dockerfile.gpu", "linux/amd64", "latest-gpu"),
+        pytest.param(
+            ("--gpu",),
+            "Dockerfile.gpu",
+            "linux/amd64",
+            "latest-gpu",
+            marks=pytest.mark.needs("gpu"),
+        ),
         (
             ("--platform", "linux/arm64"),
             "Dockerfile",
@@ -43,6 +49,7 @@ def test_dry_build_prints_dockerfile_platform_and_tag(invoke, args, dockerfile, 
     assert f"BASE_IMAGE={os.environ.get('BASE_IMAGE', 'python:3.11-slim')}" in command
 
 
+@pytest.mark.needs("gpu")
 def test_gpu_build_refuses_arm64_in_one_line(invoke):
     result = invoke("build", "--gpu", "--platform", "linux/arm64")
     assert result.returncode != 0
@@ -60,7 +67,11 @@ def base_layers() -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "variant", ["cpu", pytest.param("gpu", marks=pytest.mark.platform("linux/amd64"))]
+    "variant",
+    [
+        "cpu",
+        pytest.param("gpu", marks=[pytest.mark.platform("linux/amd64"), pytest.mark.needs("gpu")]),
+    ],
 )
 def test_image_builds_on_base_image_with_labels(request, variant):
     image = request.getfixturevalue(f"{variant}_image")
@@ -243,7 +254,10 @@ def steps_from_cache(build_output: str) -> dict[str, bool]:
     [
         ("cpu", (), ("requirements.txt", "requirements-arm64.txt")),
         pytest.param(
-            "gpu", ("--gpu",), ("requirements-gpu.txt",), marks=pytest.mark.platform("linux/amd64")
+            "gpu",
+            ("--gpu",),
+            ("requirements-gpu.txt",),
+            marks=[pytest.mark.platform("linux/amd64"), pytest.mark.needs("gpu")],
         ),
     ],
 )

@@ -163,6 +163,7 @@ def _delete_tag(registry: str, repository: str) -> None:
         pass
 
 
+@pytest.mark.needs("gpu")
 def test_a_port_in_use_and_gpu_use_without_nvidia(invoke):
     with socket.socket() as squatter:
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

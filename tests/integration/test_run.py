@@ -126,6 +126,7 @@ def test_gpu_without_nvidia_runtime_is_one_line_and_leaves_no_container(invoke, 
     assert containers_named(f"{invoke.image_name}-gpu") == []
 
 
+@pytest.mark.needs("gpu")
 def test_dry_gpu_run_asks_for_all_gpus(invoke):
     result = invoke("--dry", "run", "--gpu")
     assert result.returncode == 0, result.stderr
@@ -233,12 +234,18 @@ def test_bad_settings_are_one_line_and_change_nothing(invoke, data_dir, tmp_path
             {},
             "error: unknown platform 'windows': choose linux/amd64 or linux/arm64",
         ),
-        (
+        pytest.param(
             ("build", "--gpu", "--platform", "linux/arm64"),
             {},
             "error: the GPU image is linux/amd64 only",
+            marks=pytest.mark.needs("gpu"),
         ),
-        (("run", "--gpu", "--platform", "arm64"), {}, "error: the GPU image is linux/amd64 only"),
+        pytest.param(
+            ("run", "--gpu", "--platform", "arm64"),
+            {},
+            "error: the GPU image is linux/amd64 only",
+            marks=pytest.mark.needs("gpu"),
+        ),
         (
             ("run", "--cmd", "python -c 'unclosed"),
             {},

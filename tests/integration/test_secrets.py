@@ -59,7 +59,10 @@ def with_git_remote(project: Path, url: str) -> None:
     subprocess.run(["git", "-C", str(project), "remote", "add", "origin", url], check=True)
 
 
-@pytest.mark.parametrize(("variant", "build_args"), [("cpu", ("--no-cache",)), ("gpu", ("--gpu",))])
+@pytest.mark.parametrize(
+    ("variant", "build_args"),
+    [("cpu", ("--no-cache",)), pytest.param("gpu", ("--gpu",), marks=pytest.mark.needs("gpu"))],
+)
 def test_no_secret_reaches_a_layer_or_the_history(invoke, tmp_path, canaries, variant, build_args):
     project = project_copy(
         tmp_path,

@@ -370,3 +370,14 @@ def test_an_ipv6_host_address_is_refused_in_one_line(project, value):
 @pytest.mark.parametrize("value", ["127.0.0.1", "0.0.0.0", "192.168.1.20"])  # noqa: S104
 def test_ipv4_host_addresses_are_taken(project, value):
     assert load_settings(project, environ={"HOST_ADDRESS": value}).host_address == value
+
+
+def test_default_image_name_is_the_project_name_copier_generated_the_project_with(tmp_path):
+    project = tmp_path / "Checkout Folder"
+    project.mkdir()
+    assert default_image_name(project) == "checkout-folder"
+    (project / ".copier-answers.yml").write_text(
+        "_commit: v1.0.0\nexample: true\nproject_name: acme\n"
+    )
+    assert default_image_name(project) == "acme"
+    assert load_settings(project, environ={}).image_name == "acme"

@@ -8,6 +8,9 @@ import pytest
 
 from helpers.project import PROJECT_DIR
 
+# Both Dockerfiles and their notebook stage: a project generated without either skips these.
+pytestmark = pytest.mark.needs("gpu", "notebook")
+
 DOCKERFILES = ("Dockerfile", "Dockerfile.gpu")
 # Docker cannot include one Dockerfile in another: what the images share is written in both, and
 # kept the same here. The others differ on purpose: locks (which lock), tensorflow (the CPU image

@@ -13,15 +13,17 @@ from devkit.doctor import FAIL, OK, SKIP, WARN
 from devkit.settings import load_settings
 from helpers.doctor_findings import HEALTHY_ENGINE, findings
 from helpers.fake_cli import fake_cli
+from helpers.project import with_capabilities
 
 
 @pytest.fixture
 def project(tmp_path) -> Path:
     folder = tmp_path / "project"
     folder.mkdir()
-    return folder
+    return with_capabilities(folder)
 
 
+@pytest.mark.needs("gpu")
 def test_a_healthy_machine_passes_every_check_and_warns_of_the_missing_nvidia_runtime(
     project, tmp_path
 ):
@@ -59,6 +61,7 @@ def test_every_line_has_a_verdict_and_a_failure_has_a_fix(project, tmp_path):
         assert finding.verdict != FAIL or finding.fix
 
 
+@pytest.mark.needs("gpu")
 def test_no_cli_skips_what_needs_it(project, tmp_path):
     result = findings(project, str(tmp_path / "no-docker-here"))
     assert result["CLI"].verdict == FAIL
@@ -90,6 +93,7 @@ def test_a_cli_that_cannot_build_with_buildkit(project, tmp_path):
     assert result["BuildKit"].fix.startswith("install it (Debian/Ubuntu: docker-buildx-plugin")
 
 
+@pytest.mark.needs("gpu")
 def test_the_nvidia_runtime_is_required_when_gpu_use_is_asked(project, tmp_path):
     result = findings(project, fake_cli(tmp_path, HEALTHY_ENGINE), gpu=True)
     assert result["NVIDIA"].verdict == FAIL

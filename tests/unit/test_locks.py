@@ -18,8 +18,10 @@ from helpers.command_lines import settings_of
 from helpers.project import PROJECT_DIR
 from helpers.recording_engine import RecordingEngine
 
-LOCK_NAMES = [lock.output for lock in locks.ALL]
-IMAGE_LOCKS = [lock for lock in locks.ALL if lock.tensorflow_layer]
+# The locks this project has: a project generated without a capability (copier.yml) lacks its .in.
+PRESENT = [lock for lock in locks.ALL if (PROJECT_DIR / lock.source).is_file()]
+LOCK_NAMES = [lock.output for lock in PRESENT]
+IMAGE_LOCKS = [lock for lock in PRESENT if lock.tensorflow_layer]
 
 
 def with_a_package_added(project: Path, name: str, version: str) -> Path:
@@ -29,7 +31,7 @@ def with_a_package_added(project: Path, name: str, version: str) -> Path:
     with (project / "requirements.in").open("a") as file:
         file.write(f"{name}\n")
     entry = f"{name}=={version} \\\n    --hash=sha256:{'1' * 64}\n    # via -r requirements.in\n"
-    for lock in locks.ALL:
+    for lock in PRESENT:
         path = project / lock.output
         body = locks.lock_body(path.read_text())
         if "requirements.in" in locks.input_files(project, lock.source):
@@ -66,6 +68,7 @@ def test_every_pin_has_a_hash(project, lock):
         assert entry.hashes, f"{lock}: no hash for {entry.name}"
 
 
+@pytest.mark.needs("gpu")
 def test_each_image_gets_its_tensorflow(project):
     assert "tensorflow-cpu" in pins(project, "requirements.txt")
     assert "tensorflow" not in pins(project, "requirements.txt")
@@ -79,7 +82,7 @@ def test_each_image_gets_its_tensorflow(project):
     )
 
 
-@pytest.mark.parametrize("lock", locks.ALL, ids=lambda lock: lock.output)
+@pytest.mark.parametrize("lock", PRESENT, ids=lambda lock: lock.output)
 def test_a_lock_keeps_the_versions_of_every_lock_it_is_compiled_against(project, lock):
     """-c in its .in files, or its notebook's CPU lock: the packages they share keep those pins, so
     the GPU image runs what the CPU image runs, and the notebook what its image runs. (The amd64 and
@@ -98,6 +101,7 @@ def test_a_lock_keeps_the_versions_of_every_lock_it_is_compiled_against(project,
 # --- which locks, their inputs, staleness ------------------------------------------------------------
 
 
+@pytest.mark.needs("gpu", "notebook", "kubernetes")
 def test_select_locks():
     assert locks.select_locks(gpu=False, platform=None, dev=False) == locks.ALL
     assert locks.select_locks(gpu=True, platform=None, dev=False) == (locks.GPU,)
@@ -117,6 +121,7 @@ def test_select_locks():
         locks.select_locks(gpu=True, platform=None, dev=True)
 
 
+@pytest.mark.needs("gpu", "notebook")
 def test_input_chains_follow_includes_and_constraints():
     assert locks.input_files(PROJECT_DIR, "requirements-cpu.in") == [
         "requirements-cpu.in",
@@ -134,7 +139,7 @@ def test_input_chains_follow_includes_and_constraints():
     ]
 
 
-@pytest.mark.parametrize("lock", locks.ALL, ids=lambda lock: lock.output)
+@pytest.mark.parametrize("lock", PRESENT, ids=lambda lock: lock.output)
 def test_committed_locks_are_current(project, lock):
     assert locks.is_current(project, lock), (
         f"{lock.output} does not match its inputs: run `invoke lock`"
@@ -149,10 +154,11 @@ def project_copy(tmp_path):
     return tmp_path
 
 
+@pytest.mark.needs("gpu")
 def test_an_edited_in_file_makes_every_lock_built_on_it_stale(project_copy):
     with (project_copy / "requirements.in").open("a") as file:
         file.write("tabulate\n")
-    assert [lock.output for lock in locks.ALL if not locks.is_current(project_copy, lock)] == [
+    assert [lock.output for lock in PRESENT if not locks.is_current(project_copy, lock)] == [
         "requirements.txt",
         "requirements-arm64.txt",
         "requirements-gpu.txt",
@@ -168,6 +174,7 @@ def test_a_new_cpu_lock_makes_the_gpu_lock_stale(project_copy):
     assert not locks.is_current(project_copy, locks.GPU)
 
 
+@pytest.mark.needs("gpu")
 def test_a_hand_edited_or_missing_lock_is_stale(project_copy):
     lock = project_copy / "requirements-arm64.txt"
     lock.write_text(lock.read_text().replace("numpy==", "numpy>="))
@@ -275,16 +282,16 @@ def test_the_check_names_a_stale_or_missing_layer_file_and_lock_rewrites_it(proj
     edited.write_text(edited.read_text().replace("numpy==", "numpy>="))
     (project_copy / tensorflow_file).unlink()
     with pytest.raises(UserError) as error:
-        locking.check(project_copy, locks.ALL)
+        locking.check(project_copy, PRESENT)
     assert str(error.value) == (
         f"out of date: {tensorflow_file}, {packages_file}; run `invoke lock` to compile them"
     )
     engine = RecordingEngine()
     locking.lock(
-        engine, settings_of(project_copy), locks.ALL, upgrade=False, packages=(), python="python3"
+        engine, settings_of(project_copy), PRESENT, upgrade=False, packages=(), python="python3"
     )
     assert not any("pip-compile" in action for action in engine.actions), "no lock is compiled"
-    locking.check(project_copy, locks.ALL)
+    locking.check(project_copy, PRESENT)
     assert capsys.readouterr().err.splitlines()[-1].startswith("up to date: requirements.txt")
     assert (project_copy / packages_file).read_bytes() == (PROJECT_DIR / packages_file).read_bytes()
 
@@ -363,7 +370,7 @@ def test_required_names_skip_options_comments_and_continuations(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("lock", locks.ALL, ids=lambda lock: lock.output)
+@pytest.mark.parametrize("lock", PRESENT, ids=lambda lock: lock.output)
 def test_committed_locks_hold_every_requirement(project, lock):
     assert locks.missing_requirements(project, lock, (project / lock.output).read_text()) == []
 
@@ -447,6 +454,7 @@ def committed_body(name: str) -> str:
     return locks.lock_body((PROJECT_DIR / name).read_text())
 
 
+@pytest.mark.needs("gpu", "notebook")
 def test_a_lock_for_one_platform_ends_naming_the_locks_it_left_stale(project_copy, capsys):
     with_a_package_added(project_copy, "tabulate", "0.9.0")  # every lock current, with tabulate
     (project_copy / "requirements.in").write_text(

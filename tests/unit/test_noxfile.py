@@ -2,6 +2,7 @@
 venv gets the dev lock installed."""
 
 import logging
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,7 +27,10 @@ FAST_SESSIONS = {"lint", "tests", "manifests", "lock_check", "container_test"}
 
 def test_nox_alone_runs_the_fast_sessions_and_leaves_the_engine_suite_and_bench_to_be_asked_for():
     sessions = nox.registry.get()
-    assert {name for name, func in sessions.items() if func.default} >= FAST_SESSIONS
+    # manifests is no session of a project generated without Kubernetes (copier.yml).
+    kubernetes = (Path(noxfile.__file__).parent / "deploy" / "k8s").is_dir()
+    fast = FAST_SESSIONS if kubernetes else FAST_SESSIONS - {"manifests"}
+    assert {name for name, func in sessions.items() if func.default} >= fast
     assert not sessions["integration"].default
     assert not sessions["bench"].default
 
@@ -49,6 +53,7 @@ class RecordingSession:
 
     def __init__(self, venv: Path):
         self.virtualenv = SimpleNamespace(location=str(venv), bin=str(venv / "bin"))
+        self.venv_backend = "venv"
         self.posargs: list[str] = []
         self.done: list[tuple[str, ...]] = []
 
@@ -108,6 +113,8 @@ def test_ci_runs_every_session_that_nox_runs_and_the_engine_suite():
         if line.strip().startswith("nox")
     ]  # fmt: skip
     assert commands == ["nox", "nox -s integration"]
+    if not (project / ".github" / "workflows").is_dir():
+        pytest.skip("no .github/workflows: a project made without GitHub Actions")
     workflow = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
     matrix = set(workflow["jobs"]["nox"]["strategy"]["matrix"]["session"])
     sessions = nox.registry.get()
@@ -132,7 +139,23 @@ def test_the_pre_commit_hooks_run_what_the_lint_session_and_the_lock_check_run(
     }
     config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
     hooks = [hook for repo in config["repos"] for hook in repo["hooks"]]
+    # A hook whose files are absent never runs: the workflows' in a project generated without them.
+    present = [path.name for path in project.iterdir()] + noxfile.WORKFLOWS
+    hooks = [
+        hook
+        for hook in hooks
+        if "files" not in hook or any(re.search(hook["files"], name) for name in present)
+    ]
     assert [repo["repo"] for repo in config["repos"]] == ["local"]
     assert {hook["language"] for hook in hooks} == {"system"}
     entries = {hook["entry"].replace(" --force-exclude", "") for hook in hooks}
     assert entries == commands
+
+
+def test_no_venv_installs_nothing_and_leaves_the_tools_on_path(tmp_path):
+    """`nox --no-venv` (as the template's generation tests run a generated project's sessions)."""
+    session = RecordingSession(tmp_path / "venv")
+    session.venv_backend = "none"
+    session.virtualenv = SimpleNamespace()  # nox's PassthroughEnv has no location
+    noxfile.install_lock(session, "requirements-dev.txt")
+    assert session.done == []

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devkit import building, containers, kubernetes, locking, locks, publishing
+from devkit import building, containers, locking, locks, publishing
 from devkit.engine import Outcome
 from devkit.errors import UserError
 from devkit.targets import every_target, project_id
@@ -292,7 +292,10 @@ def recorded(project) -> dict:
     return json.loads((project / publishing.PUSH_DIGESTS).read_text())
 
 
+@pytest.mark.needs("kubernetes")
 def test_push_records_the_digest_of_the_multi_architecture_list_for_invoke_k8s(project):
+    from devkit import kubernetes  # absent where the project has no Kubernetes
+
     engine = RecordingEngine(answers=BOTH_BUILT, outcomes=MANIFEST_PUSHED)
     settings = settings_of(project, REGISTRY="127.0.0.1:5000/acme")
     publishing.push(engine, settings, gpu=False, platforms=["linux/amd64", "linux/arm64"])
@@ -300,7 +303,10 @@ def test_push_records_the_digest_of_the_multi_architecture_list_for_invoke_k8s(p
     assert kubernetes.pushed_image(settings, gpu=False) == f"127.0.0.1:5000/acme/tf@{LIST_DIGEST}"
 
 
+@pytest.mark.needs("kubernetes", "gpu")
 def test_push_of_the_gpu_image_records_the_digest_docker_push_printed_beside_the_others(project):
+    from devkit import kubernetes  # absent where the project has no Kubernetes
+
     engine = RecordingEngine(answers=BOTH_BUILT, outcomes=MANIFEST_PUSHED)
     settings = settings_of(project, REGISTRY="ghcr.io/acme")
     publishing.push(engine, settings, gpu=False, platforms=[])

@@ -28,6 +28,7 @@ from helpers.command_lines import (
 )
 from helpers.doctor_findings import findings
 from helpers.fake_cli import fake_cli
+from helpers.project import with_capabilities
 from helpers.recording_engine import RecordingEngine
 
 
@@ -36,7 +37,7 @@ def project(tmp_path) -> Path:
     folder = tmp_path / "proj"
     folder.mkdir()
     (folder / "requirements.txt").write_text("tensorflow-cpu==2.21.0 \\\n    --hash=sha256:abc\n")
-    return folder
+    return with_capabilities(folder)
 
 
 def settings_of(project, docker="podman", **environ):
@@ -239,6 +240,7 @@ def test_gpu_containers_need_a_cdi_spec(tmp_path, monkeypatch):
         engine.require_nvidia_runtime()
 
 
+@pytest.mark.needs("gpu")
 def test_doctor_with_podman(project, tmp_path):
     found = findings(project, podman_cli(tmp_path))
     assert list(found)[:6] == [".env", "CLI", "engine", "BuildKit", "init", "NVIDIA"], (

@@ -32,6 +32,7 @@ from helpers.command_lines import (
     value_after,
 )
 from helpers.engine import free_port
+from helpers.project import with_capabilities
 from helpers.recording_engine import RecordingEngine
 
 PROJECT_DIR = tasks.PROJECT_DIR
@@ -197,7 +198,10 @@ def test_jupyterlab_is_told_to_run_as_root_only_where_the_container_is_root(proj
     assert "--detach" in argv
 
 
-@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.gpu"])
+@pytest.mark.parametrize(
+    "dockerfile", ["Dockerfile", pytest.param("Dockerfile.gpu", marks=pytest.mark.needs("gpu"))]
+)
+@pytest.mark.needs("notebook")
 def test_the_notebook_stage_serves_what_invoke_starts_and_comes_before_the_runtime(dockerfile):
     text = (PROJECT_DIR / dockerfile).read_text()
     stages = re.findall(r"^FROM \S+ AS (\S+)$", text, re.MULTILINE)
@@ -334,6 +338,7 @@ def test_clean_removes_the_notebook_images_and_the_tools_containers(project, cap
 # --- locks ------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs("notebook", "gpu")
 def test_the_notebook_locks_keep_the_packages_of_the_images_they_extend():
     """The GPU image's notebook stage installs the amd64 notebook lock: its shared pins must match the GPU lock's too."""
     for notebook, image in (
@@ -355,6 +360,7 @@ def test_the_notebook_locks_keep_the_packages_of_the_images_they_extend():
         )
 
 
+@pytest.mark.needs("notebook")
 def test_a_new_cpu_lock_makes_its_notebook_lock_stale(tmp_path):
     for name in PROJECT_DIR.glob("requirements*"):
         (tmp_path / name.name).write_bytes(name.read_bytes())
@@ -376,6 +382,7 @@ def task_project(tmp_path, monkeypatch):
     folder.mkdir()
     for lock in [*PROJECT_DIR.glob("requirements*.txt"), *PROJECT_DIR.glob("requirements*.in")]:
         (folder / lock.name).write_bytes(lock.read_bytes())
+    with_capabilities(folder)
     monkeypatch.setattr(tasks, "PROJECT_DIR", folder)
     for key in (
         "IMAGE_NAME",
@@ -391,6 +398,7 @@ def task_project(tmp_path, monkeypatch):
     return folder
 
 
+@pytest.mark.needs("notebook", "gpu")
 def test_dry_tensorboard_and_notebook_print_their_containers(task_project, capsys):
     context = dry_context()
     tasks.tensorboard(context, detach=True)
@@ -408,6 +416,7 @@ def test_dry_tensorboard_and_notebook_print_their_containers(task_project, capsy
     assert "token=" not in capsys.readouterr().err
 
 
+@pytest.mark.needs("notebook", "gpu")
 def test_stop_takes_the_tools_by_flag(task_project, capsys):
     context = dry_context()
     tasks.stop(context, tensorboard=True, notebook=True)
@@ -426,6 +435,7 @@ def test_stop_takes_the_tools_by_flag(task_project, capsys):
         tasks.stop(context, tensorboard=True, gpu=True)
 
 
+@pytest.mark.needs("notebook")
 def test_a_refused_tool_is_one_line(task_project):
     (task_project / "requirements-notebook-arm64.txt").unlink()
     (task_project / "requirements-notebook.txt").unlink()
