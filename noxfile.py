@@ -36,6 +36,11 @@ DEVCONTAINERS = sorted(
 _JSONC_TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
 
 
+# The slower checks of what a team changes rarely (checkov over the manifests, copier's generation
+# of projects from the template): in every CI run (CI set), not in a plain `nox` on a laptop.
+IN_CI = bool(os.environ.get("CI"))
+
+
 def only_with(path: str, **options):
     """nox.session(**options) for a session that exists only where `path` does: a capability's
     (copier.yml's questions leave it out of a project), or the template's own."""
@@ -170,7 +175,7 @@ K8S_BY_DIGEST = "gpu-by-digest"
 PUSHED = {f"{K8S_REGISTRY}/project:latest-gpu": "sha256:" + "0" * 64}
 
 
-@only_with("deploy/k8s", reuse_venv=True)
+@only_with("deploy/k8s", reuse_venv=True, default=IN_CI)
 def checkov(session: nox.Session) -> None:
     """checkov, offline, over every rendering of `invoke k8s`: no finding but the accepted ones."""
     install_lock(session, CHECKOV_LOCK)
@@ -292,7 +297,7 @@ def integration(session: nox.Session) -> None:
     )
 
 
-@only_with("copier.yml", reuse_venv=True)
+@only_with("copier.yml", reuse_venv=True, default=IN_CI)
 def template(session: nox.Session) -> None:
     """The template's own: copier generates projects (their tests and lint pass) and updates them.
 
