@@ -1,8 +1,9 @@
-"""Build and run the project's TensorFlow images. `invoke --list` shows the tasks, `invoke --help TASK` one.
+"""Build and run the project's TensorFlow images. `invoke --list` shows the tasks, `invoke --help
+TASK` one.
 
 Settings come from `.env` (see `.env.example`); invoke's own `--dry` prints the commands without
-running them, e.g. `invoke --dry build --gpu`. Each task is a few lines over `devkit/`, whose modules
-are named for what they do: building, locking, containers, publishing, doctor.
+running them, e.g. `invoke --dry build --gpu`. Each task is a few lines over `devkit/`, whose
+modules are named for what they do: building, locking, containers, publishing, doctor.
 """
 
 import os
@@ -35,11 +36,13 @@ _HELP_PLATFORM = "linux/amd64 or linux/arm64; default: PLATFORM from .env, else 
         "gpu": _HELP_GPU,
         "platform": _HELP_PLATFORM + " (the GPU image: linux/amd64 only)",
         "no-cache": "rebuild every layer (the pip download cache is kept)",
-        "build-arg": "NAME=VALUE for the Dockerfile, repeatable: KEEP_TF_HEADERS=1 keeps TensorFlow's C++ headers, "
+        "build-arg": "NAME=VALUE for the Dockerfile, repeatable: "
+        "KEEP_TF_HEADERS=1 keeps TensorFlow's C++ headers, "
         "STRIP_TF_LIBRARIES=0 its symbol tables; not what invoke build sets itself (BASE_IMAGE, "
         "CONTAINER_PORT, the labels) or BuildKit does (TARGETARCH and its other platform "
         "arguments: use --platform)",
-        "export-cache": "also send the layer cache to BUILD_CACHE (CI on the main branch, say), which every build takes it from",
+        "export-cache": "also send the layer cache to BUILD_CACHE (CI on the main branch, say), "
+        "which every build takes it from",
     },
 )
 @one_line_errors
@@ -65,11 +68,15 @@ def build(c, gpu=False, platform=None, no_cache=False, build_arg=None, export_ca
     help={
         "gpu": _HELP_GPU + "; needs the NVIDIA Container Toolkit",
         "platform": _HELP_PLATFORM,
-        "detach": "run in the background and say how to follow it: `invoke logs --follow`, `invoke stop`",
-        "cmd": 'a one-off command instead of the server, e.g. --cmd "python -m app.train": a container of its own '
-        "(<IMAGE_NAME>-run-<random>, beside a running server), no port published unless --publish asks",
-        "publish": "with --cmd, publish HOST_PORT (to the app's CONTAINER_PORT) or HOST_PORT:CONTAINER_PORT on HOST_ADDRESS; repeatable",
-        "read-only": "a read-only root filesystem: only DATA_DIR and an in-memory /tmp are writable",
+        "detach": "run in the background and say how to follow it: "
+        "`invoke logs --follow`, `invoke stop`",
+        "cmd": 'a one-off command instead of the server, e.g. --cmd "python -m app.train": '
+        "a container of its own (<IMAGE_NAME>-run-<random>, beside a running server), "
+        "no port published unless --publish asks",
+        "publish": "with --cmd, publish HOST_PORT (to the app's CONTAINER_PORT) "
+        "or HOST_PORT:CONTAINER_PORT on HOST_ADDRESS; repeatable",
+        "read-only": "a read-only root filesystem: "
+        "only DATA_DIR and an in-memory /tmp are writable",
         "dev": "mount src/ read-only over the image's /app/src: edit, then restart to run the edit",
     },
 )
@@ -77,14 +84,14 @@ def build(c, gpu=False, platform=None, no_cache=False, build_arg=None, export_ca
 def run(
     c, gpu=False, platform=None, detach=False, cmd=None, publish=None, read_only=False, dev=False
 ):
-    """Serve the image on HOST_PORT, or run a one-off --cmd beside it: DATA_DIR at /app/data, the app's .env keys.
+    """Serve the image on HOST_PORT, or run a one-off --cmd: DATA_DIR at /app/data, .env's app keys.
 
-    Ctrl-C stops and removes the container; so do SIGTERM, and SIGINT where no terminal passes Ctrl-C on.
-    It runs as you (as root only where you and DATA_DIR's owner both are), without Linux capabilities
-    and with no-new-privileges. Only the image `invoke build` made runs, never one pulled.
-    Where src/ or the image's lock changed since that build, a line says so and the run goes on
-    with the image as built (no build: a lock's change takes minutes); `invoke build` or --dev
-    brings an edit of src/ in.
+    Ctrl-C stops and removes the container; so do SIGTERM, and SIGINT where no terminal passes
+    Ctrl-C on. It runs as you (as root only where you and DATA_DIR's owner both are), without Linux
+    capabilities and with no-new-privileges. Only the image `invoke build` made runs, never one
+    pulled. Where src/ or the image's lock changed since that build, a line says so and the run
+    goes on with the image as built (no build: a lock's change takes minutes); `invoke build` or
+    --dev brings an edit of src/ in.
     """
     engine, settings, target = open_target(c, PROJECT_DIR, gpu=gpu, platform=platform)
     tty = sys.stdin.isatty() and not detach
@@ -111,10 +118,11 @@ def run(
 )
 @one_line_errors
 def stop(c, gpu=False, platform=None, tensorboard=False, notebook=False):
-    """Stop and remove the container that `invoke run --detach` started (or TensorBoard's, or JupyterLab's)."""
+    """Stop and remove what `invoke run --detach` started (or TensorBoard's, or JupyterLab's)."""
     if tensorboard and gpu:
         raise UserError(
-            "--tensorboard with --gpu: TensorBoard runs from the CPU image; stop it alone with `invoke stop --tensorboard`"
+            "--tensorboard with --gpu: TensorBoard runs from the CPU image; "
+            "stop it alone with `invoke stop --tensorboard`"
         )
     if notebook:
         capabilities.require(PROJECT_DIR, "notebook")
@@ -128,8 +136,9 @@ def stop(c, gpu=False, platform=None, tensorboard=False, notebook=False):
 @task(help={"detach": "run in the background; `invoke stop --tensorboard` stops it"})
 @one_line_errors
 def tensorboard(c, detach=False):
-    """Serve TensorBoard over the training logs in DATA_DIR/logs on TENSORBOARD_PORT; Ctrl-C stops and removes it.
+    """Serve TensorBoard over the training logs in DATA_DIR/logs on TENSORBOARD_PORT.
 
+    Ctrl-C stops and removes it.
     It runs from the built CPU image (the CPU lock has TensorBoard), as `invoke run` runs the app:
     as you, without Linux capabilities, on HOST_ADDRESS.
     """
@@ -144,7 +153,7 @@ def tensorboard(c, detach=False):
 )
 @one_line_errors
 def notebook(c, detach=False, gpu=False):
-    """Serve JupyterLab on NOTEBOOK_PORT with the image's TensorFlow: src/ importable, notebooks/ and DATA_DIR mounted.
+    """Serve JupyterLab on NOTEBOOK_PORT with the image's TensorFlow, src/, notebooks/ and DATA_DIR.
 
     Builds the image's `notebook` stage first where it changed (JupyterLab never enters the image
     `invoke build` makes). A new token guards each start; the URL printed here carries it.
@@ -187,7 +196,8 @@ def shell(c, gpu=False, platform=None):
         *open_target(c, PROJECT_DIR, gpu=gpu, platform=platform), tty=sys.stdin.isatty()
     )
     if result.failed:
-        # The shell's own exit status (or docker's, when it could not start), for scripts that pipe into it.
+        # The shell's own exit status (or docker's, when it could not start), for scripts that
+        # pipe into it.
         raise Exit(code=result.exited)
 
 
@@ -195,17 +205,18 @@ def shell(c, gpu=False, platform=None):
     iterable=["platform"],
     help={
         "gpu": "push the GPU image, as <REGISTRY>/<IMAGE_NAME>:<IMAGE_TAG>-gpu",
-        "platform": "a CPU image to push, repeatable: `--platform linux/amd64 --platform linux/arm64` publishes both "
-        "under one multi-architecture tag; default: PLATFORM from .env, else this host's own",
+        "platform": "a CPU image to push, repeatable: "
+        "`--platform linux/amd64 --platform linux/arm64` publishes both under one "
+        "multi-architecture tag; default: PLATFORM from .env, else this host's own",
     },
 )
 @one_line_errors
 def push(c, gpu=False, platform=None):
-    """Push the built images to REGISTRY: the CPU images as one multi-architecture <IMAGE_TAG>, or the GPU image.
+    """Push the built images to REGISTRY: the CPU ones under one multi-arch tag, or the GPU one.
 
-    Each CPU image also goes out as <IMAGE_TAG>-<arch>, which the multi-architecture tag lists: a Mac
-    and a Linux server pull the same name and each gets its own. Run `docker login` first where the
-    registry asks for credentials. Records the digest of what went out in .push-digests.json, by
+    Each CPU image also goes out as <IMAGE_TAG>-<arch>, which the multi-architecture tag lists: a
+    Mac and a Linux server pull the same name and each gets its own. Run `docker login` first where
+    the registry asks for credentials. Records the digest of what went out in .push-digests.json, by
     which `invoke k8s` then names the image.
     """
     settings = load_settings(PROJECT_DIR)
@@ -214,16 +225,18 @@ def push(c, gpu=False, platform=None):
 
 @task(
     help={
-        "all": "also the pip download cache of `invoke lock` (<IMAGE_NAME>-lock-cache) and the engine's unused build cache: "
-        "`docker builder prune`, which is the whole engine's, every project's, so every next build downloads again"
+        "all": "also the pip download cache of `invoke lock` (<IMAGE_NAME>-lock-cache) "
+        "and the engine's unused build cache: `docker builder prune`, which is the whole engine's, "
+        "every project's, so every next build downloads again"
     }
 )
 @one_line_errors
 def clean(c, all_=False):
-    """Remove this project's containers, its images under IMAGE_TAG (-gpu, -notebook, other architectures) and its untagged ones.
+    """Remove this project's containers, its images under IMAGE_TAG and its untagged ones.
 
-    Only what carries this project's label. Never DATA_DIR, the locks or what you pushed; without --all,
-    neither the caches that make the next lock and build fast. Says what it removed and what stays.
+    The images: -gpu, -notebook and other architectures too. Only what carries this project's
+    label. Never DATA_DIR, the locks or what you pushed; without --all, neither the caches that
+    make the next lock and build fast. Says what it removed and what stays.
     """
     settings = load_settings(PROJECT_DIR)
     engine = Engine(settings.docker, c)
@@ -236,14 +249,16 @@ def clean(c, all_=False):
 
 @task(
     help={
-        "gpu": "also require what the GPU image needs to run: the NVIDIA runtime, an x86-64 host, more disk"
+        "gpu": "also require what the GPU image needs to run: "
+        "the NVIDIA runtime, an x86-64 host, more disk"
     }
 )
 @one_line_errors
 def doctor(c, gpu=False):
-    """Check this machine for `invoke build` and `invoke run`: one line per check, with a fix for what is wrong.
+    """Check this machine for `invoke build` and `invoke run`: a line per check, a fix per fault.
 
-    Exits 1 when something they need is broken; warnings (no NVIDIA runtime for a CPU project) do not count.
+    Exits 1 when something they need is broken; warnings (no NVIDIA runtime for a CPU project) do
+    not count.
     """
     if gpu:
         capabilities.require(PROJECT_DIR, "gpu")
@@ -265,11 +280,14 @@ def doctor(c, gpu=False):
     iterable=["upgrade_package"],
     help={
         "gpu": "only the GPU lock (requirements-gpu.txt)",
-        "platform": "only the CPU lock of this platform: linux/amd64 (requirements.txt) or linux/arm64 (requirements-arm64.txt)",
+        "platform": "only the CPU lock of this platform: linux/amd64 (requirements.txt) "
+        "or linux/arm64 (requirements-arm64.txt)",
         "dev": "only the host tools' locks (requirements-dev.txt, requirements-checkov.txt), "
         "compiled on this machine",
-        "upgrade": "let every package move to its newest allowed version (default: keep the pins, add what is new)",
-        "upgrade-package": "let this package move to its newest allowed version; repeat for more, or NAME==VERSION",
+        "upgrade": "let every package move to its newest allowed version "
+        "(default: keep the pins, add what is new)",
+        "upgrade-package": "let this package move to its newest allowed version; "
+        "repeat for more, or NAME==VERSION",
         "check": "change nothing; exit 1 naming every lock that no longer matches its .in files",
     },
 )
@@ -277,10 +295,10 @@ def doctor(c, gpu=False):
 def lock(c, gpu=False, platform=None, dev=False, upgrade=False, upgrade_package=None, check=False):
     """Compile the .in files into hash-pinned locks, each inside BASE_IMAGE for its platform.
 
-    Only locks whose inputs changed are compiled, unless --upgrade or --upgrade-package asks for more.
-    Every chosen lock is compiled, and checked to pin every requirement with a hash, before any is
-    replaced: a failed compile or Ctrl-C leaves every lock as it was. Ends with what changed in each,
-    and the locks it left out of date.
+    Only locks whose inputs changed are compiled, unless --upgrade or --upgrade-package asks for
+    more. Every chosen lock is compiled, and checked to pin every requirement with a hash, before
+    any is replaced: a failed compile or Ctrl-C leaves every lock as it was. Ends with what changed
+    in each, and the locks it left out of date.
     """
     if gpu:
         capabilities.require(PROJECT_DIR, "gpu")
@@ -336,8 +354,9 @@ def k8s(
     cmd=None,
     app_secret=False,
 ):
-    """Print the Kubernetes manifests (deploy/k8s/) for the image `invoke push` publishes: `invoke k8s | kubectl apply -f -`.
+    """Print the Kubernetes manifests (deploy/k8s/) for the image `invoke push` publishes.
 
+    `invoke k8s | kubectl apply -f -` applies them.
     An Indexed Job of N training workers and its headless Service, the data volume, the serving
     Deployment with its Service, autoscaler and disruption budget, the NetworkPolicies. The image
     is named by the digest `invoke push` recorded, else by its tag (one line on standard error says
@@ -373,10 +392,11 @@ def k8s(
 )
 @one_line_errors
 def train(c, workers="1", gpu=False, platform=None, cmd=None):
-    """Train in N containers of the built image that derive TF_CONFIG as the pods of the training Job (`invoke k8s`) do.
+    """Train in N containers of the built image, which derive TF_CONFIG as the Job's pods do.
 
-    Worker 0, the chief, publishes the model version; each worker's output shows under its name. A
-    worker that fails stops the others; Ctrl-C stops them all. Nothing is left: no container, no network.
+    The pods of the training Job of `invoke k8s`, that is. Worker 0, the chief, publishes the model
+    version; each worker's output shows under its name. A worker that fails stops the others;
+    Ctrl-C stops them all. Nothing is left: no container, no network.
     """
     distributed.train(
         *open_target(c, PROJECT_DIR, gpu=gpu, platform=platform), workers=workers, cmd=cmd

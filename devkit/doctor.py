@@ -178,7 +178,10 @@ def check_init(engine: Engine) -> Finding:
         "catatonit"
     )
     if found is None:
-        fix = "install catatonit (Debian, Ubuntu: `sudo apt install catatonit`; Fedora: `sudo dnf install catatonit`)"
+        fix = (
+            "install catatonit (Debian, Ubuntu: `sudo apt install catatonit`; "
+            "Fedora: `sudo dnf install catatonit`)"
+        )
         return Finding(
             FAIL,
             "init",
@@ -212,7 +215,8 @@ def check_cdi(*, gpu: bool, spec_dirs: tuple[Path, ...] = CDI_SPEC_DIRS) -> Find
             if gpu
             else "only the GPU image needs it (`invoke doctor --gpu` to require it)"
         )
-        detail = f"no CDI spec of NVIDIA GPUs in {' or '.join(str(folder) for folder in spec_dirs)}: {needed}"
+        folders = " or ".join(str(folder) for folder in spec_dirs)
+        detail = f"no CDI spec of NVIDIA GPUs in {folders}: {needed}"
         return Finding(FAIL if gpu else WARN, "NVIDIA", detail, CDI_NVIDIA_FIX)
     return Finding(
         OK,
@@ -226,18 +230,23 @@ def check_architecture(host: str, engine_platform: str | None, *, gpu: bool) -> 
         return Finding(
             WARN,
             "architecture",
-            f"Python runs as {host} but the engine as {engine_platform}: the CPU image follows the engine",
+            f"Python runs as {host} but the engine as {engine_platform}: "
+            "the CPU image follows the engine",
             "use a Python built for this machine (on Apple Silicon: not under Rosetta)",
         )
     native = engine_platform or host
     if native == ARM64:
-        detail = f"{native}: the CPU image (tensorflow) runs natively; the GPU image is {AMD64} only and cannot run here"
+        detail = (
+            f"{native}: the CPU image (tensorflow) runs natively; "
+            f"the GPU image is {AMD64} only and cannot run here"
+        )
         if gpu:
             return Finding(
                 FAIL,
                 "architecture",
                 detail,
-                "build the GPU image here if you like, and run it on a Linux x86-64 host with an NVIDIA GPU",
+                "build the GPU image here if you like, "
+                "and run it on a Linux x86-64 host with an NVIDIA GPU",
             )
         return Finding(OK, "architecture", detail)
     return Finding(
@@ -286,13 +295,17 @@ def check_disk(engine: Engine, *, gpu: bool) -> Finding:
         )
     free = shutil.disk_usage(root).free
     needed = GPU_BUILD_BYTES if gpu else CPU_BUILD_BYTES
-    detail = f"{free / 1000**3:.1f} GB free in {root}; a {'GPU' if gpu else 'CPU'} build needs about {needed / 1000**3:.0f} GB"
+    detail = (
+        f"{free / 1000**3:.1f} GB free in {root}; "
+        f"a {'GPU' if gpu else 'CPU'} build needs about {needed / 1000**3:.0f} GB"
+    )
     if free < needed:
         return Finding(
             FAIL,
             "disk",
             detail,
-            "free space: `docker image prune` and `docker builder prune` remove what no image needs",
+            "free space: `docker image prune` and `docker builder prune` "
+            "remove what no image needs",
         )
     return Finding(OK, "disk", detail)
 
@@ -303,7 +316,10 @@ def check_base_image(engine: Engine, base_image: str, platform: str) -> Finding:
     local = engine.image_platform(base_image)
     if local == platform:
         return Finding(OK, "base image", f"{base_image} for {platform}: pulled")
-    fix = "check the name and your registry access (`docker login`), or set BASE_IMAGE in .env (a mirror your network reaches)"
+    fix = (
+        "check the name and your registry access (`docker login`), "
+        "or set BASE_IMAGE in .env (a mirror your network reaches)"
+    )
     try:
         platforms = engine.registry_platforms(base_image)
     except UserError as error:
