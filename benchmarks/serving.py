@@ -37,6 +37,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.emulation import timed_invoke
 from devkit.engine import Engine
 from devkit.settings import load_settings
 from devkit.targets import resolve_target
@@ -89,19 +90,6 @@ end
 """
 
 
-def invoke(*args: str, env: dict[str, str]) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        sys.exit(f"invoke {' '.join(args)} failed:\n{result.stderr.strip()}")
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -123,7 +111,7 @@ def wait_for_health(url: str, started: float, timeout: float = 600) -> float:
 
 def seconds_to_first_health(url: str, env: dict[str, str]) -> float:
     started = time.perf_counter()
-    invoke("run", "--detach", env=env)
+    timed_invoke("run", "--detach", env=env)
     return wait_for_health(url, started)
 
 
@@ -290,12 +278,12 @@ def main() -> int:
         port = free_port()
         env = {**os.environ, "DATA_DIR": str(data), "HOST_PORT": str(port)}
         url = f"http://127.0.0.1:{port}"
-        invoke("build", env=env)
+        timed_invoke("build", env=env)
         try:
             untrained = seconds_to_first_health(url, env)
-            invoke("stop", env=env)
+            timed_invoke("stop", env=env)
             trained = seconds_to_first_health(url, env)
-            invoke("stop", env=env)
+            timed_invoke("stop", env=env)
             model_ms = model_call_ms(docker, image, data)
             urls = {
                 server: start_server(docker, image, names[server], data, keys, command)
