@@ -2,7 +2,7 @@
 TASK` one.
 
 Settings come from `.env` (see `.env.example`); invoke's own `--dry` prints the commands without
-running them, e.g. `invoke --dry build --gpu`. Each task is a few lines over `devkit/`, whose
+running them, e.g. `invoke --dry build`. Each task is a few lines over `devkit/`, whose
 modules are named for what they do: building, locking, containers, publishing, doctor.
 """
 
@@ -17,15 +17,33 @@ from devkit import doctor as checks
 from devkit.engine import Engine
 from devkit.errors import UserError, one_line_errors
 from devkit.host import container_ids
-from devkit.locks import select_locks
+from devkit.locks import HOST_LOCKS, select_locks
 from devkit.platforms import host_platform, normalize_platform
 from devkit.settings import load_settings
 from devkit.targets import every_target, notebook_target, open_target, tensorboard_target
 
 PROJECT_DIR = Path(__file__).resolve().parent
 
-_HELP_GPU = (
-    "the GPU image (Dockerfile.gpu, tag <IMAGE_TAG>-gpu, linux/amd64) instead of the CPU image"
+
+def _help(name: str, text: str) -> str:
+    """The help of a flag of the capability `name` (devkit/capabilities.py): `text` where the
+    project has it, else that it was generated without it."""
+    return capabilities.flag_help(PROJECT_DIR, name, text)
+
+
+def _with(name: str, text: str) -> str:
+    """`text` where the project has the capability `name`, else nothing."""
+    return text if capabilities.present(PROJECT_DIR, name) else ""
+
+
+_HELP_GPU = _help(
+    "gpu",
+    "the GPU image (Dockerfile.gpu, tag <IMAGE_TAG>-gpu, linux/amd64) instead of the CPU image",
+)
+_HELP_GPU_RUN = _help(
+    "gpu",
+    "the GPU image (Dockerfile.gpu, tag <IMAGE_TAG>-gpu, linux/amd64) instead of the CPU image; "
+    "needs the NVIDIA Container Toolkit",
 )
 _HELP_PLATFORM = "linux/amd64 or linux/arm64; default: PLATFORM from .env, else this host's own"
 
@@ -34,7 +52,7 @@ _HELP_PLATFORM = "linux/amd64 or linux/arm64; default: PLATFORM from .env, else 
     iterable=["build_arg"],
     help={
         "gpu": _HELP_GPU,
-        "platform": _HELP_PLATFORM + " (the GPU image: linux/amd64 only)",
+        "platform": _HELP_PLATFORM + _with("gpu", " (the GPU image: linux/amd64 only)"),
         "no-cache": "rebuild every layer (the pip download cache is kept)",
         "build-arg": "NAME=VALUE for the Dockerfile, repeatable: "
         "KEEP_TF_HEADERS=1 keeps TensorFlow's C++ headers, "
@@ -47,7 +65,7 @@ _HELP_PLATFORM = "linux/amd64 or linux/arm64; default: PLATFORM from .env, else 
 )
 @one_line_errors
 def build(c, gpu=False, platform=None, no_cache=False, build_arg=None, export_cache=False):
-    """Build the CPU image from Dockerfile, or the GPU image from Dockerfile.gpu, with BuildKit.
+    """Build the image from its Dockerfile with BuildKit, for the platform it runs on.
 
     With BUILD_CACHE set (a registry repository), layers that the registry holds are taken from it
     instead of being rebuilt.
@@ -66,7 +84,7 @@ def build(c, gpu=False, platform=None, no_cache=False, build_arg=None, export_ca
 @task(
     iterable=["publish"],
     help={
-        "gpu": _HELP_GPU + "; needs the NVIDIA Container Toolkit",
+        "gpu": _HELP_GPU_RUN,
         "platform": _HELP_PLATFORM,
         "detach": "run in the background and say how to follow it: "
         "`invoke logs --follow`, `invoke stop`",
@@ -110,15 +128,19 @@ def run(
 
 @task(
     help={
-        "gpu": "stop the GPU image's container (with --notebook: the GPU notebook's)",
+        "gpu": _help(
+            "gpu",
+            "stop the GPU image's container"
+            + _with("notebook", " (with --notebook: the GPU notebook's)"),
+        ),
         "platform": _HELP_PLATFORM,
         "tensorboard": "stop what `invoke tensorboard --detach` started instead",
-        "notebook": "stop what `invoke notebook --detach` started instead",
+        "notebook": _help("notebook", "stop what `invoke notebook --detach` started instead"),
     }
 )
 @one_line_errors
 def stop(c, gpu=False, platform=None, tensorboard=False, notebook=False):
-    """Stop and remove what `invoke run --detach` started (or TensorBoard's, or JupyterLab's)."""
+    """Stop and remove what `invoke run --detach` started (or, by its flag, another task's)."""
     if tensorboard and gpu:
         raise UserError(
             "--tensorboard with --gpu: TensorBoard runs from the CPU image; "
@@ -148,7 +170,9 @@ def tensorboard(c, detach=False):
 @task(
     help={
         "detach": "run in the background; `invoke stop --notebook` stops it",
-        "gpu": "JupyterLab on the GPU image's TensorFlow; needs the NVIDIA Container Toolkit",
+        "gpu": _help(
+            "gpu", "JupyterLab on the GPU image's TensorFlow; needs the NVIDIA Container Toolkit"
+        ),
     }
 )
 @one_line_errors
@@ -164,7 +188,7 @@ def notebook(c, detach=False, gpu=False):
 
 @task(
     help={
-        "gpu": "the GPU image's container",
+        "gpu": _help("gpu", "the GPU image's container"),
         "platform": _HELP_PLATFORM,
         "follow": "keep showing new output until Ctrl-C",
     }
@@ -175,12 +199,12 @@ def logs(c, gpu=False, platform=None, follow=False):
     containers.logs(*open_target(c, PROJECT_DIR, gpu=gpu, platform=platform), follow=follow)
 
 
-@task(help={"gpu": _HELP_GPU + "; needs the NVIDIA Container Toolkit", "platform": _HELP_PLATFORM})
+@task(help={"gpu": _HELP_GPU_RUN, "platform": _HELP_PLATFORM})
 @one_line_errors
 def container_test(c, gpu=False, platform=None):
     """Build the image (seconds when nothing changed), then run the container test in it.
 
-    The container test is tests/container, and tests/example/container while the example is there.
+    The container test is tests/container, with the app's own in-container tests.
     pytest is mounted into the container for the run, never installed in the image.
     """
     engine, settings, target = open_target(c, PROJECT_DIR, gpu=gpu, platform=platform)
@@ -204,7 +228,7 @@ def shell(c, gpu=False, platform=None):
 @task(
     iterable=["platform"],
     help={
-        "gpu": "push the GPU image, as <REGISTRY>/<IMAGE_NAME>:<IMAGE_TAG>-gpu",
+        "gpu": _help("gpu", "push the GPU image, as <REGISTRY>/<IMAGE_NAME>:<IMAGE_TAG>-gpu"),
         "platform": "a CPU image to push, repeatable: "
         "`--platform linux/amd64 --platform linux/arm64` publishes both under one "
         "multi-architecture tag; default: PLATFORM from .env, else this host's own",
@@ -212,12 +236,11 @@ def shell(c, gpu=False, platform=None):
 )
 @one_line_errors
 def push(c, gpu=False, platform=None):
-    """Push the built images to REGISTRY: the CPU ones under one multi-arch tag, or the GPU one.
+    """Push the built images to REGISTRY: the CPU ones under one multi-architecture tag.
 
     Each CPU image also goes out as <IMAGE_TAG>-<arch>, which the multi-architecture tag lists: a
     Mac and a Linux server pull the same name and each gets its own. Run `docker login` first where
-    the registry asks for credentials. Records the digest of what went out in .push-digests.json, by
-    which `invoke k8s` then names the image.
+    the registry asks for credentials. Records the digest of what went out in .push-digests.json.
     """
     settings = load_settings(PROJECT_DIR)
     publishing.push(Engine(settings.docker, c), settings, gpu=gpu, platforms=platform or [])
@@ -234,7 +257,7 @@ def push(c, gpu=False, platform=None):
 def clean(c, all_=False):
     """Remove this project's containers, its images under IMAGE_TAG and its untagged ones.
 
-    The images: -gpu, -notebook and other architectures too. Only what carries this project's
+    The images under every tag the tasks give them. Only what carries this project's
     label. Never DATA_DIR, the locks or what you pushed; without --all, neither the caches that
     make the next lock and build fast. Says what it removed and what stays.
     """
@@ -249,16 +272,18 @@ def clean(c, all_=False):
 
 @task(
     help={
-        "gpu": "also require what the GPU image needs to run: "
-        "the NVIDIA runtime, an x86-64 host, more disk"
+        "gpu": _help(
+            "gpu",
+            "also require what the GPU image needs to run: "
+            "the NVIDIA runtime, an x86-64 host, more disk",
+        )
     }
 )
 @one_line_errors
 def doctor(c, gpu=False):
     """Check this machine for `invoke build` and `invoke run`: a line per check, a fix per fault.
 
-    Exits 1 when something they need is broken; warnings (no NVIDIA runtime for a CPU project) do
-    not count.
+    Exits 1 when something they need is broken; warnings do not count.
     """
     if gpu:
         capabilities.require(PROJECT_DIR, "gpu")
@@ -279,11 +304,12 @@ def doctor(c, gpu=False):
 @task(
     iterable=["upgrade_package"],
     help={
-        "gpu": "only the GPU lock (requirements-gpu.txt)",
+        "gpu": _help("gpu", "only the GPU lock (requirements-gpu.txt)"),
         "platform": "only the CPU lock of this platform: linux/amd64 (requirements.txt) "
         "or linux/arm64 (requirements-arm64.txt)",
-        "dev": "only the host tools' locks (requirements-dev.txt, requirements-checkov.txt), "
-        "compiled on this machine",
+        "dev": "only the host tools' locks ("
+        + ", ".join(each.output for each in HOST_LOCKS if (PROJECT_DIR / each.source).is_file())
+        + "), compiled on this machine",
         "upgrade": "let every package move to its newest allowed version "
         "(default: keep the pins, add what is new)",
         "upgrade-package": "let this package move to its newest allowed version; "
@@ -325,7 +351,7 @@ def lock(c, gpu=False, platform=None, dev=False, upgrade=False, upgrade_package=
 @task(
     help={
         "workers": "training pods that train one model together (default 1)",
-        "gpu": "the GPU image (<IMAGE_TAG>-gpu) and a GPU (nvidia.com/gpu) per pod",
+        "gpu": _help("gpu", "the GPU image (<IMAGE_TAG>-gpu) and a GPU (nvidia.com/gpu) per pod"),
         "kserve": "also a KServe InferenceService for the SavedModels on the data volume "
         "(needs KServe on the cluster)",
         "model": "the app's model for --kserve: its folder under models/ on the data volume "
@@ -385,18 +411,18 @@ def k8s(
 @task(
     help={
         "workers": "containers that train one model together (default 1)",
-        "gpu": _HELP_GPU + "; needs the NVIDIA Container Toolkit",
+        "gpu": _HELP_GPU_RUN,
         "platform": _HELP_PLATFORM,
         "cmd": 'the training command (default "python -m app.train")',
     }
 )
 @one_line_errors
 def train(c, workers="1", gpu=False, platform=None, cmd=None):
-    """Train in N containers of the built image, which derive TF_CONFIG as the Job's pods do.
+    """Train in N containers of the built image, which find each other through TF_CONFIG.
 
-    The pods of the training Job of `invoke k8s`, that is. Worker 0, the chief, publishes the model
-    version; each worker's output shows under its name. A worker that fails stops the others;
-    Ctrl-C stops them all. Nothing is left: no container, no network.
+    Worker 0, the chief, publishes the model version; each worker's output shows under its name.
+    A worker that fails stops the others; Ctrl-C stops them all. Nothing is left: no container,
+    no network.
     """
     distributed.train(
         *open_target(c, PROJECT_DIR, gpu=gpu, platform=platform), workers=workers, cmd=cmd

@@ -33,6 +33,17 @@ def absent_tasks(project_dir: Path) -> list[str]:
     return [task for name in absent for task in TASKS[name]]
 
 
+def flag_help(project_dir: Path, name: str, text: str) -> str:
+    """`invoke --help`'s text for a flag of the capability `name`: `text` where the project has it,
+    else what the flag says when used (and nothing more of the capability)."""
+    if present(project_dir, name):
+        return text
+    return (
+        f"this project was generated without {name}: "
+        f"`copier update --trust --data {name}=true` adds it"
+    )
+
+
 def require(project_dir: Path, name: str) -> None:
     """One line where the project was generated without `name`: what is missing, what adds it."""
     if not present(project_dir, name):

@@ -103,6 +103,9 @@ class Setting:
     # A credential: never shown in a message, and taken as written (python-dotenv's ${...} is not
     # applied to it).
     secret: bool = False
+    # The capability (devkit/capabilities.py) it belongs to: a project without that capability
+    # still reads it, but its .env.example and docs do not show it.
+    capability: str | None = None
 
     @property
     def field(self) -> str:
@@ -339,14 +342,14 @@ SETTINGS = (
         "IMAGE_TAG",
         "latest",
         _image_tag,
-        "tag of the CPU image; the GPU image is `<IMAGE_TAG>-gpu`",
+        "tag of the CPU image",
         Goes.ENGINE,
     ),
     Setting(
         "BASE_IMAGE",
         "python:3.11-slim",
         _image_reference,
-        "base of both Dockerfiles (a mirror, a digest-pinned ref, an internal image)",
+        "base of every Dockerfile (a mirror, a digest-pinned ref, an internal image)",
         Goes.BUILD_ARG | Goes.ENGINE,
     ),
     Setting(
@@ -414,7 +417,14 @@ SETTINGS = (
         secret=True,
     ),
     Setting("TENSORBOARD_PORT", "6006", _port, "host port of `invoke tensorboard`", Goes.RUN),
-    Setting("NOTEBOOK_PORT", "8889", _port, "host port of `invoke notebook`", Goes.RUN),
+    Setting(
+        "NOTEBOOK_PORT",
+        "8889",
+        _port,
+        "host port of `invoke notebook`",
+        Goes.RUN,
+        capability="notebook",
+    ),
     Setting(
         "BUILD_CACHE",
         None,

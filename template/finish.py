@@ -6,11 +6,16 @@ it does the same on the same input every time:
 
 - with `example=False`, the minimal app of template/minimal/ goes in (the example is excluded);
 - in the files below, a block between `<!-- if NAME -->` and `<!-- endif NAME -->` lines (`# if
-  NAME` and `# endif NAME` in a Dockerfile or a workflow), or a single line ending in
-  `<!-- if NAME -->`, stays where NAME was answered true and goes where it was false; a block
-  between `<!-- if not NAME` and `endif not NAME -->` (a comment, unseen in the template's own
-  README) the other way round. The marker lines go either way. NAME `template` is false in every
-  project: what only the template's own README says;
+  NAME` and `# endif NAME` in a Dockerfile, a workflow or .env.example, `// if NAME` and `//
+  endif NAME` in a devcontainer.json), a single line ending in
+  `<!-- if NAME -->`, or a span of a line between `<!-- if NAME -->` and `<!-- endif NAME -->`
+  (never at the line's start, where Markdown would take the rest of the line for HTML), stays
+  where NAME was answered true and goes where it was false; a block between `<!-- if not NAME`
+  and `endif not NAME -->` (a comment, unseen in the template's own README) the other way round.
+  The markers go either way. NAME `template` is false in every project: what only the template's
+  own README says;
+- an optional flag named after a question, ` [--gpu]` in a task's synopsis (a code span, where a
+  marker would show), goes where that question was answered false;
 - the README's title becomes the project's name.
 """
 
@@ -27,10 +32,13 @@ MARKED = (
     ".env.example",
     "docs/*.md",
     ".github/workflows/*.y*ml",
+    ".devcontainer/**/devcontainer.json",
 )
-_BEGIN = re.compile(r"^\s*(?:<!--|#)\s*if (not )?(\w+)\s*(?:-->)?\s*$")
-_END = re.compile(r"^\s*(?:<!--|#)?\s*endif (?:not )?(\w+)\s*(?:-->)?\s*$")
+_BEGIN = re.compile(r"^\s*(?:<!--|#|//)\s*if (not )?(\w+)\s*(?:-->)?\s*$")
+_END = re.compile(r"^\s*(?:<!--|#|//)?\s*endif (?:not )?(\w+)\s*(?:-->)?\s*$")
 _LINE = re.compile(r"\s*<!--\s*if (\w+)\s*-->\s*$")
+_SPAN = re.compile(r"<!--\s*if (\w+)\s*-->(.*?)<!--\s*endif \1\s*-->")
+_FLAG = re.compile(r" \[--(\w+)\]")
 
 
 def keep_answered(text: str, answers: dict[str, bool]) -> str:
@@ -44,11 +52,14 @@ def keep_answered(text: str, answers: dict[str, bool]) -> str:
             dropping.pop()
         elif any(dropping):
             continue
-        elif single := _LINE.search(line):
-            if answers[single[1]]:
-                kept.append(line[: single.start()] + "\n" * line.endswith("\n"))
         else:
-            kept.append(line)
+            line = _SPAN.sub(lambda span: span[2] if answers[span[1]] else "", line)
+            line = _FLAG.sub(lambda flag: "" if answers.get(flag[1]) is False else flag[0], line)
+            if single := _LINE.search(line):
+                if answers[single[1]]:
+                    kept.append(line[: single.start()] + "\n" * line.endswith("\n"))
+            else:
+                kept.append(line)
     return "".join(kept)
 
 

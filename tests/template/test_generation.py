@@ -1,9 +1,11 @@
 """`copier copy` of this template: every capability left out alone, all of them, and none. Each
-project holds none of a left-out capability's files, tasks, sessions or README text, and its own
-`nox -s tests` and `nox -s lint` pass (run with these host tools: `nox --no-venv --no-install`)."""
+project holds none of a left-out capability's files, tasks or sessions, its README, docs,
+.env.example and `invoke --help` say nothing of it, and its own `nox -s tests` and `nox -s lint`
+pass (run with these host tools: `nox --no-venv --no-install`)."""
 
 import re
 import subprocess
+from pathlib import Path
 
 import copier
 import pytest
@@ -31,19 +33,54 @@ TEMPLATE_ONLY = [
 # The files template/finish.py fits to the answers (its marked blocks); every other file is copied.
 FITTED = re.compile(
     r"README\.md|Dockerfile(\.gpu)?|\.env\.example|docs/.*\.md|\.github/workflows/.*"
+    r"|\.devcontainer/(gpu/)?devcontainer\.json"
 )
+# A marker of template/finish.py, which it takes out of every file it fits.
+MARKER = re.compile(r"<!--\s*(end)?if\b|endif not|^\s*(#|//)\s*(end)?if (not )?\w+\s*$", re.M)
 TASKS = {"kubernetes": "k8s", "notebook": "notebook"}
-# What the README says of a capability (its task's row, its page), which a project without it must
-# not say. The task table still lists the flags `--gpu` and `stop --notebook`, which answer in one
-# line in a project without them.
-README_WORDS = {
-    "example": ["Iris", "docs/example.md"],
-    "gpu": ["docs/gpu.md", "GPU image (`Dockerfile.gpu`)"],
-    "kubernetes": ["| `invoke k8s [", "docs/kubernetes.md", "deploy/k8s"],
-    "notebook": ["| `invoke notebook [", "docs/notebook.md"],
-    "devcontainer": ["docs/devcontainer.md"],
-    "github_actions": ["docs/ci.md"],
+# How the README, the docs, .env.example and `invoke --help` speak of a capability (its tasks, flags,
+# files, tools and images), which a project without it must not.
+MENTIONS = {
+    "example": re.compile(
+        r"\b[Ii]ris\b|tests/example|example\.md|\b[Tt]he example\b|\bexample's\b"
+        r"|TRAIN_IF_NO_MODEL|app/server\.py|src/app/train\.py"
+    ),
+    "gpu": re.compile(r"(?i)\bgpu|cuda|nvidia[- ](?:runtime|gpu|container|ctk|\*)"),
+    "kubernetes": re.compile(
+        r"(?i)kubernetes|\bk8s\b|kubectl|checkov|kserve|\bpods?\b|manifests|deploy/|(?-i:\bJob\b)"
+    ),
+    "notebook": re.compile(r"(?i)notebook|jupyter"),
+    "devcontainer": re.compile(r"(?i)devcontainer|dev containers?\b|codespaces"),
+    "github_actions": re.compile(r"(?i)github actions|\.github|workflows?\b|ci\.yml|lock-upgrade"),
 }
+# What may name a capability left out: how to bring it back (a flag's help, copier's answers).
+BRINGS_BACK = re.compile(r"generated without \w+|--data \w+=\w+")
+# Every docstring and flag help of tasks.py, as `invoke --help` shows them, a line each.
+HELP_TEXTS = """
+import inspect, invoke, tasks
+for name, task in vars(tasks).items():
+    if isinstance(task, invoke.Task):
+        for text in [inspect.getdoc(task), *task.help.values()]:
+            print(f"invoke --help {name}:", " ".join(text.split()))
+"""
+
+
+def texts_of(project: Path, run) -> list[tuple[str, str]]:
+    """(where, line) for every line a user reads about the project: README.md, docs/*.md,
+    .env.example, and `invoke --help` of every task."""
+    lines = [
+        (f"{page.relative_to(project)}:{number}", line)
+        for page in [
+            project / "README.md",
+            project / ".env.example",
+            *(project / "docs").glob("*.md"),
+        ]
+        for number, line in enumerate(page.read_text().splitlines(), 1)
+    ]
+    helps = run(project, "python", "-c", HELP_TEXTS)
+    assert helps.returncode == 0, helps.stderr
+    return lines + [tuple(line.split(": ", 1)) for line in helps.stdout.splitlines()]
+
 
 VARIANTS = {
     "all-kept": (),
@@ -70,10 +107,16 @@ def test_a_generated_project_has_only_what_was_asked_and_its_checks_pass(generat
     readme = (project / "README.md").read_text()
     assert readme.startswith("# acme\n")
     assert "copier copy --trust gh:" not in readme, "the project's README talks about the template"
-    assert not re.search(r"<!--\s*(end)?if|endif not", readme), "a marker was left in the README"
-    for name in left_out:
-        for words in README_WORDS[name]:
-            assert words not in readme, f"the README describes {name}, left out: {words}"
+    for path in filter(Path.is_file, project.rglob("*")):
+        if FITTED.fullmatch(str(path.relative_to(project))):
+            assert not MARKER.search(path.read_text()), f"a marker was left in {path.name}"
+    said = [
+        f"{where} speaks of {name}: {line.strip()}"
+        for where, line in texts_of(project, run)
+        for name in left_out
+        if MENTIONS[name].search(BRINGS_BACK.sub("", line))
+    ]
+    assert said == []
 
     for page in [project / "README.md", *(project / "docs").glob("*.md")]:
         for link in re.findall(r"\]\(([^)#:]+\.md)(?:#[^)]*)?\)", page.read_text()):
@@ -134,6 +177,34 @@ def test_an_impossible_project_name_is_refused_by_the_validator(generate, tmp_pa
         generate(project_name=name)
     assert len(str(error.value).splitlines()) == 1
     assert not (tmp_path / "acme").exists(), "a refused answer left a half-made project"
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-folder", "over-a-checkout"])
+def test_copiers_command_line_refuses_an_impossible_name_before_it_writes_anything(
+    run, tmp_path, existing
+):
+    """`copier copy --data project_name=...`: the validator's message is the last line copier
+    prints, and it exits 1. copier 9.19 prints a traceback above it: its command line catches only
+    its own errors, and a refused answer is a ValueError that copier raises itself
+    (copier-org/copier#1436 put the question's name in its message), which no template can
+    change."""
+    destination = tmp_path / "checkout"
+    if existing:
+        destination.mkdir()
+        (destination / "notes.txt").write_text("ours\n")
+    argv = ["copier", "copy", "--trust", "--defaults", "--vcs-ref", "HEAD"]
+    argv += ["--data", "project_name=Not_An-Image", str(PROJECT_DIR), str(destination)]
+    refused = run(tmp_path, *argv, timeout=120)
+    assert refused.returncode == 1
+    assert re.fullmatch(
+        r"(ValueError: )?Validation error for question 'project_name': project_name "
+        r'"Not_An-Image": 2 to 40 characters of a-z, 0-9 and .*',
+        refused.stderr.strip().splitlines()[-1],
+    )
+    if existing:
+        assert [path.name for path in destination.iterdir()] == ["notes.txt"]
+    else:
+        assert not destination.exists(), "a refused answer left a half-made project"
 
 
 def test_the_defaults_give_this_repository_less_the_template_only_files(generate):

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from devkit import capabilities
 from devkit.building import TEMPLATE_BUILD_ARGS, build_command
 from devkit.settings import (
     BUILD_ARG_KEYS,
     NOT_APP_KEYS,
-    SETTING_KEYS,
     SETTINGS,
     Goes,
     Settings,
@@ -23,6 +23,12 @@ from helpers.command_lines import settings_of, target_of, value_after
 from helpers.project import PROJECT_DIR
 
 ENV_EXAMPLE = PROJECT_DIR / ".env.example"
+# The settings .env.example and the docs show: a capability's only where the project has it.
+SHOWN = tuple(
+    setting
+    for setting in SETTINGS
+    if setting.capability is None or capabilities.present(PROJECT_DIR, setting.capability)
+)
 # The example application's keys sit in one block of .env.example, which "Make it yours" deletes.
 EXAMPLE_BLOCK = re.compile(
     r"^# -+ The example application's keys .*?^# -+ end of the example application's keys -+\n",
@@ -67,6 +73,8 @@ def settings_table() -> tuple[Path, dict[str, tuple[str, str]]]:
         text = page.read_text(encoding="utf-8")
         if f"\n{TABLE_HEADER}\n" in text:
             rows = text.split(f"\n{TABLE_HEADER}\n", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+            # A row may end in a marker of the capability it belongs to (template/finish.py).
+            rows = [re.sub(r"\s*<!-- if \w+ -->$", "", row) for row in rows]
             cells = [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows]
             return page, {key.strip("`"): (default, meaning) for key, default, meaning in cells}
     pytest.fail(f"no page of the docs holds the settings table ({TABLE_HEADER})")
@@ -76,20 +84,20 @@ def test_the_docs_table_of_settings_is_the_table_of_devkit_settings():
     page, documented = settings_table()
     disagree = [
         setting.key
-        for setting in SETTINGS
+        for setting in SHOWN
         if setting.key not in documented or not row_follows(setting, *documented[setting.key])
     ]
-    undeclared = sorted(set(documented) - set(SETTING_KEYS))
+    undeclared = sorted(set(documented) - {setting.key for setting in SHOWN})
     assert (disagree, undeclared) == ([], []), (
         f"{page.name} and devkit/settings.py disagree; the rows the table declares:\n"
-        + "\n".join(f"| `{s.key}` | {documented_default(s)} | {s.help} |" for s in SETTINGS)
+        + "\n".join(f"| `{s.key}` | {documented_default(s)} | {s.help} |" for s in SHOWN)
     )
 
 
 def test_env_example_shows_every_setting_once_with_its_default():
     lines = KEY_LINE.findall(template_part_of_env_example())
     shown = [key for _, key, _ in lines]
-    declared = {setting.key: setting for setting in SETTINGS}
+    declared = {setting.key: setting for setting in SHOWN}
     assert sorted(shown) == sorted(declared), (
         "a key of .env.example that devkit/settings.py does not declare would go to the app; "
         "a declared one missing from .env.example is undocumented"

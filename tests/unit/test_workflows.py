@@ -84,6 +84,8 @@ def test_the_weekly_lock_upgrade_tests_the_new_pins_and_proposes_them_with_the_s
     tests = next(index for index, run in enumerate(runs) if run.startswith("nox -s tests"))
     proposal = next(index for index, run in enumerate(runs) if "gh pr create" in run)
     assert upgrade < tests < proposal
+    sessions = re.findall(r"^nox -s (.+)$", runs[tests], re.MULTILINE)
+    assert set(" ".join(sessions).split()) <= nox_sessions(), "a session this project lacks"
     assert 'tee "$RUNNER_TEMP/lock.log"' in runs[upgrade]
     assert '"$RUNNER_TEMP/lock.log"' in runs[proposal]
     assert runs[proposal].count('--body-file "$RUNNER_TEMP/body.md"') == 2
