@@ -41,6 +41,13 @@ _SPAN = re.compile(r"<!--\s*if (\w+)\s*-->(.*?)<!--\s*endif \1\s*-->")
 _FLAG = re.compile(r" \[--(\w+)\]")
 
 
+def _keep_spans(line: str, answers: dict[str, bool]) -> str:
+    """The line without its spans of what was answered false, spans inside spans too."""
+    while (fitted := _SPAN.sub(lambda span: span[2] if answers[span[1]] else "", line)) != line:
+        line = fitted
+    return line
+
+
 def keep_answered(text: str, answers: dict[str, bool]) -> str:
     """The text without the blocks and lines of what was answered false, and without the markers."""
     kept, dropping = [], []
@@ -53,7 +60,7 @@ def keep_answered(text: str, answers: dict[str, bool]) -> str:
         elif any(dropping):
             continue
         else:
-            line = _SPAN.sub(lambda span: span[2] if answers[span[1]] else "", line)
+            line = _keep_spans(line, answers)
             line = _FLAG.sub(lambda flag: "" if answers.get(flag[1]) is False else flag[0], line)
             if single := _LINE.search(line):
                 if answers[single[1]]:

@@ -69,6 +69,13 @@ def test_a_block_inside_a_block_left_out_goes_with_it():
     assert keep_answered(MARKED, {"gpu": True, "example": False}).endswith('"8889": {},\n')
 
 
+def test_a_span_inside_a_span_goes_with_either():
+    line = "a<!-- if gpu --> b<!-- if example --> c<!-- endif example --><!-- endif gpu -->.\n"
+    assert keep_answered(line, {"gpu": True, "example": True}) == "a b c.\n"
+    assert keep_answered(line, {"gpu": True, "example": False}) == "a b.\n"
+    assert keep_answered(line, {"gpu": False, "example": True}) == "a.\n"
+
+
 def test_a_flag_named_after_no_question_stays():
     line = "`invoke stop [--tensorboard] [--notebook] [--gpu]`\n"
     fitted = keep_answered(line, {"gpu": True, "notebook": False})

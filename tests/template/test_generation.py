@@ -17,7 +17,13 @@ QUESTIONS = ("example", "gpu", "kubernetes", "notebook", "devcontainer", "github
 
 # What each capability left out leaves out (a sample of its paths: copier.yml lists them all).
 FILES = {
-    "example": ["data/iris.csv", "tests/example", "docs/example.md", "src/app/server.py"],
+    "example": [
+        "data/iris.csv",
+        "tests/example",
+        "docs/example.md",
+        "src/app/server.py",
+        "benchmarks/serving_floor.py",
+    ],
     "gpu": ["Dockerfile.gpu", "requirements-gpu.in", "requirements-gpu.txt", "docs/gpu.md"],
     "kubernetes": ["deploy", "devkit/kubernetes.py", "tests/manifests", "docs/kubernetes.md"],
     "notebook": ["notebooks", "requirements-notebook.in", "requirements-notebook.txt"],
