@@ -87,7 +87,7 @@ def install_lock(session: nox.Session, lock: str) -> None:
 
 @nox.session(venv_backend="none")
 def container_test(session: nox.Session) -> None:
-    """The container test in the image, built first (`-- --gpu`, `-- --platform linux/arm64`)."""
+    """The container test in the image, built first (`-- FLAGS`: those of invoke container-test)."""
     # Only drives Docker, through the invoke that runs nox: `invoke container-test` builds the
     # image (seconds when it is up to date), then runs tests/container (and tests/example/container)
     # in it.
@@ -96,14 +96,14 @@ def container_test(session: nox.Session) -> None:
 
 @nox.session(reuse_venv=True)
 def tests(session: nox.Session) -> None:
-    """Host-side tests of tasks.py and the configuration (and the example's); no engine, seconds."""
+    """Host-side tests of tasks.py and the configuration; no engine, seconds."""
     install_lock(session, DEV_LOCK)
     session.run("pytest", *with_example("tests/unit"), *session.posargs)
 
 
 @nox.session(reuse_venv=True)
 def lint(session: nox.Session) -> None:
-    """ruff, hadolint on both Dockerfiles, the CI workflow and the dev containers; offline."""
+    """ruff, hadolint, and the schemas of the project's configuration files; offline."""
     install_lock(session, DEV_LOCK)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
@@ -309,7 +309,7 @@ def template(session: nox.Session) -> None:
 
 @nox.session(default=False, reuse_venv=True)
 def bench(session: nox.Session) -> None:
-    """Not in `nox`: our image against a tutorial's, serving figures, arm64 under emulation.
+    """Not in `nox`: our image against a tutorial's, the app's figures, arm64 under emulation.
 
     Ratios and goals against the plain tutorial Dockerfile."""
     serving = Path("src/app/server.py").is_file()

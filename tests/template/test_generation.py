@@ -1,6 +1,6 @@
 """`copier copy` of this template: every capability left out alone, all of them, and none. Each
 project holds none of a left-out capability's files, tasks or sessions, its README, docs,
-.env.example and `invoke --help` say nothing of it, and its own `nox -s tests` and `nox -s lint`
+.env.example, `invoke --help` and `nox -l` say nothing of it, and its own `nox -s tests` and `nox -s lint`
 pass (run with these host tools: `nox --no-venv --no-install`)."""
 
 import re
@@ -44,8 +44,8 @@ FITTED = re.compile(
 # A marker of template/finish.py, which it takes out of every file it fits.
 MARKER = re.compile(r"<!--\s*(end)?if\b|endif not|^\s*(#|//)\s*(end)?if (not )?\w+\s*$", re.M)
 TASKS = {"kubernetes": "k8s", "notebook": "notebook"}
-# How the README, the docs, .env.example and `invoke --help` speak of a capability (its tasks, flags,
-# files, tools and images), which a project without it must not.
+# How the README, the docs, .env.example, `invoke --help` and `nox -l` speak of a capability (its
+# tasks, flags, files, tools and images), which a project without it must not.
 MENTIONS = {
     "example": re.compile(
         r"\b[Ii]ris\b|tests/example|example\.md|\b[Tt]he example\b|\bexample's\b"
@@ -73,7 +73,7 @@ for name, task in vars(tasks).items():
 
 def texts_of(project: Path, run) -> list[tuple[str, str]]:
     """(where, line) for every line a user reads about the project: README.md, docs/*.md,
-    .env.example, and `invoke --help` of every task."""
+    .env.example, `invoke --help` of every task and `nox -l`."""
     lines = [
         (f"{page.relative_to(project)}:{number}", line)
         for page in [
@@ -85,7 +85,13 @@ def texts_of(project: Path, run) -> list[tuple[str, str]]:
     ]
     helps = run(project, "python", "-c", HELP_TEXTS)
     assert helps.returncode == 0, helps.stderr
-    return lines + [tuple(line.split(": ", 1)) for line in helps.stdout.splitlines()]
+    sessions = run(project, "nox", "-l")
+    assert sessions.returncode == 0, sessions.stderr
+    return [
+        *lines,
+        *(tuple(line.split(": ", 1)) for line in helps.stdout.splitlines()),
+        *(("nox -l", line) for line in sessions.stdout.splitlines()),
+    ]
 
 
 VARIANTS = {
