@@ -15,7 +15,7 @@ DOCKERFILES = ("Dockerfile", "Dockerfile.gpu")
 # Docker cannot include one Dockerfile in another: what the images share is written in both, and
 # kept the same here. The others differ on purpose: locks (which lock), tensorflow (the CPU image
 # strips its libraries), environment (the GPU image's variables), release (the image's title).
-SHARED_STAGES = ("venv", "packages", "notebook", "runtime", "dev")
+SHARED_STAGES = ("venv", "packages", "sbom", "notebook", "runtime", "dev")
 SEPARATOR = "# " + "-" * 93 + "\n"
 
 
@@ -53,7 +53,7 @@ def test_both_dockerfiles_have_the_same_stages_in_the_same_order():
 def test_every_lock_is_installed_one_way_with_its_cache_and_secrets(dockerfile):
     runs = [line for line in instructions((PROJECT_DIR / dockerfile).read_text()) if "pip" in line]
     installs = [line for line in runs if "install-lock" in line]
-    assert len(installs) == 4, "tensorflow, packages, notebook, dev"
+    assert len(installs) == 5, "tensorflow, packages, the SBOM's generator, notebook, dev"
     assert not [line for line in runs if "pip install" in line], "pip runs in install-lock alone"
     for line in installs:
         assert line.startswith(
