@@ -100,9 +100,34 @@ RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     sh /tmp/install-lock /tmp/locks/packages.txt
 
 # ---------------------------------------------------------------------------------------------
+# sbom: the image's CycloneDX SBOM (docker/sbom.py): every package of the lock the image installs,
+# with its version, purl and hashes, and the base image, by digest where BASE_IMAGE names one. The
+# generator (cyclonedx-py, from requirements-sbom.txt) stays in this stage: the release stage copies
+# the JSON alone.
+FROM venv AS sbom
+
+# Installed as the packages above, into this stage's own venv.
+RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
+    --mount=type=secret,id=ca_bundle \
+    --mount=type=secret,id=pip_conf,target=/etc/pip.conf \
+    --mount=type=bind,source=docker/install-lock,target=/tmp/install-lock \
+    --mount=type=bind,source=requirements-sbom.txt,target=/tmp/locks/sbom.txt \
+    sh /tmp/install-lock /tmp/locks/sbom.txt
+
+COPY --from=locks /locks/ /tmp/locks/
+
+# The base image as this build was given it, and the architecture of its variant (set by BuildKit
+# from --platform); declared here, so that neither reinstalls the generator.
+ARG BASE_IMAGE
+ARG TARGETARCH
+RUN --mount=type=bind,source=docker/sbom.py,target=/tmp/sbom.py \
+    python /tmp/sbom.py "${BASE_IMAGE:-python:3.11-slim}" "${TARGETARCH}" /sbom.cdx.json \
+      /tmp/locks/tensorflow.txt /tmp/locks/packages.txt
+
+# ---------------------------------------------------------------------------------------------
 # environment: the base image and the venv, with the user and settings the application runs with;
 # no compilers, caches or lock files. The runtime stage adds src/ to it (and the release stage, the
-# image `invoke build` makes, its labels); the notebook image (`--target notebook`, for
+# image `invoke build` makes, its SBOM and labels); the notebook image (`--target notebook`, for
 # `invoke notebook`) adds JupyterLab instead.
 FROM ${BASE_IMAGE:-python:3.11-slim} AS environment
 
@@ -214,9 +239,13 @@ HEALTHCHECK NONE
 USER app
 
 # ---------------------------------------------------------------------------------------------
-# release: the runtime stage with its labels: the image `invoke build` makes and you ship. The last
-# stage, so the one that a build without --target makes too.
+# release: the runtime stage with its SBOM and labels: the image `invoke build` makes and you ship.
+# The last stage, so the one that a build without --target makes too.
 FROM runtime AS release
+
+# The SBOM of the image's Python environment and base image (the sbom stage), which
+# `invoke sbom` reads out: the JSON alone, never its generator.
+COPY --from=sbom /sbom.cdx.json /usr/share/doc/app/sbom.cdx.json
 
 # Last, as they change on every build and must not invalidate the layers above.
 ARG TENSORFLOW_VERSION=unknown

@@ -12,7 +12,16 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from devkit import building, capabilities, containers, distributed, locking, publishing, workbench
+from devkit import (
+    building,
+    capabilities,
+    containers,
+    distributed,
+    locking,
+    publishing,
+    sboms,
+    workbench,
+)
 from devkit import doctor as checks
 from devkit.engine import Engine
 from devkit.errors import UserError, one_line_errors
@@ -244,6 +253,28 @@ def push(c, gpu=False, platform=None):
     """
     settings = load_settings(PROJECT_DIR)
     publishing.push(Engine(settings.docker, c), settings, gpu=gpu, platforms=platform or [])
+
+
+@task(
+    help={
+        "gpu": "the GPU image's SBOM (read on any machine: it needs no GPU)",
+        "platform": _HELP_PLATFORM,
+        "output": "the file to write; default: sbom/<IMAGE_NAME>-<IMAGE_TAG>-<amd64, arm64 or gpu>"
+        ".cdx.json in the project (git ignores sbom/)",
+    }
+)
+@one_line_errors
+def sbom(c, gpu=False, platform=None, output=None):
+    """Write the built image's CycloneDX SBOM to the host as JSON, and print the file's path.
+
+    The build made it: every package of the image's lock with its version, purl and hashes, and the
+    base image (by digest where BASE_IMAGE names one; a line says when it is by tag alone). Only the
+    image `invoke build` made is read, never one pulled.
+    """
+    engine, settings, target = open_target(c, PROJECT_DIR, gpu=gpu, platform=platform)
+    path = sboms.write(engine, settings, target, Path(output) if output else None)
+    if path is not None:
+        print(path)
 
 
 @task(

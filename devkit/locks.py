@@ -97,12 +97,15 @@ NOTEBOOK_ARM64 = Lock(
     ARM64,
     constraint=CPU_ARM64.output,
 )
+# The images' SBOM generator (cyclonedx-py), installed only by the Dockerfiles' `sbom` stage: one
+# lock for both architectures, as nothing it pins depends on the machine (requirements-sbom.in).
+SBOM = Lock("requirements-sbom.in", "requirements-sbom.txt", AMD64)
 DEV = Lock("requirements-dev.in", "requirements-dev.txt", None)
 # checkov (`nox -s checkov`), ~60 packages of its own: a host-tool lock apart, so that the dev lock
 # and every other session stay light.
 CHECKOV = Lock("requirements-checkov.in", "requirements-checkov.txt", None)
 HOST_LOCKS = (DEV, CHECKOV)
-ALL = (CPU_AMD64, CPU_ARM64, GPU, NOTEBOOK_AMD64, NOTEBOOK_ARM64, *HOST_LOCKS)
+ALL = (CPU_AMD64, CPU_ARM64, GPU, NOTEBOOK_AMD64, NOTEBOOK_ARM64, SBOM, *HOST_LOCKS)
 IMAGE_LOCKS = (CPU_AMD64, CPU_ARM64, GPU)
 
 _INCLUDE = re.compile(r"^\s*(?:-r|--requirement|-c|--constraint)[\s=]+(\S+)", re.MULTILINE)

@@ -16,7 +16,7 @@ NOTEBOOK_STAGE = ("notebook",) if NOTEBOOK else ()
 # Docker cannot include one Dockerfile in another: what the images share is written in both, and
 # kept the same here. The others differ on purpose: locks (which lock), tensorflow (the CPU image
 # strips its libraries), environment (the GPU image's variables), release (the image's title).
-SHARED_STAGES = ("venv", "packages", *NOTEBOOK_STAGE, "runtime", "dev")
+SHARED_STAGES = ("venv", "packages", "sbom", *NOTEBOOK_STAGE, "runtime", "dev")
 # The stages other code names: invoke build's last stage, the dev containers', invoke notebook's.
 NAMED_STAGES = {"environment", "dev", "release", *NOTEBOOK_STAGE}
 SEPARATOR = "# " + "-" * 93 + "\n"
@@ -64,7 +64,9 @@ def test_the_last_stage_is_release_and_the_stages_other_code_names_are_there(doc
 def test_every_lock_is_installed_one_way_with_its_cache_and_secrets(dockerfile):
     runs = [line for line in instructions((PROJECT_DIR / dockerfile).read_text()) if "pip" in line]
     installs = [line for line in runs if "install-lock" in line]
-    assert len(installs) == 3 + NOTEBOOK, "tensorflow, packages, dev (and notebook)"
+    assert len(installs) == 4 + NOTEBOOK, (
+        "tensorflow, packages, the SBOM's generator, dev (and notebook)"
+    )
     assert not [line for line in runs if "pip install" in line], "pip runs in install-lock alone"
     for line in installs:
         assert line.startswith(

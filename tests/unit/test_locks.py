@@ -113,6 +113,7 @@ def test_select_locks():
     assert locks.select_locks(gpu=False, platform="linux/amd64", dev=False) == (
         locks.CPU_AMD64,
         locks.NOTEBOOK_AMD64,
+        locks.SBOM,
     )
     assert locks.select_locks(gpu=False, platform=None, dev=True) == (locks.DEV, locks.CHECKOV)
     with pytest.raises(UserError, match="GPU lock is linux/amd64 only"):

@@ -246,12 +246,13 @@ def test_every_task_under_dry_prints_commands_and_claims_no_outcome(
         for name, (text, _) in printed.items()
     }
     assert {name: lines for name, lines in claims.items() if lines} == {}
-    for name in ("run", "tensorboard", "notebook", "push", "clean", "train", "lock"):
+    for name in ("run", "tensorboard", "notebook", "push", "clean", "train", "lock", "sbom"):
         # `notebook` is no task of a project generated without JupyterLab (copier.yml).
         if name in printed:
             assert printed[name][1], f"`invoke --dry {name}` shows the commands it would run"
     assert "would remove" in printed["clean"][0]
     assert "would push" in printed["push"][0]
+    assert "would write the SBOM of proj:latest to " in printed["sbom"][0]
 
 
 def test_dry_run_dev_mounts_src_read_only(project):

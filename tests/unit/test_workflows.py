@@ -89,3 +89,40 @@ def test_the_weekly_lock_upgrade_tests_the_new_pins_and_proposes_them_with_the_s
     assert 'tee "$RUNNER_TEMP/lock.log"' in runs[upgrade]
     assert '"$RUNNER_TEMP/lock.log"' in runs[proposal]
     assert runs[proposal].count('--body-file "$RUNNER_TEMP/body.md"') == 2
+
+
+def test_publishing_attests_each_pushed_images_sbom_and_the_build_provenance():
+    [job] = [job for job in workflow("ci.yml")["jobs"].values() if "needs" in job]
+    assert job["permissions"] == {
+        "contents": "read",
+        "packages": "write",
+        "id-token": "write",
+        "attestations": "write",
+    }
+    steps = job["steps"]
+    runs = [step.get("run", "") for step in steps]
+    written = re.findall(r"invoke sbom (.*) --output \"\$RUNNER_TEMP/(sbom-\S+)\"", "".join(runs))
+    pushed = next(index for index, run in enumerate(runs) if "invoke push" in run)
+    read = next(index for index, run in enumerate(runs) if "invoke sbom" in run)
+    built = next(index for index, run in enumerate(runs) if "invoke build" in run)
+    assert built < read < pushed, "each SBOM read out of the image that is pushed"
+    attested = {
+        step["with"]["sbom-path"].removeprefix("${{ runner.temp }}/"): step["with"]
+        for step in steps
+        if step.get("uses", "").startswith("actions/attest-sbom@")
+    }
+    assert sorted(attested) == sorted(name for _, name in written)
+    for flags, name in written:
+        variant = "gpu" if flags == "--gpu" else flags.removeprefix("--platform linux/")
+        assert name == f"sbom-{variant}.cdx.json"
+        assert attested[name]["subject-digest"] == f"${{{{ steps.pushed.outputs.{variant} }}}}"
+        assert attested[name]["push-to-registry"] is True
+    provenance = [
+        step["with"]["subject-digest"]
+        for step in steps
+        if step.get("uses", "").startswith("actions/attest-build-provenance@")
+    ]
+    expected = ["list", "gpu"] if any(flags == "--gpu" for flags, _ in written) else ["list"]
+    assert provenance == [f"${{{{ steps.pushed.outputs.{name} }}}}" for name in expected]
+    attesting = [index for index, step in enumerate(steps) if "attest" in step.get("uses", "")]
+    assert min(attesting) > pushed, "attestations name what went out, by its digest"
