@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from devkit.baseimage import RECORD
 from devkit.locks import pinned_versions
 from helpers.engine import docker, host_platform
 from helpers.lock_files import ALL_LOCKS, IMAGE_LOCKS, NOTEBOOK_LOCKS, snapshot
@@ -31,7 +32,7 @@ def project(tmp_path) -> Path:
 def test_committed_locks_pass_the_check(invoke):
     result = invoke("lock", "--check")
     assert result.returncode == 0, result.stderr
-    assert result.stderr.strip() == f"up to date: {', '.join(ALL_LOCKS)}"
+    assert result.stderr.strip() == f"up to date: {', '.join([*ALL_LOCKS, RECORD])}"
 
 
 @pytest.mark.platform("linux/amd64")  # the first lock `invoke lock` compiles

@@ -85,5 +85,7 @@ def test_the_weekly_lock_upgrade_tests_the_new_pins_and_proposes_them_with_the_s
     proposal = next(index for index, run in enumerate(runs) if "gh pr create" in run)
     assert upgrade < tests < proposal
     assert 'tee "$RUNNER_TEMP/lock.log"' in runs[upgrade]
+    # A base image digest that moved alone is proposed too.
+    assert "git diff --quiet -- 'requirements*.txt' docker/locks;" in runs[upgrade]
     assert '"$RUNNER_TEMP/lock.log"' in runs[proposal]
     assert runs[proposal].count('--body-file "$RUNNER_TEMP/body.md"') == 2
