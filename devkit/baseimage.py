@@ -169,6 +169,24 @@ def for_build(engine: Engine, project_dir: Path, image: str, platform: str) -> B
     return Base(image, digests[platform])
 
 
+def pull(engine: Engine, base: Base | None, image: str, platform: str) -> str:
+    """Pull what a build or a lock for `platform` starts from: `base` by its digest (or BASE_IMAGE
+    `image` as it is, where there is none); its reference. Where the registry no longer holds a
+    digest the record pins, the line says how to pin the one the tag names now."""
+    reference = base.reference if base is not None else image
+    try:
+        engine.pull_base_image(reference, platform)
+    except UserError as error:
+        if base is None or "@" in image:
+            raise
+        raise UserError(
+            error.problem,
+            f"{error.fix}; where its registry no longer holds {short(base.digest)},"
+            " `invoke lock --upgrade` pins the digest its tag names now",
+        ) from None
+    return reference
+
+
 def for_lock(
     engine: Engine, project_dir: Path, image: str, platforms: Iterable[str], *, upgrade: bool
 ) -> tuple[Pins | None, Pins | None]:

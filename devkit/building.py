@@ -260,8 +260,7 @@ def build(
     # By the digest `invoke lock` pinned for this platform; pulled here rather than in the middle of
     # the build's output: a misspelt or unreachable BASE_IMAGE is one line.
     base = baseimage.for_build(engine, settings.project_dir, settings.base_image, target.platform)
-    reference = base.reference if base is not None else settings.base_image
-    engine.pull_base_image(reference, target.platform)
+    reference = baseimage.pull(engine, base, settings.base_image, target.platform)
     if not target.native:
         runtime.require_platform_support(engine, reference, target.platform)
         print(

@@ -436,13 +436,13 @@ def _compile(
             return _compile_on_host(
                 engine, settings, entry, work_dir / "current.txt", upgrade, packages, python
             )
-        image = (
-            baseimage.Base(settings.base_image, pins.digests[entry.platform]).reference
+        base = (
+            baseimage.Base(settings.base_image, pins.digests[entry.platform])
             if pins is not None
-            else settings.base_image  # under --dry, where the registry did not answer
+            else None  # under --dry, where the registry did not answer
         )
         result = _compile_in_base_image(
-            engine, settings, entry, work_dir, staged, upgrade, packages, image
+            engine, settings, entry, work_dir, staged, upgrade, packages, base
         )
         return result, result.stdout
 
@@ -469,10 +469,10 @@ def _compile_in_base_image(
     staged,
     upgrade,
     packages,
-    image: str,
+    base: baseimage.Base | None,
 ) -> Outcome:
-    """pip-compile in `image` (BASE_IMAGE by digest) for the lock's platform; the lock comes back on
-    stdout."""
+    """pip-compile in BASE_IMAGE by the digest of `base` (as it is, where None) for the lock's
+    platform; the lock comes back on stdout."""
     dev_lock = (settings.project_dir / "requirements-dev.txt").read_text(encoding="utf-8")
     _write_readable(work_dir / "tools.txt", tool_requirements(dev_lock))
     (work_dir / "staged").mkdir()
@@ -489,10 +489,10 @@ def _compile_in_base_image(
         proxies=proxies(),
         staged=tuple(staged),
         user=container_user(settings),
-        image=image,
+        image=base.reference if base is not None else None,
     )
     engine.require_running()
-    engine.pull_base_image(image, str(entry.platform))
+    baseimage.pull(engine, base, settings.base_image, str(entry.platform))
     ended = runtime.start(engine, spec, capture=True, cli_env=settings.package_index)
     if ended.signal is not None:
         return Outcome(ended.outcome.exited or 1, "", f"stopped on {ended.signal.name}")

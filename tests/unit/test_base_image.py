@@ -392,3 +392,17 @@ def test_a_build_on_a_base_the_record_does_not_pin_takes_the_registrys_digest_an
 
     with pytest.raises(UserError, match=r"has no linux/arm64 variant in its registry \(only linux"):
         building.build(engine, settings, target_of(settings, platform=ARM64))
+
+
+def test_a_pinned_digest_the_registry_no_longer_holds_says_how_to_pin_another(project):
+    write_record(project)
+    engine = RecordingEngine(outcomes={" pull ": Outcome(1, "", "manifest unknown\n")})
+    settings = settings_of(project)
+    with pytest.raises(UserError) as error:
+        building.build(engine, settings, target_of(settings))
+    assert str(error.value) == (
+        f"BASE_IMAGE python:3.11-slim@{AMD64_DIGEST} cannot be pulled for linux/amd64 (manifest"
+        " unknown); check the name and your registry access; where its registry no longer holds"
+        " sha256:aaaaaaaaaaaa, `invoke lock --upgrade` pins the digest its tag names now"
+    )
+    assert not engine.ran(" build ")
