@@ -8,7 +8,9 @@ its new digest, and every image names the very base it was built on.
 The record ends with a footer line, as a lock does: a digest of the lines above it. A record edited
 by hand, or one that pins another BASE_IMAGE than the settings name, is stale: `invoke lock
 --check` says so, `invoke lock` resolves the digests again, and `invoke build` meanwhile builds on
-the digest the registry names at that moment, saying so.
+the digest the registry names at that moment, saying so. The template ships without a record (the
+digests are those the team's registry serves): until the first `invoke lock` writes one, builds
+say in a line that they are not pinned, and `invoke lock --check` says so and passes.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ _HEADER = (
     "# file: `invoke lock --check` tells.\n"
 )
 _FIX = "check the name and your network and registry access (`docker login`)"
+MISSING = "missing"
+NOT_PINNED_YET = (
+    f"{RECORD} is not written yet: builds start from the digest BASE_IMAGE's registry names at the"
+    " time; `invoke lock` pins it (commit the file)"
+)
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,7 @@ def read(project_dir: Path) -> tuple[Pins | None, str | None]:
     footer no longer matches, or a line is not one that `invoke lock` writes)."""
     path = project_dir / RECORD
     if not path.is_file():
-        return None, "missing"
+        return None, MISSING
     text = path.read_text(encoding="utf-8")
     body = lock_body(text)
     footers = [line for line in text.splitlines() if line.startswith(FOOTER_PREFIX)]

@@ -319,6 +319,14 @@ def check_base_digest(engine: Engine, project_dir: Path, base_image: str) -> Fin
     --upgrade`."""
     subject = "base digest"
     reason = baseimage.stale_reason(project_dir, base_image)
+    if reason == baseimage.MISSING:
+        return Finding(
+            WARN,
+            subject,
+            f"{baseimage.RECORD} is not written yet: builds take the digest its registry names at"
+            " the time",
+            "`invoke lock` pins it (commit the file)",
+        )
     if reason is not None:
         return Finding(
             WARN,

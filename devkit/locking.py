@@ -387,15 +387,20 @@ class Ticker:
 
 def check(project_dir: Path, chosen: tuple[Lock, ...], base_image: str) -> None:
     """`invoke lock --check`: refuse, naming them, the locks that no longer match their inputs, and
-    with the image locks the record of BASE_IMAGE's digests where it does not pin BASE_IMAGE."""
+    with the image locks the record of BASE_IMAGE's digests where it does not pin BASE_IMAGE. A
+    project without a record yet (the template's state: its digests are those of the team's
+    registry) passes, and a line says that builds are not pinned."""
     stale = [entry.output for entry in chosen if not is_current(project_dir, entry)]
     stale += [name for entry in chosen for name in stale_layer_files(project_dir, entry)]
     checked = [entry.output for entry in chosen]
     if any(entry.platform is not None for entry in chosen):
-        checked.append(baseimage.RECORD)
         reason = baseimage.stale_reason(project_dir, base_image)
-        if reason is not None:
+        if reason == baseimage.MISSING:
+            print(baseimage.NOT_PINNED_YET, file=sys.stderr)
+        elif reason is not None:
             stale.append(f"{baseimage.RECORD} ({reason})")
+        else:
+            checked.append(baseimage.RECORD)
     if stale:
         raise UserError(f"out of date: {', '.join(stale)}; run `invoke lock` to compile them")
     print(f"up to date: {', '.join(checked)}", file=sys.stderr)

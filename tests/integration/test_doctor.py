@@ -15,7 +15,7 @@ import pytest
 
 from devkit.baseimage import RECORD
 from helpers.engine import DOCKER, docker
-from helpers.project import project_copy
+from helpers.project import PROJECT_DIR, project_copy
 from helpers.registry import Repository
 
 
@@ -58,7 +58,12 @@ def test_a_healthy_machine(invoke):
         "base digest",
     ]
     assert all(line.split()[0] in ("ok", "warn") for line in lines.values()), result.stdout
-    assert lines["base digest"].startswith("ok    base digest   "), "the committed record pins it"
+    # The template ships no record of the base's digests (they are the team's registry's).
+    assert lines["base digest"].startswith(
+        "ok    base digest   "
+        if (PROJECT_DIR / RECORD).is_file()
+        else f"warn  base digest   {RECORD} is not written yet: "
+    ), result.stdout
     assert lines["engine"].startswith("ok    engine        running, version ")
 
 

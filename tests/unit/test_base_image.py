@@ -181,21 +181,27 @@ def test_the_record_names_the_image_and_each_platforms_digest_under_a_footer(pro
             lambda text: text.replace("python:3.11-slim", "mirror/python:3.11-slim"),
             "edited by hand",
         ),
-        (None, "missing"),
     ],
 )
-def test_a_record_edited_by_hand_or_missing_is_stale(project, edit, reason):
+def test_a_record_edited_by_hand_is_stale(project, edit, reason):
     path = write_record(project)
-    if edit is None:
-        path.unlink()
-    else:
-        path.write_text(edit(path.read_text()))
+    path.write_text(edit(path.read_text()))
     assert baseimage.stale_reason(project, "python:3.11-slim") == reason
     with pytest.raises(UserError) as error:
         locking.check(project, CPU_LOCKS, "python:3.11-slim")
     assert str(error.value) == (
         f"out of date: docker/locks/base-image.txt ({reason}); run `invoke lock` to compile them"
     )
+
+
+def test_without_a_record_yet_the_check_passes_and_says_builds_are_not_pinned(project, capsys):
+    assert baseimage.stale_reason(project, "python:3.11-slim") == "missing"
+    locking.check(project, CPU_LOCKS, "python:3.11-slim")
+    assert capsys.readouterr().err.splitlines() == [
+        "docker/locks/base-image.txt is not written yet: builds start from the digest BASE_IMAGE's"
+        " registry names at the time; `invoke lock` pins it (commit the file)",
+        "up to date: requirements.txt, requirements-arm64.txt",
+    ]
 
 
 def test_the_check_covers_the_record_and_calls_another_base_image_stale(project, capsys):

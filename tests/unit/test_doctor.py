@@ -275,9 +275,9 @@ MOVED = "sha256:" + "f" * 64
             None,
             docker_index("python:3.11-slim"),
             WARN,
-            "docker/locks/base-image.txt does not pin BASE_IMAGE (missing): builds take the digest"
-            " its registry names at the time",
-            "`invoke lock` pins it",
+            "docker/locks/base-image.txt is not written yet: builds take the digest its registry"
+            " names at the time",
+            "`invoke lock` pins it (commit the file)",
         ),
         (
             ("mirror.example/python:3.11-slim", DIGESTS),
