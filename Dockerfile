@@ -3,8 +3,10 @@
 # Build with BuildKit: `invoke build`, or `docker buildx build .`.
 
 # Any image with the official python:3.11-slim's layout works: a mirror, a digest-pinned
-# reference, an internal image. Unset or empty, python:3.11-slim: the default stands in each FROM,
-# as the dev container passes an empty BASE_IMAGE where its environment has none.
+# reference, an internal image. `invoke build` passes it by the digest `invoke lock` recorded for
+# the target platform (docker/locks/base-image.txt), as NAME@sha256:..., and labels the image with
+# it. Unset or empty, python:3.11-slim: the default stands in each FROM, as the dev container
+# passes an empty BASE_IMAGE where its environment has none.
 ARG BASE_IMAGE
 
 # ---------------------------------------------------------------------------------------------

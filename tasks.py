@@ -341,11 +341,12 @@ def doctor(c, gpu=False):
         "dev": "only the host tools' locks ("
         + ", ".join(each.output for each in HOST_LOCKS if (PROJECT_DIR / each.source).is_file())
         + "), compiled on this machine",
-        "upgrade": "let every package move to its newest allowed version "
-        "(default: keep the pins, add what is new)",
+        "upgrade": "let every package move to its newest allowed version, and BASE_IMAGE to the "
+        "digest its tag names now (default: keep the pins, add what is new)",
         "upgrade-package": "let this package move to its newest allowed version; "
         "repeat for more, or NAME==VERSION",
-        "check": "change nothing; exit 1 naming every lock that no longer matches its .in files",
+        "check": "change nothing; exit 1 naming every lock that no longer matches its .in files, "
+        "and docker/locks/base-image.txt where it does not pin BASE_IMAGE",
     },
 )
 @one_line_errors
@@ -354,8 +355,9 @@ def lock(c, gpu=False, platform=None, dev=False, upgrade=False, upgrade_package=
 
     Only locks whose inputs changed are compiled, unless --upgrade or --upgrade-package asks for
     more. Every chosen lock is compiled, and checked to pin every requirement with a hash, before
-    any is replaced: a failed compile or Ctrl-C leaves every lock as it was. Ends with what changed
-    in each, and the locks it left out of date.
+    any is replaced: a failed compile or Ctrl-C leaves every lock as it was. BASE_IMAGE's digest
+    for each platform is recorded beside them (docker/locks/base-image.txt), and every build starts
+    from it. Ends with what changed in each, and the locks it left out of date.
     """
     if gpu:
         capabilities.require(PROJECT_DIR, "gpu")
@@ -364,10 +366,10 @@ def lock(c, gpu=False, platform=None, dev=False, upgrade=False, upgrade_package=
     )
     # The locks of a capability the project was generated without (their .in files are absent).
     chosen = tuple(each for each in chosen if (PROJECT_DIR / each.source).is_file())
-    if check:
-        locking.check(PROJECT_DIR, chosen)
-        return
     settings = load_settings(PROJECT_DIR)
+    if check:
+        locking.check(PROJECT_DIR, chosen, settings.base_image)
+        return
     engine = Engine(settings.docker, c)
     locking.lock(
         engine,

@@ -11,6 +11,7 @@ host        this machine's side: who a container runs as, a free port, a writabl
             folders for secrets that go on a signal
 locks       which .in makes which lock; LockFile, the one reader of a lock; digests
 locking     `invoke lock`: pip-compile, all or none; the halves the Dockerfiles install
+baseimage   BASE_IMAGE by digest: the record `invoke lock` writes, what a build starts from
 building    `invoke build`, its labels, secrets and layer cache
 containers  `invoke run`, `shell`, `container-test`, `stop`, `logs`, `clean`
 workbench   `invoke tensorboard`, `invoke notebook`      publishing  `invoke push`

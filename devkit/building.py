@@ -13,7 +13,8 @@ import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 
-from devkit import runtime, sources
+from devkit import baseimage, runtime, sources
+from devkit.baseimage import Base
 from devkit.engine import Dialect, Engine, first_line
 from devkit.errors import UserError
 from devkit.host import private_folder, proxies
@@ -149,10 +150,12 @@ def build_command(
     build_args: dict[str, str] | None = None,
     pip_config_file: Path | None = None,
     cache: list[str] | None = None,
+    base: Base | None = None,
 ) -> list[str]:
     """`docker buildx build --load` where the buildx plugin exists, else the classic `docker build`
     (which builds with BuildKit when DOCKER_BUILDKIT=1 is in its environment), and what the
-    engine's dialect adds."""
+    engine's dialect adds. `base`: what the build starts from, by digest (the BASE_IMAGE build
+    argument, and the labels that name it); without it, BASE_IMAGE as the settings give it."""
     argv = [settings.docker, "buildx", "build", "--load"] if buildx else [settings.docker, "build"]
     argv += Dialect(settings.docker).build_options()
     argv += ["--platform", target.platform]
@@ -166,8 +169,13 @@ def build_command(
         lock = settings.project_dir / target.lock.output
         for name, value in sources.digest_labels(settings.project_dir, lock).items():
             argv += ["--label", f"{name}={value}"]
+    template_args = settings.going_to(Goes.BUILD_ARG)
+    if base is not None:
+        for name, value in base.labels().items():
+            argv += ["--label", f"{name}={value}"]
+        template_args["BASE_IMAGE"] = base.reference
     argv += cache or []
-    for name, value in settings.going_to(Goes.BUILD_ARG).items():
+    for name, value in template_args.items():
         argv += ["--build-arg", f"{name}={value}"]
     for name, value in (labels or {}).items():
         argv += ["--build-arg", f"{name}={value}"]
@@ -249,11 +257,12 @@ def build(
         raise UserError(
             f"{target.lock.output} is missing: {target.image} installs it; run `invoke lock`"
         )
-    # Here rather than in the middle of the build's output: a misspelt or unreachable BASE_IMAGE is
-    # one line.
-    engine.pull_base_image(settings.base_image, target.platform)
+    # By the digest `invoke lock` pinned for this platform; pulled here rather than in the middle of
+    # the build's output: a misspelt or unreachable BASE_IMAGE is one line.
+    base = baseimage.for_build(engine, settings.project_dir, settings.base_image, target.platform)
+    reference = baseimage.pull(engine, base, settings.base_image, target.platform)
     if not target.native:
-        runtime.require_platform_support(engine, settings.base_image, target.platform)
+        runtime.require_platform_support(engine, reference, target.platform)
         print(
             f"building {target.image} for {target.platform}: not this host's platform, "
             "so it runs under emulation",
@@ -277,6 +286,7 @@ def build(
             build_args=extra_args,
             pip_config_file=pip_config_file,
             cache=cache_options(settings, target, mode=mode, export=export_cache),
+            base=base,
         )
         result = engine.run(argv, env={"DOCKER_BUILDKIT": "1"})
     if result.failed:

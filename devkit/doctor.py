@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from devkit import capabilities, host
+from devkit import baseimage, capabilities, host
 from devkit.engine import CDI_NVIDIA_FIX, CDI_SPEC_DIRS, NVIDIA_FIX, Engine, cdi_nvidia_spec
 from devkit.errors import UserError
 from devkit.platforms import AMD64, ARM64
@@ -74,7 +74,7 @@ def examine(machine: Machine, *, gpu: bool) -> Iterator[Finding]:
     engine_platform = engine.server_platform() if engine_up else None
     yield check_architecture(machine.host, engine_platform, gpu=gpu)
     if settings is None:
-        for subject in ("port", "DATA_DIR", "disk", "base image"):
+        for subject in ("port", "DATA_DIR", "disk", "base image", "base digest"):
             yield skipped(subject, "needs a valid .env")
         return
     # The CPU image as `invoke run` would start it: its platform and its container's name.
@@ -85,11 +85,14 @@ def examine(machine: Machine, *, gpu: bool) -> Iterator[Finding]:
     yield check_data_dir(settings, machine.container_ids(settings))
     yield check_disk(engine, gpu=gpu) if engine_up else skipped("disk", "needs the engine")
     platform = AMD64 if gpu else cpu.platform
-    yield (
-        check_base_image(engine, settings.base_image, platform)
-        if engine_up
-        else skipped("base image", "needs the engine")
-    )
+    if not engine_up:
+        yield skipped("base image", "needs the engine")
+        yield skipped("base digest", "needs the engine")
+        return
+    # What a build starts from: BASE_IMAGE by the digest `invoke lock` pinned, where it did.
+    base = baseimage.pinned(machine.project_dir, settings.base_image, platform)
+    yield check_base_image(engine, base.reference if base else settings.base_image, platform)
+    yield check_base_digest(engine, machine.project_dir, settings.base_image)
 
 
 def report(machine: Machine, *, gpu: bool) -> int:
@@ -308,6 +311,59 @@ def check_disk(engine: Engine, *, gpu: bool) -> Finding:
             "remove what no image needs",
         )
     return Finding(OK, "disk", detail)
+
+
+def check_base_digest(engine: Engine, project_dir: Path, base_image: str) -> Finding:
+    """The record pins BASE_IMAGE, and its tag still names the digests pinned (read only, as
+    above); a tag that moved is a warning: builds keep the pinned digest until `invoke lock
+    --upgrade`."""
+    subject = "base digest"
+    reason = baseimage.stale_reason(project_dir, base_image)
+    if reason == baseimage.MISSING:
+        return Finding(
+            WARN,
+            subject,
+            f"{baseimage.RECORD} is not written yet: builds take the digest its registry names at"
+            " the time",
+            "`invoke lock` pins it (commit the file)",
+        )
+    if reason is not None:
+        return Finding(
+            WARN,
+            subject,
+            f"{baseimage.RECORD} does not pin BASE_IMAGE ({reason}): builds take the digest its"
+            " registry names at the time",
+            "`invoke lock` pins it",
+        )
+    pins, _ = baseimage.read(project_dir)
+    if "@" in base_image:
+        return Finding(OK, subject, f"BASE_IMAGE {base_image} is given by digest")
+    try:
+        now = baseimage.resolve(engine, base_image, may_pull=False)
+    except UserError as error:
+        return Finding(WARN, subject, f"not checked whether {base_image} moved: {error.problem}")
+    if not now:
+        return skipped(
+            subject, "Podman names the digest of an image of one platform only once it is pulled"
+        )
+    moved = [
+        f"{platform} {baseimage.short(digest)} -> {baseimage.short(now[platform])}"
+        for platform, digest in sorted(pins.digests.items())
+        if platform in now and now[platform] != digest
+    ]
+    if moved:
+        return Finding(
+            WARN,
+            subject,
+            f"{base_image} has moved since `invoke lock` ({', '.join(moved)}); builds keep the"
+            " pinned digest",
+            "`invoke lock --upgrade` takes the new one (and every package's newest)",
+        )
+    return Finding(
+        OK,
+        subject,
+        f"{base_image} pinned for {', '.join(sorted(pins.digests))}; the tag has not moved",
+    )
 
 
 def check_base_image(engine: Engine, base_image: str, platform: str) -> Finding:

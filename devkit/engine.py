@@ -517,16 +517,26 @@ class Engine:
             registry_config = {}
         return insecure_by_config(registry.split("/", 1)[0], registry_config)
 
-    def registry_platforms(self, image: str) -> list[str]:
-        """The platforms `image`'s registry holds it for, read without pulling (`docker manifest
-        inspect`); [] for an image of one platform, whose manifest does not say which. A UserError
-        where the registry has no such image or cannot be reached."""
+    def _manifest_inspect(self, image: str, *options: str) -> subprocess.CompletedProcess[str]:
+        """`docker manifest inspect` of `image`, read from its registry without pulling. A reference
+        with both a tag and a digest is asked for by its digest: the docker CLI would fetch the
+        tag's manifest and refuse it as not matching the digest."""
+        name, at, digest = image.partition("@")
+        if at and ":" in name.rsplit("/", 1)[-1]:
+            image = f"{name.rsplit(':', 1)[0]}@{digest}"
         registry = image.split("/", 1)[0] if "/" in image else ""
         is_registry = (
             "." in registry or ":" in registry or registry == "localhost"
         )  # else a Docker Hub namespace
         insecure = ["--insecure"] if is_registry and self.registry_is_insecure(registry) else []
-        result = self.query([self.docker, "manifest", "inspect", *insecure, image], timeout=60)
+        argv = [self.docker, "manifest", "inspect", *options, *insecure, image]
+        return self.query(argv, timeout=60)
+
+    def registry_platforms(self, image: str) -> list[str]:
+        """The platforms `image`'s registry holds it for, read without pulling (`docker manifest
+        inspect`); [] for an image of one platform, whose manifest does not say which. A UserError
+        where the registry has no such image or cannot be reached."""
+        result = self._manifest_inspect(image)
         if result.returncode != 0:
             raise UserError(
                 f"{image} is neither on this engine nor in its registry "
@@ -543,6 +553,39 @@ class Engine:
             if entry.get("platform")
         ]
         return [name for name in found if name != "unknown/unknown"]
+
+    def manifest_digests(self, image: str) -> dict[str, str]:
+        """{platform: digest of its manifest} of `image` as its registry holds it, read without
+        pulling: each platform's own manifest of a multi-platform image (an index), or the one
+        manifest of an image of one platform. Never the digest of the index itself, which is what
+        `docker image inspect`'s RepoDigests names for an image pulled by its tag. Platforms are
+        `os/architecture` (a variant such as arm64's v8 left out); attestations (unknown/unknown)
+        are left out.
+
+        Empty for an image of one platform under Podman, whose `manifest inspect` shows that
+        manifest re-serialized, without its digest: `pulled_digest` tells it. A UserError, the
+        engine's reason, where the registry has no such image or cannot be reached."""
+        result = self._manifest_inspect(image, *([] if self.podman else ["--verbose"]))
+        if result.returncode != 0:
+            raise UserError(first_line(result.stderr))
+        try:
+            parsed = json.loads(result.stdout)
+        except json.JSONDecodeError:
+            raise UserError(f"{self.docker} manifest inspect printed no JSON") from None
+        if self.podman:
+            # The index, as `podman manifest inspect` shows it; a single image's manifest has none.
+            descriptors = (parsed.get("manifests") or []) if isinstance(parsed, dict) else []
+        else:
+            # `--verbose`: one entry per manifest (a list for an index), each with its descriptor.
+            entries = parsed if isinstance(parsed, list) else [parsed]
+            descriptors = [entry.get("Descriptor") or {} for entry in entries]
+        found: dict[str, str] = {}
+        for descriptor in descriptors:
+            platform = descriptor.get("platform") or {}
+            name = f"{platform.get('os')}/{platform.get('architecture')}"
+            if platform and name != "unknown/unknown" and is_digest(descriptor.get("digest")):
+                found.setdefault(name, descriptor["digest"])
+        return found
 
     # --- preconditions: one line each, not checked under --dry ----------------------------------
 
@@ -606,6 +649,23 @@ class Engine:
                 f"BASE_IMAGE {image} cannot be pulled for {platform} ({first_line(pulled.stderr)})",
                 "check the name and your registry access",
             )
+
+    def pulled_digest(self, image: str) -> dict[str, str]:
+        """{platform: manifest digest} of an image of one platform, by pulling it: Podman names the
+        digest of such an image only once it holds it (`manifest_digests`). Under `--dry`, what
+        this engine already holds, if anything."""
+        pulled = self.run([self.docker, "pull", "--quiet", image], hide=True)
+        if pulled.failed and not self.dry:
+            raise UserError(first_line(pulled.stderr))
+        layout = "{{.Os}}/{{.Architecture}} {{.Digest}}"
+        answer = self.query([self.docker, "image", "inspect", "--format", layout, image])
+        platform, _, digest = answer.stdout.strip().partition(" ")
+        return {platform: digest} if answer.returncode == 0 and is_digest(digest) else {}
+
+
+def is_digest(value: object) -> bool:
+    """A sha256 digest as registries name manifests: `sha256:` and 64 hexadecimal digits."""
+    return isinstance(value, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", value) is not None
 
 
 def insecure_by_config(host: str, registry_config: dict) -> bool:

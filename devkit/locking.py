@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from devkit import runtime
+from devkit import baseimage, runtime
+from devkit.baseimage import Pins
 from devkit.containers import mount_spec
 from devkit.engine import Engine, Outcome
 from devkit.errors import UserError
@@ -64,9 +65,10 @@ def lock_spec(
     proxies: tuple[str, ...] = (),
     staged: tuple[str, ...] = (),
     user: str | None = None,
+    image: str | None = None,
 ) -> ContainerSpec:
     """The container of pip-compile in BASE_IMAGE for the lock's platform, so the pins fit the
-    container.
+    container: `image`, BASE_IMAGE by the digest `invoke lock` pinned, where given.
 
     The project is mounted read-only: pip-compile works on a copy of the current lock (to keep its
     pins) and prints the result, which the task writes only when every chosen lock compiled.
@@ -119,7 +121,7 @@ def lock_spec(
     # environment.
     env += [*proxies, *settings.package_index]
     return ContainerSpec(
-        image=settings.base_image,
+        image=image or settings.base_image,
         name=f"{cache_volume.removesuffix('-cache')}-{secrets.token_hex(3)}",
         project=project_id(settings),
         command=("sh", "-c", script),
@@ -187,8 +189,18 @@ def lock(
     A lock constrained by another (the GPU lock by the amd64 one) is compiled against that one's new
     text. When any compile fails, or a compiled lock lacks a pinned, hashed entry for something its
     `.in` files require, no lock is replaced.
+
+    First, for the image locks, BASE_IMAGE's digest for each platform (baseimage.RECORD): kept where
+    the record pins BASE_IMAGE, else (or to upgrade) asked of its registry; the locks compile in
+    BASE_IMAGE by that digest, and the record is replaced with them.
     """
     project_dir = settings.project_dir
+    platforms = [entry.platform for entry in chosen if entry.platform is not None]
+    pins, old_pins = (
+        baseimage.for_lock(engine, project_dir, settings.base_image, platforms, upgrade=upgrade)
+        if platforms
+        else (None, None)
+    )
     native = engine.native_platform()
     staged: dict[str, str] = {}
     # Per lock: why each package that --upgrade-package asked to move stayed where it was.
@@ -207,13 +219,21 @@ def lock(
         print(f"locking {entry.describe()}{slow}", file=sys.stderr)
         with Ticker(f"locking {entry.output}"):
             body = compile_lock(
-                engine, settings, entry, staged, upgrade=upgrade, packages=packages, python=python
+                engine,
+                settings,
+                entry,
+                staged,
+                upgrade=upgrade,
+                packages=packages,
+                python=python,
+                pins=pins,
             )
         engine.require(require_complete, project_dir, entry, body)
         held[entry.output] = [
             f"{package.name} stays at {package.version}: "
             + what_holds(
-                package, _ask_for_newer(engine, settings, entry, staged, package, python, native)
+                package,
+                _ask_for_newer(engine, settings, entry, staged, package, python, native, pins),
             )
             for package in held_packages(_text(project_dir / entry.output), body, packages)
         ]
@@ -227,14 +247,25 @@ def lock(
             project_dir, entry, {} if engine.dry else staged
         ).items()
     }
-    if staged or layers:
+    # The record of BASE_IMAGE's digests, where it changes (its text, or one that did not pin it).
+    record = (
+        {baseimage.RECORD: pins.text()}
+        if pins is not None and _text(project_dir / baseimage.RECORD) != pins.text()
+        else {}
+    )
+    if pins is not None and not (record or upgrade):
+        print(f"{baseimage.RECORD} is up to date", file=sys.stderr)
+    if staged or layers or record:
         old = {name: _text(project_dir / name) for name in staged}
-        files = {project_dir / name: text for name, text in {**staged, **layers}.items()}
-        engine.change(f"replace {', '.join([*staged, *layers])}", lambda: _replace(files))
+        written = {**staged, **layers, **record}
+        files = {project_dir / name: text for name, text in written.items()}
+        engine.change(f"replace {', '.join(written)}", lambda: _replace(files))
         if layers:
             engine.report(f"wrote what the Dockerfiles install: {', '.join(layers)}")
         for name, text in staged.items():
             engine.report("; ".join([f"{name}: {changes(old[name], text)}", *held[name]]))
+    if pins is not None and (record or upgrade):
+        engine.report(baseimage.changes(old_pins, pins))
     report_stale(engine, project_dir)
 
 
@@ -272,7 +303,14 @@ def _matches_inputs(project_dir: Path, entry: Lock) -> bool:
 
 
 def _ask_for_newer(
-    engine: Engine, settings: Settings, entry: Lock, staged, package: Entry, python: str, native
+    engine: Engine,
+    settings: Settings,
+    entry: Lock,
+    staged,
+    package: Entry,
+    python: str,
+    native,
+    pins: Pins | None,
 ) -> str | None:
     """pip-compile's error output when asked for a version of `package` newer than its pin (it names
     the requirement that holds it), or None: under emulation (that would take minutes), under --dry,
@@ -282,7 +320,7 @@ def _ask_for_newer(
     print(f"asking pip-compile what holds {package.name} at {package.version}", file=sys.stderr)
     newer = (f"{package.name}>{package.version}",)
     with Ticker(f"asking about {package.name}"):
-        result, _ = _compile(engine, settings, entry, staged, False, newer, python)
+        result, _ = _compile(engine, settings, entry, staged, False, newer, python, pins)
     return result.stderr if result.failed else None
 
 
@@ -347,13 +385,25 @@ class Ticker:
             self.stream.flush()
 
 
-def check(project_dir: Path, chosen: tuple[Lock, ...]) -> None:
-    """`invoke lock --check`: refuse, naming them, the locks that no longer match their inputs."""
+def check(project_dir: Path, chosen: tuple[Lock, ...], base_image: str) -> None:
+    """`invoke lock --check`: refuse, naming them, the locks that no longer match their inputs, and
+    with the image locks the record of BASE_IMAGE's digests where it does not pin BASE_IMAGE. A
+    project without a record yet (the template's state: its digests are those of the team's
+    registry) passes, and a line says that builds are not pinned."""
     stale = [entry.output for entry in chosen if not is_current(project_dir, entry)]
     stale += [name for entry in chosen for name in stale_layer_files(project_dir, entry)]
+    checked = [entry.output for entry in chosen]
+    if any(entry.platform is not None for entry in chosen):
+        reason = baseimage.stale_reason(project_dir, base_image)
+        if reason == baseimage.MISSING:
+            print(baseimage.NOT_PINNED_YET, file=sys.stderr)
+        elif reason is not None:
+            stale.append(f"{baseimage.RECORD} ({reason})")
+        else:
+            checked.append(baseimage.RECORD)
     if stale:
         raise UserError(f"out of date: {', '.join(stale)}; run `invoke lock` to compile them")
-    print(f"up to date: {', '.join(entry.output for entry in chosen)}", file=sys.stderr)
+    print(f"up to date: {', '.join(checked)}", file=sys.stderr)
 
 
 def compile_lock(
@@ -365,9 +415,11 @@ def compile_lock(
     upgrade: bool,
     packages: tuple[str, ...],
     python: str,
+    pins: Pins | None,
 ) -> str:
-    """pip-compile's output for `entry`; a failure is one UserError, with every lock as it was."""
-    result, text = _compile(engine, settings, entry, staged, upgrade, packages, python)
+    """pip-compile's output for `entry`, in BASE_IMAGE by the digest `pins` holds for its platform
+    (None: as it is, under `--dry`); a failure is one UserError, with every lock as it was."""
+    result, text = _compile(engine, settings, entry, staged, upgrade, packages, python, pins)
     if result.failed:
         reason = pip_compile_reason(result.stderr).replace("\n", "; ")
         raise UserError(f"pip-compile failed for {entry.output}; every lock is unchanged: {reason}")
@@ -375,7 +427,7 @@ def compile_lock(
 
 
 def _compile(
-    engine: Engine, settings: Settings, entry: Lock, staged, upgrade, packages, python
+    engine: Engine, settings: Settings, entry: Lock, staged, upgrade, packages, python, pins
 ) -> tuple[Outcome, str]:
     """pip-compile for `entry`, in BASE_IMAGE or on the host: its outcome, and the lock it
     printed."""
@@ -389,8 +441,13 @@ def _compile(
             return _compile_on_host(
                 engine, settings, entry, work_dir / "current.txt", upgrade, packages, python
             )
+        base = (
+            baseimage.Base(settings.base_image, pins.digests[entry.platform])
+            if pins is not None
+            else None  # under --dry, where the registry did not answer
+        )
         result = _compile_in_base_image(
-            engine, settings, entry, work_dir, staged, upgrade, packages
+            engine, settings, entry, work_dir, staged, upgrade, packages, base
         )
         return result, result.stdout
 
@@ -410,9 +467,17 @@ def _compile_on_host(
 
 
 def _compile_in_base_image(
-    engine: Engine, settings: Settings, entry: Lock, work_dir: Path, staged, upgrade, packages
+    engine: Engine,
+    settings: Settings,
+    entry: Lock,
+    work_dir: Path,
+    staged,
+    upgrade,
+    packages,
+    base: baseimage.Base | None,
 ) -> Outcome:
-    """pip-compile in BASE_IMAGE for the lock's platform; the lock comes back on stdout."""
+    """pip-compile in BASE_IMAGE by the digest of `base` (as it is, where None) for the lock's
+    platform; the lock comes back on stdout."""
     dev_lock = (settings.project_dir / "requirements-dev.txt").read_text(encoding="utf-8")
     _write_readable(work_dir / "tools.txt", tool_requirements(dev_lock))
     (work_dir / "staged").mkdir()
@@ -429,9 +494,10 @@ def _compile_in_base_image(
         proxies=proxies(),
         staged=tuple(staged),
         user=container_user(settings),
+        image=base.reference if base is not None else None,
     )
     engine.require_running()
-    engine.pull_base_image(settings.base_image, str(entry.platform))
+    baseimage.pull(engine, base, settings.base_image, str(entry.platform))
     ended = runtime.start(engine, spec, capture=True, cli_env=settings.package_index)
     if ended.signal is not None:
         return Outcome(ended.outcome.exited or 1, "", f"stopped on {ended.signal.name}")

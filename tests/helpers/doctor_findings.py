@@ -7,6 +7,7 @@ import pytest
 
 from devkit import doctor
 from devkit.doctor import Finding, Machine
+from helpers.base_image import AMD64_DIGEST, docker_index
 from helpers.engine import free_port
 
 HEALTHY_ENGINE = "\n".join(
@@ -18,6 +19,10 @@ HEALTHY_ENGINE = "\n".join(
         '"info --format {{json .Runtimes}}") echo \'{"runc":{}}\' ;;',
         '"info --format {{.DockerRootDir}}") echo "$DOCKER_ROOT" ;;',  # set by findings() below
         '"image inspect --format {{.Os}}/{{.Architecture}} python:3.11-slim") echo linux/amd64 ;;',
+        # The base image as a build pulls it, by the digest of a record (helpers.base_image).
+        '"image inspect --format {{.Os}}/{{.Architecture}} '
+        f'python:3.11-slim@{AMD64_DIGEST}") echo linux/amd64 ;;',
+        f"\"manifest inspect --verbose python:3.11-slim\") echo '{docker_index('python:3.11-slim')}' ;;",
         '"container inspect --format {{.State.Status}} project") exit 1 ;;',
     ]
 )

@@ -8,11 +8,14 @@ import subprocess
 from devkit.engine import Engine, Outcome
 from devkit.runtime import START_LABEL
 from devkit.targets import PROJECT_LABEL
+from helpers.base_image import docker_index
 
-# Unless a test scripts otherwise: the engine runs, and a base image pulls.
+# Unless a test scripts otherwise: the engine runs, and a base image pulls, its registry naming its
+# two platforms' digests (helpers.base_image).
 _RUNNING_ENGINE = {
     "version --format {{.Server.Version}}": (0, "20.10.24\n", ""),
     " pull ": (0, "", ""),
+    " manifest inspect --verbose ": (0, docker_index("python:3.11-slim"), ""),
 }
 
 # A scripted answer: the image asked for is built, for linux/amd64 (the host of `target_of`).

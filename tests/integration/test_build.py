@@ -7,10 +7,12 @@ import shutil
 
 import pytest
 
+from devkit.baseimage import qualified_name
 from devkit.locks import pinned_tensorflow
 from helpers.engine import docker, host_platform, image_config, platform_of
 from helpers.lock_files import add_to_image_lock
 from helpers.project import PROJECT_DIR, project_copy
+from helpers.registry import served_digests
 
 # The platform of the CPU image that `invoke build` makes here.
 HOST_PLATFORM = host_platform()
@@ -46,7 +48,8 @@ def test_dry_build_prints_dockerfile_platform_and_tag(invoke, args, dockerfile, 
     assert f"--file {PROJECT_DIR / dockerfile} " in command
     assert f"--platform {platform} " in command
     assert f"--tag {invoke.image_name}:{tag} " in command
-    assert f"BASE_IMAGE={os.environ.get('BASE_IMAGE', 'python:3.11-slim')}" in command
+    # By the digest `invoke lock` pinned for the platform.
+    assert f"BASE_IMAGE={os.environ.get('BASE_IMAGE', 'python:3.11-slim')}@sha256:" in command
 
 
 @pytest.mark.needs("gpu")
@@ -89,6 +92,14 @@ def test_image_builds_on_base_image_with_labels(request, variant):
         r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", labels["org.opencontainers.image.created"]
     )
     assert "org.opencontainers.image.revision" in labels
+    # The base, by the digest its registry serves for the image's platform: that platform's own
+    # manifest, not the index that `docker image inspect` names in RepoDigests.
+    base_image = os.environ.get("BASE_IMAGE", "python:3.11-slim")
+    index, served = served_digests(base_image)
+    platform = "linux/amd64" if variant == "gpu" else HOST_PLATFORM
+    assert labels["org.opencontainers.image.base.digest"] == served[platform]
+    assert labels["org.opencontainers.image.base.digest"] != index
+    assert labels["org.opencontainers.image.base.name"] == qualified_name(base_image)
     assert config["User"] == "1000:1000"
     assert config["WorkingDir"] == "/app"
     assert "8888/tcp" in config["ExposedPorts"]

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import socket
 import subprocess
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from devkit.baseimage import RECORD
 from helpers.engine import DOCKER, docker
-from helpers.project import project_copy
+from helpers.project import PROJECT_DIR, project_copy
+from helpers.registry import Repository
 
 
 def report(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
@@ -50,8 +55,15 @@ def test_a_healthy_machine(invoke):
         "DATA_DIR",
         "disk",
         "base image",
+        "base digest",
     ]
     assert all(line.split()[0] in ("ok", "warn") for line in lines.values()), result.stdout
+    # The template ships no record of the base's digests (they are the team's registry's).
+    assert lines["base digest"].startswith(
+        "ok    base digest   "
+        if (PROJECT_DIR / RECORD).is_file()
+        else f"warn  base digest   {RECORD} is not written yet: "
+    ), result.stdout
     assert lines["engine"].startswith("ok    engine        running, version ")
 
 
@@ -121,46 +133,78 @@ def test_each_broken_part_is_named_with_a_fix(invoke, tmp_path, env, dotenv, sub
     assert "canary" not in result.stdout + result.stderr
 
 
-def test_a_base_image_not_pulled_yet_is_a_warning_and_stays_unpulled(invoke, registry):
-    """The doctor reads the registry's manifest; a pull would re-point a tag that others on the engine use."""
+@pytest.fixture
+def pushed_base(invoke, registry) -> Iterator[Repository]:
+    """BASE_IMAGE (this host's platform) pushed as the tag `doctor` of a repository of the test's
+    own, and not pulled here under that name; every manifest of the repository removed after."""
     base_image = invoke.env.get("BASE_IMAGE", "python:3.11-slim")
-    repository = f"tft-it-{uuid.uuid4().hex[:8]}/python"
-    unpulled = f"{registry}/{repository}:doctor"
+    repository = Repository(registry, registry, f"tft-it-{uuid.uuid4().hex[:8]}/python")
+    unpulled = f"{registry}/{repository.path}:doctor"
     docker("tag", base_image, unpulled)
     try:
         docker("push", unpulled)
     finally:
         docker("image", "rm", unpulled)  # the name only: the image stays under BASE_IMAGE
+    pushed = repository.manifest("doctor")[1]
     try:
-        result = invoke("doctor", env={"BASE_IMAGE": unpulled})
-        line = report(result)["base image"]
-        assert line.startswith(f"warn  base image    {unpulled} for "), result.stdout
-        assert line.endswith(": not pulled yet; `invoke build` pulls it")
-        assert docker("image", "inspect", unpulled, check=False).returncode != 0, (
-            "the doctor pulled it"
-        )
+        yield repository
     finally:
-        _delete_tag(registry, repository)
+        for digest in {pushed, repository.manifest("doctor")[1]}:
+            delete = urllib.request.Request(
+                f"http://{registry}/v2/{repository.path}/manifests/{digest}", method="DELETE"
+            )  # noqa: S310
+            with contextlib.suppress(OSError):  # a registry without deletes keeps it
+                urllib.request.urlopen(delete, timeout=30).close()  # noqa: S310 (a local registry)
 
 
-def _delete_tag(registry: str, repository: str) -> None:
-    """Remove what the test pushed, where the registry allows deletes (a registry without them keeps it)."""
-    request = urllib.request.Request(
-        f"http://{registry}/v2/{repository}/manifests/doctor",
-        headers={
-            "Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
-        },
-        method="HEAD",
+def test_a_base_image_not_pulled_yet_is_a_warning_and_stays_unpulled(invoke, pushed_base):
+    """The doctor reads the registry's manifest; a pull would re-point a tag that others on the engine use."""
+    unpulled = f"{pushed_base.registry}/{pushed_base.path}:doctor"
+    result = invoke("doctor", env={"BASE_IMAGE": unpulled})
+    line = report(result)["base image"]
+    assert line.startswith(f"warn  base image    {unpulled} for "), result.stdout
+    assert line.endswith(": not pulled yet; `invoke build` pulls it")
+    assert docker("image", "inspect", unpulled, check=False).returncode != 0, "the doctor pulled it"
+
+
+def test_a_base_image_tag_that_moved_since_the_lock_is_a_warning(invoke, pushed_base, tmp_path):
+    """`invoke lock` pins the tag of a registry reached over plain HTTP; the tag then moves (the same
+    manifest, written anew: another digest) and the doctor says so, while the lock stays current."""
+    base_image = f"{pushed_base.registry}/{pushed_base.path}:doctor"
+    manifest, digest = pushed_base.manifest("doctor")
+    config = pushed_base.config(manifest)
+    platform = f"{config['os']}/{config['architecture']}"  # the one platform of the image pushed
+    project = project_copy(tmp_path)
+    env = {"BASE_IMAGE": base_image}
+    # The locks are current: only the base image is resolved.
+    locked = invoke("lock", "--platform", platform, cwd=project, env=env)
+    assert locked.returncode == 0, locked.stderr
+    assert locked.stderr.splitlines()[-1] == (
+        f"docker/locks/base-image.txt: pinned {base_image}: {platform} {digest[:19]}"
     )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (a local registry)
-            digest = response.headers["Docker-Content-Digest"]
-        delete = urllib.request.Request(
-            f"http://{registry}/v2/{repository}/manifests/{digest}", method="DELETE"
-        )
-        urllib.request.urlopen(delete, timeout=30).close()  # noqa: S310
-    except OSError:
-        pass
+    assert f"{base_image} {platform} {digest}\n" in (project / RECORD).read_text()
+
+    body = json.dumps(manifest, indent=1).encode()
+    moved = urllib.request.Request(
+        f"http://{pushed_base.registry}/v2/{pushed_base.path}/manifests/doctor",
+        data=body,
+        headers={"Content-Type": manifest["mediaType"]},
+        method="PUT",
+    )  # noqa: S310
+    urllib.request.urlopen(moved, timeout=30).close()  # noqa: S310 (a local registry)
+    now = pushed_base.manifest("doctor")[1]
+    assert now != digest
+
+    result = invoke("doctor", cwd=project, env=env)
+    line = report(result)["base digest"]
+    assert line == (
+        f"warn  base digest   {base_image} has moved since `invoke lock` ({platform}"
+        f" {digest[:19]} -> {now[:19]}); builds keep the pinned digest; fix: `invoke lock"
+        " --upgrade` takes the new one (and every package's newest)"
+    ), result.stdout
+    assert invoke("lock", "--check", cwd=project, env=env).returncode == 0, (
+        "a moved tag is no stale lock"
+    )
 
 
 @pytest.mark.needs("gpu")

@@ -17,6 +17,7 @@ from devkit.engine import first_line
 from helpers.engine import free_port, host_platform
 from helpers.http_client import status_of
 from helpers.invoking import Invoke
+from helpers.registry import served_digests
 
 # The platform of the CPU image that `invoke build` makes here.
 HOST_PLATFORM = host_platform()
@@ -55,7 +56,7 @@ def test_doctor_passes_with_podman(with_podman):
     assert "nvidia-ctk cdi generate" in lines["NVIDIA"] or lines["NVIDIA"].startswith("ok")
 
 
-def test_build_with_podman_keeps_the_healthcheck(podman_image):
+def test_build_with_podman_keeps_the_healthcheck(podman_image, with_podman):
     (config,) = json.loads(podman("image", "inspect", podman_image).stdout)
     assert config["Os"] + "/" + config["Architecture"] == HOST_PLATFORM
     assert config["ManifestType"] == "application/vnd.docker.distribution.manifest.v2+json", (
@@ -66,6 +67,9 @@ def test_build_with_podman_keeps_the_healthcheck(podman_image):
     assert healthcheck["Test"] == ["CMD", "python", "-I", "/opt/healthcheck.py"]
     assert config["Config"]["User"] == "1000:1000"
     assert config["Labels"]["org.tensorflow.version"]
+    # The base, by the digest its registry (plain HTTP, by registries.conf) serves for the platform.
+    _, served = served_digests(with_podman.env.get("BASE_IMAGE", "python:3.11-slim"))
+    assert config["Labels"]["org.opencontainers.image.base.digest"] == served[HOST_PLATFORM]
 
 
 @pytest.fixture(scope="module")

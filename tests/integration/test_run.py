@@ -267,7 +267,7 @@ def test_bad_settings_are_one_line_and_change_nothing(invoke, data_dir, tmp_path
         (
             ("build",),
             {"BASE_IMAGE": "127.0.0.1:5000/no-such-python:3.11"},
-            f"error: BASE_IMAGE 127.0.0.1:5000/no-such-python:3.11 cannot be pulled for {HOST_PLATFORM} (",
+            "error: cannot resolve BASE_IMAGE 127.0.0.1:5000/no-such-python:3.11 to a digest (",
         ),
         (
             ("build",),

@@ -11,6 +11,7 @@ import pytest
 from devkit import doctor, host
 from devkit.doctor import FAIL, OK, SKIP, WARN
 from devkit.settings import load_settings
+from helpers.base_image import AMD64_DIGEST, ARM64_DIGEST, DIGESTS, docker_index, write_record
 from helpers.doctor_findings import HEALTHY_ENGINE, findings
 from helpers.fake_cli import fake_cli
 from helpers.project import with_capabilities
@@ -27,6 +28,7 @@ def project(tmp_path) -> Path:
 def test_a_healthy_machine_passes_every_check_and_warns_of_the_missing_nvidia_runtime(
     project, tmp_path
 ):
+    write_record(project)
     result = findings(project, fake_cli(tmp_path, HEALTHY_ENGINE))
     assert list(result) == [
         ".env",
@@ -39,6 +41,7 @@ def test_a_healthy_machine_passes_every_check_and_warns_of_the_missing_nvidia_ru
         "DATA_DIR",
         "disk",
         "base image",
+        "base digest",
     ]
     assert {
         subject: finding.verdict for subject, finding in result.items() if finding.verdict != OK
@@ -259,6 +262,83 @@ def test_a_base_image_here_for_another_platform_only_is_not_pulled_yet(project, 
     assert result["base image"].verdict == WARN
     assert result["base image"].detail == (
         "python:3.11-slim for linux/amd64: not pulled yet (the engine has its linux/arm64 variant); `invoke build` pulls it"
+    )
+
+
+MOVED = "sha256:" + "f" * 64
+
+
+@pytest.mark.parametrize(
+    ("record", "registry", "verdict", "detail", "fix"),
+    [
+        (
+            None,
+            docker_index("python:3.11-slim"),
+            WARN,
+            "docker/locks/base-image.txt is not written yet: builds take the digest its registry"
+            " names at the time",
+            "`invoke lock` pins it (commit the file)",
+        ),
+        (
+            ("mirror.example/python:3.11-slim", DIGESTS),
+            docker_index("python:3.11-slim"),
+            WARN,
+            "docker/locks/base-image.txt does not pin BASE_IMAGE (it pins"
+            " mirror.example/python:3.11-slim, not BASE_IMAGE python:3.11-slim): builds take the"
+            " digest its registry names at the time",
+            "`invoke lock` pins it",
+        ),
+        (
+            ("python:3.11-slim", DIGESTS),
+            docker_index("python:3.11-slim", {"linux/amd64": MOVED, "linux/arm64": ARM64_DIGEST}),
+            WARN,
+            f"python:3.11-slim has moved since `invoke lock` (linux/amd64 {AMD64_DIGEST[:19]} ->"
+            f" {MOVED[:19]}); builds keep the pinned digest",
+            "`invoke lock --upgrade` takes the new one (and every package's newest)",
+        ),
+        (
+            ("python:3.11-slim", DIGESTS),
+            "NO ANSWER",
+            WARN,
+            "not checked whether python:3.11-slim moved: cannot resolve BASE_IMAGE python:3.11-slim"
+            " to a digest (dial tcp: lookup registry-1.docker.io: no such host)",
+            "",
+        ),
+    ],
+)
+def test_the_base_digest_is_pinned_and_a_tag_that_moved_is_a_warning(
+    project, tmp_path, record, registry, verdict, detail, fix
+):
+    if record is not None:
+        write_record(project, *record)
+    answer = (
+        'echo "dial tcp: lookup registry-1.docker.io: no such host" >&2; exit 1'
+        if registry == "NO ANSWER"
+        else f"echo '{registry}'"
+    )
+    cli, log = logging_cli(
+        tmp_path, f'"manifest inspect --verbose python:3.11-slim") {answer} ;;\n{HEALTHY_ENGINE}'
+    )
+    result = findings(project, cli)
+    assert (result["base digest"].verdict, result["base digest"].detail) == (verdict, detail)
+    assert result["base digest"].fix == fix
+    assert not [line for line in log.read_text().splitlines() if line.split()[0] == "pull"]
+
+
+def test_a_base_image_given_by_digest_cannot_move(project, tmp_path):
+    reference = f"python:3.11-slim@{AMD64_DIGEST}"
+    write_record(project, reference)
+    result = findings(project, fake_cli(tmp_path, HEALTHY_ENGINE), BASE_IMAGE=reference)
+    assert result["base digest"].verdict == OK
+    assert result["base digest"].detail == f"BASE_IMAGE {reference} is given by digest"
+
+
+def test_a_pinned_base_image_is_looked_for_by_its_digest(project, tmp_path):
+    write_record(project)
+    result = findings(project, fake_cli(tmp_path, HEALTHY_ENGINE))
+    assert result["base image"].detail == f"python:3.11-slim@{AMD64_DIGEST} for linux/amd64: pulled"
+    assert result["base digest"].detail == (
+        "python:3.11-slim pinned for linux/amd64, linux/arm64; the tag has not moved"
     )
 
 

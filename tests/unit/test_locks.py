@@ -14,6 +14,7 @@ from devkit.engine import Outcome
 from devkit.errors import UserError
 from devkit.locking import pip_compile_reason, replace_together
 from devkit.locks import pinned_versions
+from helpers.base_image import write_record
 from helpers.command_lines import settings_of
 from helpers.project import PROJECT_DIR
 from helpers.recording_engine import RecordingEngine
@@ -152,6 +153,8 @@ def project_copy(tmp_path):
     for name in PROJECT_DIR.glob("requirements*"):
         shutil.copy(name, tmp_path)
     shutil.copytree(PROJECT_DIR / locks.LAYER_DIR, tmp_path / locks.LAYER_DIR)
+    # The record of the default BASE_IMAGE, whatever BASE_IMAGE the project's own pins.
+    write_record(tmp_path)
     return tmp_path
 
 
@@ -283,7 +286,7 @@ def test_the_check_names_a_stale_or_missing_layer_file_and_lock_rewrites_it(proj
     edited.write_text(edited.read_text().replace("numpy==", "numpy>="))
     (project_copy / tensorflow_file).unlink()
     with pytest.raises(UserError) as error:
-        locking.check(project_copy, PRESENT)
+        locking.check(project_copy, PRESENT, "python:3.11-slim")
     assert str(error.value) == (
         f"out of date: {tensorflow_file}, {packages_file}; run `invoke lock` to compile them"
     )
@@ -292,7 +295,7 @@ def test_the_check_names_a_stale_or_missing_layer_file_and_lock_rewrites_it(proj
         engine, settings_of(project_copy), PRESENT, upgrade=False, packages=(), python="python3"
     )
     assert not any("pip-compile" in action for action in engine.actions), "no lock is compiled"
-    locking.check(project_copy, PRESENT)
+    locking.check(project_copy, PRESENT, "python:3.11-slim")
     assert capsys.readouterr().err.splitlines()[-1].startswith("up to date: requirements.txt")
     assert (project_copy / packages_file).read_bytes() == (PROJECT_DIR / packages_file).read_bytes()
 

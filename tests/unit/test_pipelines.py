@@ -13,6 +13,7 @@ from devkit import building, containers, locking, locks, publishing
 from devkit.engine import Outcome
 from devkit.errors import UserError
 from devkit.targets import every_target, project_id
+from helpers.base_image import AMD64_DIGEST, write_record
 from helpers.command_lines import settings_of, target_of
 from helpers.engine import free_port
 from helpers.recording_engine import BUILT, RecordingEngine
@@ -39,7 +40,7 @@ def test_build_pulls_the_base_image_then_builds_with_buildkit(project):
     settings = settings_of(project)
     building.build(engine, settings, target_of(settings))
     pull, build = engine.actions
-    assert pull == "docker pull --quiet --platform linux/amd64 python:3.11-slim"
+    assert pull == f"docker pull --quiet --platform linux/amd64 python:3.11-slim@{AMD64_DIGEST}"
     assert build.startswith("docker build --platform linux/amd64 ")
 
 
@@ -575,6 +576,7 @@ def test_a_compiled_lock_without_a_pinned_hashed_entry_for_a_requirement_replace
 
 
 def test_a_lock_ends_with_what_changed_in_each(lock_project, capsys):
+    write_record(lock_project)
     (lock_project / "requirements.txt").write_text(
         pin("numpy", "0.9") + pin("tensorflow-cpu") + pin("six")
     )
@@ -596,9 +598,10 @@ def test_a_lock_ends_with_what_changed_in_each(lock_project, capsys):
         python="python3",
     )
     err = capsys.readouterr().err.splitlines()
-    assert err[-3:-1] == [
+    assert err[-4:-1] == [
         "requirements.txt: added tabulate 1.0; removed six 1.0; moved numpy 0.9 -> 1.0",
         "requirements-arm64.txt: the same versions (hashes or notes changed)",
+        "docker/locks/base-image.txt: unchanged (python:3.11-slim has not moved)",
     ]
     assert err[-1] == "left out of date: requirements-gpu.txt; `invoke lock --gpu` compiles it", (
         "compiled against the CPU lock that moved"
@@ -611,7 +614,7 @@ def test_a_lock_ends_with_what_changed_in_each(lock_project, capsys):
         packages=(),
         python="python3",
     )
-    assert capsys.readouterr().err.splitlines()[-2] == "requirements-arm64.txt: unchanged"
+    assert capsys.readouterr().err.splitlines()[-3] == "requirements-arm64.txt: unchanged"
 
 
 def test_a_lock_for_another_architecture_says_it_runs_under_emulation(lock_project, capsys):

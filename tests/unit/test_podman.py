@@ -15,6 +15,7 @@ from devkit.locks import CPU_AMD64
 from devkit.publishing import push_command, tag_command, untag_command
 from devkit.settings import load_settings
 from devkit.targets import notebook_target, tensorboard_target
+from helpers.base_image import write_record
 from helpers.command_lines import (
     container_test_command,
     lock_command,
@@ -93,6 +94,7 @@ def test_podman_never_asks_for_buildx():
 
 
 def test_podman_layer_cache_is_a_repository_of_its_own(project):
+    write_record(project)
     settings = settings_of(project, BUILD_CACHE="127.0.0.1:5000/acme/tf-cache")
     engine = RecordingEngine(docker="podman")
     building.build(engine, settings, target_of(settings), export_cache=True)

@@ -10,6 +10,7 @@ from invoke import Collection, Exit
 import tasks
 from devkit.settings import SETTING_KEYS, load_settings
 from devkit.targets import project_id
+from helpers.base_image import docker_index
 from helpers.command_lines import commands_run, dry_context
 from helpers.fake_cli import fake_cli
 from helpers.project import with_capabilities
@@ -216,6 +217,7 @@ def test_every_task_under_dry_prints_commands_and_claims_no_outcome(
 "volume inspect"*) echo '[]' ;;
 "network inspect"*) echo {mine} ;;
 "system df"*) echo 1GB ;;
+"manifest inspect --verbose"*) echo '{docker_index("python:3.11-slim")}' ;;
 "manifest inspect"*) echo '{{}}' ;;""",
     )
     monkeypatch.setenv("DOCKER", docker)

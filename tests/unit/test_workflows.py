@@ -87,6 +87,8 @@ def test_the_weekly_lock_upgrade_tests_the_new_pins_and_proposes_them_with_the_s
     sessions = re.findall(r"^nox -s (.+)$", runs[tests], re.MULTILINE)
     assert set(" ".join(sessions).split()) <= nox_sessions(), "a session this project lacks"
     assert 'tee "$RUNNER_TEMP/lock.log"' in runs[upgrade]
+    # A base image digest that moved alone is proposed too.
+    assert "git diff --quiet -- 'requirements*.txt' docker/locks;" in runs[upgrade]
     assert '"$RUNNER_TEMP/lock.log"' in runs[proposal]
     assert runs[proposal].count('--body-file "$RUNNER_TEMP/body.md"') == 2
 
