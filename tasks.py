@@ -257,10 +257,10 @@ def push(c, gpu=False, platform=None):
 
 @task(
     help={
-        "gpu": "the GPU image's SBOM (read on any machine: it needs no GPU)",
+        "gpu": _help("gpu", "the GPU image's SBOM (read on any machine: it needs no GPU)"),
         "platform": _HELP_PLATFORM,
-        "output": "the file to write; default: sbom/<IMAGE_NAME>-<IMAGE_TAG>-<amd64, arm64 or gpu>"
-        ".cdx.json in the project (git ignores sbom/)",
+        "output": "the file to write; default: sbom/<IMAGE_NAME>-<IMAGE_TAG>-<ARCH>.cdx.json in "
+        "the project (git ignores sbom/), ARCH amd64 or arm64" + _with("gpu", ", or gpu"),
     }
 )
 @one_line_errors
