@@ -8,10 +8,12 @@ import os
 import re
 import shutil
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import nox
 import yaml
+from packaging.utils import canonicalize_name
 
 nox.options.error_on_missing_interpreters = True
 # The standard library's venv, named. nox still probes for uv whenever it makes a venv; its
@@ -19,9 +21,37 @@ nox.options.error_on_missing_interpreters = True
 nox.options.default_venv_backend = "venv"
 logging.getLogger("nox").addFilter(lambda record: record.getMessage() != "uv binary not found.")
 
-# The pinned host tools: every session that needs packages installs them from this lock,
-# hash-checked.
+# The pinned host tools: every session that needs packages runs them from this lock, hash-checked.
 DEV_LOCK = "requirements-dev.txt"
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", re.MULTILINE)
+
+
+def differences(lock_text: str, installed: dict[str, str]) -> list[str]:
+    """How the packages `installed` ({name: version}) differ from the lock's pins, one
+    "name installed (lock: pinned)" each; [] when they are the lock, no more and no less."""
+    pinned = {canonicalize_name(name): version for name, version in _PIN.findall(lock_text)}
+    installed = {canonicalize_name(name): version for name, version in installed.items()}
+    return [
+        f"{name} {installed.get(name, 'absent')} (lock: {pinned.get(name, 'absent')})"
+        for name in sorted(pinned.keys() | installed.keys())
+        if installed.get(name) != pinned.get(name)
+    ]
+
+
+# The host tools that run nox are the dev lock exactly, as the README's set-up and .ci/run install
+# them: the sessions that need only that lock run with them, no venv of their own (each venv costs
+# 20 to 50 s of pip on a first run). Anything else (nox from pipx, a package added or moved): each
+# of those sessions makes its own venv from the lock, as nox does.
+HOST_TOOLS_DIFFER = differences(
+    Path(DEV_LOCK).read_text(encoding="utf-8"),
+    {dist.metadata["Name"]: dist.version for dist in metadata.distributions()},
+)
+if HOST_TOOLS_DIFFER:
+    DEV_VENV: dict = {"reuse_venv": True}
+else:
+    DEV_VENV = {"venv_backend": "none"}
+    # Their commands (pytest, ruff, invoke...) are the ones beside the interpreter running nox.
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
 # Dockerfile.gpu is absent from a project generated without the GPU image (copier.yml).
 DOCKERFILES = [name for name in ("Dockerfile", "Dockerfile.gpu") if Path(name).is_file()]
 # What GitHub Actions and the Dev Containers clients read, where the spec puts them.
@@ -68,12 +98,18 @@ def install_lock(session: nox.Session, lock: str) -> None:
     synced when the lock changes, untouched (no pip at all) while it does not. Under `nox
     --no-venv` there is no venv: the tools on PATH run, and nothing is installed."""
     if session.venv_backend == "none":
-        session.log(f"no venv (--no-venv): {lock} is not installed, the tools on PATH run")
+        if lock == DEV_LOCK and not HOST_TOOLS_DIFFER:
+            session.log(f"the host tools that run nox are {lock}: no venv, nothing to install")
+        else:
+            session.log(f"no venv (--no-venv): {lock} is not installed, the tools on PATH run")
         return
     mark = Path(session.virtualenv.location, f"{lock}.sha256")
     wanted = hashlib.sha256(Path(lock).read_bytes()).hexdigest()
     step = lock_step(mark.read_text().strip() if mark.is_file() else None, wanted)
     if step == "install":
+        if lock == DEV_LOCK and HOST_TOOLS_DIFFER:
+            said = ", ".join(HOST_TOOLS_DIFFER[:3]) + (", ..." if HOST_TOOLS_DIFFER[3:] else "")
+            session.log(f"a venv of its own: the host tools that run nox are not {lock} ({said})")
         session.install("-r", lock)
     elif step == "sync":
         # The pip-sync of the host tools that run nox, on the venv's interpreter.
@@ -94,14 +130,14 @@ def container_test(session: nox.Session) -> None:
     session.run("invoke", "container-test", *session.posargs, external=True)
 
 
-@nox.session(reuse_venv=True)
+@nox.session(**DEV_VENV)
 def tests(session: nox.Session) -> None:
     """Host-side tests of tasks.py and the configuration; no engine, seconds."""
     install_lock(session, DEV_LOCK)
     session.run("pytest", *with_example("tests/unit"), *session.posargs)
 
 
-@nox.session(reuse_venv=True)
+@nox.session(**DEV_VENV)
 def lint(session: nox.Session) -> None:
     """ruff, hadolint, and the schemas of the project's configuration files; offline."""
     install_lock(session, DEV_LOCK)
@@ -146,7 +182,7 @@ def _check_devcontainer(session: nox.Session, path: Path) -> None:
     session.log(f"{path}: parses; builds the {target or 'last'} stage of {dockerfile}")
 
 
-@only_with("deploy/k8s", reuse_venv=True)
+@only_with("deploy/k8s", **DEV_VENV)
 def manifests(session: nox.Session) -> None:
     """Every rendering of `invoke k8s` against Kubernetes' schemas (1.29 on); offline, strict."""
     install_lock(session, DEV_LOCK)
@@ -247,7 +283,7 @@ def checkov(session: nox.Session) -> None:
 LOCKS = sorted(str(path) for path in Path(".").glob("requirements*.txt"))
 
 
-@nox.session(default=False, reuse_venv=True)
+@nox.session(default=False, **DEV_VENV)
 def pip_audit(session: nox.Session) -> None:
     """pip-audit over every lock's pins (OSV's vulnerability data, online): CI runs it."""
     if not os.environ.get("CI"):
@@ -272,14 +308,14 @@ def pip_audit(session: nox.Session) -> None:
         )
 
 
-@nox.session(reuse_venv=True)
+@nox.session(**DEV_VENV)
 def lock_check(session: nox.Session) -> None:
     """`invoke lock --check`: every lock matches its .in files (no resolving, milliseconds)."""
     install_lock(session, DEV_LOCK)
     session.run("invoke", "lock", "--check")
 
 
-@nox.session(default=False, reuse_venv=True)
+@nox.session(default=False, **DEV_VENV)
 def integration(session: nox.Session) -> None:
     """The engine suite, not in `nox`: the images built and run for real through the tasks."""
     install_lock(session, DEV_LOCK)
@@ -297,17 +333,25 @@ def integration(session: nox.Session) -> None:
     )
 
 
-@only_with("copier.yml", reuse_venv=True, default=IN_CI)
+@only_with("copier.yml", default=IN_CI, **DEV_VENV)
 def template(session: nox.Session) -> None:
     """The template's own: copier generates projects (their tests and lint pass) and updates them.
 
     Never in a project made from the template: copier.yml leaves it and tests/template out.
     """
     install_lock(session, DEV_LOCK)
-    session.run("pytest", "tests/template", "--ignore=tests/template/integration", *session.posargs)
+    # -n auto: a pytest worker per core (pytest-xdist); each generated project's checks take one.
+    session.run(
+        "pytest",
+        "tests/template",
+        "--ignore=tests/template/integration",
+        "-n",
+        "auto",
+        *session.posargs,
+    )
 
 
-@nox.session(default=False, reuse_venv=True)
+@nox.session(default=False, **DEV_VENV)
 def bench(session: nox.Session) -> None:
     """Not in `nox`: our image against a tutorial's, the app's figures, arm64 under emulation.
 

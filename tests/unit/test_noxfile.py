@@ -38,11 +38,17 @@ def test_nox_alone_runs_the_fast_sessions_and_leaves_the_engine_suite_and_bench_
     assert not sessions["bench"].default
 
 
-def test_every_session_with_the_dev_lock_keeps_its_venv_between_runs():
+def test_the_dev_lock_sessions_run_with_the_host_tools_that_are_it_or_else_keep_a_venv():
     sessions = nox.registry.get()
-    with_packages = [name for name, func in sessions.items() if func.venv_backend != "none"]
-    assert with_packages, "the sessions that install the dev lock"
-    assert [name for name in with_packages if sessions[name].reuse_venv is not True] == []
+    for name in ("tests", "lint", "lock_check", "integration", "bench", "pip_audit"):
+        if noxfile.HOST_TOOLS_DIFFER:
+            assert sessions[name].venv_backend is None, name
+            assert sessions[name].reuse_venv is True, name
+        else:
+            assert sessions[name].venv_backend == "none", name
+    if "checkov" in sessions:  # its own lock: a venv of its own, kept between runs
+        assert sessions["checkov"].venv_backend is None
+        assert sessions["checkov"].reuse_venv is True
 
 
 def test_a_lock_is_installed_once_synced_when_it_changes_and_else_left_alone():
@@ -162,3 +168,25 @@ def test_no_venv_installs_nothing_and_leaves_the_tools_on_path(tmp_path):
     session.virtualenv = SimpleNamespace()  # nox's PassthroughEnv has no location
     noxfile.install_lock(session, "requirements-dev.txt")
     assert session.done == []
+
+
+LOCK = """\
+nox==2026.10.20 \\
+    --hash=sha256:00
+    # via -r requirements-dev.in
+Pytest==9.2.0 \\
+    --hash=sha256:11
+"""
+
+
+def test_host_tools_that_are_the_lock_exactly_differ_in_nothing():
+    assert noxfile.differences(LOCK, {"nox": "2026.10.20", "pytest": "9.2.0"}) == []
+
+
+def test_host_tools_differ_by_a_moved_missing_or_extra_package():
+    installed = {"Nox": "2025.1.1", "jupyterlab": "4.0"}
+    assert noxfile.differences(LOCK, installed) == [
+        "jupyterlab 4.0 (lock: absent)",
+        "nox 2025.1.1 (lock: 2026.10.20)",
+        "pytest absent (lock: 9.2.0)",
+    ]
