@@ -6,6 +6,12 @@ gets its own rows back. The first request of a batch waits for nobody when the s
 else to do; while other requests are being read, it waits for them, at most `timeout` seconds and
 until `max_rows` rows. Meanwhile, the model computes the previous batch in a thread of its own, and
 the requests that arrive during that call form the next batch.
+
+On one CPU (`inline`), the model computes in the event loop's own thread instead: a second thread
+only takes turns with the first, at a hand-off's cost each way, and under a CPU quota (`--cpus 1`, a
+Kubernetes limit) two busy threads spend the period's quota in half of it, after which the kernel
+stops the whole process until the next period (tens of ms added to whatever was in flight). The
+requests that arrive during a call are read in the next turn of the loop and form the next batch.
 """
 
 import asyncio
@@ -23,8 +29,9 @@ Model = Callable[[np.ndarray], np.ndarray]  # float32 [rows, features] -> [rows,
 class Batcher:
     """Gathers concurrent requests' rows into one call of `model`."""
 
-    def __init__(self, model: Model, *, max_rows: int, timeout: float):
+    def __init__(self, model: Model, *, max_rows: int, timeout: float, inline: bool = False):
         self._model = model
+        self._inline = inline
         self._max_rows = max_rows
         self._timeout = timeout
         self._pending: deque[tuple[np.ndarray, asyncio.Future]] = deque()
@@ -79,17 +86,19 @@ class Batcher:
                 await self._wakeup.wait()
 
     async def _gather(self, deadline: float) -> None:
-        """Wait for the requests being read while the batch has room and time."""
-        # Requests already scheduled to run (their bytes were read in this turn of the event loop)
-        # submit first.
-        await asyncio.sleep(0)
+        """Wait, while the batch has room and time, for the requests being read, and for one more
+        turn of the event loop as long as the last one brought requests."""
         loop = asyncio.get_running_loop()
-        while (
-            self._arriving
-            and self._pending_rows < self._max_rows
-            and (remaining := deadline - loop.time()) > 0
-        ):
-            await self._next_event(remaining)
+        submitted = -1
+        while self._pending_rows < self._max_rows and (remaining := deadline - loop.time()) > 0:
+            if self._arriving:
+                await self._next_event(remaining)
+            elif len(self._pending) > submitted:
+                # A turn: the requests whose bytes came in the last one submit.
+                submitted = len(self._pending)
+                await asyncio.sleep(0)
+            else:
+                return
 
     def _take(self) -> list[tuple[np.ndarray, asyncio.Future]]:
         """Whole requests, oldest first, up to max_rows rows: at least one, however many rows it
@@ -106,10 +115,12 @@ class Batcher:
         self, executor: ThreadPoolExecutor, batch: list[tuple[np.ndarray, asyncio.Future]]
     ) -> None:
         loop = asyncio.get_running_loop()
+        inputs = np.concatenate([rows for rows, _ in batch])
         try:
-            outputs = await loop.run_in_executor(
-                executor, self._model, np.concatenate([rows for rows, _ in batch])
-            )
+            if self._inline:
+                outputs = self._model(inputs)
+            else:
+                outputs = await loop.run_in_executor(executor, self._model, inputs)
         except Exception as error:  # noqa: BLE001 (it goes to the request that caused it)
             if len(batch) == 1:
                 _settle(batch[0][1], error=error)

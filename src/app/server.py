@@ -19,6 +19,7 @@ artifact TensorFlow Serving and KServe serve. Concurrent requests share one call
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import logging
@@ -243,6 +244,12 @@ def cpu_limit(cgroup: Path = Path("/sys/fs/cgroup")) -> int | None:
         return None
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may use: its cgroup's limit, or the cores it may run on if fewer."""
+    cores = len(os.sched_getaffinity(0))
+    return min(cpu_limit() or cores, cores)
+
+
 def limit_tensorflow_threads() -> None:
     """TensorFlow's thread pools sized to the CPUs this process may use, not to the machine's cores:
     under `--cpus 1` on a larger machine, more threads only wait for one another (a call of the
@@ -363,6 +370,11 @@ class ModelSlot:
             signature.feature_count,
         )
         self.version, self.tensorflow_version = version, tf.__version__
+        # TensorFlow's and Keras's objects, loaded for good, out of the garbage collector's sight:
+        # a full collection walks them all, and under load one comes every few seconds and stops
+        # every request in flight for it.
+        gc.collect()
+        gc.freeze()
         self.status = "ready"
         accuracy = metrics.get("accuracy", "unknown")
         log.info(
@@ -433,7 +445,10 @@ def create_app(
     )
     if options.batch_max_rows:
         batcher = batching.Batcher(
-            slot.predict, max_rows=options.batch_max_rows, timeout=options.batch_timeout_ms / 1000
+            slot.predict,
+            max_rows=options.batch_max_rows,
+            timeout=options.batch_timeout_ms / 1000,
+            inline=usable_cpus() == 1,
         )
     else:
         batcher = batching.Unbatched(slot.predict)

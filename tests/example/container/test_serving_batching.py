@@ -130,6 +130,38 @@ def test_the_wait_for_a_stalled_request_is_bounded_by_the_timeout():
     assert 0.09 < asyncio.run(timed()) < 2.0
 
 
+@pytest.mark.parametrize("inline", [False, True], ids=["model thread", "inline"])
+def test_requests_that_come_in_consecutive_turns_of_the_loop_share_a_call(inline):
+    model = Model()
+    batcher = Batcher(model, max_rows=256, timeout=1.0, inline=inline)
+
+    async def after_turns(turns: int, request: int):
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        return await batcher.predict(rows_of(request))
+
+    async def all_three():
+        async with batcher.running():
+            return await asyncio.gather(*(after_turns(turns, turns) for turns in (0, 1, 2)))
+
+    for request, answer in enumerate(asyncio.run(all_three())):
+        np.testing.assert_array_equal(answer, rows_of(request) * 2)
+    assert model.calls == [6], "the three requests in one call"
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["model thread", "inline"])
+def test_inline_the_model_computes_in_the_event_loops_thread_else_in_its_own(inline):
+    threads = []
+
+    def model(rows: np.ndarray) -> np.ndarray:
+        threads.append(threading.get_ident())
+        return rows
+
+    batcher = Batcher(model, max_rows=256, timeout=0.002, inline=inline)
+    asyncio.run(in_turn(batcher, batcher.predict(rows_of(1))))
+    assert (threads == [threading.get_ident()]) == inline, threads
+
+
 def test_unbatched_each_request_calls_the_model_on_its_own_rows():
     model = Model()
     requests = [rows_of(request) for request in range(5)]

@@ -320,3 +320,26 @@ def test_the_cpu_limit_that_sizes_tensorflow_threads_comes_from_the_cgroup(tmp_p
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     assert server.cpu_limit(tmp_path) == cpus
+
+
+@pytest.mark.parametrize(
+    ("limit", "cores", "cpus"), [(None, 2, 2), (1, 2, 1), (2, 2, 2), (4, 1, 1), (None, 1, 1)]
+)
+def test_the_usable_cpus_are_the_cgroup_limit_or_fewer_cores(monkeypatch, limit, cores, cpus):
+    monkeypatch.setattr(server, "cpu_limit", lambda: limit)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert server.usable_cpus() == cpus
+
+
+def test_the_loaded_model_is_out_of_the_garbage_collectors_sight(trained, tmp_path):
+    """A full collection would walk TensorFlow's objects and stop every request for its length."""
+    import gc
+
+    copy_version(trained, tmp_path / "models", "1")
+    gc.unfreeze()
+    try:
+        with serving(tmp_path / "models", tmp_path / "unused.csv") as url:
+            wait_until_ready(url)
+            assert gc.get_freeze_count() > 100_000
+    finally:
+        gc.unfreeze()
