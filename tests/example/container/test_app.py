@@ -331,3 +331,21 @@ def test_without_a_model_or_a_dataset_health_and_predict_answer_503(tmp_path):
         status, body = predict(url, [[5.0, 3.4, 1.5, 0.2]])
         assert status == 503
         assert "not ready yet (failed)" in body["error"]
+
+
+@pytest.mark.parametrize("status", [200, 404, 503, 599])
+@pytest.mark.parametrize("colours", [False, True], ids=["plain", "colours"])
+def test_the_access_line_is_uvicorns_own(status, colours):
+    import logging
+
+    from uvicorn.logging import AccessFormatter
+
+    from app.__main__ import AccessLines
+
+    fmt = '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'
+    args = ("172.17.0.1:55512", "POST", "/predict?x=1", "1.1", status)
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d', args, None
+    )
+    ours, theirs = (cls(fmt, use_colors=colours) for cls in (AccessLines, AccessFormatter))
+    assert ours.format(record) == theirs.format(record)
