@@ -254,8 +254,8 @@ def limit_tensorflow_threads() -> None:
     """TensorFlow's thread pools sized to the CPUs this process may use, not to the machine's cores:
     under `--cpus 1` on a larger machine, more threads only wait for one another (a call of the
     model takes about 0.6 ms with one thread, 1 ms with two, under `--cpus 1`). Before any model."""
-    cpus = cpu_limit()
-    if cpus is None or cpus >= len(os.sched_getaffinity(0)):
+    cpus = usable_cpus()
+    if cpus == len(os.sched_getaffinity(0)):
         return
     import tensorflow as tf
 
