@@ -28,6 +28,15 @@ def call(
         return error.code, json.load(error)
 
 
+def get_text(url: str) -> tuple[int, str]:
+    """GET `url`: the status and the body as text, for 4xx and 5xx answers too."""
+    try:
+        with _DIRECT.open(url, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
 def predict(url: str, rows, path: str = "/predict") -> tuple[int, dict]:
     """POST rows in TensorFlow Serving's request shape."""
     return call(url + path, json.dumps({"instances": rows}).encode())

@@ -1,7 +1,10 @@
 """Making the template yours, step by step as the README's "Make it yours" gives it: the example goes
-(src/app, data/iris.csv, tests/example), an app of the team's own that keeps the app contract comes in,
-and the template's own checks stay green: `invoke build`, `nox -s tests`, `nox -s container_test`, then
-`invoke run --detach`: /health answers 200, the engine reports the container healthy, `invoke stop`.
+(src/app, data/iris.csv, tests/example, its block of .env.example), an app of the team's own that keeps
+the app contract comes in, its one package replaces the example's in requirements.in and `invoke lock`
+compiles every lock (the other architecture's under emulation), and the template's own checks stay
+green: `invoke build`, `nox -s tests`, `nox -s container_test`, then `invoke run --detach`: /health
+answers 200 from the team's code with its package, the engine reports the container healthy,
+`invoke stop`.
 
 The team's .env sets a proxy for their app (http_proxy, HTTP_PROXY): the image's health probe must not
 go through it. nox runs with this test's own host tools (its interpreter's folder first on PATH).
@@ -19,20 +22,30 @@ from pathlib import Path
 
 import pytest
 
-from helpers.engine import containers_named, docker, free_port, health_status
-from helpers.http_client import wait_until_healthy
+from devkit.locks import pinned_versions
+from helpers.engine import containers_named, docker, free_port, health_status, host_platform
+from helpers.http_client import get_text, wait_until_healthy
 from helpers.invoking import Invoke
+from helpers.lock_files import IMAGE_LOCKS
 from helpers.project import copy_shipped_data, project_copy
+
+# The platform of the CPU image that `invoke build` makes here.
+HOST_PLATFORM = host_platform()
 
 # What the README tells a team to delete.
 EXAMPLE = ("src/app", "data/iris.csv", "tests/example")
 
-# The team's whole app: health only, TensorFlow imported, the standard library's HTTP server on $PORT.
+# The team's one package: small, pure Python, in no lock of the template.
+OWN_PACKAGE = "tabulate"
+
+# The team's whole app: health only, TensorFlow and its package imported, the standard library's
+# HTTP server on $PORT.
 OWN_APP = '''"""Our own service: `python -m app`."""
 
 import http.server
 import os
 
+import tabulate
 import tensorflow as tf
 
 
@@ -40,7 +53,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(200 if self.path == "/health" else 404)
         self.end_headers()
-        self.wfile.write(f"TensorFlow {tf.__version__}\\n".encode())
+        self.wfile.write(f"TensorFlow {tf.__version__}, tabulate {tabulate.__version__}\\n".encode())
 
 
 http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
@@ -54,7 +67,7 @@ HEALTHY_WITHIN = 90
 
 @pytest.fixture
 def adopted(tmp_path) -> Path:
-    """A fresh clone of the template with the example replaced by the team's own app."""
+    """A fresh clone of the template with the example replaced by the team's own app and package."""
     project = project_copy(
         tmp_path, name="our-service", dotenv=f"http_proxy={DEAD_PROXY}\nHTTP_PROXY={DEAD_PROXY}\n"
     )
@@ -67,9 +80,16 @@ def adopted(tmp_path) -> Path:
             shutil.rmtree(project / path)
         else:
             (project / path).unlink()
+    # .env.example: the example's keys, between its two `# ----` lines.
+    settings = (project / ".env.example").read_text()
+    block = re.search(r"^# ----.*?^# ----[^\n]*\n", settings, re.MULTILINE | re.DOTALL)
+    assert block, ".env.example has no block of the example's keys between two `# ----` lines"
+    (project / ".env.example").write_text(settings.replace(block.group(), ""))
     (project / "src" / "app").mkdir()
     (project / "src" / "app" / "__init__.py").write_text("")
     (project / "src" / "app" / "__main__.py").write_text(OWN_APP)
+    # requirements.in: the example's packages (all it lists) make way for the team's.
+    (project / "requirements.in").write_text(f"# Our service's packages.\n{OWN_PACKAGE}\n")
     return project
 
 
@@ -90,7 +110,8 @@ def run(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedP
 
 
 @pytest.mark.needs("example")
-def test_the_example_replaced_by_an_app_of_ones_own_builds_tests_serves_and_is_healthy(
+@pytest.mark.platform("linux/amd64", "linux/arm64")  # `invoke lock` compiles the locks of both
+def test_the_example_replaced_by_an_app_of_ones_own_locks_builds_tests_serves_and_is_healthy(
     invoke: Invoke, adopted
 ):
     name, port = f"{invoke.image_name}-adopted", free_port()
@@ -102,6 +123,32 @@ def test_the_example_replaced_by_an_app_of_ones_own_builds_tests_serves_and_is_h
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     )
     try:
+        # The suite's IMAGE_NAME for the lock: its pip cache volume, which the suite removes.
+        locked = run(adopted, {**env, "IMAGE_NAME": invoke.image_name}, "invoke", "lock")
+        report = locked.stderr.splitlines()
+        # The other architecture's lock says why it is slow, and that it is alive while it runs.
+        other = "requirements-arm64.txt" if HOST_PLATFORM == "linux/amd64" else "requirements.txt"
+        assert any(
+            line.startswith(f"locking {other} (")
+            and "under emulation" in line
+            and line.endswith("expect minutes")
+            for line in report
+        ), locked.stderr
+        assert any(
+            line.startswith(f"still locking {other}: ") and line.endswith(" so far")
+            for line in report
+        ), locked.stderr
+        for lock in IMAGE_LOCKS:
+            text = (adopted / lock).read_text()
+            version = pinned_versions(text).get(OWN_PACKAGE)
+            assert version, f"{lock} lacks {OWN_PACKAGE}"
+            assert any(
+                line.startswith(f"{lock}: added {OWN_PACKAGE} {version}") for line in report
+            ), locked.stderr
+            entry = text[text.index(f"{OWN_PACKAGE}==") :].split("\n    # via", 1)[0]
+            assert "--hash=sha256:" in entry, f"{lock}: {OWN_PACKAGE} has no hash"
+        run(adopted, env, "invoke", "lock", "--check")
+
         run(adopted, env, "invoke", "build")
 
         unit = run(adopted, env, "nox", "-s", "tests")
@@ -116,6 +163,8 @@ def test_the_example_replaced_by_an_app_of_ones_own_builds_tests_serves_and_is_h
 
         run(adopted, env, "invoke", "run", "--detach")
         wait_until_healthy(f"http://127.0.0.1:{port}/health")
+        status, body = get_text(f"http://127.0.0.1:{port}/health")
+        assert (status, body.split(", ")[-1].split(" ")[0]) == (200, OWN_PACKAGE), body
         deadline = time.monotonic() + HEALTHY_WITHIN
         while (status := health_status(name)) != "healthy":
             assert status == "starting", (
