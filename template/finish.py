@@ -6,14 +6,13 @@ it does the same on the same input every time:
 
 - with `example=False`, the minimal app of template/minimal/ goes in (the example is excluded);
 - in the files below, a block between `<!-- if NAME -->` and `<!-- endif NAME -->` lines (`# if
-  NAME` and `# endif NAME` in a Dockerfile, a workflow or .env.example, `// if NAME` and `//
-  endif NAME` in a devcontainer.json), a single line ending in
-  `<!-- if NAME -->`, or a span of a line between `<!-- if NAME -->` and `<!-- endif NAME -->`
-  (never at the line's start, where Markdown would take the rest of the line for HTML), stays
-  where NAME was answered true and goes where it was false; a block between `<!-- if not NAME`
-  and `endif not NAME -->` (a comment, unseen in the template's own README) the other way round.
-  The markers go either way. NAME `template` is false in every project: what only the template's
-  own README says;
+  NAME` and `# endif NAME` in a Dockerfile, a workflow, .env.example or .gitignore, `// if NAME`
+  and `// endif NAME` in a devcontainer.json), a single line ending in `<!-- if NAME -->`, or a
+  span of a line between `<!-- if NAME -->` and `<!-- endif NAME -->` (never at the line's start,
+  where Markdown would take the rest of the line for HTML), stays where NAME was answered true and
+  goes where it was false; a block between `<!-- if not NAME` and `endif not NAME -->` (a comment,
+  unseen in the template's own README) the other way round. The markers go either way. NAME
+  `template` is false in every project: what only the template's own README says;
 - an optional flag named after a question, ` [--gpu]` in a task's synopsis (a code span, where a
   marker would show), goes where that question was answered false;
 - the README's title becomes the project's name.
@@ -30,6 +29,7 @@ MARKED = (
     "Dockerfile",
     "Dockerfile.gpu",
     ".env.example",
+    ".gitignore",
     "docs/*.md",
     ".github/workflows/*.y*ml",
     ".devcontainer/**/devcontainer.json",

@@ -38,7 +38,7 @@ TEMPLATE_ONLY = [
 ]
 # The files template/finish.py fits to the answers (its marked blocks); every other file is copied.
 FITTED = re.compile(
-    r"README\.md|Dockerfile(\.gpu)?|\.env\.example|docs/.*\.md|\.github/workflows/.*"
+    r"README\.md|Dockerfile(\.gpu)?|\.env\.example|\.gitignore|docs/.*\.md|\.github/workflows/.*"
     r"|\.devcontainer/(gpu/)?devcontainer\.json"
 )
 # A marker of template/finish.py, which it takes out of every file it fits.
@@ -73,12 +73,14 @@ for name, task in vars(tasks).items():
 
 def texts_of(project: Path, run) -> list[tuple[str, str]]:
     """(where, line) for every line a user reads about the project: README.md, docs/*.md,
-    .env.example, `invoke --help` of every task and `nox -l`."""
+    .env.example, .gitignore, data/README.md, `invoke --help` of every task and `nox -l`."""
     lines = [
         (f"{page.relative_to(project)}:{number}", line)
         for page in [
             project / "README.md",
             project / ".env.example",
+            project / ".gitignore",
+            project / "data" / "README.md",
             *(project / "docs").glob("*.md"),
         ]
         for number, line in enumerate(page.read_text().splitlines(), 1)
