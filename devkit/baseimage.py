@@ -119,12 +119,12 @@ def stale_reason(project_dir: Path, image: str) -> str | None:
 
 def resolve(engine: Engine, image: str, *, may_pull: bool = True) -> dict[str, str]:
     """{platform: digest} of `image`'s manifests for the platforms the images are built for, as its
-    registry names them now. Podman names the digest of an image of one platform only once it
-    holds it: then it is pulled, where `may_pull`, else none is found. A UserError where the
+    registry names them now. Where the engine names the digest of an image of one platform only
+    once it holds it, it is pulled, where `may_pull`, else none is found. A UserError where the
     registry cannot be reached or has none of those platforms."""
     try:
         found = engine.manifest_digests(image)
-        if not found and engine.podman and may_pull:
+        if not found and engine.dialect.platform_digest_needs_pull and may_pull:
             found = engine.pulled_digest(image)
     except UserError as error:
         raise UserError(f"cannot resolve BASE_IMAGE {image} to a digest ({error})", _FIX) from None

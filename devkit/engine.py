@@ -147,6 +147,12 @@ class Dialect:
             else None
         )
 
+    @property
+    def platform_digest_needs_pull(self) -> bool:
+        """The digest of an image of one platform is known only once it is pulled: Podman's
+        `manifest inspect` shows that manifest re-serialized, without its digest."""
+        return self.podman
+
     def init_paths(self) -> tuple[str, ...]:
         """Where the engine's packages put the init of `run --init`."""
         return CATATONIT_PATHS if self.podman else ()

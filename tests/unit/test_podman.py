@@ -1,6 +1,7 @@
 """DOCKER=podman: every command line the tasks give Podman, and the engine questions and doctor's
 checks as Podman answers them (its CLI stood in for by a script)."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -281,3 +282,18 @@ def test_doctor_cdi_check(tmp_path):
     found = doctor.check_cdi(gpu=True, spec_dirs=(specs,))
     assert found.verdict == OK
     assert str(specs / "nvidia.yaml") in found.detail
+
+
+def test_no_module_but_the_engine_asks_whether_the_cli_is_podman():
+    """What Podman needs is asked of the engine's dialect by what it is for (`gpus_by_cdi`,
+    `builder`...), never by testing the CLI's name outside devkit/engine.py."""
+    root = Path(__file__).resolve().parents[2]
+    asking = re.compile(r"\.podman\b|\bis_podman\(")
+    found = [
+        f"{path.relative_to(root)}:{number}: {line.strip()}"
+        for path in [root / "tasks.py", *sorted((root / "devkit").glob("*.py"))]
+        if path.name != "engine.py"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if asking.search(line)
+    ]
+    assert found == []
