@@ -30,7 +30,7 @@ from helpers.command_lines import (
 )
 from helpers.doctor_findings import findings
 from helpers.fake_cli import fake_cli
-from helpers.project import with_capabilities
+from helpers.project import PROJECT_DIR, with_capabilities
 from helpers.recording_engine import RecordingEngine
 
 
@@ -287,11 +287,10 @@ def test_doctor_cdi_check(tmp_path):
 def test_no_module_but_the_engine_asks_whether_the_cli_is_podman():
     """What Podman needs is asked of the engine's dialect by what it is for (`gpus_by_cdi`,
     `builder`...), never by testing the CLI's name outside devkit/engine.py."""
-    root = Path(__file__).resolve().parents[2]
     asking = re.compile(r"\.podman\b|\bis_podman\(")
     found = [
-        f"{path.relative_to(root)}:{number}: {line.strip()}"
-        for path in [root / "tasks.py", *sorted((root / "devkit").glob("*.py"))]
+        f"{path.relative_to(PROJECT_DIR)}:{number}: {line.strip()}"
+        for path in [PROJECT_DIR / "tasks.py", *sorted((PROJECT_DIR / "devkit").glob("*.py"))]
         if path.name != "engine.py"
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if asking.search(line)
