@@ -88,6 +88,15 @@ def _log_config() -> dict:
     return config
 
 
+def _lighter_log_records() -> None:
+    """The logging HOWTO's optimizations: no record looks up its caller, thread or process, which no
+    line here prints; under load, that is most of what an access line costs."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 def _exit_cleanly(signum, frame):
     raise SystemExit(0)
 
@@ -140,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         log_config=_log_config(),
         access_log=options.access_log,
     )
+    _lighter_log_records()
     server = uvicorn.Server(config)
     server.run()
     return 0 if server.started else 1  # not started: uvicorn logged why (the port is taken, say)

@@ -52,6 +52,7 @@ MAX_REQUESTS_IN_PROGRESS = 256
 BODY_TIMEOUT_S = 10.0
 KEEP_ALIVE_S = 5.0
 SHUTDOWN_GRACE_S = 8.0  # under `docker stop`'s 10 s, after which the engine kills the process
+PREDICTION_PATHS = ("/predict", f"/v1/models/{store.MODEL_NAME}:predict")
 ENDPOINTS = {  # what GET / lists
     "GET /health": "readiness: 200 once the model is loaded, 503 before",
     "GET /live": "liveness: 200 whenever the server answers",
@@ -397,24 +398,33 @@ def _too_large() -> BadRequest:
     )
 
 
-async def _body(request: Request, timeout: float) -> bytes:
+class ClientGone(Exception):
+    """The client closed its connection before its request was read: there is nobody to answer."""
+
+
+async def _body(receive, declared: bytes, timeout: float) -> bytes:
     """The request body, refused (413) past MAX_BODY_BYTES before it is all read, and (408) when it
-    takes longer than `timeout`; Starlette's own max_body_size would answer in plain text."""
-    declared = request.headers.get("content-length", "")
+    takes longer than `timeout`; `declared` is its Content-Length, if any."""
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise _too_large()
-    body = bytearray()
+    chunks, size = [], 0
     try:
         async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > MAX_BODY_BYTES:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
                     raise _too_large()
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
     except TimeoutError:
         raise BadRequest(
             408, f"the body did not arrive within {timeout:g} s", {"Connection": "close"}
         ) from None
-    return bytes(body)
 
 
 class JSONResponse(Response):
@@ -423,13 +433,116 @@ class JSONResponse(Response):
     media_type = "application/json"
 
     def render(self, content) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+        return _json(content)
 
 
-def _error(
-    status_code: int, message: str, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status_code, headers=headers)
+def _internal_error_document(error: Exception) -> dict:
+    """A 500's answer: the type of the error; its message may hold what a client should not see."""
+    return {"error": f"internal error ({type(error).__name__}); the server's log says more"}
+
+
+def _json(content) -> bytes:
+    return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+class Predictions:
+    """POST /predict, as an ASGI application of its own: the rows of the request, checked, in the
+    next batch (batching.py); each answer is JSON, an error's too. It keeps at most
+    `options.max_requests` predictions in progress and answers the next a 503 at once."""
+
+    def __init__(self, slot: ModelSlot, batcher, options: Options):
+        self._slot = slot
+        self._batcher = batcher
+        self._options = options
+        self._in_progress = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            status, content, headers = await self._answer(scope, receive)
+        except ClientGone:
+            return
+        except Exception as error:  # noqa: BLE001 (a JSON 500 and the traceback in the log)
+            log.exception("the prediction failed")
+            status, headers = 500, {}
+            content = _internal_error_document(error)
+        body = _json(content)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(body)),
+                    *((name.encode(), value.encode()) for name, value in headers.items()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _answer(self, scope, receive) -> tuple[int, object, Mapping[str, str]]:
+        """The status, the JSON document and the extra headers of the answer."""
+        media_type, declared = b"", b""
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                media_type = value.split(b";")[0].strip().lower()
+            elif name == b"content-length":
+                declared = value
+        slot, options = self._slot, self._options
+        if media_type != b"application/json":
+            return (
+                415,
+                {
+                    "error": "send the body as JSON with the header Content-Type:"
+                    f" application/json, not {media_type.decode('latin-1') or 'no type'}"
+                },
+                {},
+            )
+        if not slot.ready:
+            message = f"the model is not ready yet ({slot.status}); GET /health says when it is"
+            return 503, {"error": message}, {}
+        if self._in_progress >= options.max_requests:
+            message = (
+                f"the server has {options.max_requests} predictions in progress, its limit;"
+                " retry shortly"
+            )
+            return 503, {"error": message}, {"Retry-After": "1"}
+        self._in_progress += 1
+        try:
+            with self._batcher.arriving():
+                body = await _body(receive, declared, options.body_timeout)
+                rows = parse_instances(body, slot.feature_count)
+            probabilities = await self._batcher.predict(rows)
+        except BadRequest as error:
+            return error.status_code, {"error": str(error)}, error.headers or {}
+        finally:
+            self._in_progress -= 1
+        finite = np.isfinite(probabilities).all(axis=1)
+        if not finite.all():
+            index = int(np.argmin(finite))
+            message = (
+                f"instance {index} is so far from the measurements the model knows"
+                " that its output is not a finite number"
+            )
+            return 400, {"error": message}, {}
+        return 200, {"predictions": probabilities}, {}
+
+
+class _Application(Starlette):
+    """Starlette, but a POST to a prediction path goes straight to `predictions`: under load,
+    Starlette's routing and middleware cost a request more than its share of the model's call
+    (`python -m benchmarks.serving`). Everything else, the other methods there included, goes
+    through Starlette."""
+
+    def __init__(self, predictions: Predictions, **settings):
+        super().__init__(**settings)
+        self._predictions = predictions
+
+    async def __call__(self, scope, receive, send) -> None:
+        prediction = scope["type"] == "http" and scope["method"] == "POST"
+        if prediction and scope["path"] in PREDICTION_PATHS:
+            await self._predictions(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -452,7 +565,7 @@ def create_app(
         )
     else:
         batcher = batching.Unbatched(slot.predict)
-    in_progress = 0
+    predictions = Predictions(slot, batcher, options)
 
     async def health(request: Request) -> JSONResponse:
         if not slot.ready:
@@ -472,55 +585,17 @@ def create_app(
     async def live(request: Request) -> JSONResponse:
         return JSONResponse({"status": "alive"})
 
-    async def predict(request: Request) -> JSONResponse:
-        nonlocal in_progress
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media_type != "application/json":
-            return _error(
-                415,
-                "send the body as JSON with the header Content-Type: application/json,"
-                f" not {media_type or 'no type'}",
-            )
-        if not slot.ready:
-            return _error(
-                503, f"the model is not ready yet ({slot.status}); GET /health says when it is"
-            )
-        if in_progress >= options.max_requests:
-            message = (
-                f"the server has {options.max_requests} predictions in progress, its limit;"
-                " retry shortly"
-            )
-            return _error(503, message, {"Retry-After": "1"})
-        in_progress += 1
-        try:
-            with batcher.arriving():
-                rows = parse_instances(
-                    await _body(request, options.body_timeout), slot.feature_count
-                )
-            probabilities = await batcher.predict(rows)
-        except BadRequest as error:
-            return _error(error.status_code, str(error), error.headers)
-        finally:
-            in_progress -= 1
-        finite = np.isfinite(probabilities).all(axis=1)
-        if not finite.all():
-            index = int(np.argmin(finite))
-            return _error(
-                400,
-                f"instance {index} is so far from the measurements the model knows"
-                " that its output is not a finite number",
-            )
-        return JSONResponse({"predictions": probabilities})
-
     async def index(request: Request) -> JSONResponse:
         return JSONResponse({"model": store.MODEL_NAME, "endpoints": ENDPOINTS})
 
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        return _error(error.status_code, error.detail)
+        return JSONResponse(
+            {"error": error.detail}, status_code=error.status_code, headers=error.headers
+        )
 
     async def internal_error(request: Request, error: Exception) -> JSONResponse:
         # uvicorn logs the exception with its traceback once this answer is sent.
-        return _error(500, f"internal error ({type(error).__name__}); the server's log says more")
+        return JSONResponse(_internal_error_document(error), status_code=500)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -528,13 +603,14 @@ def create_app(
         async with batcher.running():
             yield
 
-    app = Starlette(
+    app = _Application(
+        predictions,
         routes=[
             Route("/", index),
             Route("/health", health),
             Route("/live", live),
-            Route("/predict", predict, methods=["POST"]),
-            Route(f"/v1/models/{store.MODEL_NAME}:predict", predict, methods=["POST"]),
+            # Reached for the other methods only (a 405): _Application answers a POST itself.
+            *(Route(path, predictions, methods=["POST"]) for path in PREDICTION_PATHS),
         ],
         exception_handlers={HTTPException: http_error, Exception: internal_error},
         lifespan=lifespan,
@@ -543,15 +619,43 @@ def create_app(
     return app
 
 
+class _TurnWriter:
+    """A connection's transport whose writes in one turn of the event loop go out together, at the
+    end of the turn: an answer's head and body in one system call, not two (under load, the writes
+    are most of what an answer costs the server). Everything else is the transport's own."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._held:
+            self._loop.call_soon(self._flush)
+        self._held.append(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def _flush(self) -> None:
+        if self._held and not self._transport.is_closing():
+            self._transport.write(b"".join(self._held))
+        self._held.clear()
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
+
+
 class _HTTPProtocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 on httptools (llhttp, Node.js's parser, in C), with a deadline for each
     request head: a connection that has not sent a whole request head within the keep-alive timeout
     of opening, or of its last answer, is closed. (uvicorn's own keep-alive timer stops at the first
     byte, and a new connection has none: a client that sends nothing, or a head byte by byte, would
-    hold its connection for good.)"""
+    hold its connection for good.) It writes through a _TurnWriter."""
 
     def connection_made(self, transport) -> None:
-        super().connection_made(transport)
+        super().connection_made(_TurnWriter(transport, self.loop))
         self._head_deadline = self.loop.call_later(self.timeout_keep_alive, self._head_overdue)
 
     def on_response_complete(self) -> None:

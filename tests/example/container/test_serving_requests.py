@@ -1,8 +1,11 @@
 """The server against what clients send, inside the image: values beyond float32, JSON nested too deep,
-unexpected errors, the probes, and clients that stall (timeouts and the limit of requests in progress)."""
+unexpected errors, the probes, clients that stall (timeouts and the limit of requests in progress) or
+leave, and how an answer is written."""
 
+import asyncio
 import http.client
 import json
+import logging
 import socket
 import threading
 import time
@@ -275,3 +278,77 @@ def test_200_stalled_connections_do_not_keep_a_request_from_an_answer_within_a_s
     finally:
         for connection in stalls:
             connection.close()
+
+
+def test_a_client_that_leaves_before_its_body_is_read_leaves_no_error_in_the_log(
+    server_url, caplog
+):
+    upload = stalled(server_url, STALLS["half a body"])
+    time.sleep(0.2)  # the server is reading its body
+    upload.close()
+    time.sleep(0.3)
+    assert predict(server_url, [SETOSA])[0] == 200
+    errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+    assert errors == []
+
+
+# --- the writes of an answer --------------------------------------------------------------------
+
+
+class RecordingTransport:
+    def __init__(self):
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str):
+        return f"the transport's {name}"
+
+
+def test_the_writes_of_one_turn_go_out_in_one_at_its_end():
+    async def answer() -> list[bytes]:
+        transport = RecordingTransport()
+        writer = server._TurnWriter(transport, asyncio.get_running_loop())
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        writer.write(b'{"predictions": []}')
+        held = list(transport.writes)
+        await asyncio.sleep(0)
+        return held + [b"-- the turn ends --"] + transport.writes
+
+    assert asyncio.run(answer()) == [
+        b"-- the turn ends --",
+        b'HTTP/1.1 200 OK\r\n\r\n{"predictions": []}',
+    ]
+
+
+def test_what_was_written_goes_out_before_the_connection_closes_and_nothing_after():
+    async def close_after_writing() -> tuple[list[bytes], bool]:
+        transport = RecordingTransport()
+        writer = server._TurnWriter(transport, asyncio.get_running_loop())
+        writer.write(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+        writer.close()
+        writes = list(transport.writes)
+        writer.write(b"too late")
+        await asyncio.sleep(0)
+        return transport.writes, writes == transport.writes
+
+    writes, nothing_after_close = asyncio.run(close_after_writing())
+    assert writes == [b"HTTP/1.1 408 Request Timeout\r\n\r\n"]
+    assert nothing_after_close
+
+
+def test_the_rest_of_the_transport_is_the_transports_own():
+    loop = asyncio.new_event_loop()
+    try:
+        writer = server._TurnWriter(RecordingTransport(), loop)
+        assert writer.get_extra_info("peername") == "the transport's peername"
+    finally:
+        loop.close()
