@@ -13,9 +13,11 @@ once src/app/server.py is gone).
    (benchmarks/serving_floor.py: a constant answer of the same size from Starlette, on uvicorn's
    h11 + asyncio, and on its httptools + uvloop). wrk (one thread, keep-alive connections)
    sends 8-row POST /predict requests for a few seconds per point, at 1, 8 and 32
-   connections, to each server in turn: requests/s, p50, p99, the server's CPU use (of its one
-   CPU) and CPU time per request (which other load on the machine changes least), and ours over
-   each. The median time of one call of the model (8 rows) is measured in the image too.
+   connections, to each server in turn, for three rounds: requests/s, p50, p99, the server's CPU
+   use (of its one CPU) and CPU time per request (which other load on the machine changes least),
+   and ours over each, each figure a server's median round (from one run to the next, the noise
+   of a shared machine moved the ratios by a tenth). The median time of one call of the model (8
+   rows) is measured in the image too.
 3. The goals, each with its figure: met or missed. Exits 1 when one is missed.
 
 wrk, not Python threads, is the client: it costs a fraction of a core, so the figures are the
@@ -188,6 +190,12 @@ class Server:
     direct: str  # its URL at its address on the benchmark's network
 
 
+def median_round(points: list[Point]) -> Point:
+    """The round whose requests/s is the median (the lower of the two middle ones, for an even
+    count): its latencies and CPU use come with it."""
+    return sorted(points, key=lambda point: point.requests_per_s)[(len(points) - 1) // 2]
+
+
 def start_server(
     docker: str,
     image: str,
@@ -255,10 +263,13 @@ def goals(figures: dict[str, dict[int, Point]], model_ms: float) -> list[tuple[s
     ]
 
 
-def report(figures, model_ms: float, seconds: float, loads: tuple[str, str], direct: bool) -> int:
+def report(
+    figures, model_ms: float, seconds: float, rounds: int, loads: tuple[str, str], direct: bool
+) -> int:
     print(
         f"\nPOST /predict, {ROWS_PER_REQUEST} rows per request; each server on one CPU (--cpus 1),"
-        f" {os.cpu_count()} cores here; wrk: 1 thread, keep-alive, {seconds:g} s per point"
+        f" {os.cpu_count()} cores here; wrk: 1 thread, keep-alive, {seconds:g} s per point;"
+        f" each figure the median of {rounds} rounds"
     )
     if direct:
         print("wrk reached each server at its address on the benchmark's network")
@@ -294,6 +305,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--seconds", type=float, default=5, help="seconds of load per point (default 5)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of all the servers at each point; a figure is the median round (default 3)",
     )
     arguments = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -342,13 +359,29 @@ def main() -> int:
                 wrk(script, server_url, CLIENTS[-1], WARM_UP_S)
             loads = [load_average()]
             figures: dict[str, dict[int, Point]] = {server: {} for server in SERVERS}
-            # The servers in turn at each point, so that all see what else this machine does.
+            # The servers in turn at each point, round after round, so that all see what else
+            # this machine does; each figure is a server's median round.
             for clients in CLIENTS:
-                for server, server_url in urls.items():
-                    print(f"{server}, {clients} clients ...", file=sys.stderr, flush=True)
-                    figures[server][clients] = measure(
-                        docker, names[server], script, server_url, clients, arguments.seconds
-                    )
+                rounds: dict[str, list[Point]] = {server: [] for server in SERVERS}
+                for round_number in range(1, arguments.rounds + 1):
+                    for server, server_url in urls.items():
+                        print(
+                            f"{server}, {clients} clients, round {round_number} ...",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        rounds[server].append(
+                            measure(
+                                docker,
+                                names[server],
+                                script,
+                                server_url,
+                                clients,
+                                arguments.seconds,
+                            )
+                        )
+                for server, points in rounds.items():
+                    figures[server][clients] = median_round(points)
             loads.append(load_average())
         finally:
             subprocess.run(
@@ -364,7 +397,9 @@ def main() -> int:
             subprocess.run([docker, "network", "rm", network], capture_output=True, check=False)
     print(f"{'invoke run --detach to first /health 200, no model yet':<58} {untrained:.1f} s")
     print(f"{'invoke run --detach to first /health 200, model trained':<58} {trained:.1f} s")
-    return report(figures, model_ms, arguments.seconds, (loads[0], loads[1]), direct)
+    return report(
+        figures, model_ms, arguments.seconds, arguments.rounds, (loads[0], loads[1]), direct
+    )
 
 
 if __name__ == "__main__":
