@@ -656,21 +656,31 @@ class _HTTPProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport) -> None:
         super().connection_made(_TurnWriter(transport, self.loop))
-        self._head_deadline = self.loop.call_later(self.timeout_keep_alive, self._head_overdue)
+        self._waiting_since = self.loop.time()
+        self._head_deadline = self.loop.call_later(self.timeout_keep_alive, self._check_deadline)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self._head_deadline.cancel()
-        self._head_deadline = self.loop.call_later(self.timeout_keep_alive, self._head_overdue)
+        # The next head is due within the keep-alive timeout from now. One timer a connection looks
+        # when it fires, rather than one timer a request: under load, timers cost.
+        self._waiting_since = self.loop.time()
 
     def connection_lost(self, exc) -> None:
         self._head_deadline.cancel()
         super().connection_lost(exc)
 
-    def _head_overdue(self) -> None:
-        waiting_for_a_head = self.cycle is None or self.cycle.response_complete
-        if waiting_for_a_head and not self.transport.is_closing():
-            self.transport.close()
+    def _check_deadline(self) -> None:
+        """Close a connection whose next head is overdue; else look again when it would be."""
+        now = self.loop.time()
+        if self.cycle is None or self.cycle.response_complete:  # waiting for a head
+            due = self._waiting_since + self.timeout_keep_alive
+            if due <= now:
+                if not self.transport.is_closing():
+                    self.transport.close()
+                return
+        else:  # answering: the next head is due at the earliest a timeout after this
+            due = now + self.timeout_keep_alive
+        self._head_deadline = self.loop.call_at(due, self._check_deadline)
 
 
 def uvicorn_config(

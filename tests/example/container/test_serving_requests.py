@@ -230,6 +230,20 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout(st
     assert (received, seconds < 5) == (b"", True)
 
 
+def test_a_connection_that_sends_each_head_within_the_timeout_stays_open(strict_url):
+    connection = http.client.HTTPConnection(*address(strict_url), timeout=10)
+    try:
+        for _ in range(8):  # 2.4 s in all, past the 1 s timeout, 0.3 s between an answer and a head
+            connection.request("GET", "/live")
+            assert connection.getresponse().read() == b'{"status":"alive"}'
+            time.sleep(0.3)
+        assert connection.sock is not None, "the client saw the connection closed"
+        connection.request("GET", "/live")
+        assert connection.getresponse().status == 200
+    finally:
+        connection.close()
+
+
 def test_a_body_that_stalls_gets_a_json_408_and_the_connection_is_closed(strict_url):
     received, seconds = closed_within(stalled(strict_url, STALLS["half a body"]), 10)
     head, _, body = received.partition(b"\r\n\r\n")
