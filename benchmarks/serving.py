@@ -185,7 +185,6 @@ def measure(docker: str, container: str, script: Path, url: str, clients: int, s
 
 @dataclass
 class Server:
-    name: str
     published: str  # its URL through a published port on 127.0.0.1
     direct: str  # its URL at its address on the benchmark's network
 
@@ -221,7 +220,7 @@ def start_server(
         text=True,
         check=True,
     ).stdout.strip()
-    return Server(name, published=f"http://127.0.0.1:{port}", direct=f"http://{address}:8888")
+    return Server(published=f"http://127.0.0.1:{port}", direct=f"http://{address}:8888")
 
 
 def reachable(url: str) -> bool:
@@ -313,6 +312,8 @@ def main() -> int:
         help="rounds of all the servers at each point; a figure is the median round (default 3)",
     )
     arguments = parser.parse_args()
+    if arguments.seconds <= 0 or arguments.rounds < 1:
+        parser.error("--seconds takes a time above 0, --rounds a whole number from 1")
     if shutil.which("wrk") is None:
         sys.exit(
             "benchmarks.serving needs wrk, the HTTP load generator: `apt-get install wrk` "
