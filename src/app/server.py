@@ -127,6 +127,9 @@ class Options:
 
 
 class BadRequest(Exception):
+    """A prediction request refused, with its status (4xx, or 503 while the server cannot take it),
+    its message and any headers; the client gets {"error": message}."""
+
     def __init__(self, status_code: int, message: str, headers: Mapping[str, str] | None = None):
         super().__init__(message)
         self.status_code = status_code
@@ -457,14 +460,17 @@ class Predictions:
         self._in_progress = 0
 
     async def __call__(self, scope, receive, send) -> None:
+        status, headers = 200, {}
         try:
-            status, content, headers = await self._answer(scope, receive)
+            content = {"predictions": await self._predict(scope, receive)}
         except ClientGone:
             return
+        except BadRequest as error:
+            status, headers = error.status_code, error.headers or {}
+            content = {"error": str(error)}
         except Exception as error:  # noqa: BLE001 (a JSON 500 and the traceback in the log)
             log.exception("the prediction failed")
-            status, headers = 500, {}
-            content = _internal_error_document(error)
+            status, content = 500, _internal_error_document(error)
         body = _json(content)
         await send(
             {
@@ -479,8 +485,8 @@ class Predictions:
         )
         await send({"type": "http.response.body", "body": body})
 
-    async def _answer(self, scope, receive) -> tuple[int, object, Mapping[str, str]]:
-        """The status, the JSON document and the extra headers of the answer."""
+    async def _predict(self, scope, receive) -> np.ndarray:
+        """The probabilities for the request's rows; BadRequest says why there are none."""
         media_type, declared = b"", b""
         for name, value in scope["headers"]:
             if name == b"content-type":
@@ -489,42 +495,37 @@ class Predictions:
                 declared = value
         slot, options = self._slot, self._options
         if media_type != b"application/json":
-            return (
+            raise BadRequest(
                 415,
-                {
-                    "error": "send the body as JSON with the header Content-Type:"
-                    f" application/json, not {media_type.decode('latin-1') or 'no type'}"
-                },
-                {},
+                "send the body as JSON with the header Content-Type: application/json,"
+                f" not {media_type.decode('latin-1') or 'no type'}",
             )
         if not slot.ready:
-            message = f"the model is not ready yet ({slot.status}); GET /health says when it is"
-            return 503, {"error": message}, {}
+            raise BadRequest(
+                503, f"the model is not ready yet ({slot.status}); GET /health says when it is"
+            )
         if self._in_progress >= options.max_requests:
             message = (
                 f"the server has {options.max_requests} predictions in progress, its limit;"
                 " retry shortly"
             )
-            return 503, {"error": message}, {"Retry-After": "1"}
+            raise BadRequest(503, message, {"Retry-After": "1"})
         self._in_progress += 1
         try:
             with self._batcher.arriving():
                 body = await _body(receive, declared, options.body_timeout)
                 rows = parse_instances(body, slot.feature_count)
             probabilities = await self._batcher.predict(rows)
-        except BadRequest as error:
-            return error.status_code, {"error": str(error)}, error.headers or {}
         finally:
             self._in_progress -= 1
         finite = np.isfinite(probabilities).all(axis=1)
         if not finite.all():
-            index = int(np.argmin(finite))
-            message = (
-                f"instance {index} is so far from the measurements the model knows"
-                " that its output is not a finite number"
+            raise BadRequest(
+                400,
+                f"instance {int(np.argmin(finite))} is so far from the measurements the model"
+                " knows that its output is not a finite number",
             )
-            return 400, {"error": message}, {}
-        return 200, {"predictions": probabilities}, {}
+        return probabilities
 
 
 class _Application(Starlette):
